@@ -1,0 +1,169 @@
+/**
+ * The local cloud's edge: one LocalStack-shaped HTTP endpoint on 127.0.0.1 that forwards
+ * every request, body and headers streamed unchanged, to the emulator serving its AWS
+ * service. The service is read from the SigV4 credential scope
+ * (`Credential=AKID/date/region/SERVICE/aws4_request`, in the Authorization header or, for
+ * presigned URLs, the `X-Amz-Credential` query parameter), with the `X-Amz-Target` prefix
+ * as a fallback. Unsigned requests (e.g. `/moto-api/...`) go to moto.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/** The emulators behind the edge. */
+export type Backend = 'dynamodb' | 'sqs' | 'moto';
+
+export interface BackendAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export type EdgeTargets = Partial<Record<Backend, BackendAddress>>;
+
+export interface EdgeRouterOptions {
+  /** Port to listen on; 0 picks a free one. */
+  readonly port: number;
+  /** Defaults to 127.0.0.1. */
+  readonly host?: string;
+  /** Backends known at start; more can be set later with `setTargets`. */
+  readonly targets?: EdgeTargets;
+}
+
+export interface EdgeRouter {
+  readonly host: string;
+  readonly port: number;
+  /** `http://host:port` */
+  readonly url: string;
+  setTargets(targets: EdgeTargets): void;
+  close(): Promise<void>;
+}
+
+/** Path answered by the edge itself, like LocalStack's `/_localstack/health`. */
+export const HEALTH_PATH = '/_cairn/health';
+
+const SCOPE_RE = /Credential=[^/,\s]+\/\d{8}\/[^/,\s]+\/([^/,\s]+)\/aws4_request/i;
+const QUERY_SCOPE_RE = /[?&]X-Amz-Credential=[^&/]+(?:\/|%2F)\d{8}(?:\/|%2F)[^&/%]+(?:\/|%2F)([^&/%]+)(?:\/|%2F)aws4_request/i;
+
+const TARGET_PREFIXES: ReadonlyArray<readonly [string, string]> = [
+  ['DynamoDB_', 'dynamodb'],
+  ['DynamoDBStreams_', 'dynamodb'],
+  ['AmazonSQS', 'sqs'],
+  ['AWSStepFunctions', 'states'],
+];
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** The AWS service a request is for, or undefined for unsigned requests without hints. */
+export function serviceOf(url: string | undefined, headers: http.IncomingHttpHeaders): string | undefined {
+  const auth = headerValue(headers.authorization);
+  const scoped = auth === undefined ? undefined : SCOPE_RE.exec(auth)?.[1];
+  if (scoped !== undefined) return scoped.toLowerCase();
+  const presigned = url === undefined ? undefined : QUERY_SCOPE_RE.exec(url)?.[1];
+  if (presigned !== undefined) return presigned.toLowerCase();
+  const target = headerValue(headers['x-amz-target']);
+  if (target !== undefined) {
+    for (const [prefix, service] of TARGET_PREFIXES) if (target.startsWith(prefix)) return service;
+  }
+  return undefined;
+}
+
+/** Which emulator serves a service: DynamoDB Local, ElasticMQ, or moto for the rest. */
+export function backendFor(service: string | undefined): Backend {
+  if (service === 'dynamodb') return 'dynamodb';
+  if (service === 'sqs') return 'sqs';
+  return 'moto';
+}
+
+/** Per-hop headers that belong to one connection, not to the request. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'expect', 'upgrade']);
+
+function forwardableRawHeaders(raw: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (!HOP_BY_HOP.has(name.toLowerCase())) out.push(name, raw[i + 1] as string);
+  }
+  return out;
+}
+
+function sendError(res: http.ServerResponse, status: number, code: string, message: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify({ __type: code, message });
+  res.writeHead(status, { 'content-type': 'application/x-amz-json-1.0', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+export async function startEdgeRouter(options: EdgeRouterOptions): Promise<EdgeRouter> {
+  const host = options.host ?? '127.0.0.1';
+  let targets: EdgeTargets = { ...options.targets };
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
+  const server = http.createServer((req, res) => {
+    if (req.url === HEALTH_PATH && req.method === 'GET') {
+      const body = JSON.stringify({ backends: targets });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(body);
+      return;
+    }
+    const service = serviceOf(req.url, req.headers);
+    const backend = backendFor(service);
+    const target = targets[backend];
+    if (target === undefined) {
+      req.resume();
+      sendError(res, 503, 'ServiceUnavailable', `local cloud: ${backend} is not running (service ${service ?? 'unsigned'})`);
+      return;
+    }
+    const upstream = http.request({
+      host: target.host,
+      port: target.port,
+      method: req.method,
+      path: req.url,
+      headers: forwardableRawHeaders(req.rawHeaders),
+      agent,
+      setHost: false,
+    });
+    upstream.on('response', (up) => {
+      res.writeHead(up.statusCode ?? 502, up.statusMessage, forwardableRawHeaders(up.rawHeaders));
+      up.pipe(res);
+      up.on('error', () => res.destroy());
+    });
+    upstream.on('error', (err) => {
+      sendError(res, 502, 'BadGateway', `local cloud: ${backend} at ${target.host}:${target.port} failed: ${err.message}`);
+    });
+    req.on('error', () => upstream.destroy());
+    res.on('close', () => {
+      if (!res.writableFinished) upstream.destroy();
+    });
+    req.pipe(upstream);
+  });
+  server.keepAliveTimeout = 65_000;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+
+  return {
+    host,
+    port,
+    url: `http://${host}:${port}`,
+    setTargets(next: EdgeTargets): void {
+      targets = { ...targets, ...next };
+    },
+    close(): Promise<void> {
+      return new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+        agent.destroy();
+      });
+    },
+  };
+}
