@@ -63,9 +63,12 @@ ${deps}
   </dependencies>
 </project>
 POM
-  mvn -B -q -f "$dir/pom.xml" -Dmaven.repo.local="$M2" \
+  if ! mvn -B -q -Dstyle.color=never -f "$dir/pom.xml" -Dmaven.repo.local="$M2" \
     "$DEPENDENCY_PLUGIN:copy-dependencies" \
-    -DoutputDirectory="$dir/lib" -DincludeScope=runtime
+    -DoutputDirectory="$dir/lib" -DincludeScope=runtime >"$dir/mvn.log" 2>&1; then
+    cat "$dir/mvn.log" >&2
+    die "Maven could not fetch $name $stamp (log above, also in $dir/mvn.log)"
+  fi
   echo "$stamp" >"$dir/installed"
 }
 

@@ -297,7 +297,11 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
   const timeoutMs = options.startTimeoutMs ?? 90_000;
 
   // The edge starts first: ElasticMQ and moto must know its port.
-  const edge: EdgeRouter = await startEdgeRouter({ port: options.edgePort ?? defaultEdgePort() });
+  const edgePort = options.edgePort ?? defaultEdgePort();
+  const edge: EdgeRouter = await startEdgeRouter({ port: edgePort }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EADDRINUSE') throw err;
+    throw new LocalCloudStartError(`edge port 127.0.0.1:${edgePort} is in use (another local cloud? \`npm run cloud:down\`); or choose one with CAIRN_EDGE_PORT`, { cause: err });
+  });
   removeStaleRunDirs(cacheDir);
   const runDir = path.join(cacheDir, 'run', `${process.pid}-${edge.port}`);
   const started: Running[] = [];
