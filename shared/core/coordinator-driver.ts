@@ -1,0 +1,327 @@
+import type { CheckpointConfig } from './config.js';
+import { CheckpointNotFoundError } from './errors.js';
+import { initialInstanceRecord } from './instance/step.js';
+import { instanceId } from './messages.js';
+import type { CheckpointAck, CheckpointRecord, CheckpointStore, Clock, JobRecord, QueueTransport, SinkStore, SourceLog, StateStore } from './ports.js';
+import {
+  aborted,
+  completed,
+  decideNext,
+  initialJob,
+  recoveryFinished,
+  recoveryStarted,
+  retainedCheckpoints,
+  triggered,
+  type CoordinatorDecision,
+  type CoordinatorFacts,
+} from './protocol/coordinator.js';
+import type { Topology } from './topology.js';
+
+/**
+ * Drives the pure coordinator: read facts, decide, execute one transition, persist, repeat.
+ * Holds no state of its own beyond what the stores hold, so a driver that crashes between
+ * two decisions is replaced by a new one that carries on (the Step Functions task functions
+ * run the same transitions).
+ */
+
+export interface CoordinatorEnvironment {
+  /** Nothing queued or in flight anywhere (the pipeline is drained). */
+  isIdle(): boolean;
+  /** Optimization on rollback (fencing is what makes it correct): drop queued operator messages. */
+  purgeOperatorQueues(): void;
+  /** A failure that needs a rollback (message in an operator dead-letter queue, fatal error). */
+  takeFailureSignal(): string | undefined;
+  takeManualTrigger(): boolean;
+}
+
+export interface CoordinatorFaults {
+  afterDecision?(decision: CoordinatorDecision): void;
+}
+
+export interface CoordinatorDeps {
+  readonly topology: Topology;
+  readonly config: CheckpointConfig;
+  readonly checkpoints: CheckpointStore;
+  readonly state: StateStore;
+  readonly log: SourceLog;
+  readonly sinks: SinkStore;
+  readonly transport: QueueTransport;
+  readonly clock: Clock;
+  readonly env: CoordinatorEnvironment;
+  readonly faults?: CoordinatorFaults;
+  readonly onTransition?: (decision: CoordinatorDecision, checkpoint?: CheckpointRecord) => void;
+}
+
+const pad = (n: number): string => String(n).padStart(12, '0');
+
+export class CoordinatorDriver {
+  private failureSignal: string | undefined;
+  private manualTrigger = false;
+
+  constructor(private readonly deps: CoordinatorDeps) {}
+
+  /** Creates the job and its instances on first start. Idempotent. */
+  async initialize(): Promise<JobRecord> {
+    const existing = await this.deps.checkpoints.getJob();
+    if (existing) return existing;
+    const job = initialJob(this.deps.clock.now());
+    for (const id of this.deps.topology.allInstances()) {
+      if (!(await this.deps.state.loadInstance(id))) await this.deps.state.putInstance(initialInstanceRecord(id, job.generation));
+    }
+    await this.deps.checkpoints.putJob(job, undefined);
+    await this.pollSources(job.generation);
+    return job;
+  }
+
+  /** Asks for a rollback to `checkpointId` (or the last completed one) at the next step. */
+  async requestRestore(reason: string, checkpointId?: number): Promise<void> {
+    const job = await this.requireJob();
+    const target = checkpointId ?? job.lastCompletedId;
+    if (target > 0) {
+      const record = await this.deps.checkpoints.getCheckpoint(target);
+      const retained = await this.retainedIds();
+      if (record?.status !== 'COMPLETED' || !retained.includes(target)) {
+        throw new CheckpointNotFoundError(`checkpoint ${target} is not a retained completed checkpoint (retained: ${retained.join(', ') || 'none'})`);
+      }
+    }
+    await this.execute({ type: 'start-recovery', toCheckpoint: target, reason }, job);
+  }
+
+  /** Runs decisions until the machine waits; returns when it next wants to run. */
+  async step(maxTransitions = 50): Promise<{ progressed: boolean; waitUntil: number | undefined; job: JobRecord }> {
+    let progressed = false;
+    for (let i = 0; i < maxTransitions; i++) {
+      const job = await this.requireJob();
+      const facts = await this.readFacts(job);
+      const decision = decideNext(this.deps.config, facts);
+      if (decision.type === 'wait') return { progressed, waitUntil: decision.until, job };
+      await this.execute(decision, job);
+      progressed = true;
+      this.deps.faults?.afterDecision?.(decision);
+    }
+    return { progressed, waitUntil: this.deps.clock.now(), job: await this.requireJob() };
+  }
+
+  private async requireJob(): Promise<JobRecord> {
+    const job = await this.deps.checkpoints.getJob();
+    if (!job) throw new Error('job not initialized');
+    return job;
+  }
+
+  private async readFacts(job: JobRecord): Promise<CoordinatorFacts> {
+    const all = await this.deps.checkpoints.listCheckpoints();
+    const pending = all.filter((c) => c.status === 'PENDING');
+    const acks = new Map<number, number>();
+    for (const checkpoint of pending) {
+      const list = await this.deps.checkpoints.listAcks(checkpoint.id);
+      acks.set(checkpoint.id, list.filter((a) => a.generation === checkpoint.generation).length);
+    }
+    const sources = this.deps.topology.sources();
+    let ingestedTotal = 0;
+    let sourcesFinished = true;
+    for (const source of sources) {
+      for (let p = 0; p < source.parallelism; p++) {
+        ingestedTotal += await this.deps.log.head(p);
+        const record = await this.deps.state.loadInstance(instanceId(source.id, p));
+        if (!record?.sourceFinished || record.generation !== job.generation) sourcesFinished = false;
+      }
+    }
+    this.failureSignal ??= this.deps.env.takeFailureSignal();
+    this.manualTrigger ||= this.deps.env.takeManualTrigger();
+    const lastCompleted = all.find((c) => c.id === job.lastCompletedId);
+    return {
+      now: this.deps.clock.now(),
+      job,
+      pending,
+      acks,
+      expectedAcks: this.deps.topology.allInstances().length,
+      ingestedTotal,
+      manualTriggerRequested: this.manualTrigger,
+      drained: sourcesFinished && this.deps.env.isIdle(),
+      lastCompletedTrigger: lastCompleted?.trigger,
+      failureSignal: this.failureSignal,
+    };
+  }
+
+  private async execute(decision: Exclude<CoordinatorDecision, { type: 'wait' }>, job: JobRecord): Promise<void> {
+    const { checkpoints, clock } = this.deps;
+    const now = clock.now();
+    switch (decision.type) {
+      case 'start-recovery': {
+        this.failureSignal = undefined;
+        await checkpoints.putJob(recoveryStarted(job, decision.toCheckpoint, decision.reason, now), job.version);
+        this.deps.onTransition?.(decision);
+        return;
+      }
+      case 'continue-recovery':
+        await this.recover(job);
+        this.deps.onTransition?.(decision);
+        return;
+      case 'trigger': {
+        this.manualTrigger = decision.trigger === 'manual' ? false : this.manualTrigger;
+        const ingested = await this.ingestedTotal();
+        const next = triggered(job, decision, now, ingested);
+        await checkpoints.putCheckpoint(next.checkpoint);
+        await checkpoints.putJob(next.job, job.version);
+        this.deps.onTransition?.(decision, next.checkpoint);
+        return;
+      }
+      case 'inject-barriers': {
+        const checkpoint = await this.requireCheckpoint(decision.checkpointId);
+        const messages = this.deps.topology.sources().flatMap((source) =>
+          this.deps.topology.instancesOf(source).map((to) => ({
+            queue: source.id,
+            groupId: to,
+            dedupId: `g${job.generation}:barrier:${decision.checkpointId}:${to}`,
+            body: { type: 'inject-barrier' as const, gen: job.generation, to, checkpointId: decision.checkpointId },
+          })),
+        );
+        await this.deps.transport.send(messages);
+        await checkpoints.putCheckpoint({ ...checkpoint, barriersInjected: true });
+        return;
+      }
+      case 'complete': {
+        const checkpoint = await this.requireCheckpoint(decision.checkpointId);
+        const acks = (await checkpoints.listAcks(decision.checkpointId)).filter((a) => a.generation === checkpoint.generation);
+        const done: CheckpointRecord = { ...checkpoint, status: 'COMPLETED', finishedAt: now, ...(await this.summarize(acks)) };
+        await checkpoints.putCheckpoint(done);
+        await checkpoints.putJob(completed(job, done, now), job.version);
+        this.deps.onTransition?.(decision, done);
+        await this.prune();
+        return;
+      }
+      case 'abort': {
+        const checkpoint = await this.requireCheckpoint(decision.checkpointId);
+        const done: CheckpointRecord = { ...checkpoint, status: 'ABORTED', finishedAt: now, abortReason: decision.reason };
+        await checkpoints.putCheckpoint(done);
+        await checkpoints.putJob(aborted(job), job.version);
+        this.deps.onTransition?.(decision, done);
+        return;
+      }
+      case 'commit-sinks': {
+        await this.commitSinks(decision.throughCheckpoint);
+        await checkpoints.putJob({ ...job, version: job.version + 1, sinksCommittedThrough: decision.throughCheckpoint }, job.version);
+        return;
+      }
+      case 'finish':
+        await checkpoints.putJob({ ...job, version: job.version + 1, status: 'FINISHED' }, job.version);
+        this.deps.onTransition?.(decision);
+        return;
+    }
+  }
+
+  /** Rollback to job.recovery.toCheckpoint in the (already bumped) generation. Idempotent. */
+  private async recover(job: JobRecord): Promise<void> {
+    const { topology, state, checkpoints } = this.deps;
+    const target = job.recovery?.toCheckpoint ?? 0;
+    for (const checkpoint of await checkpoints.listCheckpoints()) {
+      if (checkpoint.status === 'PENDING') {
+        await checkpoints.putCheckpoint({ ...checkpoint, status: 'ABORTED', finishedAt: this.deps.clock.now(), abortReason: 'rollback' });
+      } else if (checkpoint.status === 'COMPLETED' && checkpoint.id > target) {
+        // Restoring an older checkpoint discards the newer ones' versions: no longer restorable.
+        await checkpoints.putCheckpoint({ ...checkpoint, status: 'ABORTED', abortReason: `discarded by restore to ${target}` });
+      }
+    }
+    this.deps.env.purgeOperatorQueues();
+    for (const vertex of topology.vertices) {
+      const head = vertex.head.kind;
+      if (head === 'process' || head === 'reduce' || head === 'window') await state.restoreOperator(vertex.id, target);
+      if (vertex.sink?.mode === 'transactional') await state.discardStagedAfter(vertex.sink.uid, target);
+    }
+    for (const vertex of topology.vertices) {
+      for (const id of topology.instancesOf(vertex)) {
+        const old = await state.loadInstance(id);
+        const snapshot = target > 0 ? await state.loadSnapshot(id, target) : undefined;
+        if (target > 0 && !snapshot) throw new CheckpointNotFoundError(`checkpoint ${target} has no snapshot for ${id}`);
+        await state.putInstance({
+          ...initialInstanceRecord(id, job.generation),
+          ...(snapshot?.state ?? {}),
+          version: (old?.version ?? 0) + 1,
+          epoch: target + 1,
+          lastBarrier: target,
+          replay: snapshot?.channelState ?? [],
+        });
+      }
+    }
+    const lastCompletedAt = target > 0 ? ((await checkpoints.getCheckpoint(target))?.finishedAt ?? 0) : 0;
+    const restored = { ...job, lastCompletedId: target, lastCompletedAt, sinksCommittedThrough: Math.min(job.sinksCommittedThrough, target) };
+    await checkpoints.putJob(recoveryFinished(restored, this.deps.clock.now()), job.version);
+    await this.pollSources(job.generation);
+    // Instances whose restored channel state must be replayed get a tick to start them.
+    await this.deps.transport.send(
+      topology.vertices
+        .filter((v) => v.head.kind !== 'source')
+        .flatMap((v) =>
+          topology.instancesOf(v).map((to) => ({ queue: v.id, groupId: to, dedupId: `g${job.generation}:replay:${to}`, body: { type: 'tick' as const, gen: job.generation, to } })),
+        ),
+    );
+  }
+
+  private async commitSinks(through: number): Promise<void> {
+    for (const vertex of this.deps.topology.vertices) {
+      const sink = vertex.sink;
+      if (sink?.mode !== 'transactional') continue;
+      const batches = await this.deps.state.readStaged(sink.uid, through);
+      for (const batch of batches) {
+        await this.deps.sinks.publish(sink.uid, `${pad(batch.epoch)}|${batch.instance}`, batch.records);
+      }
+      await this.deps.state.dropStaged(sink.uid, batches);
+    }
+  }
+
+  private async prune(): Promise<void> {
+    const keep = await this.retainedIds();
+    const keepFrom = keep[0];
+    if (keepFrom === undefined) return;
+    for (const vertex of this.deps.topology.vertices) {
+      await this.deps.state.prune(vertex.id, keepFrom);
+    }
+  }
+
+  private async retainedIds(): Promise<number[]> {
+    const all = await this.deps.checkpoints.listCheckpoints();
+    return retainedCheckpoints(
+      all.filter((c) => c.status === 'COMPLETED').map((c) => c.id),
+      this.deps.config.retained,
+    );
+  }
+
+  private async summarize(acks: readonly CheckpointAck[]): Promise<Partial<CheckpointRecord>> {
+    const sourceOffsets: Record<string, number> = {};
+    for (const ack of acks) if (ack.sourceOffset !== undefined) sourceOffsets[ack.instance] = ack.sourceOffset;
+    let stateKeys = 0;
+    for (const vertex of this.deps.topology.vertices) stateKeys += await this.deps.state.countKeys(vertex.id);
+    return {
+      sourceOffsets,
+      alignmentMs: acks.reduce((m, a) => Math.max(m, a.alignmentMs), 0),
+      channelStateRecords: acks.reduce((s, a) => s + a.channelStateRecords, 0),
+      stateWrites: acks.reduce((s, a) => s + a.stateWrites, 0),
+      stateKeys,
+    };
+  }
+
+  private async requireCheckpoint(id: number): Promise<CheckpointRecord> {
+    const checkpoint = await this.deps.checkpoints.getCheckpoint(id);
+    if (!checkpoint) throw new CheckpointNotFoundError(`checkpoint ${id} does not exist`);
+    return checkpoint;
+  }
+
+  private async ingestedTotal(): Promise<number> {
+    let total = 0;
+    for (const source of this.deps.topology.sources()) for (let p = 0; p < source.parallelism; p++) total += await this.deps.log.head(p);
+    return total;
+  }
+
+  private async pollSources(generation: number): Promise<void> {
+    await this.deps.transport.send(
+      this.deps.topology.sources().flatMap((source) =>
+        this.deps.topology.instancesOf(source).map((to) => ({
+          queue: source.id,
+          groupId: to,
+          dedupId: `g${generation}:start:${to}`,
+          body: { type: 'poll' as const, gen: generation, to },
+        })),
+      ),
+    );
+  }
+}

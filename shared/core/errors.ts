@@ -1,0 +1,87 @@
+/**
+ * Named error classes of the engine. Callers branch on `instanceof`, never on messages.
+ */
+
+export class CairnError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** A job definition that cannot run (bad wiring, bad config). Thrown at build time. */
+export class JobDefinitionError extends CairnError {}
+
+/** Checkpoint configuration outside its allowed range. */
+export class CheckpointConfigError extends CairnError {}
+
+/** A commit was rejected because the job moved to a newer generation (rollback happened). */
+export class GenerationFencedError extends CairnError {
+  constructor(
+    readonly expected: number,
+    readonly actual: number,
+  ) {
+    super(`commit fenced: step ran in generation ${expected} but the job is in generation ${actual}`);
+  }
+}
+
+/** Optimistic concurrency: another step of the same instance committed first. */
+export class ConcurrentStepError extends CairnError {
+  constructor(
+    readonly instance: string,
+    readonly expectedVersion: number,
+    readonly actualVersion: number,
+  ) {
+    super(`instance ${instance} moved from version ${expectedVersion} to ${actualVersion} during the step`);
+  }
+}
+
+/** A message of a newer generation arrived before the instance was restored into it. */
+export class InstanceNotReadyError extends CairnError {}
+
+/** A channel sequence number skipped ahead: an earlier message has not arrived yet. */
+export class ChannelGapError extends CairnError {
+  constructor(
+    readonly channel: string,
+    readonly expected: number,
+    readonly got: number,
+  ) {
+    super(`channel ${channel}: expected sequence ${expected}, got ${got}`);
+  }
+}
+
+/** Bad input: every such error names the reason that ends up on the dead letter. */
+export class BadInputError extends CairnError {
+  constructor(
+    readonly reason: DeadLetterReason,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export type DeadLetterReason =
+  | 'malformed-json'
+  | 'schema-violation'
+  | 'oversize-record'
+  | 'unknown-operator'
+  | 'operator-error'
+  | 'max-receive-count';
+
+/** A second process tried to open a state directory that is in use. */
+export class StateDirectoryLockedError extends CairnError {
+  constructor(
+    readonly dir: string,
+    readonly pid: number,
+  ) {
+    super(
+      `state directory ${dir} is in use by process ${pid}; stop that process first or pass another --state-dir`,
+    );
+  }
+}
+
+/** A checkpoint id that is not (or no longer) restorable. */
+export class CheckpointNotFoundError extends CairnError {}
+
+/** Fault injected by a test's fault schedule. Never thrown in production paths. */
+export class InjectedFault extends CairnError {}

@@ -1,0 +1,287 @@
+import type { ChannelMessage, ControlMessage, InstanceId, InstanceMessage, RecordEnvelope } from './messages.js';
+import type { DeadLetterReason } from './errors.js';
+
+/**
+ * The ports the engine talks to. The embedded runtime implements each in-process (durable
+ * files); the AWS adapters implement them on SQS FIFO, DynamoDB and S3. Every port has one
+ * contract suite in test/contract that both implementations must pass unchanged.
+ *
+ * Shapes follow the AWS services' limits: a step commit maps onto TransactWriteItems (the
+ * adapter splits it where it exceeds 100 actions / 4 MB), reads are batched like
+ * BatchGetItem, messages are bounded by the SQS body limit.
+ */
+
+// ---------- queue transport ----------
+
+export interface OutboundMessage {
+  /** The receiving vertex's queue. */
+  readonly queue: string;
+  /** FIFO message group = receiving instance. */
+  readonly groupId: InstanceId;
+  readonly dedupId: string;
+  readonly body: InstanceMessage;
+}
+
+export interface QueueTransport {
+  /** Sends in order; messages of one group arrive in the order given. At-least-once. */
+  send(messages: readonly OutboundMessage[]): Promise<void>;
+}
+
+// ---------- instance state (non-keyed, the instance's "operator state") ----------
+
+/** The part of an instance's control state that a checkpoint captures. */
+export interface OperatorSnapshotState {
+  /** Last watermark per input channel. */
+  readonly watermarks: Readonly<Record<InstanceId, number>>;
+  /** Watermark last sent downstream. */
+  readonly emittedWatermark: number;
+  /** Window timers: window end (ms, as string) -> keys with an open window ending there. */
+  readonly timers: Readonly<Record<string, readonly string[]>>;
+  /** Source instances: next log offset to read, highest event time seen, end of input reached. */
+  readonly sourceOffset: number;
+  readonly sourceMaxEventTime: number;
+  readonly sourceFinished: boolean;
+  /** Rebalance edges: next target index. */
+  readonly rebalanceCursor: number;
+}
+
+export interface ChannelStateEntry {
+  readonly from: InstanceId;
+  readonly record: RecordEnvelope;
+}
+
+export interface AlignmentState {
+  readonly checkpointId: number;
+  readonly startedAt: number;
+  /** Input channels that have delivered the barrier. */
+  readonly barriered: readonly InstanceId[];
+  /** 'aligned': waiting, records of barriered channels are held in `held`. 'unaligned': snapshot taken, recording in-flight data. */
+  readonly phase: 'aligning' | 'unaligned';
+  readonly held: readonly ChannelMessage[];
+}
+
+export interface InstanceRecord extends OperatorSnapshotState {
+  readonly instance: InstanceId;
+  readonly generation: number;
+  /** Increments with every committed step: the optimistic-concurrency token. */
+  readonly version: number;
+  /** Epoch that writes belong to: last snapshotted checkpoint + 1. */
+  readonly epoch: number;
+  /** Last consumed sequence number per input channel (this generation). */
+  readonly consumed: Readonly<Record<InstanceId, number>>;
+  /** Last produced sequence number per output channel (this generation). */
+  readonly produced: Readonly<Record<InstanceId, number>>;
+  readonly alignment: AlignmentState | undefined;
+  /** The outbox committed by the last step, re-sent when that step's batch is redelivered. */
+  readonly lastOutbox: readonly OutboundMessage[];
+  /** Output held back until it fills a message or the flush timeout passes. */
+  readonly outputBuffer: Readonly<Record<InstanceId, readonly RecordEnvelope[]>>;
+  readonly outputBufferSince: number | undefined;
+  /** Channel state of the restored checkpoint, processed before any new input. */
+  readonly replay: readonly ChannelStateEntry[];
+  /** Highest checkpoint snapshotted here. */
+  readonly lastBarrier: number;
+  /** Queue message ids consumed by the last committed step: their redelivery means "re-send lastOutbox". */
+  readonly lastMessageIds: readonly string[];
+}
+
+// ---------- keyed state ----------
+
+/** A stored keyed-state item: all named states of one key of one operator. */
+export interface StoredItem {
+  readonly value: Readonly<Record<string, unknown>> | null;
+  /** Epoch of the last write. */
+  readonly epoch: number;
+}
+
+export interface StateKeyRef {
+  readonly keyGroup: number;
+  readonly key: string;
+}
+
+export interface StateWrite extends StateKeyRef {
+  /** null deletes the key. */
+  readonly value: Readonly<Record<string, unknown>> | null;
+  readonly epoch: number;
+  /**
+   * The item as read before this step (absent if the key was new). When its epoch is older
+   * than `epoch`, the store keeps it as the version record of that epoch (copy-on-write) and
+   * indexes the key as changed in `epoch`.
+   */
+  readonly previous: StoredItem | undefined;
+}
+
+export interface CheckpointAck {
+  readonly checkpointId: number;
+  readonly instance: InstanceId;
+  readonly generation: number;
+  readonly alignmentMs: number;
+  readonly unaligned: boolean;
+  readonly channelStateRecords: number;
+  readonly stateWrites: number;
+  /** Source instances: log offset at the barrier. */
+  readonly sourceOffset?: number;
+  readonly at: number;
+}
+
+export interface DeadLetter {
+  /** Deterministic: the same bad input dead-lettered twice (replay) is one letter. */
+  readonly id: string;
+  readonly reason: DeadLetterReason;
+  readonly message: string;
+  readonly vertex: string;
+  readonly payload: string;
+  readonly at: number;
+}
+
+export interface StepCommit {
+  readonly instance: InstanceId;
+  readonly operator: string;
+  readonly generation: number;
+  /** The commit applies only if the stored record still has this version. */
+  readonly expectedVersion: number;
+  readonly record: InstanceRecord;
+  readonly stateWrites: readonly StateWrite[];
+  readonly snapshot?: { readonly checkpointId: number; readonly state: OperatorSnapshotState };
+  readonly channelState: readonly { readonly checkpointId: number; readonly entries: readonly ChannelStateEntry[] }[];
+  readonly acks: readonly CheckpointAck[];
+  /** Transactional sink output of this step, staged under its epoch (two epochs if a snapshot fell inside the step). */
+  readonly staged: readonly { readonly sink: string; readonly epoch: number; readonly records: readonly unknown[] }[];
+  /** Idempotent sink output: upserts by deterministic key, visible at once. */
+  readonly upserts: readonly { readonly sink: string; readonly key: string; readonly value: unknown }[];
+  readonly deadLetters: readonly DeadLetter[];
+}
+
+export interface OperatorSnapshot {
+  readonly state: OperatorSnapshotState;
+  readonly channelState: readonly ChannelStateEntry[];
+}
+
+export interface StagedBatch {
+  readonly instance: InstanceId;
+  readonly epoch: number;
+  readonly records: readonly unknown[];
+}
+
+export interface StateStore {
+  loadInstance(instance: InstanceId): Promise<InstanceRecord | undefined>;
+  /** Overwrites an instance record (restore). Bumps nothing: the caller sets version. */
+  putInstance(record: InstanceRecord): Promise<void>;
+  getItems(operator: string, keys: readonly StateKeyRef[]): Promise<Map<string, StoredItem>>;
+  /**
+   * Atomically: instance record (conditional on expectedVersion and on the job's
+   * generation), keyed state with version records, snapshot, channel state, acks, staged sink
+   * output, dead letters. Throws ConcurrentStepError or GenerationFencedError.
+   */
+  commitStep(commit: StepCommit): Promise<void>;
+  loadSnapshot(instance: InstanceId, checkpointId: number): Promise<OperatorSnapshot | undefined>;
+  /** Makes the newest version <= checkpointId current for every key changed after it (0 = empty). */
+  restoreOperator(operator: string, checkpointId: number): Promise<{ keysRestored: number }>;
+  /** Drops version records no retained checkpoint >= keepFrom needs, and snapshots before it. */
+  prune(operator: string, keepFrom: number): Promise<void>;
+  readStaged(sink: string, throughEpoch: number): Promise<StagedBatch[]>;
+  dropStaged(sink: string, batches: readonly { instance: InstanceId; epoch: number }[]): Promise<void>;
+  discardStagedAfter(sink: string, epoch: number): Promise<number>;
+  /** Number of live keys (for the timeline's state size). */
+  countKeys(operator: string): Promise<number>;
+}
+
+// ---------- source log ----------
+
+export interface LogEntry {
+  readonly offset: number;
+  readonly event: unknown;
+}
+
+export interface SourceLog {
+  /**
+   * Appends in order, atomically, without holes; entries whose id was appended before are
+   * skipped (exactly-once ingestion of at-least-once deliveries).
+   */
+  append(partition: number, entries: readonly { id: string; event: unknown }[]): Promise<{ appended: number; duplicates: number }>;
+  /** Entries with offset >= from, in offset order, at most `max`. Offsets start at 0. */
+  read(partition: number, from: number, max: number): Promise<LogEntry[]>;
+  /** Next offset to be written (= number of entries). */
+  head(partition: number): Promise<number>;
+  /** Marks the end of a bounded input. */
+  seal(partition: number): Promise<void>;
+  isSealed(partition: number): Promise<boolean>;
+}
+
+// ---------- checkpoint metadata ----------
+
+export type CheckpointStatus = 'PENDING' | 'COMPLETED' | 'ABORTED';
+export type TriggerKind = 'time' | 'count' | 'continuous' | 'manual' | 'final';
+
+export interface CheckpointRecord {
+  readonly id: number;
+  readonly generation: number;
+  readonly status: CheckpointStatus;
+  readonly trigger: TriggerKind;
+  readonly triggeredAt: number;
+  readonly barriersInjected: boolean;
+  readonly finishedAt?: number;
+  readonly abortReason?: string;
+  readonly sourceOffsets?: Readonly<Record<string, number>>;
+  readonly alignmentMs?: number;
+  readonly stateKeys?: number;
+  readonly stateWrites?: number;
+  readonly channelStateRecords?: number;
+}
+
+export type JobStatus = 'RUNNING' | 'RECOVERING' | 'FINISHED' | 'FAILED';
+
+export interface JobRecord {
+  readonly version: number;
+  readonly generation: number;
+  readonly status: JobStatus;
+  readonly nextCheckpointId: number;
+  readonly consecutiveFailures: number;
+  readonly lastTriggerAt: number;
+  readonly lastCompletedId: number;
+  readonly lastCompletedAt: number;
+  readonly ingestedAtLastTrigger: number;
+  /** Set while a rollback is in progress (the recovery is redone idempotently after a crash). */
+  readonly recovery: { readonly toCheckpoint: number; readonly reason: string } | undefined;
+  readonly restarts: readonly { readonly at: number; readonly toCheckpoint: number; readonly reason: string }[];
+  readonly sinksCommittedThrough: number;
+  readonly failure?: string;
+}
+
+export interface CheckpointStore {
+  getJob(): Promise<JobRecord | undefined>;
+  /** Conditional on the stored version being `expectedVersion` (undefined = must not exist). */
+  putJob(job: JobRecord, expectedVersion: number | undefined): Promise<void>;
+  getCheckpoint(id: number): Promise<CheckpointRecord | undefined>;
+  putCheckpoint(record: CheckpointRecord): Promise<void>;
+  listCheckpoints(): Promise<CheckpointRecord[]>;
+  listAcks(checkpointId: number): Promise<CheckpointAck[]>;
+}
+
+// ---------- blobs, sinks, dead letters ----------
+
+export interface BlobStore {
+  put(key: string, bytes: Uint8Array): Promise<void>;
+  get(key: string): Promise<Uint8Array | undefined>;
+  delete(key: string): Promise<void>;
+}
+
+export interface SinkStore {
+  /** Transactional sinks: publishes one committed batch; idempotent by (sink, batchId). */
+  publish(sink: string, batchId: string, records: readonly unknown[]): Promise<void>;
+  /** Idempotent sinks: upsert by deterministic key. */
+  upsert(sink: string, entries: readonly { key: string; value: unknown }[]): Promise<void>;
+  /** Committed output: transactional batches in batchId order, then upserted values by key. */
+  read(sink: string): Promise<unknown[]>;
+}
+
+export interface DeadLetterStore {
+  put(letters: readonly DeadLetter[]): Promise<void>;
+  list(): Promise<DeadLetter[]>;
+}
+
+export interface Clock {
+  now(): number;
+}
+
+export type { ChannelMessage, ControlMessage, InstanceMessage, RecordEnvelope, InstanceId };

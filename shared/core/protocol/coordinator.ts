@@ -1,0 +1,188 @@
+import type { CheckpointConfig } from '../config.js';
+import type { CheckpointRecord, JobRecord, TriggerKind } from '../ports.js';
+
+/**
+ * The checkpoint coordinator as a pure state machine (the shape of Flink's
+ * CheckpointCoordinator, with I/O taken out). `decideNext` looks at facts already read and
+ * names exactly one next transition; the driver (embedded loop or a Step Functions task)
+ * executes it, persists, and asks again. Every transition is idempotent, so a driver that
+ * crashes between two decisions resumes by asking again.
+ */
+
+export interface CoordinatorFacts {
+  readonly now: number;
+  readonly job: JobRecord;
+  /** Checkpoints with status PENDING, ascending id. */
+  readonly pending: readonly CheckpointRecord[];
+  /** Acks received per pending checkpoint id (current generation only). */
+  readonly acks: ReadonlyMap<number, number>;
+  /** Instances that must ack a checkpoint (all instances of all vertices). */
+  readonly expectedAcks: number;
+  /** Events ingested into the source log so far (for the count trigger). */
+  readonly ingestedTotal: number;
+  readonly manualTriggerRequested: boolean;
+  /** Every source reached the end of a bounded input and nothing is in flight. */
+  readonly drained: boolean;
+  /** Trigger of the last completed checkpoint, if any. */
+  readonly lastCompletedTrigger: TriggerKind | undefined;
+  /** Set when an operator failed past retries (a message reached its dead-letter queue). */
+  readonly failureSignal: string | undefined;
+}
+
+export type CoordinatorDecision =
+  | { readonly type: 'continue-recovery' }
+  | { readonly type: 'start-recovery'; readonly toCheckpoint: number; readonly reason: string }
+  | { readonly type: 'inject-barriers'; readonly checkpointId: number }
+  | { readonly type: 'complete'; readonly checkpointId: number }
+  | { readonly type: 'abort'; readonly checkpointId: number; readonly reason: string }
+  | { readonly type: 'commit-sinks'; readonly throughCheckpoint: number }
+  | { readonly type: 'trigger'; readonly checkpointId: number; readonly trigger: TriggerKind }
+  | { readonly type: 'finish' }
+  | { readonly type: 'wait'; readonly until: number | undefined };
+
+export function decideNext(config: CheckpointConfig, facts: CoordinatorFacts): CoordinatorDecision {
+  const { job, now } = facts;
+  if (job.status === 'FAILED' || job.status === 'FINISHED') return { type: 'wait', until: undefined };
+  if (job.recovery) return { type: 'continue-recovery' };
+  if (facts.failureSignal) {
+    return { type: 'start-recovery', toCheckpoint: job.lastCompletedId, reason: facts.failureSignal };
+  }
+
+  for (const checkpoint of facts.pending) {
+    if (!checkpoint.barriersInjected) return { type: 'inject-barriers', checkpointId: checkpoint.id };
+    if ((facts.acks.get(checkpoint.id) ?? 0) >= facts.expectedAcks) return { type: 'complete', checkpointId: checkpoint.id };
+    if (now - checkpoint.triggeredAt >= config.timeoutMs) {
+      return { type: 'abort', checkpointId: checkpoint.id, reason: `timed out after ${config.timeoutMs} ms` };
+    }
+  }
+
+  if (job.sinksCommittedThrough < job.lastCompletedId) {
+    return { type: 'commit-sinks', throughCheckpoint: job.lastCompletedId };
+  }
+  if (job.consecutiveFailures > config.tolerableFailures) {
+    return {
+      type: 'start-recovery',
+      toCheckpoint: job.lastCompletedId,
+      reason: `${job.consecutiveFailures} consecutive checkpoint failures (tolerable: ${config.tolerableFailures})`,
+    };
+  }
+
+  if (facts.drained) {
+    if (facts.lastCompletedTrigger === 'final' && facts.pending.length === 0) return { type: 'finish' };
+    if (facts.pending.length === 0) return { type: 'trigger', checkpointId: job.nextCheckpointId, trigger: 'final' };
+  }
+  return decideTrigger(config, facts);
+}
+
+/** When checkpoint N+1 starts (time, count, continuous, manual), respecting min pause and max concurrent. */
+export function decideTrigger(config: CheckpointConfig, facts: CoordinatorFacts): CoordinatorDecision {
+  const { job, now } = facts;
+  const nextTimeout = earliestTimeout(config, facts.pending);
+  if (facts.pending.length >= config.maxConcurrent) return { type: 'wait', until: nextTimeout };
+  const pauseOver = job.lastCompletedAt + config.minPauseMs;
+  if (job.lastCompletedId > 0 && now < pauseOver) return { type: 'wait', until: min(pauseOver, nextTimeout) };
+
+  const trigger = (kind: TriggerKind): CoordinatorDecision => ({ type: 'trigger', checkpointId: job.nextCheckpointId, trigger: kind });
+  if (facts.manualTriggerRequested) return trigger('manual');
+  if (!config.enabled) return { type: 'wait', until: nextTimeout };
+  switch (config.trigger) {
+    case 'time': {
+      const due = job.lastTriggerAt + config.intervalMs;
+      return now >= due ? trigger('time') : { type: 'wait', until: min(due, nextTimeout) };
+    }
+    case 'count':
+      return facts.ingestedTotal - job.ingestedAtLastTrigger >= config.everyRecords ? trigger('count') : { type: 'wait', until: nextTimeout };
+    case 'continuous':
+      return facts.pending.length === 0 ? trigger('continuous') : { type: 'wait', until: nextTimeout };
+    case 'manual':
+      return { type: 'wait', until: nextTimeout };
+  }
+}
+
+function earliestTimeout(config: CheckpointConfig, pending: readonly CheckpointRecord[]): number | undefined {
+  return pending.reduce<number | undefined>((acc, c) => min(acc, c.triggeredAt + config.timeoutMs), undefined);
+}
+
+function min(a: number | undefined, b: number | undefined): number | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return Math.min(a, b);
+}
+
+// ---------- transitions: pure functions from the old records to the new ones ----------
+
+export function initialJob(now: number): JobRecord {
+  return {
+    version: 0,
+    generation: 1,
+    status: 'RUNNING',
+    nextCheckpointId: 1,
+    consecutiveFailures: 0,
+    lastTriggerAt: now,
+    lastCompletedId: 0,
+    lastCompletedAt: 0,
+    ingestedAtLastTrigger: 0,
+    recovery: undefined,
+    restarts: [],
+    sinksCommittedThrough: 0,
+  };
+}
+
+export function triggered(job: JobRecord, decision: { checkpointId: number; trigger: TriggerKind }, now: number, ingestedTotal: number): {
+  job: JobRecord;
+  checkpoint: CheckpointRecord;
+} {
+  return {
+    job: { ...job, version: job.version + 1, nextCheckpointId: decision.checkpointId + 1, lastTriggerAt: now, ingestedAtLastTrigger: ingestedTotal },
+    checkpoint: {
+      id: decision.checkpointId,
+      generation: job.generation,
+      status: 'PENDING',
+      trigger: decision.trigger,
+      triggeredAt: now,
+      barriersInjected: false,
+    },
+  };
+}
+
+export function completed(job: JobRecord, checkpoint: CheckpointRecord, now: number): JobRecord {
+  return {
+    ...job,
+    version: job.version + 1,
+    lastCompletedId: Math.max(job.lastCompletedId, checkpoint.id),
+    lastCompletedAt: now,
+    consecutiveFailures: 0,
+  };
+}
+
+export function aborted(job: JobRecord): JobRecord {
+  return { ...job, version: job.version + 1, consecutiveFailures: job.consecutiveFailures + 1 };
+}
+
+/** Rollback begins: generation + 1 fences off every message and commit of the old one. */
+export function recoveryStarted(job: JobRecord, toCheckpoint: number, reason: string, now: number): JobRecord {
+  return {
+    ...job,
+    version: job.version + 1,
+    generation: job.generation + 1,
+    status: 'RECOVERING',
+    recovery: { toCheckpoint, reason },
+    restarts: [...job.restarts, { at: now, toCheckpoint, reason }],
+  };
+}
+
+export function recoveryFinished(job: JobRecord, now: number): JobRecord {
+  return {
+    ...job,
+    version: job.version + 1,
+    status: 'RUNNING',
+    recovery: undefined,
+    consecutiveFailures: 0,
+    lastTriggerAt: now,
+  };
+}
+
+/** Completed checkpoints to keep restorable: the newest `retained`; never the latest. */
+export function retainedCheckpoints(completedIds: readonly number[], retained: number): number[] {
+  return [...completedIds].sort((a, b) => a - b).slice(-Math.max(1, retained));
+}

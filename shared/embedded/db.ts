@@ -1,0 +1,128 @@
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+
+/**
+ * The embedded runtime's storage: named tables of JSON values in memory, made durable by an
+ * append-only journal in the state directory. One `write` is one journal line, so a batch of
+ * writes across tables is atomic: a process killed mid-write leaves a torn last line, which
+ * the next open discards. Survives SIGKILL (the OS keeps written pages); pass `fsync` to
+ * survive power loss too.
+ *
+ * Values are stored as JSON (a copy), as DynamoDB would: no aliasing with the caller.
+ */
+
+export type WriteOp = readonly [table: string, key: string, value: unknown];
+
+const JOURNAL = 'journal.jsonl';
+const SNAPSHOT = 'snapshot.json';
+
+export class EmbeddedDb {
+  private readonly tables = new Map<string, Map<string, unknown>>();
+  private fd: number | undefined;
+  /** Bytes appended to the journal since open (the "bytes written" of the benchmarks). */
+  bytesWritten = 0;
+  writes = 0;
+
+  private constructor(
+    readonly dir: string | undefined,
+    private readonly fsync: boolean,
+  ) {}
+
+  /** In-memory only (tests, benchmarks of the engine alone). */
+  static memory(): EmbeddedDb {
+    return new EmbeddedDb(undefined, false);
+  }
+
+  static open(dir: string, options: { fsync?: boolean } = {}): EmbeddedDb {
+    mkdirSync(dir, { recursive: true });
+    const db = new EmbeddedDb(dir, options.fsync ?? false);
+    db.load();
+    return db;
+  }
+
+  table<V = unknown>(name: string): ReadonlyMap<string, V> {
+    let table = this.tables.get(name);
+    if (!table) {
+      table = new Map();
+      this.tables.set(name, table);
+    }
+    return table as ReadonlyMap<string, V>;
+  }
+
+  get<V>(table: string, key: string): V | undefined {
+    return this.tables.get(table)?.get(key) as V | undefined;
+  }
+
+  *scan<V>(table: string, prefix: string): Generator<[string, V]> {
+    for (const [key, value] of this.table<V>(table)) if (key.startsWith(prefix)) yield [key, value];
+  }
+
+  /** Atomic: all ops or none. A value of `undefined` deletes the key. */
+  write(ops: readonly WriteOp[]): void {
+    if (ops.length === 0) return;
+    const line = JSON.stringify(ops.map(([t, k, v]) => (v === undefined ? [t, k] : [t, k, v])));
+    if (this.fd !== undefined) {
+      const bytes = writeSync(this.fd, line + '\n');
+      if (this.fsync) fsyncSync(this.fd);
+      this.bytesWritten += bytes;
+    } else {
+      this.bytesWritten += Buffer.byteLength(line) + 1;
+    }
+    this.writes++;
+    this.applyLine(JSON.parse(line) as unknown[][]);
+  }
+
+  /** Rewrites the journal as one snapshot (O(total state): done at open, never on the hot path). */
+  compact(): void {
+    if (!this.dir) return;
+    const tmp = join(this.dir, `${SNAPSHOT}.tmp`);
+    const data: Record<string, [string, unknown][]> = {};
+    for (const [name, table] of this.tables) data[name] = [...table];
+    writeFileSync(tmp, JSON.stringify(data));
+    renameSync(tmp, join(this.dir, SNAPSHOT));
+    if (this.fd !== undefined) closeSync(this.fd);
+    writeFileSync(join(this.dir, JOURNAL), '');
+    this.fd = openSync(join(this.dir, JOURNAL), 'a');
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+
+  private load(): void {
+    const dir = this.dir as string;
+    const snapshotPath = join(dir, SNAPSHOT);
+    if (existsSync(snapshotPath)) {
+      const data = JSON.parse(readFileSync(snapshotPath, 'utf8')) as Record<string, [string, unknown][]>;
+      for (const [name, entries] of Object.entries(data)) this.tables.set(name, new Map(entries));
+    }
+    const journalPath = join(dir, JOURNAL);
+    let replayed = 0;
+    if (existsSync(journalPath)) {
+      const text = readFileSync(journalPath, 'utf8');
+      for (const line of text.split('\n')) {
+        if (line.length === 0) continue;
+        let ops: unknown[][];
+        try {
+          ops = JSON.parse(line) as unknown[][];
+        } catch {
+          break; // torn last line of a killed process: that write never happened
+        }
+        this.applyLine(ops);
+        replayed++;
+      }
+    }
+    this.fd = openSync(journalPath, 'a');
+    if (replayed > 0) this.compact();
+  }
+
+  private applyLine(ops: unknown[][]): void {
+    for (const op of ops) {
+      const [tableName, key, value] = op as [string, string, unknown];
+      const table = this.table(tableName) as Map<string, unknown>;
+      if (op.length === 2) table.delete(key);
+      else table.set(key, value);
+    }
+  }
+}
