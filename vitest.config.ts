@@ -1,10 +1,14 @@
 import { defineConfig } from 'vitest/config';
 
+// One suite for every layer (TESTING.md): pure engine, contract suites (embedded and AWS
+// adapters), the local cloud, and the fault suites. The global setup starts the local cloud
+// once; a missing emulator fails the run with the command that installs it.
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    testTimeout: 60_000,
-    hookTimeout: 120_000,
+    globalSetup: ['test/cloud/global-setup.ts'],
+    testTimeout: 120_000,
+    hookTimeout: 180_000,
     pool: 'forks',
     maxWorkers: 2,
   },
