@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { cpus, totalmem, platform, arch } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
@@ -46,6 +47,8 @@ export interface Machine {
   readonly memoryGb: number;
   readonly node: string;
   readonly platform: string;
+  /** The engine version measured (HEAD, and whether tracked files in shared/ or examples/ had uncommitted changes). */
+  readonly git: { readonly commit: string; readonly dirty: boolean } | undefined;
 }
 
 export interface CostRatios {
@@ -61,8 +64,10 @@ export interface ThroughputPair {
   readonly durable: boolean;
   readonly on: ThroughputResult;
   readonly off: ThroughputResult;
-  /** events/s with checkpointing on / off. */
+  /** events/s with checkpointing on / off, first push -> FINISHED. */
   readonly ratio: number;
+  /** The same for the processing phase only (first push -> final checkpoint triggered). */
+  readonly processingRatio: number;
 }
 
 export interface SuiteResult {
@@ -103,7 +108,18 @@ export function machine(): Machine {
     memoryGb: Math.round(totalmem() / 2 ** 30),
     node: process.version,
     platform: `${platform()} ${arch()}`,
+    git: gitInfo(),
   };
+}
+
+function gitInfo(): Machine['git'] {
+  try {
+    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const status = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', 'shared', 'examples'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    return { commit, dirty: status.trim().length > 0 };
+  } catch {
+    return undefined;
+  }
 }
 
 export async function runSuite(options: SuiteOptions = DEFAULT_SUITE): Promise<SuiteResult> {
@@ -152,7 +168,7 @@ export async function runSuite(options: SuiteOptions = DEFAULT_SUITE): Promise<S
     collectGarbage();
     const off = await run(false);
     collectGarbage();
-    throughput.push({ durable, on, off, ratio: on.eventsPerSec / off.eventsPerSec });
+    throughput.push({ durable, on, off, ratio: on.eventsPerSec / off.eventsPerSec, processingRatio: on.processingEventsPerSec / off.processingEventsPerSec });
   }
 
   const { log: _log, ...rest } = options;
