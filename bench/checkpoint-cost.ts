@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { PerformanceObserver, performance, type PerformanceEntry } from 'node:perf_hooks';
 import { z } from 'zod';
 import { initialInstanceRecord } from '../shared/core/instance/step.js';
 import { instanceForKeyGroup, keyGroupOf } from '../shared/core/hashing.js';
@@ -71,6 +71,8 @@ export interface EpochSample {
   readonly checkpointMs: number;
   /** Trigger -> the run loop regains control after completion (includes prune, sink commit). */
   readonly checkpointWithPruneMs: number;
+  /** V8 garbage collection inside the trigger -> complete-incl.-prune window (the heap grows with the in-memory tables). */
+  readonly gcMsDuringCheckpoint: number;
   /** finishedAt - triggeredAt of the stored checkpoint record (Date.now(), ms resolution). */
   readonly recordMs: number;
   /** Processing the epoch's events (push -> all records processed). */
@@ -107,6 +109,7 @@ export interface CheckpointCostResult {
     readonly stateBytes: number;
     readonly otherBytes: number;
     readonly bytesDuringCheckpoint: number;
+    readonly gcMsDuringCheckpoint: number;
   };
   readonly median: { readonly checkpointMs: number; readonly checkpointWithPruneMs: number };
   readonly heapUsedMb: number;
@@ -140,6 +143,9 @@ export async function runCheckpointCost(options: CheckpointCostOptions): Promise
     },
   });
   const meter = new TableByteMeter(runtime.db);
+  const gcEntries: PerformanceEntry[] = [];
+  const gcObserver = new PerformanceObserver((list) => gcEntries.push(...list.getEntries()));
+  gcObserver.observe({ entryTypes: ['gc'] });
   try {
     // ---- preload through the state store port ----
     const preloadStart = performance.now();
@@ -158,6 +164,7 @@ export async function runCheckpointCost(options: CheckpointCostOptions): Promise
     // ---- measured epochs ----
     const random = prng(options.seed ?? 7);
     const samples: EpochSample[] = [];
+    const windows: Array<{ start: number; end: number }> = [];
     let eventSeq = 0;
     for (let e = 0; e < warmup + options.epochs; e++) {
       const changed = pickDistinct(random, options.keys, options.changedPerEpoch);
@@ -178,6 +185,7 @@ export async function runCheckpointCost(options: CheckpointCostOptions): Promise
         const start = performance.now();
         await checkpoint(runtime, () => completedId);
         checkpointWithPruneMs = performance.now() - start;
+        if (e >= warmup) windows.push({ start, end: start + checkpointWithPruneMs });
         if (completedId !== before + 1) throw new Error(`expected checkpoint ${before + 1}, got ${completedId}`);
         checkpointMs = completedAt - triggeredAt;
         const record = await runtime.checkpoints.getCheckpoint(completedId);
@@ -192,6 +200,7 @@ export async function runCheckpointCost(options: CheckpointCostOptions): Promise
         epoch: e - warmup + 1,
         checkpointMs,
         checkpointWithPruneMs,
+        gcMsDuringCheckpoint: 0,
         recordMs,
         processMs,
         bytes,
@@ -203,6 +212,17 @@ export async function runCheckpointCost(options: CheckpointCostOptions): Promise
         tables,
       });
     }
+    // GC entries arrive asynchronously: let the observer deliver, then intersect with the windows.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    gcObserver.disconnect();
+    const withGc = samples.map((sample, i) => {
+      const w = windows[i];
+      if (!w) return sample;
+      let gc = 0;
+      for (const entry of gcEntries) gc += Math.max(0, Math.min(w.end, entry.startTime + entry.duration) - Math.max(w.start, entry.startTime));
+      return { ...sample, gcMsDuringCheckpoint: gc };
+    });
+    samples.splice(0, samples.length, ...withGc);
     if (runtime.counters.stepFailures > 0) throw new Error(`step failures: ${runtime.lastErrors.join('; ')}`);
     const mean = (f: (s: EpochSample) => number): number => samples.reduce((s, x) => s + f(x), 0) / Math.max(1, samples.length);
     return {
@@ -225,6 +245,7 @@ export async function runCheckpointCost(options: CheckpointCostOptions): Promise
         stateBytes: mean((s) => s.stateBytes),
         otherBytes: mean((s) => s.otherBytes),
         bytesDuringCheckpoint: mean((s) => s.bytesDuringCheckpoint),
+        gcMsDuringCheckpoint: mean((s) => s.gcMsDuringCheckpoint),
       },
       median: {
         checkpointMs: median(samples.map((s) => s.checkpointMs)),
@@ -233,6 +254,7 @@ export async function runCheckpointCost(options: CheckpointCostOptions): Promise
       heapUsedMb: process.memoryUsage().heapUsed / 1e6,
     };
   } finally {
+    gcObserver.disconnect();
     meter.detach();
     runtime.close();
     if (dir) rmSync(dir, { recursive: true, force: true });

@@ -35,6 +35,8 @@ export function formatReport(result: SuiteResult, command = 'npm run bench'): st
     ['checkpoint ms, trigger->complete, mean', ms(s.mean.checkpointMs), ms(l.mean.checkpointMs), x(r.checkpointMs)],
     ['checkpoint ms, trigger->complete, median', ms(s.median.checkpointMs), ms(l.median.checkpointMs), x(r.checkpointMsMedian)],
     ['checkpoint ms incl. prune + sink commit, mean', ms(s.mean.checkpointWithPruneMs), ms(l.mean.checkpointWithPruneMs), x(r.checkpointWithPruneMs)],
+    ['checkpoint ms incl. prune + sink commit, median', ms(s.median.checkpointWithPruneMs), ms(l.median.checkpointWithPruneMs), x(r.checkpointWithPruneMsMedian)],
+    ['  V8 GC ms inside that window, mean', ms(s.mean.gcMsDuringCheckpoint), ms(l.mean.gcMsDuringCheckpoint), x(l.mean.gcMsDuringCheckpoint / s.mean.gcMsDuringCheckpoint)],
     ['bytes per epoch, total', kb(s.mean.bytes), kb(l.mean.bytes), x(r.bytesPerEpoch)],
     ['  of which checkpointing (ver, chg, snap, ack, cp, job)', kb(s.mean.checkpointBytes), kb(l.mean.checkpointBytes), x(r.checkpointBytes)],
     ['  of which plain state (item)', kb(s.mean.stateBytes), kb(l.mean.stateBytes), x(l.mean.stateBytes / s.mean.stateBytes)],

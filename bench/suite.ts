@@ -55,6 +55,7 @@ export interface CostRatios {
   readonly checkpointMs: number;
   readonly checkpointMsMedian: number;
   readonly checkpointWithPruneMs: number;
+  readonly checkpointWithPruneMsMedian: number;
   readonly checkpointBytes: number;
   readonly bytesPerEpoch: number;
   readonly bytesDuringCheckpoint: number;
@@ -149,6 +150,7 @@ export async function runSuite(options: SuiteOptions = DEFAULT_SUITE): Promise<S
     checkpointMs: ratio(large.mean.checkpointMs, small.mean.checkpointMs),
     checkpointMsMedian: ratio(large.median.checkpointMs, small.median.checkpointMs),
     checkpointWithPruneMs: ratio(large.mean.checkpointWithPruneMs, small.mean.checkpointWithPruneMs),
+    checkpointWithPruneMsMedian: ratio(large.median.checkpointWithPruneMs, small.median.checkpointWithPruneMs),
     checkpointBytes: ratio(large.mean.checkpointBytes, small.mean.checkpointBytes),
     bytesPerEpoch: ratio(large.mean.bytes, small.mean.bytes),
     bytesDuringCheckpoint: ratio(large.mean.bytesDuringCheckpoint, small.mean.bytesDuringCheckpoint),
