@@ -1,0 +1,426 @@
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Example } from '../../examples/types.js';
+import type { CheckpointConfigInput } from '../core/config.js';
+import { CheckpointConfigError, CheckpointNotFoundError, InjectedFault, StateDirectoryLockedError } from '../core/errors.js';
+import { instanceId } from '../core/messages.js';
+import type { CheckpointRecord, JobRecord } from '../core/ports.js';
+import type { CoordinatorDecision } from '../core/protocol/coordinator.js';
+import { isAlive, StateDirLock } from '../embedded/lock.js';
+import { EmbeddedRuntime } from '../embedded/runtime.js';
+import { bar, checkpointDuration, clockTime, count, LiveArea, ms, table, timeline } from './format.js';
+import { defaultStateDir, resolveJob, UsageError } from './jobs.js';
+import { checkpointState } from './read-state.js';
+
+export interface RunOptions {
+  readonly events?: number;
+  readonly seed?: number;
+  readonly interval?: number;
+  readonly trigger?: 'time' | 'count' | 'continuous' | 'manual';
+  readonly everyRecords?: number;
+  readonly alignment?: 'aligned' | 'unaligned' | 'aligned-with-timeout';
+  readonly alignmentTimeout?: number;
+  readonly mode?: 'exactly-once' | 'at-least-once';
+  readonly timeout?: number;
+  readonly retained?: number;
+  readonly stateDir?: string;
+  readonly memory?: boolean;
+  readonly crashAt?: number;
+  readonly killAt?: number;
+  readonly restore?: number;
+  readonly rate?: number;
+  readonly fresh?: boolean;
+}
+
+export interface RunIo {
+  readonly out: NodeJS.WritableStream;
+  readonly live: LiveArea;
+}
+
+export const DEFAULT_EVENTS = 20_000;
+export const DEFAULT_SEED = 1;
+/** Short, so that an injected crash's failed batch is redelivered (and the demo recovers) quickly. */
+const VISIBILITY_TIMEOUT_MS = 1000;
+/** The producer pushes this many events per loop turn, keeping at most BACKLOG not yet ingested. */
+const CHUNK = 500;
+const BACKLOG = 2000;
+/** The run's input parameters, kept in the state directory so that a resumed run regenerates the same events. */
+const PARAMS_FILE = 'cli-run.json';
+
+/** `cairn run`: returns the process exit code (0 ok, 1 wrong results or failed job, 2 refused). */
+export async function runCommand(jobArg: string, options: RunOptions, io: RunIo = { out: process.stdout, live: new LiveArea() }): Promise<number> {
+  const example = await resolveJob(jobArg);
+  if (options.memory && options.restore !== undefined) throw new UsageError('--restore needs a state directory (it cannot be combined with --memory)');
+  if (options.memory && options.stateDir !== undefined) throw new UsageError('--memory and --state-dir exclude each other');
+  const stateDir = options.memory ? undefined : (options.stateDir ?? defaultStateDir(jobArg));
+  const { live, out } = io;
+  const print = (line = ''): void => void out.write(`${line}\n`);
+
+  if (stateDir && options.fresh) {
+    const owner = StateDirLock.owner(stateDir);
+    if (owner !== undefined && owner !== process.pid && isAlive(owner)) return refuse(new StateDirectoryLockedError(stateDir, owner), live);
+    rmSync(stateDir, { recursive: true, force: true });
+  }
+  const stored = stateDir ? readParams(stateDir) : undefined;
+  const total = options.events ?? stored?.events ?? DEFAULT_EVENTS;
+  const seed = options.seed ?? stored?.seed ?? DEFAULT_SEED;
+  const checkpoint = checkpointConfig(example, options);
+  const stateFlag = options.stateDir !== undefined ? ` --state-dir ${options.stateDir}` : '';
+
+  // ---------- observing the coordinator ----------
+  let lastCheckpoint: CheckpointRecord | undefined;
+  let resumedFrom: number | undefined;
+  const onTransition = (decision: CoordinatorDecision, record?: CheckpointRecord): void => {
+    switch (decision.type) {
+      case 'trigger':
+        if (record) lastCheckpoint = record;
+        if (decision.trigger === 'manual') live.log(`checkpoint ${decision.checkpointId} triggered manually`);
+        return;
+      case 'complete':
+        if (record) lastCheckpoint = record;
+        // Line-based output (not a terminal): one line per checkpoint, as a log would have.
+        if (record && !live.tty) live.log(`checkpoint ${record.id} COMPLETED in ${ms(checkpointDuration(record))} (${record.trigger})`);
+        return;
+      case 'abort':
+        if (record) lastCheckpoint = record;
+        live.log(`checkpoint ${decision.checkpointId} ABORTED: ${decision.reason}`);
+        return;
+      case 'start-recovery':
+        if (decision.reason === 'process restarted') {
+          resumedFrom = decision.toCheckpoint;
+          live.log(
+            decision.toCheckpoint > 0
+              ? `resumed from checkpoint ${decision.toCheckpoint} (the previous run stopped before the job finished)`
+              : 'resumed from the beginning: the previous run stopped before its first checkpoint completed',
+          );
+        } else {
+          live.log(`restart: rolling back to checkpoint ${decision.toCheckpoint} (${decision.reason})`);
+        }
+        return;
+      case 'finish':
+        return;
+      default:
+        return;
+    }
+  };
+
+  // ---------- injected crash: an operator throws once at the n-th record ----------
+  let recordsSeen = 0;
+  let crashReason: string | undefined;
+  let crashRequested = false;
+  const crashAt = options.crashAt;
+  const faults =
+    crashAt === undefined
+      ? undefined
+      : {
+          step: {
+            onRecord: (instance: string): void => {
+              if (crashReason !== undefined) return;
+              recordsSeen++;
+              if (recordsSeen < crashAt) return;
+              crashReason = `injected crash in ${instance} at record ${recordsSeen}`;
+              throw new InjectedFault(crashReason);
+            },
+          },
+        };
+
+  // ---------- manual trigger (cairn trigger <job>) and Ctrl-C ----------
+  let runtime: EmbeddedRuntime | undefined;
+  let manualPending = false;
+  const onUsr2 = (): void => {
+    if (runtime) runtime.triggerCheckpoint();
+    else manualPending = true;
+  };
+  let interrupted = false;
+  const onSigint = (): void => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    live.log('interrupted: stopping after the current step (Ctrl-C again to quit at once)');
+  };
+  process.on('SIGUSR2', onUsr2);
+  process.on('SIGINT', onSigint);
+
+  try {
+    try {
+      runtime = await EmbeddedRuntime.open({
+        job: example.build(),
+        checkpoint,
+        limits: { visibilityTimeoutMs: VISIBILITY_TIMEOUT_MS },
+        clock: 'real',
+        onTransition,
+        ...(stateDir ? { stateDir } : {}),
+        ...(faults ? { faults } : {}),
+        ...(options.restore !== undefined ? { restoreFrom: options.restore } : {}),
+      });
+    } catch (error) {
+      if (error instanceof StateDirectoryLockedError || error instanceof CheckpointNotFoundError || error instanceof CheckpointConfigError) {
+        return refuse(error, live);
+      }
+      throw error;
+    }
+    if (manualPending) runtime.triggerCheckpoint();
+    if (stateDir) writeParams(stateDir, { events: total, seed });
+
+    const rt = runtime;
+    const source = rt.topology.sources()[0];
+    const partitions = source?.parallelism ?? 0;
+    const startJob = await rt.job();
+    const alreadyFinished = startJob.status === 'FINISHED' || startJob.status === 'FAILED';
+    print(
+      `cairn run ${example.name}: ${count(total)} events (seed ${seed}), ${describeCheckpointing(rt)}, ` +
+        (stateDir ? `state in ${stateDir} (pid ${process.pid}; \`cairn trigger ${jobArg}${stateFlag}\` takes a checkpoint now)` : 'in memory'),
+    );
+    if (alreadyFinished) live.log(`the job in ${stateDir ?? 'memory'} already ${startJob.status === 'FINISHED' ? 'finished' : 'failed'}; showing that run (pass --fresh to start over)`);
+
+    const generated = example.generate(total, seed);
+    const started = Date.now();
+    let pushed = 0;
+    let closed = false;
+    const produce = (): void => {
+      if (crashReason !== undefined && !crashRequested) {
+        crashRequested = true;
+        // Flink restarts the job from its last checkpoint when a task fails; ask the coordinator to.
+        if (!requestRestart(rt, crashReason)) live.log(`${crashReason}: the failed batch is redelivered after the visibility timeout`);
+      }
+      if (options.killAt !== undefined && rt.counters.ingested >= options.killAt) {
+        live.log(`killing the process (SIGKILL) after ${count(rt.counters.ingested)} ingested events; run again to resume`);
+        process.kill(process.pid, 'SIGKILL');
+      }
+      if (alreadyFinished || closed) return;
+      const accounted = rt.counters.ingested + rt.counters.ingestDuplicates + rt.counters.deadLetters;
+      if (pushed - accounted >= BACKLOG) return;
+      const allowed = options.rate === undefined ? total : Math.min(total, Math.floor((options.rate * (Date.now() - started)) / 1000));
+      const upTo = Math.min(allowed, pushed + CHUNK);
+      if (upTo > pushed) {
+        rt.push(generated.slice(pushed, upTo).map((e) => ({ id: e.id, body: JSON.stringify(e.event) })));
+        pushed = upTo;
+      }
+      if (pushed >= total) {
+        rt.closeInput();
+        closed = true;
+      }
+    };
+
+    // ---------- live status ----------
+    let job: JobRecord = startJob;
+    const status = async (): Promise<string[]> => {
+      let ingested = 0;
+      let processed = 0;
+      for (let p = 0; p < partitions; p++) {
+        ingested += await rt.log.head(p);
+        if (source) processed += (await rt.state.loadInstance(instanceId(source.id, p)))?.sourceOffset ?? 0;
+      }
+      job = await rt.job();
+      const seconds = Math.max(0.001, (Date.now() - started) / 1000);
+      const c = rt.counters;
+      const cp = lastCheckpoint;
+      const cpLine = cp
+        ? `checkpoint ${cp.id} ${cp.status}${cp.finishedAt !== undefined ? ` in ${ms(checkpointDuration(cp))}` : ''} (${cp.trigger})`
+        : 'no checkpoint yet';
+      return [
+        `${bar(processed, total)} ingested ${count(ingested)}/${count(total)} · processed ${count(processed)} · ${count(Math.round(c.ingested / seconds))} events/s · ${job.status.toLowerCase()} gen ${job.generation}`,
+        `${cpLine} · dead letters ${c.deadLetters + c.redriven} · restarts ${job.restarts.length} · duplicates dropped ${c.duplicatesDropped + c.ingestDuplicates} · step failures ${c.stepFailures}`,
+      ];
+    };
+    let refreshing = false;
+    const timer = setInterval(() => {
+      if (refreshing) return;
+      refreshing = true;
+      status()
+        .then((lines) => live.update(lines))
+        .catch(() => undefined)
+        .finally(() => {
+          refreshing = false;
+        });
+    }, 150);
+
+    try {
+      job = await rt.run({ onTurn: produce, until: () => interrupted });
+    } finally {
+      clearInterval(timer);
+    }
+    live.update(await status(), true);
+    live.done();
+
+    // ---------- the report ----------
+    const elapsed = Date.now() - started;
+    print();
+    print(`${example.name}: ${job.status} after ${ms(elapsed)} · generation ${job.generation} · ${job.lastCompletedId > 0 ? `last completed checkpoint ${job.lastCompletedId}` : 'no completed checkpoint'}${resumedFrom !== undefined ? ` · resumed from checkpoint ${resumedFrom}` : ''}`);
+    if (job.failure) print(`failure: ${job.failure}`);
+    print();
+    const { shown, hidden } = elide(await rt.checkpoints.listCheckpoints());
+    print(`checkpoint timeline${hidden > 0 ? ` (${count(hidden)} checkpoints in the middle left out; \`cairn checkpoints\` lists them)` : ''}`);
+    print(indent(timeline(shown, restorability(rt))));
+    print();
+    if (job.restarts.length === 0) print('restarts: none');
+    else {
+      print(`restarts: ${job.restarts.length}`);
+      print(indent(table(['time', 'to checkpoint', 'reason'], job.restarts.map((r) => [clockTime(r.at), String(r.toCheckpoint), r.reason]), new Set([1]))));
+    }
+    print();
+    await printDeadLetters(rt, print);
+    const c = rt.counters;
+    print(
+      `counters: records ${count(c.records)} · duplicates dropped ${count(c.duplicatesDropped)} · ingest duplicates ${count(c.ingestDuplicates)} · ` +
+        `fenced ${count(c.fencedDropped)} · late ${count(c.lateDropped)} · step failures ${count(c.stepFailures)} · invocations ${count(c.invocations)}`,
+    );
+    print();
+
+    if (interrupted && job.status !== 'FINISHED') {
+      print(`interrupted before the job finished; run \`cairn run ${jobArg}${stateDir ? stateFlag : ' --memory'}\` again to ${stateDir ? 'resume from the last checkpoint' : 'start over'}`);
+      return 130;
+    }
+    if (job.status !== 'FINISHED') {
+      print(`results: not checked, the job is ${job.status}`);
+      return 1;
+    }
+    return (await checkResults(rt, example, generated, print)) ? 0 : 1;
+  } finally {
+    process.off('SIGUSR2', onUsr2);
+    process.off('SIGINT', onSigint);
+    runtime?.close();
+  }
+}
+
+function checkpointConfig(example: Example, o: RunOptions): CheckpointConfigInput {
+  return {
+    ...example.checkpoint,
+    ...(o.interval !== undefined ? { intervalMs: o.interval } : {}),
+    ...(o.trigger !== undefined ? { trigger: o.trigger } : {}),
+    ...(o.everyRecords !== undefined ? { everyRecords: o.everyRecords } : {}),
+    ...(o.alignment !== undefined ? { alignment: o.alignment } : {}),
+    ...(o.alignmentTimeout !== undefined ? { alignmentTimeoutMs: o.alignmentTimeout } : {}),
+    ...(o.mode !== undefined ? { mode: o.mode } : {}),
+    ...(o.timeout !== undefined ? { timeoutMs: o.timeout } : {}),
+    ...(o.retained !== undefined ? { retained: o.retained } : {}),
+  };
+}
+
+function describeCheckpointing(rt: EmbeddedRuntime): string {
+  const c = rt.config;
+  if (!c.enabled) return 'checkpointing off';
+  const when =
+    c.trigger === 'time'
+      ? `every ${ms(c.intervalMs)}`
+      : c.trigger === 'count'
+        ? `every ${count(c.everyRecords)} records`
+        : c.trigger === 'continuous'
+          ? 'continuously'
+          : 'on request only';
+  const alignment = c.alignment === 'aligned-with-timeout' ? `aligned for ${ms(c.alignmentTimeoutMs)}, then unaligned` : c.alignment;
+  return `checkpoints ${when} (${alignment}, ${c.mode}, retain ${c.retained})`;
+}
+
+/**
+ * The runtime has no public "restart the job" call; the coordinator reads a failure signal
+ * (set by the runtime when a message reaches an operator's dead-letter queue) as an operator's
+ * fatal error and rolls back to the last completed checkpoint. The CLI sets that signal for
+ * an injected crash. Returns false if the runtime no longer has it (then the crash is only a
+ * failed, redelivered batch).
+ */
+function requestRestart(runtime: EmbeddedRuntime, reason: string): boolean {
+  if (!('failureSignal' in runtime)) return false;
+  const internals = runtime as unknown as { failureSignal: string | undefined };
+  internals.failureSignal ??= reason;
+  return true;
+}
+
+async function printDeadLetters(rt: EmbeddedRuntime, print: (line?: string) => void): Promise<void> {
+  const letters = await rt.deadLetters();
+  const redriven = rt.redriven();
+  const all: { reason: string; where: string; message: string; payload: string }[] = [
+    ...letters.map((l) => ({ reason: l.reason, where: l.vertex, message: l.message, payload: l.payload })),
+    ...redriven.map((r) => ({ reason: `redriven (${r.reason || 'max receive count'})`, where: r.queue, message: '', payload: JSON.stringify(r.body) })),
+  ];
+  if (all.length === 0) {
+    print('dead letters: none');
+    print();
+    return;
+  }
+  const byReason = new Map<string, number>();
+  for (const l of all) byReason.set(l.reason, (byReason.get(l.reason) ?? 0) + 1);
+  print(`dead letters: ${all.length} (${[...byReason].map(([reason, n]) => `${reason} ${n}`).join(', ')})`);
+  for (const l of all.slice(0, 5)) {
+    const payload = l.payload.length > 80 ? `${l.payload.slice(0, 80)}…` : l.payload;
+    print(`  ${l.reason} at ${l.where}: ${l.message}${l.message ? ' · ' : ''}${payload}`);
+  }
+  if (all.length > 5) print(`  … and ${all.length - 5} more`);
+  print();
+}
+
+/** Compares the sink's committed output with the example's oracle over the events that were ingested. */
+async function checkResults(rt: EmbeddedRuntime, example: Example, generated: readonly { id: string; event: unknown }[], print: (line?: string) => void): Promise<boolean> {
+  const ingestedIds = new Set<string>();
+  for (const key of rt.db.table('logid').keys()) ingestedIds.add(key.slice(key.indexOf('|') + 1));
+  const events = generated.filter((e) => ingestedIds.has(e.id));
+  const foreign = ingestedIds.size - events.length;
+  if (foreign > 0) print(`note: the source log holds ${count(foreign)} events this run did not generate (another --events/--seed?); pass --fresh to start over`);
+  const expected = example.oracle(events.map((e) => e.event));
+  const actual = example.canonical(await rt.results(example.sink));
+  const { missing, unexpected } = multisetDiff(expected, actual);
+  if (missing.length === 0 && unexpected.length === 0) {
+    print(`results: exactly-once ✔ (${count(actual.length)} records match the oracle)`);
+    return true;
+  }
+  print(`results: MISMATCH ✘ expected ${count(expected.length)} records, got ${count(actual.length)}: ${count(missing.length)} missing, ${count(unexpected.length)} unexpected (duplicates or wrong values)`);
+  for (const m of missing.slice(0, 5)) print(`  missing     ${JSON.stringify(m)}`);
+  for (const u of unexpected.slice(0, 5)) print(`  unexpected  ${JSON.stringify(u)}`);
+  return false;
+}
+
+export function multisetDiff(expected: readonly unknown[], actual: readonly unknown[]): { missing: unknown[]; unexpected: unknown[] } {
+  const remaining = new Map<string, number>();
+  for (const e of expected) {
+    const key = JSON.stringify(e);
+    remaining.set(key, (remaining.get(key) ?? 0) + 1);
+  }
+  const unexpected: unknown[] = [];
+  for (const a of actual) {
+    const key = JSON.stringify(a);
+    const n = remaining.get(key) ?? 0;
+    if (n > 0) remaining.set(key, n - 1);
+    else unexpected.push(a);
+  }
+  const missing: unknown[] = [];
+  for (const [key, n] of remaining) for (let i = 0; i < n; i++) missing.push(JSON.parse(key));
+  return { missing, unexpected };
+}
+
+/** Long runs: the first 10 and the last 40 checkpoints. */
+function elide(checkpoints: CheckpointRecord[]): { shown: CheckpointRecord[]; hidden: number } {
+  if (checkpoints.length <= 60) return { shown: checkpoints, hidden: 0 };
+  return { shown: [...checkpoints.slice(0, 10), ...checkpoints.slice(-40)], hidden: checkpoints.length - 50 };
+}
+
+/** Restorable = completed with its snapshots not yet pruned (the same rule as `cairn checkpoints`). */
+function restorability(rt: EmbeddedRuntime): (c: CheckpointRecord) => string {
+  const snapshotted = new Set<number>();
+  for (const key of rt.db.table('snap').keys()) snapshotted.add(Number(key.slice(key.lastIndexOf('|') + 1)));
+  return (c) => checkpointState({ status: c.status, abortReason: c.abortReason, snapshotted: snapshotted.has(c.id) });
+}
+
+function indent(text: string): string {
+  return text
+    .split('\n')
+    .map((line) => `  ${line}`)
+    .join('\n');
+}
+
+function refuse(error: Error, live: LiveArea): number {
+  live.log(`error: ${error.message}`);
+  return 2;
+}
+
+function readParams(stateDir: string): { events: number; seed: number } | undefined {
+  const path = join(stateDir, PARAMS_FILE);
+  if (!existsSync(path)) return undefined;
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as { events: number; seed: number };
+  } catch {
+    return undefined;
+  }
+}
+
+function writeParams(stateDir: string, params: { events: number; seed: number }): void {
+  writeFileSync(join(stateDir, PARAMS_FILE), JSON.stringify(params));
+}
