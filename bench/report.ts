@@ -61,7 +61,8 @@ export function formatReport(result: SuiteResult, command = 'npm run bench'): st
 
   out.push(
     `2. Throughput: examples/${o.example}, ${int(o.events)} events fed in chunks of 2,000, real clock, until FINISHED ` +
-      `(the final checkpoint included); checkpointing every ${int(o.intervalMs)} ms vs off`,
+      `(the final checkpoint included); checkpointing every ${int(o.intervalMs)} ms vs off; ` +
+      `best of ${o.repeats} interleaved runs per configuration`,
   );
   const trows = result.throughput.flatMap((p) => {
     const db = p.durable ? 'durable (state dir)' : 'in-memory';
@@ -84,7 +85,8 @@ export function formatReport(result: SuiteResult, command = 'npm run bench'): st
       `${p.durable ? 'durable' : 'in-memory'}: checkpoints completed on/off ${p.on.checkpointsCompleted}/${p.off.checkpointsCompleted} ` +
         `(mean ${ms(p.on.meanCheckpointMs)} ms trigger->complete with checkpointing on), ` +
         `journal ${(p.on.bytesWritten / 2 ** 20).toFixed(1)} / ${(p.off.bytesWritten / 2 ** 20).toFixed(1)} MiB, ` +
-        `sink records ${int(p.on.sinkRecords)} / ${int(p.off.sinkRecords)}`,
+        `sink records ${int(p.on.sinkRecords)} / ${int(p.off.sinkRecords)}; ` +
+        `end-to-end events/s of every run: on ${p.runs.on.map(int).join(', ')}, off ${p.runs.off.map(int).join(', ')}`,
     );
   }
   out.push('');

@@ -22,13 +22,15 @@ const { values } = parseArgs({
     'no-memory': { type: 'boolean', default: false },
     events: { type: 'string' },
     'large-keys': { type: 'string' },
+    repeats: { type: 'string' },
   },
 });
 
 const options: SuiteOptions = {
   ...DEFAULT_SUITE,
-  ...(values.quick ? { smallKeys: 1_000, largeKeys: 20_000, changedPerEpoch: 200, epochs: 4, warmupEpochs: 1, events: 10_000, warmupEvents: 1_000 } : {}),
+  ...(values.quick ? { smallKeys: 1_000, largeKeys: 20_000, changedPerEpoch: 200, epochs: 4, warmupEpochs: 1, events: 10_000, warmupEvents: 1_000, repeats: 1 } : {}),
   ...(values.events ? { events: Number(values.events) } : {}),
+  ...(values.repeats ? { repeats: Number(values.repeats) } : {}),
   ...(values['large-keys'] ? { largeKeys: Number(values['large-keys']) } : {}),
   ...(values['no-baseline'] ? { baselineOff: false } : {}),
   ...(values['no-memory'] ? { inMemory: false } : {}),

@@ -20,6 +20,7 @@ describe('bench (smoke)', () => {
       intervalMs: 1_000,
       example: 'account-balance',
       inMemory: true,
+      repeats: 1,
     });
     expect(result.machine.cores).toBeGreaterThan(0);
     expect(result.machine.node).toMatch(/^v\d+/);
@@ -62,6 +63,8 @@ describe('bench (smoke)', () => {
         expect(r.bytesWritten).toBeGreaterThan(0);
       }
       expect(pair.ratio).toBeGreaterThan(0);
+      expect(pair.processingRatio).toBeGreaterThan(0);
+      expect(pair.runs.on).toHaveLength(1);
     }
   });
 
