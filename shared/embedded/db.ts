@@ -99,6 +99,7 @@ export class EmbeddedDb {
     }
     const journalPath = join(dir, JOURNAL);
     let replayed = 0;
+    let torn = false;
     if (existsSync(journalPath)) {
       const text = readFileSync(journalPath, 'utf8');
       for (const line of text.split('\n')) {
@@ -107,6 +108,7 @@ export class EmbeddedDb {
         try {
           ops = JSON.parse(line) as unknown[][];
         } catch {
+          torn = true;
           break; // torn last line of a killed process: that write never happened
         }
         this.applyLine(ops);
@@ -114,7 +116,8 @@ export class EmbeddedDb {
       }
     }
     this.fd = openSync(journalPath, 'a');
-    if (replayed > 0) this.compact();
+    // A torn line must go before anything is appended: a new line would be glued to it and lost with it.
+    if (replayed > 0 || torn) this.compact();
   }
 
   private applyLine(ops: unknown[][]): void {

@@ -165,12 +165,15 @@ export class EmbeddedStateStore implements StateStore {
       const full = `${operator}|${key}`;
       const item = this.db.get<StoredItem>('item', full);
       const versions = this.db.get<Version[]>('ver', full) ?? [];
+      const newer = versions.filter((v) => v.epoch > keepFrom);
       let keep: Version[];
-      if (!item || item.epoch <= keepFrom) keep = [];
+      // Current since keepFrom (or absent with no later version): no retained checkpoint needs a version record.
+      // An item made absent by a restore may still have versions after keepFrom that retained checkpoints need.
+      if (item ? item.epoch <= keepFrom : newer.length === 0) keep = [];
       else {
         const older = versions.filter((v) => v.epoch <= keepFrom);
         const newestOlder = older.reduce<Version | undefined>((acc, v) => (!acc || v.epoch > acc.epoch ? v : acc), undefined);
-        keep = [...(newestOlder ? [newestOlder] : []), ...versions.filter((v) => v.epoch > keepFrom)];
+        keep = [...(newestOlder ? [newestOlder] : []), ...newer];
       }
       if (keep.length !== versions.length) ops.push(['ver', full, keep.length > 0 ? keep : undefined]);
       if (item && item.value === null && item.epoch <= keepFrom) ops.push(['item', full, undefined]);
@@ -390,8 +393,10 @@ export class EmbeddedSinkStore implements SinkStore {
   }
 
   read(sink: string): Promise<unknown[]> {
-    const batches = [...this.db.scan<unknown[]>('sinkb', `${sink}|`)].sort(([a], [b]) => a.localeCompare(b));
-    const upserts = [...this.db.scan<unknown>('sinku', `${sink}|`)].sort(([a], [b]) => a.localeCompare(b));
+    // Plain code-unit order (as a DynamoDB sort key orders), never localeCompare: locale-dependent.
+    const byKey = ([a]: [string, unknown], [b]: [string, unknown]): number => (a < b ? -1 : a > b ? 1 : 0);
+    const batches = [...this.db.scan<unknown[]>('sinkb', `${sink}|`)].sort(byKey);
+    const upserts = [...this.db.scan<unknown>('sinku', `${sink}|`)].sort(byKey);
     return Promise.resolve([...batches.flatMap(([, records]) => records), ...upserts.map(([, value]) => value)]);
   }
 }

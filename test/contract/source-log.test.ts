@@ -1,0 +1,149 @@
+import { describe, expect, it } from 'vitest';
+import type { LogEntry, SourceLog } from '../../shared/core/ports.js';
+import { implementationsOf, withResource, type SourceLogResource } from './implementations.js';
+
+const entries = (prefix: string, from: number, count: number) =>
+  Array.from({ length: count }, (_, i) => ({ id: `${prefix}-${from + i}`, event: { id: `${prefix}-${from + i}`, n: from + i } }));
+
+async function readAll(log: SourceLog, partition: number): Promise<LogEntry[]> {
+  return log.read(partition, 0, 1_000_000);
+}
+
+describe.each(implementationsOf('source-log'))('SourceLog contract: $name', (impl) => {
+  const run = (body: (resource: SourceLogResource, reopen: () => Promise<SourceLogResource>) => Promise<void>) => () => withResource(impl, body);
+
+  it(
+    'an empty partition has head 0, reads nothing and is not sealed',
+    run(async ({ log }) => {
+      expect(await log.head(0)).toBe(0);
+      expect(await log.read(0, 0, 10)).toEqual([]);
+      expect(await log.isSealed(0)).toBe(false);
+    }),
+  );
+
+  it(
+    'appends in order from offset 0 without holes, across calls; events round-trip exactly',
+    run(async ({ log }) => {
+      const odd = [
+        { id: 'e-a', event: { nested: { list: [1, 'two', null, { deep: true }] }, unicode: 'zoë ✓ 🚀', big: 2 ** 40, neg: -1.5 } },
+        { id: 'e-b', event: 'a plain string' },
+        { id: 'e-c', event: 0 },
+        { id: 'e-d', event: [] },
+      ];
+      expect(await log.append(0, odd)).toEqual({ appended: 4, duplicates: 0 });
+      expect(await log.head(0)).toBe(4);
+      expect(await log.append(0, entries('x', 0, 3))).toEqual({ appended: 3, duplicates: 0 });
+      expect(await log.head(0)).toBe(7);
+      expect(await readAll(log, 0)).toEqual([...odd, ...entries('x', 0, 3)].map((e, offset) => ({ offset, event: e.event })));
+      expect(await log.append(0, [])).toEqual({ appended: 0, duplicates: 0 });
+      expect(await log.head(0)).toBe(7);
+    }),
+  );
+
+  it(
+    'skips ids appended before, across calls and within one call, without leaving holes',
+    run(async ({ log }) => {
+      expect(await log.append(0, entries('m', 0, 5))).toEqual({ appended: 5, duplicates: 0 });
+      // A redelivered batch: m-3, m-4 again, mixed with new ones.
+      const redelivery = [...entries('m', 3, 2), ...entries('m', 5, 2)];
+      expect(await log.append(0, redelivery)).toEqual({ appended: 2, duplicates: 2 });
+      // The same id twice in one call: the first occurrence is appended.
+      const twice = [
+        { id: 'w', event: { first: true } },
+        { id: 'm-1', event: { dup: true } },
+        { id: 'w', event: { first: false } },
+        { id: 'z', event: { z: 1 } },
+      ];
+      expect(await log.append(0, twice)).toEqual({ appended: 2, duplicates: 2 });
+      // A whole batch of duplicates.
+      expect(await log.append(0, entries('m', 0, 7))).toEqual({ appended: 0, duplicates: 7 });
+      expect(await log.head(0)).toBe(9);
+      expect(await readAll(log, 0)).toEqual([...entries('m', 0, 7).map((e) => e.event), { first: true }, { z: 1 }].map((event, offset) => ({ offset, event })));
+    }),
+  );
+
+  it(
+    'read(from, max) returns the window of offsets [from, from + max) that exists',
+    run(async ({ log }) => {
+      await log.append(0, entries('r', 0, 10));
+      const window = (from: number, count: number) => entries('r', from, count).map((e, i) => ({ offset: from + i, event: e.event }));
+      expect(await log.read(0, 0, 3)).toEqual(window(0, 3));
+      expect(await log.read(0, 3, 4)).toEqual(window(3, 4));
+      expect(await log.read(0, 8, 100)).toEqual(window(8, 2));
+      expect(await log.read(0, 9, 1)).toEqual(window(9, 1));
+      expect(await log.read(0, 10, 5)).toEqual([]);
+      expect(await log.read(0, 50, 5)).toEqual([]);
+      expect(await log.read(0, 2, 0)).toEqual([]);
+      // Rewinding (replay after a rollback) reads the same entries again.
+      expect(await log.read(0, 3, 4)).toEqual(window(3, 4));
+    }),
+  );
+
+  it(
+    'seal marks the end of input per partition; appended entries stay readable',
+    run(async ({ log }) => {
+      await log.append(0, entries('s', 0, 3));
+      await log.seal(0);
+      expect(await log.isSealed(0)).toBe(true);
+      expect(await log.isSealed(1)).toBe(false);
+      expect(await log.head(0)).toBe(3);
+      expect(await readAll(log, 0)).toHaveLength(3);
+      await log.seal(0);
+      expect(await log.isSealed(0)).toBe(true);
+      // Sealing an empty partition.
+      await log.seal(2);
+      expect(await log.isSealed(2)).toBe(true);
+      expect(await log.head(2)).toBe(0);
+    }),
+  );
+
+  it(
+    'partitions are independent: own offsets from 0, own heads, own seals',
+    run(async ({ log }) => {
+      await log.append(0, entries('p0', 0, 3));
+      await log.append(1, entries('p1', 0, 2));
+      await log.append(0, entries('p0', 3, 1));
+      await log.append(7, entries('p7', 0, 1));
+      expect([await log.head(0), await log.head(1), await log.head(7), await log.head(3)]).toEqual([4, 2, 1, 0]);
+      expect(await readAll(log, 1)).toEqual(entries('p1', 0, 2).map((e, offset) => ({ offset, event: e.event })));
+      expect(await readAll(log, 0)).toEqual(entries('p0', 0, 4).map((e, offset) => ({ offset, event: e.event })));
+      await log.seal(1);
+      expect([await log.isSealed(0), await log.isSealed(1)]).toEqual([false, true]);
+    }),
+  );
+
+  it(
+    'concurrent appends to one partition (ingest at any concurrency) interleave whole entries without holes or loss',
+    run(async ({ log }) => {
+      const writers = Array.from({ length: 5 }, (_, w) => entries(`c${w}`, 0, 8));
+      const results = await Promise.all(writers.map((batch) => log.append(0, batch)));
+      expect(results).toEqual(writers.map(() => ({ appended: 8, duplicates: 0 })));
+      // Everyone again (at-least-once redelivery), concurrently: all duplicates.
+      const again = await Promise.all(writers.map((batch) => log.append(0, batch)));
+      expect(again).toEqual(writers.map(() => ({ appended: 0, duplicates: 8 })));
+      expect(await log.head(0)).toBe(40);
+      const all = await readAll(log, 0);
+      expect(all.map((e) => e.offset)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+      for (const batch of writers) {
+        const mine = all.filter((e) => batch.some((b) => b.id === (e.event as { id: string }).id)).map((e) => e.event);
+        expect(mine).toEqual(batch.map((b) => b.event)); // each writer's entries in its order
+      }
+    }),
+  );
+
+  it.skipIf(!impl.capabilities.reopen)(
+    'entries, heads, seals and the dedup memory survive a reopen',
+    run(async (first, reopen) => {
+      await first.log.append(0, entries('d', 0, 4));
+      await first.log.append(1, entries('q', 0, 2));
+      await first.log.seal(1);
+      const { log } = await reopen();
+      expect(await log.head(0)).toBe(4);
+      expect(await readAll(log, 0)).toEqual(entries('d', 0, 4).map((e, offset) => ({ offset, event: e.event })));
+      expect(await log.isSealed(1)).toBe(true);
+      expect(await log.isSealed(0)).toBe(false);
+      expect(await log.append(0, entries('d', 2, 4))).toEqual({ appended: 2, duplicates: 2 });
+      expect(await log.read(0, 4, 10)).toEqual(entries('d', 4, 2).map((e, i) => ({ offset: 4 + i, event: e.event })));
+    }),
+  );
+});
