@@ -1,0 +1,195 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { readState, stateOf } from '../../shared/cli/read-state.js';
+
+/**
+ * The `cairn` CLI as a user runs it: a child process (`node --import tsx shared/cli/main.ts`),
+ * small inputs, in memory or in a temporary state directory. Output is line-based (no TTY).
+ */
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const MAIN = join(ROOT, 'shared/cli/main.ts');
+const EXACTLY_ONCE = /results: exactly-once ✔ \(([\d,]+) records match the oracle\)/;
+
+interface Outcome {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+interface Running {
+  readonly child: ChildProcess;
+  readonly done: Promise<Outcome>;
+  output(): string;
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
+}
+
+function start(args: readonly string[]): Running {
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const done = new Promise<Outcome>((resolveDone) => child.on('close', (code, signal) => resolveDone({ code, signal, stdout, stderr })));
+  const output = (): string => stdout + stderr;
+  return {
+    child,
+    done,
+    output,
+    async waitFor(pattern, timeoutMs = 10_000) {
+      const until = Date.now() + timeoutMs;
+      while (!pattern.test(output())) {
+        if (Date.now() > until) throw new Error(`timed out waiting for ${pattern}; output so far:\n${output()}`);
+        if (child.exitCode !== null) throw new Error(`process exited (${child.exitCode}) before ${pattern}:\n${output()}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+  };
+}
+
+const cairn = (...args: string[]): Promise<Outcome> => start(args).done;
+
+const dirs: string[] = [];
+function tempStateDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-cli-'));
+  dirs.push(dir);
+  return join(dir, 'state');
+}
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('cairn run', () => {
+  it('runs an example in memory with checkpoints and ends exactly-once', async () => {
+    const r = await cairn('run', 'word-count', '--events', '1500', '--memory', '--interval', '40');
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(EXACTLY_ONCE);
+    expect(r.stdout).toMatch(/word-count: FINISHED/);
+    expect(r.stdout).toMatch(/checkpoint timeline/);
+    expect(r.stdout).toMatch(/^\s+\d+\s+final\s+COMPLETED\s+retained/m);
+    expect(r.stdout).toMatch(/restarts: none/);
+    expect(r.stdout).toMatch(/dead letters: none/);
+    // Line-based live output on a pipe: progress lines, no escape codes.
+    expect(r.stderr).toMatch(/ingested 1,500\/1,500/);
+    expect(r.stderr).not.toMatch(/\x1b\[/);
+  });
+
+  it('--crash-at: an operator throws once, the job restarts from its last checkpoint and still ends exactly-once', async () => {
+    const r = await cairn('run', 'account-balance', '--events', '1500', '--memory', '--interval', '30', '--crash-at', '2500');
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/restart: rolling back to checkpoint \d+ \(injected crash in \S+ at record 2500\)/);
+    expect(r.stdout).toMatch(/restarts: 1\n/);
+    expect(r.stdout).toMatch(/injected crash in \S+ at record 2500/);
+    expect(r.stdout).toMatch(/generation 2/);
+    expect(r.stdout).toMatch(EXACTLY_ONCE);
+  });
+
+  it('--kill-at: the process dies by SIGKILL; a second run resumes from the last completed checkpoint and ends exactly-once', async () => {
+    const stateDir = tempStateDir();
+    const killed = await cairn('run', 'word-count', '--events', '4000', '--state-dir', stateDir, '--interval', '30', '--kill-at', '2500');
+    expect(killed.signal, killed.stdout + killed.stderr).toBe('SIGKILL');
+    expect(killed.stderr).toMatch(/killing the process \(SIGKILL\) after [\d,]+ ingested events/);
+
+    const before = readState(stateDir);
+    expect(before.job?.status).toBe('RUNNING');
+    const last = before.job?.lastCompletedId ?? 0;
+    expect(last).toBeGreaterThan(0);
+
+    // No --events: the resumed run regenerates the first run's input from the state directory.
+    const resumed = await cairn('run', 'word-count', '--state-dir', stateDir);
+    expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
+    expect(resumed.stderr).toContain(`resumed from checkpoint ${last} `);
+    expect(resumed.stdout).toContain(`resumed from checkpoint ${last}`);
+    expect(resumed.stdout).toMatch(/4,000 events/);
+    expect(resumed.stdout).toMatch(/process restarted/);
+    expect(resumed.stdout).toMatch(EXACTLY_ONCE);
+    expect(readState(stateDir).job?.status).toBe('FINISHED');
+  });
+
+  it('refuses a second run on a state directory in use (exit 2); trigger asks the active run for a checkpoint; Ctrl-C stops it cleanly', async () => {
+    const stateDir = tempStateDir();
+    const first = start(['run', 'word-count', '--events', '20000', '--rate', '1000', '--state-dir', stateDir, '--trigger', 'manual']);
+    try {
+      await first.waitFor(/ingested/);
+      const pid = first.child.pid as number;
+
+      const second = await cairn('run', 'word-count', '--state-dir', stateDir);
+      expect(second.code).toBe(2);
+      expect(second.stderr).toContain(`error: state directory ${stateDir} is in use by process ${pid}; stop that process first or pass another --state-dir`);
+
+      const fresh = await cairn('run', 'word-count', '--state-dir', stateDir, '--fresh');
+      expect(fresh.code).toBe(2);
+      expect(existsSync(join(stateDir, 'LOCK'))).toBe(true);
+
+      const trigger = await cairn('trigger', 'word-count', '--state-dir', stateDir);
+      expect(trigger.code, trigger.stdout + trigger.stderr).toBe(0);
+      expect(trigger.stdout).toContain(`requested a manual checkpoint from process ${pid}`);
+      await first.waitFor(/checkpoint 1 triggered manually/);
+      await first.waitFor(/checkpoint 1 COMPLETED/);
+
+      // Listing works while the run holds the lock (read-only).
+      const listing = await cairn('checkpoints', 'word-count', '--state-dir', stateDir);
+      expect(listing.code).toBe(0);
+      expect(listing.stdout).toContain(`running in process ${pid}`);
+      expect(listing.stdout).toMatch(/^ 1\s+manual\s+COMPLETED\s+retained/m);
+
+      first.child.kill('SIGINT');
+      const outcome = await first.done;
+      expect(outcome.code).toBe(130);
+      expect(outcome.stdout).toMatch(/interrupted before the job finished/);
+    } finally {
+      first.child.kill('SIGKILL');
+    }
+    expect(existsSync(join(stateDir, 'LOCK'))).toBe(false);
+    const idle = await cairn('trigger', 'word-count', '--state-dir', stateDir);
+    expect(idle.code).toBe(1);
+    expect(idle.stdout).toContain(`no run is active on ${stateDir}`);
+  });
+
+  it('rejects an unknown job with exit 2', async () => {
+    const r = await cairn('run', 'no-such-job', '--memory');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/unknown job 'no-such-job': use one of word-count, account-balance, windowed-count/);
+  });
+});
+
+describe('cairn checkpoints', () => {
+  it('lists the checkpoints of a state directory with retained vs discarded, exactly as stored', async () => {
+    const stateDir = tempStateDir();
+    const run = await cairn('run', 'windowed-count', '--events', '2000', '--state-dir', stateDir, '--interval', '25', '--retained', '2');
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+
+    const r = await cairn('checkpoints', 'windowed-count', '--state-dir', stateDir);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const state = readState(stateDir);
+    expect(state.checkpoints.length).toBeGreaterThanOrEqual(3);
+    const rows = r.stdout
+      .split('\n')
+      .map((line) => /^\s*(\d+)\s+(\w+)\s+(PENDING|COMPLETED|ABORTED)\s+(\w+)/.exec(line))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => ({ id: Number(m[1]), trigger: m[2], status: m[3], restorable: m[4] }));
+    expect(rows).toEqual(state.checkpoints.map((c) => ({ id: c.id, trigger: c.trigger, status: c.status, restorable: stateOf(state, c) })));
+    // --retained 2: the last two completed checkpoints are restorable, the older ones discarded.
+    const completed = state.checkpoints.filter((c) => c.status === 'COMPLETED').map((c) => c.id);
+    expect(rows.filter((x) => x.restorable === 'retained').map((x) => x.id)).toEqual(completed.slice(-2));
+    expect(rows.filter((x) => x.restorable === 'discarded').map((x) => x.id)).toEqual(completed.slice(0, -2));
+    expect(r.stdout).toContain(`retained (restorable with \`cairn run windowed-count --state-dir ${stateDir} --restore <id>\`): ${completed.slice(-2).join(', ')}`);
+    expect(r.stdout).toMatch(/job FINISHED/);
+
+    const last = state.checkpoints.at(-1);
+    const show = await cairn('checkpoint', 'show', 'windowed-count', String(last?.id), '--state-dir', stateDir);
+    expect(show.code, show.stdout + show.stderr).toBe(0);
+    expect(show.stdout).toMatch(new RegExp(`status\\s+COMPLETED \\(retained\\)`));
+    for (const [instance, offset] of Object.entries(last?.sourceOffsets ?? {})) {
+      expect(show.stdout).toMatch(new RegExp(`${instance}\\s+${offset.toLocaleString('en-US')}\\b`));
+    }
+
+    const missing = await cairn('checkpoints', 'windowed-count', '--state-dir', join(stateDir, 'nope'));
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/no job state in/);
+  });
+});
