@@ -1,0 +1,57 @@
+import type { DeadLetter, DeadLetterStore, SinkStore } from '../../core/ports.js';
+import type { DynamoIo } from './dynamo-io.js';
+import { Keys } from './table-layout.js';
+
+/**
+ * A DynamoDB table sink. Transactional sinks: one item per published batch (`SB#<sink>`,
+ * sk = batchId), so a re-publish of the same batch overwrites it with the same records.
+ * Idempotent sinks: one item per key (`SU#<sink>`, sk = key), written by step commits (and by
+ * `upsert`). Values are JSON in `d` (spilled to S3 above the threshold).
+ */
+export class DynamoSinkStore implements SinkStore {
+  constructor(
+    private readonly io: DynamoIo,
+    private readonly table: string = io.table,
+  ) {}
+
+  async publish(sink: string, batchId: string, records: readonly unknown[]): Promise<void> {
+    const key = Keys.sinkBatch(sink, batchId);
+    await this.io.batchWrite([{ put: { ...key, id: batchId, d: await this.io.encode(records) } }], this.table);
+  }
+
+  async upsert(sink: string, entries: readonly { key: string; value: unknown }[]): Promise<void> {
+    const puts = await Promise.all(entries.map(async (e) => ({ put: { ...Keys.sinkUpsert(sink, e.key), key: e.key, d: await this.io.encode(e.value) } })));
+    await this.io.batchWrite(puts, this.table);
+  }
+
+  async read(sink: string): Promise<unknown[]> {
+    const [batches, upserts] = await Promise.all([this.io.queryPartition(Keys.sinkBatchPk(sink), this.table), this.io.queryPartition(Keys.sinkUpsertPk(sink), this.table)]);
+    const [batchValues, upsertValues] = await Promise.all([this.io.readValues<unknown[]>(batches, this.table), this.io.readValues<unknown>(upserts, this.table)]);
+    // The order of the embedded sink (string order of batch ids, then of keys).
+    const orderedBatches = batches
+      .map((raw, i) => ({ id: (raw.id as string | undefined) ?? raw.sk, value: batchValues[i] }))
+      .filter((b) => b.value !== undefined)
+      .sort((a, b) => a.id.localeCompare(b.id));
+    const orderedUpserts = upserts
+      .map((raw, i) => ({ key: (raw.key as string | undefined) ?? raw.sk, value: upsertValues[i] }))
+      .filter((u) => u.value !== undefined)
+      .sort((a, b) => a.key.localeCompare(b.key));
+    return [...orderedBatches.flatMap((b) => b.value ?? []), ...orderedUpserts.map((u) => u.value)];
+  }
+}
+
+/** Dead letters in partition `DL`, one item per letter id (a letter written twice is one). */
+export class DynamoDeadLetterStore implements DeadLetterStore {
+  constructor(private readonly io: DynamoIo) {}
+
+  async put(letters: readonly DeadLetter[]): Promise<void> {
+    const puts = await Promise.all(letters.map(async (l) => ({ put: { ...Keys.deadLetter(l.id), d: await this.io.encode(l) } })));
+    await this.io.batchWrite(puts);
+  }
+
+  async list(): Promise<DeadLetter[]> {
+    const raws = await this.io.queryPartition(Keys.deadLetterPk);
+    const values = await this.io.readValues<DeadLetter>(raws);
+    return values.filter((v): v is DeadLetter => v !== undefined).sort((a, b) => a.at - b.at || a.id.localeCompare(b.id));
+  }
+}

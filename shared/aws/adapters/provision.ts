@@ -1,0 +1,65 @@
+import { CreateTableCommand, DeleteTableCommand, DescribeTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
+import { CreateQueueCommand, type SQSClient } from '@aws-sdk/client-sqs';
+
+/**
+ * Creates what the adapters need, for tests and the local-cloud run (the deployed stack
+ * creates them with CDK). All idempotent.
+ */
+
+/** The job table: `pk` + `sk` strings, on-demand billing. Waits until ACTIVE. */
+export async function ensureJobTable(client: DynamoDBClient, tableName: string): Promise<void> {
+  try {
+    await client.send(
+      new CreateTableCommand({
+        TableName: tableName,
+        BillingMode: 'PAY_PER_REQUEST',
+        AttributeDefinitions: [
+          { AttributeName: 'pk', AttributeType: 'S' },
+          { AttributeName: 'sk', AttributeType: 'S' },
+        ],
+        KeySchema: [
+          { AttributeName: 'pk', KeyType: 'HASH' },
+          { AttributeName: 'sk', KeyType: 'RANGE' },
+        ],
+      }),
+    );
+  } catch (error) {
+    if ((error as Error).name !== 'ResourceInUseException') throw error;
+  }
+  for (let i = 0; i < 600; i++) {
+    const { Table } = await client.send(new DescribeTableCommand({ TableName: tableName }));
+    if (Table?.TableStatus === 'ACTIVE') return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`table ${tableName} did not become ACTIVE`);
+}
+
+export async function deleteJobTable(client: DynamoDBClient, tableName: string): Promise<void> {
+  try {
+    await client.send(new DeleteTableCommand({ TableName: tableName }));
+  } catch (error) {
+    if ((error as Error).name !== 'ResourceNotFoundException') throw error;
+  }
+}
+
+export async function ensureBucket(s3: S3Client, bucket: string): Promise<void> {
+  try {
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  } catch (error) {
+    const name = (error as Error).name;
+    if (name !== 'BucketAlreadyOwnedByYou' && name !== 'BucketAlreadyExists') throw error;
+  }
+}
+
+/** FIFO queues named `<prefix><name>.fifo`; returns name -> URL for SqsFifoTransport. */
+export async function ensureFifoQueues(sqs: SQSClient, names: readonly string[], prefix = ''): Promise<Record<string, string>> {
+  const urls: Record<string, string> = {};
+  for (const name of names) {
+    const queueName = `${prefix}${name}`.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 75) + '.fifo';
+    const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: queueName, Attributes: { FifoQueue: 'true', ContentBasedDeduplication: 'false' } }));
+    if (!QueueUrl) throw new Error(`CreateQueue ${queueName} returned no URL`);
+    urls[name] = QueueUrl;
+  }
+  return urls;
+}

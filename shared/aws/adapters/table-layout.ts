@@ -1,0 +1,109 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * Single-table DynamoDB layout of one Cairn job. Key schema: `pk` (S, hash) + `sk` (S, range).
+ *
+ * Names of operators, sinks and instances are escaped (`%` -> `%25`, `#` -> `%23`) so that `#`
+ * is only ever a separator; user keys (state keys, sink keys, dead-letter and ingest ids) come
+ * last in a key and are kept verbatim up to 512 bytes, above that replaced by `\u0001h:` +
+ * SHA-256 (the original is kept in an attribute).
+ *
+ * | item                    | pk                         | sk                                 | attributes |
+ * | ----------------------- | -------------------------- | ---------------------------------- | ---------- |
+ * | job record              | `JOB`                      | `JOB`                              | d, ver (N), gen (N) |
+ * | checkpoint record       | `CP`                       | pad(id)                            | d |
+ * | ack                     | `A#`pad(cp)                | instance                           | d |
+ * | instance record         | `I#`instance               | `I`                                | d, ver (N), gen (N), tok, fold, claim |
+ * | live-key counter        | `N#`op                     | instance, or `~restore`            | n (N) |
+ * | keyed-state item        | `K#`op`#`keyGroup          | key                                | d = {value, epoch} |
+ * | version record          | `V#`op`#`keyGroup`#`key    | pad(epoch)                         | d = value (copy-on-write of the epoch it closed) |
+ * | changed-keys index      | `C#`op`#`shard             | pad(epoch)`#`keyGroup`#`key        | d = `1`, kg (N), key |
+ * | operator snapshot       | `SN#`op                    | pad(cp)`#`instance                 | d |
+ * | channel state chunk     | `CS#`op                    | pad(cp)`#`instance`#`pad(version)  | d |
+ * | staged sink output      | `ST#`sink                  | pad(epoch)`#`instance`#`pad(ver)   | d, inst |
+ * | sink batch (published)  | `SB#`sink                  | batchId                            | d |
+ * | sink upsert             | `SU#`sink                  | key                                | d, key |
+ * | dead letter             | `DL`                       | id                                 | d |
+ * | source-log head         | `L#`partition              | `H`                                | head (N), sealed (BOOL) |
+ * | source-log entry        | `L#`partition              | `E#`pad(offset)                    | d |
+ * | source-log dedup        | `L#`partition              | `D#`id                             | o (N) |
+ *
+ * `shard` = keyGroup mod changeShards (default 4): the index of one operator spreads over a few
+ * partitions instead of one hot one; restore and prune query each shard by epoch range, so
+ * they cost O(changed keys) + changeShards queries.
+ *
+ * Payloads: `d` holds JSON, or `@s3:<blob key>` when the JSON exceeds the spill threshold
+ * (JSON never starts with `@`), the bytes then live in the BlobStore (S3).
+ *
+ * Pending (overflow) writes of a step commit too large for one transaction carry the payload
+ * in `p` instead of `d`, plus `pt` (the step's token), `pi` (instance) and `pv` (the instance
+ * version the step commits). A reader treats `p` as the item's value only if the instance
+ * record has `ver = pv` and `tok = pt`; see dynamo-state-store.ts for the protocol.
+ */
+
+export const pad = (n: number): string => String(n).padStart(12, '0');
+
+/** Escapes a name so that `#` only ever separates key parts. */
+export const esc = (name: string): string => name.replace(/%/g, '%25').replace(/#/g, '%23');
+
+const MAX_KEY_BYTES = 512;
+
+/** A user-supplied key as a key part: verbatim if short enough, else a hash. */
+export function keyPart(key: string): string {
+  if (Buffer.byteLength(key) <= MAX_KEY_BYTES) return key;
+  return `\u0001h:${createHash('sha256').update(key).digest('hex')}`;
+}
+
+export const BLOB_PREFIX = '@s3:';
+
+export interface ItemKey {
+  readonly pk: string;
+  readonly sk: string;
+}
+
+export const Keys = {
+  job: (): ItemKey => ({ pk: 'JOB', sk: 'JOB' }),
+  checkpoint: (id: number): ItemKey => ({ pk: 'CP', sk: pad(id) }),
+  checkpointPk: 'CP',
+  ackPk: (checkpointId: number): string => `A#${pad(checkpointId)}`,
+  ack: (checkpointId: number, instance: string): ItemKey => ({ pk: `A#${pad(checkpointId)}`, sk: instance }),
+  instance: (instance: string): ItemKey => ({ pk: `I#${instance}`, sk: 'I' }),
+  livePk: (op: string): string => `N#${esc(op)}`,
+  live: (op: string, instance: string): ItemKey => ({ pk: `N#${esc(op)}`, sk: instance }),
+  liveRestore: (op: string): ItemKey => ({ pk: `N#${esc(op)}`, sk: '~restore' }),
+  item: (op: string, keyGroup: number, key: string): ItemKey => ({ pk: `K#${esc(op)}#${keyGroup}`, sk: keyPart(key) }),
+  versionPk: (op: string, keyGroup: number, key: string): string => `V#${esc(op)}#${keyGroup}#${keyPart(key)}`,
+  version: (op: string, keyGroup: number, key: string, epoch: number): ItemKey => ({ pk: `V#${esc(op)}#${keyGroup}#${keyPart(key)}`, sk: pad(epoch) }),
+  changePk: (op: string, shard: number): string => `C#${esc(op)}#${shard}`,
+  change: (op: string, shard: number, epoch: number, keyGroup: number, key: string): ItemKey => ({
+    pk: `C#${esc(op)}#${shard}`,
+    sk: `${pad(epoch)}#${keyGroup}#${keyPart(key)}`,
+  }),
+  snapshotPk: (op: string): string => `SN#${esc(op)}`,
+  snapshot: (op: string, checkpointId: number, instance: string): ItemKey => ({ pk: `SN#${esc(op)}`, sk: `${pad(checkpointId)}#${esc(instance)}` }),
+  channelStatePk: (op: string): string => `CS#${esc(op)}`,
+  channelStatePrefix: (checkpointId: number, instance: string): string => `${pad(checkpointId)}#${esc(instance)}#`,
+  channelState: (op: string, checkpointId: number, instance: string, version: number): ItemKey => ({
+    pk: `CS#${esc(op)}`,
+    sk: `${pad(checkpointId)}#${esc(instance)}#${pad(version)}`,
+  }),
+  stagedPk: (sink: string): string => `ST#${esc(sink)}`,
+  stagedPrefix: (epoch: number, instance: string): string => `${pad(epoch)}#${esc(instance)}#`,
+  staged: (sink: string, epoch: number, instance: string, version: number): ItemKey => ({
+    pk: `ST#${esc(sink)}`,
+    sk: `${pad(epoch)}#${esc(instance)}#${pad(version)}`,
+  }),
+  sinkBatchPk: (sink: string): string => `SB#${esc(sink)}`,
+  sinkBatch: (sink: string, batchId: string): ItemKey => ({ pk: `SB#${esc(sink)}`, sk: keyPart(batchId) }),
+  sinkUpsertPk: (sink: string): string => `SU#${esc(sink)}`,
+  sinkUpsert: (sink: string, key: string): ItemKey => ({ pk: `SU#${esc(sink)}`, sk: keyPart(key) }),
+  deadLetterPk: 'DL',
+  deadLetter: (id: string): ItemKey => ({ pk: 'DL', sk: keyPart(id) }),
+  logPk: (partition: number): string => `L#${partition}`,
+  logHead: (partition: number): ItemKey => ({ pk: `L#${partition}`, sk: 'H' }),
+  logEntry: (partition: number, offset: number): ItemKey => ({ pk: `L#${partition}`, sk: `E#${pad(offset)}` }),
+  logDedup: (partition: number, id: string): ItemKey => ({ pk: `L#${partition}`, sk: `D#${keyPart(id)}` }),
+};
+
+/** Upper bound of a string key range that starts with `prefix` (for BETWEEN / < queries). */
+export const prefixEnd = (prefix: string): string => `${prefix}\uffff`;
