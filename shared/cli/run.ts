@@ -10,7 +10,7 @@ import { isAlive, StateDirLock } from '../embedded/lock.js';
 import { EmbeddedRuntime } from '../embedded/runtime.js';
 import { bar, checkpointDuration, clockTime, count, LiveArea, ms, table, timeline } from './format.js';
 import { defaultStateDir, resolveJob, UsageError } from './jobs.js';
-import { checkpointState, readState } from './read-state.js';
+import { checkpointState, readState, stateOf } from './read-state.js';
 
 export interface RunOptions {
   readonly events?: number;
@@ -64,7 +64,14 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
   const stored = stateDir ? readParams(stateDir) : undefined;
   const total = options.events ?? stored?.events ?? DEFAULT_EVENTS;
   const seed = options.seed ?? stored?.seed ?? DEFAULT_SEED;
-  const checkpoint = checkpointConfig(example, options);
+  // A resumed run keeps the job's checkpointing flags (retention above all: a lower --retained
+  // has already pruned checkpoints a higher one would think restorable); flags given now win.
+  const flags = { ...stored?.checkpoint, ...checkpointFlags(options) };
+  const checkpoint: CheckpointConfigInput = { ...example.checkpoint, ...flags };
+  if (stateDir && options.restore !== undefined) {
+    const refusal = restoreRefusal(stateDir, options.restore);
+    if (refusal) return refuse(new CheckpointNotFoundError(refusal), live);
+  }
   const stateFlag = options.stateDir !== undefined ? ` --state-dir ${options.stateDir}` : '';
 
   // A restore to an older checkpoint replays epochs whose output the sink already made visible.
@@ -162,7 +169,7 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
       throw error;
     }
     if (manualPending) runtime.triggerCheckpoint();
-    if (stateDir) writeParams(stateDir, { events: total, seed });
+    if (stateDir) writeParams(stateDir, { events: total, seed, checkpoint: flags });
 
     const rt = runtime;
     const source = rt.topology.sources()[0];
@@ -291,9 +298,8 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
   }
 }
 
-function checkpointConfig(example: Example, o: RunOptions): CheckpointConfigInput {
+function checkpointFlags(o: RunOptions): CheckpointConfigInput {
   return {
-    ...example.checkpoint,
     ...(o.interval !== undefined ? { intervalMs: o.interval } : {}),
     ...(o.trigger !== undefined ? { trigger: o.trigger } : {}),
     ...(o.everyRecords !== undefined ? { everyRecords: o.everyRecords } : {}),
@@ -428,16 +434,39 @@ function committedThrough(stateDir: string): number {
   }
 }
 
-function readParams(stateDir: string): { events: number; seed: number } | undefined {
+interface RunParams {
+  readonly events: number;
+  readonly seed: number;
+  readonly checkpoint?: CheckpointConfigInput;
+}
+
+/**
+ * The runtime accepts a restore to any of the last `retained` completed checkpoints of the
+ * *current* config; the state knows which ones still have their snapshots. Checked here so a
+ * pruned checkpoint is refused up front instead of failing the recovery mid-run.
+ */
+function restoreRefusal(stateDir: string, id: number): string | undefined {
+  let view;
+  try {
+    view = readState(stateDir);
+  } catch {
+    return `checkpoint ${id} cannot be restored: no job state in ${stateDir}`;
+  }
+  const retained = view.checkpoints.filter((c) => stateOf(view, c) === 'retained').map((c) => c.id);
+  if (retained.includes(id)) return undefined;
+  return `checkpoint ${id} is not a retained completed checkpoint (retained: ${retained.join(', ') || 'none'})`;
+}
+
+function readParams(stateDir: string): RunParams | undefined {
   const path = join(stateDir, PARAMS_FILE);
   if (!existsSync(path)) return undefined;
   try {
-    return JSON.parse(readFileSync(path, 'utf8')) as { events: number; seed: number };
+    return JSON.parse(readFileSync(path, 'utf8')) as RunParams;
   } catch {
     return undefined;
   }
 }
 
-function writeParams(stateDir: string, params: { events: number; seed: number }): void {
+function writeParams(stateDir: string, params: RunParams): void {
   writeFileSync(join(stateDir, PARAMS_FILE), JSON.stringify(params));
 }

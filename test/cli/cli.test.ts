@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -75,7 +75,7 @@ describe('cairn run', () => {
     expect(r.stdout).toMatch(/dead letters: none/);
     // Line-based live output on a pipe: progress lines, no escape codes.
     expect(r.stderr).toMatch(/ingested 1,500\/1,500/);
-    expect(r.stderr).not.toMatch(/\x1b\[/);
+    expect(r.stderr.includes('\u001b[')).toBe(false);
   });
 
   it('--crash-at: an operator throws once, the job restarts from its last checkpoint and still ends exactly-once', async () => {
@@ -148,6 +148,43 @@ describe('cairn run', () => {
     const idle = await cairn('trigger', 'word-count', '--state-dir', stateDir);
     expect(idle.code).toBe(1);
     expect(idle.stdout).toContain(`no run is active on ${stateDir}`);
+  });
+
+  it('--restore: starts from a chosen retained checkpoint; a checkpoint that is not retained is refused (exit 2)', async () => {
+    const stateDir = tempStateDir();
+    const killed = await cairn('run', 'word-count', '--events', '3000', '--state-dir', stateDir, '--interval', '30', '--kill-at', '2000', '--retained', '2');
+    expect(killed.signal, killed.stdout + killed.stderr).toBe('SIGKILL');
+    const state = readState(stateDir);
+    const retained = state.checkpoints.filter((c) => stateOf(state, c) === 'retained').map((c) => c.id);
+    const discarded = state.checkpoints.filter((c) => stateOf(state, c) === 'discarded').map((c) => c.id);
+    expect(retained.length).toBe(2);
+    expect(discarded.length).toBeGreaterThan(0);
+
+    const refused = await cairn('run', 'word-count', '--state-dir', stateDir, '--restore', String(discarded[0]));
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`checkpoint ${discarded[0]} is not a retained completed checkpoint (retained: ${retained.join(', ')})`);
+
+    const latest = retained.at(-1) as number;
+    const restored = await cairn('run', 'word-count', '--state-dir', stateDir, '--restore', String(latest));
+    expect(restored.code, restored.stdout + restored.stderr).toBe(0);
+    expect(restored.stderr).toContain(`restart: rolling back to checkpoint ${latest} (restore from checkpoint ${latest} requested)`);
+    expect(restored.stdout).toMatch(EXACTLY_ONCE);
+  });
+
+  it('runs a job given as a path to a module exporting an Example as default', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cairn-job-'));
+    dirs.push(dir);
+    const module = join(dir, 'balances.ts');
+    writeFileSync(module, `export { accountBalance as default } from ${JSON.stringify(join(ROOT, 'examples/account-balance.js'))};\n`);
+    const r = await cairn('run', module, '--events', '800', '--memory', '--interval', '40');
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/cairn run account-balance: 800 events/);
+    expect(r.stdout).toMatch(EXACTLY_ONCE);
+
+    writeFileSync(join(dir, 'bad.ts'), 'export default 42;\n');
+    const bad = await cairn('run', join(dir, 'bad.ts'), '--memory');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/must export an Example as default/);
   });
 
   it('rejects an unknown job with exit 2', async () => {
