@@ -236,7 +236,7 @@ export class DynamoIo {
     if (items.length > MAX_TRANSACT_ACTIONS) throw new Error(`transaction of ${items.length} actions exceeds ${MAX_TRANSACT_ACTIONS}`);
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.doc.send(new TransactWriteCommand({ TransactItems: [...items] }));
+        await this.doc.send(new TransactWriteCommand({ TransactItems: items.map(withUsedNames) }));
         return;
       } catch (error) {
         const retryable =
@@ -296,6 +296,20 @@ export class DynamoIo {
     const payloads = await this.effective(items, table);
     return Promise.all(payloads.map(async (p) => (p === undefined ? undefined : await this.decode<T>(p))));
   }
+}
+
+/** Drops ExpressionAttributeNames an action's expressions do not use (DynamoDB rejects unused ones). */
+export function withUsedNames(action: TransactItem): TransactItem {
+  const [kind, body] = Object.entries(action).find(([, v]) => v !== undefined) as [keyof TransactItem, Record<string, unknown>];
+  const names = body.ExpressionAttributeNames as Record<string, string> | undefined;
+  if (!names) return action;
+  const used = usedNames([body.UpdateExpression, body.ConditionExpression, body.ProjectionExpression], names);
+  return { [kind]: { ...body, ExpressionAttributeNames: used } } as TransactItem;
+}
+
+export function usedNames(expressions: readonly unknown[], names: Record<string, string>): Record<string, string> {
+  const text = expressions.filter((e) => typeof e === 'string').join(' ');
+  return Object.fromEntries(Object.entries(names).filter(([k]) => new RegExp(`${k}(?![A-Za-z0-9_])`).test(text)));
 }
 
 export function cancellationReasons(error: unknown): readonly CancellationReason[] | undefined {

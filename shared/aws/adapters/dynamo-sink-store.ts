@@ -27,15 +27,15 @@ export class DynamoSinkStore implements SinkStore {
   async read(sink: string): Promise<unknown[]> {
     const [batches, upserts] = await Promise.all([this.io.queryPartition(Keys.sinkBatchPk(sink), this.table), this.io.queryPartition(Keys.sinkUpsertPk(sink), this.table)]);
     const [batchValues, upsertValues] = await Promise.all([this.io.readValues<unknown[]>(batches, this.table), this.io.readValues<unknown>(upserts, this.table)]);
-    // The order of the embedded sink (string order of batch ids, then of keys).
+    // Plain code-unit order of batch ids, then of keys (never localeCompare: locale-dependent).
     const orderedBatches = batches
       .map((raw, i) => ({ id: (raw.id as string | undefined) ?? raw.sk, value: batchValues[i] }))
       .filter((b) => b.value !== undefined)
-      .sort((a, b) => a.id.localeCompare(b.id));
+      .sort((a, b) => byCodeUnits(a.id, b.id));
     const orderedUpserts = upserts
       .map((raw, i) => ({ key: (raw.key as string | undefined) ?? raw.sk, value: upsertValues[i] }))
       .filter((u) => u.value !== undefined)
-      .sort((a, b) => a.key.localeCompare(b.key));
+      .sort((a, b) => byCodeUnits(a.key, b.key));
     return [...orderedBatches.flatMap((b) => b.value ?? []), ...orderedUpserts.map((u) => u.value)];
   }
 }
@@ -52,6 +52,10 @@ export class DynamoDeadLetterStore implements DeadLetterStore {
   async list(): Promise<DeadLetter[]> {
     const raws = await this.io.queryPartition(Keys.deadLetterPk);
     const values = await this.io.readValues<DeadLetter>(raws);
-    return values.filter((v): v is DeadLetter => v !== undefined).sort((a, b) => a.at - b.at || a.id.localeCompare(b.id));
+    return values.filter((v): v is DeadLetter => v !== undefined).sort((a, b) => a.at - b.at || byCodeUnits(a.id, b.id));
   }
+}
+
+function byCodeUnits(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -21,6 +21,7 @@ import {
   cancellationReasons,
   keyId,
   transactItemSize,
+  usedNames,
   type Raw,
   type TransactItem,
 } from './dynamo-io.js';
@@ -587,12 +588,15 @@ export class DynamoStateStore implements StateStore {
       if (raw?.pt !== undefined) continue;
       const key = Keys.item(operator, ref.keyGroup, ref.key);
       const committed = versions.filter((v) => v.raw.pt === undefined);
+      const newer = committed.filter((v) => v.epoch > keepFrom);
       let keep: typeof committed;
-      if (!item || item.epoch <= keepFrom) keep = [];
+      // Current since keepFrom (or absent with no later version): no retained checkpoint needs a
+      // version record. A key made absent by a restore may still have later versions that do.
+      if (item ? item.epoch <= keepFrom : newer.length === 0) keep = [];
       else {
         const older = committed.filter((v) => v.epoch <= keepFrom);
         const newestOlder = older.reduce<(typeof older)[number] | undefined>((a, v) => (!a || v.epoch > a.epoch ? v : a), undefined);
-        keep = [...(newestOlder ? [newestOlder] : []), ...committed.filter((v) => v.epoch > keepFrom)];
+        keep = [...(newestOlder ? [newestOlder] : []), ...newer];
       }
       const kept = new Set(keep.map((v) => v.epoch));
       // Guard: the item must not change (a concurrent commit could add versions) while we prune.
@@ -735,5 +739,6 @@ function chunkActions(actions: readonly TransactItem[], maxActions: number, maxB
 }
 
 function updateCommand(table: string, key: ItemKey, input: Omit<UpdateCommandInput, 'TableName' | 'Key'>): UpdateCommand {
-  return new UpdateCommand({ TableName: table, Key: { pk: key.pk, sk: key.sk }, ...input });
+  const names = input.ExpressionAttributeNames && usedNames([input.UpdateExpression, input.ConditionExpression], input.ExpressionAttributeNames);
+  return new UpdateCommand({ TableName: table, Key: { pk: key.pk, sk: key.sk }, ...input, ...(names ? { ExpressionAttributeNames: names } : {}) });
 }
