@@ -304,7 +304,7 @@ export function withUsedNames(action: TransactItem): TransactItem {
   const names = body.ExpressionAttributeNames as Record<string, string> | undefined;
   if (!names) return action;
   const used = usedNames([body.UpdateExpression, body.ConditionExpression, body.ProjectionExpression], names);
-  return { [kind]: { ...body, ExpressionAttributeNames: used } } as TransactItem;
+  return { [kind]: { ...body, ExpressionAttributeNames: used } };
 }
 
 export function usedNames(expressions: readonly unknown[], names: Record<string, string>): Record<string, string> {
