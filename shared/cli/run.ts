@@ -175,6 +175,7 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
     const source = rt.topology.sources()[0];
     const partitions = source?.parallelism ?? 0;
     const startJob = await rt.job();
+    lastCheckpoint ??= (await rt.checkpoints.listCheckpoints()).at(-1);
     const alreadyFinished = startJob.status === 'FINISHED' || startJob.status === 'FAILED';
     print(
       `cairn run ${example.name}: ${count(total)} events (seed ${seed}), ${describeCheckpointing(rt)}, ` +
