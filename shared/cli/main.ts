@@ -24,7 +24,7 @@ const integer =
 export function program(setExitCode: (code: number) => void): Command {
   const cli = new Command('cairn')
     .description('Flink-style checkpointing for serverless stream processing: run jobs locally and inspect their checkpoints')
-    .showHelpAfterError()
+    .showHelpAfterError('(add --help for the options)')
     .exitOverride((error) => {
       // Usage errors (unknown option, bad value) exit 2; --help and --version exit 0.
       process.exit(error.exitCode === 0 ? 0 : 2);

@@ -275,6 +275,7 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
       `counters: records ${count(c.records)} · duplicates dropped ${count(c.duplicatesDropped)} · ingest duplicates ${count(c.ingestDuplicates)} · ` +
         `fenced ${count(c.fencedDropped)} · late ${count(c.lateDropped)} · step failures ${count(c.stepFailures)} · invocations ${count(c.invocations)}`,
     );
+    if (crashAt !== undefined && crashReason === undefined) print(`note: --crash-at ${count(crashAt)} never fired: only ${count(recordsSeen)} records passed the operators`);
     print();
 
     if (interrupted && job.status !== 'FINISHED') {
