@@ -1,4 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { StepCommit, StateWrite, InstanceRecord } from '../../shared/core/ports.js';
+import { initialInstanceRecord } from '../../shared/core/instance/step.js';
 import { inject } from 'vitest';
 import { createAwsStores, deleteJobTable, type AwsStores, type AwsStoresOptions } from '../../shared/aws/index.js';
 
@@ -31,5 +35,70 @@ export async function freshStores(options: Partial<AwsStoresOptions> = {}): Prom
       await deleteJobTable(stores.clients.dynamo, table);
       stores.destroy();
     },
+  };
+}
+
+
+interface RawRequest {
+  readonly headers: Record<string, string>;
+  readonly body?: unknown;
+}
+interface RawResponse {
+  statusCode: number;
+  headers: Record<string, string>;
+  body: unknown;
+}
+
+/**
+ * An HTTP handler for SDK clients that lets a test rewrite what the emulator answers (or answer
+ * itself): `intercept(operation, attempt)` returns a replacement response, or a function that
+ * rewrites the real response's JSON body, or undefined to pass through.
+ */
+export function interceptingHandler(
+  intercept: (operation: string, call: number) => { status: number; body: unknown } | ((json: Record<string, unknown>) => Record<string, unknown>) | undefined,
+): { handle(request: RawRequest, options?: unknown): Promise<{ response: RawResponse }> } {
+  const inner = new NodeHttpHandler();
+  const calls = new Map<string, number>();
+  return {
+    async handle(request: RawRequest, options?: unknown) {
+      const target = request.headers['x-amz-target'] ?? request.headers['X-Amz-Target'] ?? '';
+      const operation = target.slice(target.indexOf('.') + 1);
+      const call = (calls.get(operation) ?? 0) + 1;
+      calls.set(operation, call);
+      const action = intercept(operation, call);
+      if (action && typeof action !== 'function') {
+        const text = JSON.stringify(action.body);
+        return { response: { statusCode: action.status, headers: { 'content-type': 'application/x-amz-json-1.0', 'content-length': String(Buffer.byteLength(text)) }, body: Readable.from([Buffer.from(text)]) } };
+      }
+      const out = (await inner.handle(request as never, options as never)) as unknown as { response: RawResponse };
+      if (!action) return out;
+      const chunks: Buffer[] = [];
+      for await (const chunk of out.response.body as AsyncIterable<Buffer>) chunks.push(Buffer.from(chunk));
+      const text = JSON.stringify(action(JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>));
+      const headers: Record<string, string> = { ...out.response.headers, 'content-length': String(Buffer.byteLength(text)) };
+      delete headers['x-amz-crc32'];
+      return { response: { ...out.response, headers, body: Readable.from([Buffer.from(text)]) } };
+    },
+  };
+}
+
+export const OP = 'op';
+export const INSTANCE = 'op#0';
+
+/** A step commit of `writes` over the record at `expectedVersion`, shaped as the engine shapes it. */
+export function commitOf(expectedVersion: number, writes: StateWrite[], extra: Partial<StepCommit> = {}, record: Partial<InstanceRecord> = {}): StepCommit {
+  return {
+    instance: INSTANCE,
+    operator: OP,
+    generation: 1,
+    expectedVersion,
+    record: { ...initialInstanceRecord(INSTANCE, 1), version: expectedVersion + 1, ...record },
+    stateWrites: writes,
+    channelState: [],
+    acks: [],
+    staged: [],
+    upserts: [],
+    deadLetters: [],
+    ...extra,
   };
 }
