@@ -39,7 +39,8 @@ const seeded = Object.fromEntries(KEYS.slice(0, 10).map((k) => [k, { n: 0 }]));
 /** Adds a middleware that runs `before` ahead of the first TransactWriteItems whose input contains `marker`. */
 function beforeTransaction(s: AwsStores, marker: string, before: () => Promise<void>): void {
   let done = false;
-  s.clients.dynamo.middlewareStack.add(
+  const stack = s.clients.dynamo.middlewareStack as unknown as { add(mw: unknown, options: { step: 'initialize'; name: string }): void };
+  stack.add(
     (next: (args: unknown) => Promise<unknown>, context: { commandName?: string }) => async (args: { input?: unknown }) => {
       if (!done && context.commandName === 'TransactWriteItemsCommand' && JSON.stringify(args.input).includes(marker)) {
         done = true;

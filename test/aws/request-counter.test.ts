@@ -1,0 +1,67 @@
+/** The request counter's exact counts for a known sequence of adapter calls; requests per step. */
+import { describe, expect, it } from 'vitest';
+import { RequestCounter, SqsFifoTransport, ensureFifoQueues } from '../../shared/aws/index.js';
+import { initialInstanceRecord } from '../../shared/core/instance/step.js';
+import { initialJob } from '../../shared/core/protocol/coordinator.js';
+import { INSTANCE, OP, commitOf, freshStores, unique } from './helpers.js';
+
+describe('RequestCounter', () => {
+  it('counts every request by service and operation for a known sequence of calls', async () => {
+    const counter = new RequestCounter();
+    const s = await freshStores({ counter });
+    try {
+      const urls = await ensureFifoQueues(s.clients.sqs, ['op'], unique('rc'));
+      counter.reset();
+      await s.checkpoints.getJob(); // GetItem
+      await s.checkpoints.putJob(initialJob(1), undefined); // PutItem
+      await s.sourceLog.append(0, [
+        { id: 'a', event: 1 },
+        { id: 'b', event: 2 },
+      ]); // BatchGetItem (dedup ids) + GetItem (head) + TransactWriteItems
+      await s.sourceLog.read(0, 0, 10); // Query
+      await s.blobs.put('x', new Uint8Array([1, 2, 3])); // PutObject
+      await s.blobs.get('x'); // GetObject
+      await new SqsFifoTransport({ client: s.clients.sqs, queueUrls: urls }).send([
+        { queue: 'op', groupId: 'op#0', dedupId: 'd1', body: { type: 'tick', gen: 1, to: 'op#0' } },
+      ]); // SendMessageBatch
+      expect(counter.snapshot()).toEqual({
+        'DynamoDB.BatchGetItem': 1,
+        'DynamoDB.GetItem': 2,
+        'DynamoDB.PutItem': 1,
+        'DynamoDB.Query': 1,
+        'DynamoDB.TransactWriteItems': 1,
+        'S3.GetObject': 1,
+        'S3.PutObject': 1,
+        'SQS.SendMessageBatch': 1,
+      });
+      expect(counter.count('DynamoDB')).toBe(6);
+      expect(counter.total()).toBe(9);
+    } finally {
+      await s.done();
+    }
+  });
+
+  it('a typical step (load, read 20 keys, commit 20 writes with a snapshot and an ack) costs 3 DynamoDB requests', async () => {
+    const counter = new RequestCounter();
+    const s = await freshStores({ counter });
+    try {
+      await s.checkpoints.putJob(initialJob(1), undefined);
+      await s.stateStore.putInstance(initialInstanceRecord(INSTANCE, 1));
+      const refs = Array.from({ length: 20 }, (_, i) => ({ keyGroup: i, key: `k${i}` }));
+      await s.stateStore.commitStep(commitOf(0, refs.map((r) => ({ ...r, value: { n: 1 }, epoch: 1, previous: undefined }))));
+      counter.reset();
+      // Epoch 2: every key's first write in the epoch -> 20 items + 20 version records + 20 index entries.
+      await s.stateStore.loadInstance(INSTANCE);
+      await s.stateStore.getItems(OP, refs);
+      await s.stateStore.commitStep(
+        commitOf(1, refs.map((r) => ({ ...r, value: { n: 2 }, epoch: 2, previous: { value: { n: 1 }, epoch: 1 } })), {
+          snapshot: { checkpointId: 2, state: initialInstanceRecord(INSTANCE, 1) },
+          acks: [{ checkpointId: 2, instance: INSTANCE, generation: 1, alignmentMs: 0, unaligned: false, channelStateRecords: 0, stateWrites: 20, at: 1 }],
+        }),
+      );
+      expect(counter.snapshot()).toEqual({ 'DynamoDB.BatchGetItem': 1, 'DynamoDB.GetItem': 1, 'DynamoDB.TransactWriteItems': 1 });
+    } finally {
+      await s.done();
+    }
+  });
+});

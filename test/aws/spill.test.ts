@@ -1,0 +1,61 @@
+/** Values over the DynamoDB item limit spill to S3 through the BlobStore, referenced from the item. */
+import { describe, expect, it } from 'vitest';
+import { initialJob } from '../../shared/core/protocol/coordinator.js';
+import { initialInstanceRecord } from '../../shared/core/instance/step.js';
+import { BLOB_PREFIX, Keys } from '../../shared/aws/adapters/table-layout.js';
+import { INSTANCE, OP, commitOf, freshStores } from './helpers.js';
+
+const big = (size: number, fill = 'x'): string => fill.repeat(size);
+const ref = { keyGroup: 5, key: 'big' };
+
+describe('spill to S3 over the size threshold', () => {
+  it('a 500 KB state value (over the 400 KB item limit) round-trips through S3, as item and as version record', async () => {
+    const s = await freshStores();
+    try {
+      await s.checkpoints.putJob(initialJob(1), undefined);
+      await s.stateStore.putInstance(initialInstanceRecord(INSTANCE, 1));
+      const value = { blob: big(500_000) };
+      await s.stateStore.commitStep(commitOf(0, [{ ...ref, value, epoch: 1, previous: undefined }]));
+      const raw = await s.io.get(Keys.item(OP, ref.keyGroup, ref.key));
+      expect(String(raw?.d).startsWith(BLOB_PREFIX)).toBe(true);
+      const blob = await s.blobs.get(String(raw?.d).slice(BLOB_PREFIX.length));
+      expect(blob?.byteLength).toBeGreaterThan(500_000);
+      expect((await s.stateStore.getItems(OP, [ref])).get('5|big')).toEqual({ value, epoch: 1 });
+
+      // Overwritten in epoch 2: the big value is kept as the version record of epoch 1.
+      await s.stateStore.commitStep(commitOf(1, [{ ...ref, value: { small: 1 }, epoch: 2, previous: { value, epoch: 1 } }]));
+      expect(String((await s.io.get(Keys.version(OP, ref.keyGroup, ref.key, 1)))?.d).startsWith(BLOB_PREFIX)).toBe(true);
+      expect(await s.stateStore.restoreOperator(OP, 1)).toEqual({ keysRestored: 1 });
+      expect((await s.stateStore.getItems(OP, [ref])).get('5|big')).toEqual({ value, epoch: 1 });
+    } finally {
+      await s.done();
+    }
+  });
+
+  it('the threshold is configurable; small values stay inline; instance records, snapshots, log entries and sink batches spill too', async () => {
+    const s = await freshStores({ spillThresholdBytes: 1_000 });
+    try {
+      await s.checkpoints.putJob(initialJob(1), undefined);
+      const record = { ...initialInstanceRecord(INSTANCE, 1), timers: { '100': [big(2_000, 'k')] } };
+      await s.stateStore.putInstance(record);
+      expect(String((await s.io.get(Keys.instance(INSTANCE)))?.d).startsWith(BLOB_PREFIX)).toBe(true);
+      expect(await s.stateStore.loadInstance(INSTANCE)).toEqual(record);
+
+      await s.stateStore.commitStep(
+        commitOf(0, [{ ...ref, value: { v: 'tiny' }, epoch: 1, previous: undefined }], {
+          snapshot: { checkpointId: 1, state: { ...record, timers: { '1': [big(3_000, 's')] } } },
+        }, record),
+      );
+      expect(String((await s.io.get(Keys.item(OP, ref.keyGroup, ref.key)))?.d).startsWith('{')).toBe(true);
+      expect((await s.stateStore.loadSnapshot(INSTANCE, 1))?.state.timers).toEqual({ '1': [big(3_000, 's')] });
+
+      await s.sourceLog.append(0, [{ id: 'e1', event: { payload: big(5_000, 'e') } }]);
+      expect(await s.sourceLog.read(0, 0, 1)).toEqual([{ offset: 0, event: { payload: big(5_000, 'e') } }]);
+
+      await s.sinks.publish('out', 'b1', [big(4_000, 'r')]);
+      expect(await s.sinks.read('out')).toEqual([big(4_000, 'r')]);
+    } finally {
+      await s.done();
+    }
+  });
+});

@@ -1,0 +1,97 @@
+/** SqsFifoTransport against ElasticMQ: batching, order per group, deduplication ids. */
+import { DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient, type Message } from '@aws-sdk/client-sqs';
+import { describe, expect, it } from 'vitest';
+import { RequestCounter, SqsFifoTransport, ensureFifoQueues, sqsId } from '../../shared/aws/index.js';
+import type { ChannelMessage } from '../../shared/core/messages.js';
+import type { OutboundMessage } from '../../shared/core/ports.js';
+import { cloudEndpoint, credentials, unique } from './helpers.js';
+
+const client = (): SQSClient => new SQSClient({ endpoint: cloudEndpoint(), region: 'us-east-1', credentials });
+
+function message(queue: string, to: string, seq: number, payload = ''): OutboundMessage {
+  const body: ChannelMessage = { type: 'data', gen: 1, from: 'up#0', to, seq, records: payload ? [{ v: payload, o: `0:${seq}` }] : [] };
+  return { queue, groupId: to, dedupId: `g1:up#0>${to}:${seq}`, body };
+}
+
+async function receiveAll(sqs: SQSClient, url: string, count: number): Promise<Message[]> {
+  const got: Message[] = [];
+  const deadline = Date.now() + 20_000;
+  while (got.length < count && Date.now() < deadline) {
+    const r = await sqs.send(new ReceiveMessageCommand({ QueueUrl: url, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageSystemAttributeNames: ['MessageGroupId', 'MessageDeduplicationId'] }));
+    const messages = r.Messages ?? [];
+    got.push(...messages);
+    if (messages.length > 0) {
+      await sqs.send(new DeleteMessageBatchCommand({ QueueUrl: url, Entries: messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle })) }));
+    }
+  }
+  return got;
+}
+
+const seqOf = (m: Message): number => (JSON.parse(m.Body ?? '{}') as ChannelMessage).seq;
+
+describe('SqsFifoTransport', () => {
+  it('sends 38 interleaved messages of two groups in 4 batches and each group arrives in order; another queue in its own batch', async () => {
+    const sqs = client();
+    const counter = new RequestCounter();
+    counter.attach(sqs);
+    const urls = await ensureFifoQueues(sqs, ['op', 'sink'], unique('t'));
+    counter.reset();
+    const transport = new SqsFifoTransport({ client: sqs, queueUrls: urls });
+    const messages: OutboundMessage[] = [];
+    for (let i = 1; i <= 25; i++) {
+      messages.push(message('op', 'op#0', i));
+      if (i <= 13) messages.push(message('op', 'op#1', i));
+      if (i <= 5) messages.push(message('sink', 'sink#0', i));
+    }
+    await transport.send(messages);
+    expect(counter.snapshot()).toEqual({ 'SQS.SendMessageBatch': 5 });
+
+    const got = await receiveAll(sqs, urls.op ?? '', 38);
+    const byGroup = (g: string): number[] => got.filter((m) => m.Attributes?.MessageGroupId === g).map(seqOf);
+    expect(byGroup('op#0')).toEqual(Array.from({ length: 25 }, (_, i) => i + 1));
+    expect(byGroup('op#1')).toEqual(Array.from({ length: 13 }, (_, i) => i + 1));
+    expect((await receiveAll(sqs, urls.sink ?? '', 5)).map(seqOf)).toEqual([1, 2, 3, 4, 5]);
+    sqs.destroy();
+  });
+
+  it('splits batches at 256 KiB of bodies, keeping the group order', async () => {
+    const sqs = client();
+    const counter = new RequestCounter();
+    counter.attach(sqs);
+    const urls = await ensureFifoQueues(sqs, ['op'], unique('t'));
+    counter.reset();
+    const transport = new SqsFifoTransport({ client: sqs, queueUrls: urls });
+    // 10 messages of ~60 KB: at most 4 fit in 256 KiB -> batches of 4, 4, 2.
+    await transport.send(Array.from({ length: 10 }, (_, i) => message('op', 'op#0', i + 1, 'p'.repeat(60_000))));
+    expect(counter.count('SQS', 'SendMessageBatch')).toBe(3);
+    expect((await receiveAll(sqs, urls.op ?? '', 10)).map(seqOf)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    sqs.destroy();
+  });
+
+  it('hashes deduplication and group ids SQS would reject (over 128 chars, other characters); a resend of the same id is dropped', () => {
+    expect(sqsId('g1:up#0>op#1:5')).toBe('g1:up#0>op#1:5');
+    const long = `g1:${'v'.repeat(200)}#0>op#1:5`;
+    expect(sqsId(long)).toMatch(/^h-[0-9a-f]{64}$/);
+    expect(sqsId(long)).toBe(sqsId(long));
+    expect(sqsId('with space')).toMatch(/^h-[0-9a-f]{64}$/);
+    expect(sqsId('zählen#0')).toMatch(/^h-[0-9a-f]{64}$/);
+    expect(sqsId('x'.repeat(128))).toBe('x'.repeat(128));
+  });
+
+  it('delivers messages with such ids, and drops a resend with the same long deduplication id', async () => {
+    const sqs = client();
+    const urls = await ensureFifoQueues(sqs, ['op'], unique('t'));
+    const transport = new SqsFifoTransport({ client: sqs, queueUrls: urls });
+    const group = 'zählen#0';
+    const long = (seq: number): OutboundMessage => ({ ...message('op', group, seq), dedupId: `g1:${'v'.repeat(200)}>${group}:${seq}` });
+    await transport.send([long(1), long(2)]);
+    await transport.send([long(2), long(3)]);
+    const got = await receiveAll(sqs, urls.op ?? '', 3);
+    expect(got.map(seqOf)).toEqual([1, 2, 3]);
+    expect(got[0]?.Attributes?.MessageGroupId).toBe(sqsId(group));
+    expect(got[0]?.Attributes?.MessageDeduplicationId).toBe(sqsId(long(1).dedupId));
+    const again = await sqs.send(new ReceiveMessageCommand({ QueueUrl: urls.op, WaitTimeSeconds: 1 }));
+    expect(again.Messages ?? []).toEqual([]);
+    sqs.destroy();
+  });
+});
