@@ -4,7 +4,7 @@ import { windowedCount } from './windowed-count.js';
 import { wordCount } from './word-count.js';
 
 export const examples: Readonly<Record<string, Example>> = {
-  'word-count': wordCount as Example,
-  'account-balance': accountBalance as Example,
-  'windowed-count': windowedCount as Example,
+  'word-count': wordCount,
+  'account-balance': accountBalance,
+  'windowed-count': windowedCount,
 };

@@ -137,7 +137,8 @@ export class CoordinatorDriver {
       expectedAcks: this.deps.topology.allInstances().length,
       ingestedTotal,
       manualTriggerRequested: this.manualTrigger,
-      drained: sourcesFinished && this.deps.env.isIdle(),
+      sourcesFinished,
+      idle: this.deps.env.isIdle(),
       lastCompletedTrigger: lastCompleted?.trigger,
       failureSignal: this.failureSignal,
     };

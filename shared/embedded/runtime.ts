@@ -241,7 +241,8 @@ export class EmbeddedRuntime {
       await this.sealIfDrained();
       this.checkRedrive();
       if (this.inflight.size > 0) {
-        await Promise.race([...this.inflight, this.clock.virtual ? Promise.resolve() : this.clock.waitUntil(undefined)]);
+        // Yield a macrotask, not just a microtask: an invocation may be waiting on a timer.
+        await Promise.race([...this.inflight, this.clock.virtual ? new Promise((resolve) => setImmediate(resolve)) : this.clock.waitUntil(undefined)]);
       } else if (!started && !progressed) {
         await this.clock.waitUntil(this.nextEventAt(waitUntil));
       }

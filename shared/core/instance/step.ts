@@ -182,12 +182,10 @@ class InstanceStep {
     if (work.length === 0 && this.rec.replay.length === 0) return this.stats;
 
     await this.replayChannelState();
-    while (work.length > 0) {
-      const item = work.shift() as WorkItem;
-      const released = await this.apply(item);
-      if (released.length > 0) work.unshift(...released.map((message) => ({ message, sequenced: false })));
-    }
-    await this.applyEffects(onTimePassing(this.rec.alignment, this.alignmentContext()));
+    await this.drain(work);
+    // An alignment that outlived its timeout switches to unaligned and releases what it held.
+    const released = await this.applyEffects(onTimePassing(this.rec.alignment, this.alignmentContext()));
+    await this.drain(released.map((message) => ({ message, sequenced: false })));
     await this.fireTimers();
     this.flushOutputs(false);
     await this.commit(fresh.map((m) => m.id));
@@ -195,6 +193,15 @@ class InstanceStep {
   }
 
   // ---------- input ----------
+
+  private async drain(work: WorkItem[]): Promise<void> {
+    while (work.length > 0) {
+      const item = work.shift() as WorkItem;
+      const released = await this.apply(item);
+      // Released (held) messages were consumed already: they skip the sequence check.
+      if (released.length > 0) work.unshift(...released.map((message) => ({ message, sequenced: false })));
+    }
+  }
 
   private async apply(item: WorkItem): Promise<ChannelMessage[]> {
     const message = item.message;
@@ -352,20 +359,30 @@ class InstanceStep {
     this.keyed.load(missing, items);
   }
 
-  /** Runs one record's work; in isolation mode a throwing record becomes a dead letter. */
+  /**
+   * Runs one record's work. Normally a throw fails the whole step (the batch is retried). In
+   * isolation mode (the batch keeps failing) a record gets a second attempt at once, so a
+   * transient error passes; a record that throws twice is poison and becomes a dead letter.
+   */
   private runRecord(record: RecordEnvelope, work: () => void): void {
     this.stats.records++;
-    const outputsBefore = this.pendingOutputMark();
-    this.keyed.beginRecord();
-    try {
-      this.deps.faults?.onRecord?.(this.rec.instance, record);
-      work();
-      this.keyed.commitRecord();
-    } catch (error) {
-      this.keyed.abortRecord();
-      if (!this.isolate) throw error;
-      this.rollbackOutputs(outputsBefore);
-      this.deadLetter(record, 'operator-error', `operator '${this.vertex.id}' threw: ${(error as Error).message}`);
+    const attempts = this.isolate ? 2 : 1;
+    for (let attempt = 1; ; attempt++) {
+      const outputsBefore = this.pendingOutputMark();
+      this.keyed.beginRecord();
+      try {
+        this.deps.faults?.onRecord?.(this.rec.instance, record);
+        work();
+        this.keyed.commitRecord();
+        return;
+      } catch (error) {
+        this.keyed.abortRecord();
+        if (!this.isolate) throw error;
+        this.rollbackOutputs(outputsBefore);
+        if (attempt < attempts) continue;
+        this.deadLetter(record, 'operator-error', `operator '${this.vertex.id}' threw: ${(error as Error).message}`);
+        return;
+      }
     }
   }
 

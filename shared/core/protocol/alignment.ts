@@ -48,7 +48,9 @@ export function onChannelMessage(
 function onData(alignment: AlignmentState | undefined, message: ChannelMessage, ctx: AlignmentContext): AlignmentDecision {
   if (!alignment) return { alignment, effects: [{ kind: 'process', message, recordAsChannelState: false }] };
   const barriered = alignment.barriered.includes(message.from);
-  if (alignment.phase === 'aligning' && barriered && ctx.config.mode === 'exactly-once') {
+  // Behind a held barrier of the next checkpoint, data of its channel waits too (any mode).
+  const behindHeldBarrier = alignment.held.some((h) => h.type === 'barrier' && h.from === message.from);
+  if (behindHeldBarrier || (alignment.phase === 'aligning' && barriered && ctx.config.mode === 'exactly-once')) {
     return { alignment: { ...alignment, held: [...alignment.held, message] }, effects: [{ kind: 'hold', message }] };
   }
   const inFlight = alignment.phase === 'unaligned' && !barriered;
@@ -57,6 +59,11 @@ function onData(alignment: AlignmentState | undefined, message: ChannelMessage, 
 
 function onBarrier(alignment: AlignmentState | undefined, message: ChannelMessage, ctx: AlignmentContext): AlignmentDecision {
   const id = message.checkpointId ?? 0;
+  if (alignment && id > alignment.checkpointId && alignment.barriered.includes(message.from)) {
+    // The next checkpoint's barrier on a channel that already delivered this one (concurrent
+    // checkpoints): it waits, in order, until this alignment completes.
+    return { alignment: { ...alignment, held: [...alignment.held, message] }, effects: [{ kind: 'hold', message }] };
+  }
   if (alignment && id < alignment.checkpointId) {
     return { alignment, effects: [{ kind: 'drop-stale-barrier', checkpointId: id }] };
   }
@@ -78,7 +85,9 @@ function onBarrier(alignment: AlignmentState | undefined, message: ChannelMessag
   }
   // Last barrier: the checkpoint is complete at this instance.
   if (alignment.phase === 'unaligned') {
-    return { alignment: undefined, effects: [{ kind: 'ack', checkpointId: id, alignmentMs, unaligned: true }] };
+    const effects: AlignmentEffect[] = [{ kind: 'ack', checkpointId: id, alignmentMs, unaligned: true }];
+    if (alignment.held.length > 0) effects.push({ kind: 'release', messages: alignment.held });
+    return { alignment: undefined, effects };
   }
   const effects: AlignmentEffect[] = [
     { kind: 'snapshot', checkpointId: id, unaligned: false, alignmentMs },

@@ -21,8 +21,10 @@ export interface CoordinatorFacts {
   /** Events ingested into the source log so far (for the count trigger). */
   readonly ingestedTotal: number;
   readonly manualTriggerRequested: boolean;
-  /** Every source reached the end of a bounded input and nothing is in flight. */
-  readonly drained: boolean;
+  /** Every source reached the end of a bounded input. */
+  readonly sourcesFinished: boolean;
+  /** Nothing queued or in flight anywhere. */
+  readonly idle: boolean;
   /** Trigger of the last completed checkpoint, if any. */
   readonly lastCompletedTrigger: TriggerKind | undefined;
   /** Set when an operator failed past retries (a message reached its dead-letter queue). */
@@ -67,9 +69,12 @@ export function decideNext(config: CheckpointConfig, facts: CoordinatorFacts): C
     };
   }
 
-  if (facts.drained) {
-    if (facts.lastCompletedTrigger === 'final' && facts.pending.length === 0) return { type: 'finish' };
-    if (facts.pending.length === 0) return { type: 'trigger', checkpointId: job.nextCheckpointId, trigger: 'final' };
+  if (facts.sourcesFinished) {
+    // Bounded input fully read: no more periodic checkpoints (their barriers would keep the
+    // pipeline busy forever); once it drains, one final checkpoint commits the rest.
+    if (facts.pending.length > 0 || !facts.idle) return { type: 'wait', until: earliestTimeout(config, facts.pending) };
+    if (facts.lastCompletedTrigger === 'final') return { type: 'finish' };
+    return { type: 'trigger', checkpointId: job.nextCheckpointId, trigger: 'final' };
   }
   return decideTrigger(config, facts);
 }

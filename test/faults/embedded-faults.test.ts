@@ -1,0 +1,85 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CheckpointConfigInput } from '../../shared/core/config.js';
+import { EmbeddedRuntime } from '../../shared/embedded/runtime.js';
+import { FaultInjector, planFor, type FaultKind } from './fault-schedule.js';
+import { canonical, finalState, sequenceEvents, sequenceJob, sequenceOracle, violations, POISON_KEY } from './sequence-job.js';
+
+/**
+ * Fault suite modelled on Flink's checkpointing ITCases: seeded schedules of operator throws,
+ * crashes before commit and between commit and send, duplicate and delayed deliveries,
+ * checkpoint timeouts and coordinator crashes, over aligned, unaligned and
+ * aligned-with-timeout checkpoints with a slow input channel. Every run must end with exactly
+ * the output and state of a fault-free run. Set CAIRN_FAULT_SEEDS to run more.
+ */
+
+const KEYS = Number(process.env.CAIRN_FAULT_KEYS ?? 8);
+const PER_KEY = Number(process.env.CAIRN_FAULT_PER_KEY ?? 60);
+const POISON = 2;
+const SEEDS = Number(process.env.CAIRN_FAULT_SEEDS ?? 100);
+
+async function runOnce(checkpoint: CheckpointConfigInput, injector?: FaultInjector) {
+  const runtime = await EmbeddedRuntime.open({
+    job: sequenceJob(),
+    clock: 'virtual',
+    checkpoint,
+    limits: { visibilityTimeoutMs: 20, maxReceiveCount: 6, isolatePoisonAfterReceives: 3, sourceReadBatch: 25 },
+    ...(injector ? { faults: injector.faults() } : {}),
+  });
+  try {
+    runtime.push(sequenceEvents(KEYS, PER_KEY, POISON));
+    runtime.closeInput();
+    const job = await runtime.run({ maxTurns: 200_000 });
+    return {
+      job,
+      output: canonical(await runtime.results('validated')),
+      state: await finalState(runtime.state, KEYS),
+      deadLetters: await runtime.deadLetters(),
+      counters: { ...runtime.counters },
+      errors: [...runtime.lastErrors],
+    };
+  } finally {
+    runtime.close();
+  }
+}
+
+describe('fault suite (embedded): seeded schedules end exactly like the fault-free run', () => {
+  let reference: Awaited<ReturnType<typeof runOnce>>;
+  const totals: Record<string, number> = {};
+  const alignments: Record<string, number> = {};
+
+  beforeAll(async () => {
+    reference = await runOnce({ intervalMs: 5 });
+  });
+
+  it('the fault-free run itself passes the ITCase checks', () => {
+    expect(reference.job.status).toBe('FINISHED');
+    expect(reference.output).toEqual(sequenceOracle(KEYS, PER_KEY));
+    expect(reference.deadLetters.map((d) => [d.reason, JSON.parse(d.payload) as unknown])).toEqual(
+      Array.from({ length: POISON }, (_, i) => ['operator-error', { key: POISON_KEY, value: i + 1 }]),
+    );
+  });
+
+  it.each(Array.from({ length: SEEDS }, (_, i) => i + 1))('seed %i', async (seed) => {
+    const plan = planFor(seed);
+    const injector = new FaultInjector(plan);
+    const run = await runOnce(plan.checkpoint, injector);
+    for (const [kind, n] of Object.entries(injector.injected)) totals[kind] = (totals[kind] ?? 0) + n;
+    const alignment = String(plan.checkpoint.alignment);
+    alignments[alignment] = (alignments[alignment] ?? 0) + 1;
+    const context = `seed ${seed} plan ${JSON.stringify(plan)} injected ${JSON.stringify(injector.injected)} counters ${JSON.stringify(run.counters)} errors ${run.errors.slice(-3).join(' | ')}`;
+    expect(run.job.status, context).toBe('FINISHED');
+    expect(violations(run.output, KEYS, PER_KEY, 'exactly-once'), context).toEqual([]);
+    expect(run.output, context).toEqual(reference.output);
+    expect(run.state, context).toEqual(reference.state);
+    expect(run.deadLetters.map((d) => d.id).sort(), context).toEqual(reference.deadLetters.map((d) => d.id).sort());
+  });
+
+  afterAll(() => {
+    if (SEEDS < 100) return;
+    // The schedules must really mix every fault kind and every alignment mode.
+    const kinds: FaultKind[] = ['operator-throw', 'crash-before-commit', 'crash-between-commit-and-send', 'duplicate-delivery', 'delayed-delivery', 'checkpoint-timeout', 'coordinator-crash'];
+    console.log(`fault totals over ${SEEDS} seeds: ${JSON.stringify(totals)}; alignment modes: ${JSON.stringify(alignments)}`);
+    for (const kind of kinds) expect(totals[kind] ?? 0, kind).toBeGreaterThan(10);
+    for (const mode of ['aligned', 'unaligned', 'aligned-with-timeout']) expect(alignments[mode] ?? 0, mode).toBeGreaterThan(10);
+  });
+});

@@ -1,0 +1,134 @@
+import { prng } from '../../examples/types.js';
+import type { CheckpointConfigInput } from '../../shared/core/config.js';
+import { InjectedFault } from '../../shared/core/errors.js';
+import { parseInstanceId } from '../../shared/core/messages.js';
+import type { RuntimeFaults } from '../../shared/embedded/runtime.js';
+
+/**
+ * A seeded fault schedule: which faults, how often, and where. The same seed gives the same
+ * schedule; with the virtual clock the whole run replays exactly, so a failing seed is a
+ * regression test by itself.
+ */
+
+export type FaultKind =
+  | 'operator-throw'
+  | 'crash-before-commit'
+  | 'crash-between-commit-and-send'
+  | 'duplicate-delivery'
+  | 'delayed-delivery'
+  | 'checkpoint-timeout'
+  | 'coordinator-crash';
+
+export interface FaultPlan {
+  readonly seed: number;
+  readonly checkpoint: CheckpointConfigInput;
+  readonly rates: Readonly<Record<Exclude<FaultKind, 'checkpoint-timeout'>, number>>;
+  /** Messages from this source instance are slow (a slow input channel for alignment). */
+  readonly slowChannel: string | undefined;
+  /** Loop turn at which one counter instance stalls past the checkpoint timeout. */
+  readonly stallAtTurn: number | undefined;
+}
+
+const ALIGNMENTS = ['aligned', 'unaligned', 'aligned-with-timeout'] as const;
+
+export function planFor(seed: number, overrides: Partial<CheckpointConfigInput> = {}): FaultPlan {
+  const random = prng(seed * 7919 + 1);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
+  const rate = (max: number): number => (random() < 0.65 ? random() * max : 0);
+  const alignment = pick(ALIGNMENTS);
+  return {
+    seed,
+    checkpoint: {
+      intervalMs: 2 + Math.floor(random() * 6),
+      timeoutMs: 150,
+      tolerableFailures: Math.floor(random() * 2),
+      alignment,
+      alignmentTimeoutMs: alignment === 'aligned-with-timeout' ? Math.floor(random() * 4) : 30_000,
+      maxConcurrent: alignment === 'aligned' && random() < 0.3 ? 2 : 1,
+      retained: 1 + Math.floor(random() * 3),
+      ...overrides,
+    },
+    rates: {
+      'operator-throw': rate(0.01),
+      'crash-before-commit': rate(0.03),
+      'crash-between-commit-and-send': rate(0.05),
+      'duplicate-delivery': rate(0.05),
+      'delayed-delivery': rate(0.05),
+      'coordinator-crash': rate(0.05),
+    },
+    slowChannel: random() < 0.6 ? 'steps#1' : undefined,
+    stallAtTurn: random() < 0.4 ? 5 + Math.floor(random() * 40) : undefined,
+  };
+}
+
+/** Caps keep a run finite: past the cap a fault kind stops firing. */
+const CAP = 25;
+
+export class FaultInjector {
+  readonly injected: Record<FaultKind, number> = {
+    'operator-throw': 0,
+    'crash-before-commit': 0,
+    'crash-between-commit-and-send': 0,
+    'duplicate-delivery': 0,
+    'delayed-delivery': 0,
+    'checkpoint-timeout': 0,
+    'coordinator-crash': 0,
+  };
+  private readonly random: () => number;
+  private readonly thrownFor = new Set<string>();
+  private turn = 0;
+
+  constructor(readonly plan: FaultPlan) {
+    this.random = prng(plan.seed);
+  }
+
+  private fire(kind: Exclude<FaultKind, 'checkpoint-timeout'>): boolean {
+    if (this.injected[kind] >= CAP || this.random() >= this.plan.rates[kind]) return false;
+    this.injected[kind]++;
+    return true;
+  }
+
+  faults(): RuntimeFaults {
+    return {
+      step: {
+        onRecord: (instance, record) => {
+          const id = `${instance}/${record.o}`;
+          // Transient: a record makes an operator throw at most once (a real poison record is the job's own).
+          if (parseInstanceId(instance).vertexId === 'steps' || this.thrownFor.has(id)) return;
+          if (this.fire('operator-throw')) {
+            this.thrownFor.add(id);
+            throw new InjectedFault(`injected operator failure at ${id}`);
+          }
+        },
+        beforeCommit: (instance) => {
+          if (this.fire('crash-before-commit')) throw new InjectedFault(`injected crash before commit in ${instance}`);
+        },
+        afterCommit: (instance) => {
+          if (this.fire('crash-between-commit-and-send')) throw new InjectedFault(`injected crash between commit and send in ${instance}`);
+        },
+      },
+      transport: {
+        duplicate: () => this.fire('duplicate-delivery'),
+        delayMs: (messages) => {
+          const first = messages[0]?.body;
+          const slow = this.plan.slowChannel !== undefined && first !== undefined && 'from' in first && first.from === this.plan.slowChannel;
+          if (slow) return 3;
+          return this.fire('delayed-delivery') ? 1 + Math.floor(this.random() * 20) : 0;
+        },
+      },
+      coordinator: {
+        afterDecision: (decision) => {
+          if (this.fire('coordinator-crash')) throw new InjectedFault(`injected coordinator crash after ${decision.type}`);
+        },
+      },
+      onTurn: (runtime) => {
+        this.turn++;
+        if (this.turn !== this.plan.stallAtTurn) return;
+        // One counter instance stops being served for longer than the checkpoint timeout.
+        const timeout = runtime.config.timeoutMs;
+        runtime.queue('count')?.pauseGroup('count#1', runtime.clock.now() + timeout * 2);
+        this.injected['checkpoint-timeout']++;
+      },
+    };
+  }
+}
