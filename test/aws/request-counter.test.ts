@@ -65,3 +65,31 @@ describe('RequestCounter', () => {
     }
   });
 });
+
+describe('concurrent steps of many instances', () => {
+  it('40 instances commit at once: all succeed (each commit checks the one job record; conflicts are retried)', async () => {
+    const counter = new RequestCounter();
+    const s = await freshStores({ counter });
+    try {
+      await s.checkpoints.putJob(initialJob(1), undefined);
+      const ids = Array.from({ length: 40 }, (_, i) => `op#${i}`);
+      await Promise.all(ids.map((id) => s.stateStore.putInstance(initialInstanceRecord(id, 1))));
+      counter.reset();
+      await Promise.all(
+        ids.map((id, i) =>
+          s.stateStore.commitStep({
+            ...commitOf(0, [{ keyGroup: i, key: `k${i}`, value: { n: i }, epoch: 1, previous: undefined }]),
+            instance: id,
+            record: { ...initialInstanceRecord(id, 1), version: 1 },
+          }),
+        ),
+      );
+      const transactions = counter.count('DynamoDB', 'TransactWriteItems');
+      console.log(`[aws] 40 concurrent commits took ${transactions} TransactWriteItems requests (more than 40 = retried transaction conflicts)`);
+      expect(transactions).toBeGreaterThanOrEqual(40);
+      expect(await s.stateStore.countKeys(OP)).toBe(40);
+    } finally {
+      await s.done();
+    }
+  });
+});
