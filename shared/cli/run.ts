@@ -328,17 +328,9 @@ function describeCheckpointing(rt: EmbeddedRuntime): string {
   return `checkpoints ${when} (${alignment}, ${c.mode}, retain ${c.retained})`;
 }
 
-/**
- * The runtime has no public "restart the job" call; the coordinator reads a failure signal
- * (set by the runtime when a message reaches an operator's dead-letter queue) as an operator's
- * fatal error and rolls back to the last completed checkpoint. The CLI sets that signal for
- * an injected crash. Returns false if the runtime no longer has it (then the crash is only a
- * failed, redelivered batch).
- */
+/** An injected crash is a task failure: the job restarts from its last completed checkpoint. */
 function requestRestart(runtime: EmbeddedRuntime, reason: string): boolean {
-  if (!('failureSignal' in runtime)) return false;
-  const internals = runtime as unknown as { failureSignal: string | undefined };
-  internals.failureSignal ??= reason;
+  runtime.requestRestart(reason);
   return true;
 }
 

@@ -29,6 +29,7 @@ export interface FifoQueueOptions {
 
 export class FifoQueue<B = unknown> {
   private readonly groups = new Map<string, QueueMessage<B>[]>();
+  private readonly groupOf = new Map<string, string>();
   private readonly dedup = new Map<string, number>();
   private rotation = 0;
   private counter = 0;
@@ -85,7 +86,8 @@ export class FifoQueue<B = unknown> {
       const groupId = groupIds[(this.rotation + i) % groupIds.length] as string;
       if ((this.pausedUntil.get(groupId) ?? 0) > now) continue;
       let messages = this.groups.get(groupId);
-      if (!messages || messages.some((m) => m.invisibleUntil > now)) continue; // locked by an in-flight message
+      // In-flight messages are always at the head of a group (FIFO): the head tells if it is locked.
+      if (!messages || (messages[0]?.invisibleUntil ?? 0) > now) continue;
       while (messages?.[0] && messages[0].receiveCount >= this.options.maxReceiveCount) {
         this.redrive(messages[0], `max receive count ${this.options.maxReceiveCount} exceeded`);
         messages = this.groups.get(groupId);
@@ -101,17 +103,19 @@ export class FifoQueue<B = unknown> {
   }
 
   delete(ids: readonly string[]): void {
-    if (ids.length === 0) return;
-    const wanted = new Set(ids);
     const removed: string[] = [];
-    for (const [groupId, messages] of this.groups) {
-      const keep = messages.filter((m) => !wanted.has(m.id));
-      if (keep.length !== messages.length) {
-        removed.push(...messages.filter((m) => wanted.has(m.id)).map((m) => m.id));
-        this.size -= messages.length - keep.length;
-        if (keep.length === 0) this.groups.delete(groupId);
-        else this.groups.set(groupId, keep);
-      }
+    for (const id of ids) {
+      const groupId = this.groupOf.get(id);
+      const messages = groupId === undefined ? undefined : this.groups.get(groupId);
+      if (!messages || groupId === undefined) continue;
+      // Deleted messages are nearly always at the head of their group: indexOf is short.
+      const index = messages.findIndex((m) => m.id === id);
+      if (index < 0) continue;
+      messages.splice(index, 1);
+      this.groupOf.delete(id);
+      this.size--;
+      removed.push(id);
+      if (messages.length === 0) this.groups.delete(groupId);
     }
     if (this.options.db && removed.length > 0) this.options.db.write(removed.map((id) => [this.table, id, undefined] as const));
   }
@@ -157,6 +161,7 @@ export class FifoQueue<B = unknown> {
     const list = this.groups.get(message.groupId) ?? [];
     list.push(message);
     this.groups.set(message.groupId, list);
+    this.groupOf.set(message.id, message.groupId);
     this.size++;
   }
 

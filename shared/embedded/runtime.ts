@@ -190,6 +190,11 @@ export class EmbeddedRuntime {
     this.manualTrigger = true;
   }
 
+  /** Rolls every instance back to the last completed checkpoint and replays (a task failure in Flink's terms). */
+  requestRestart(reason: string): void {
+    this.failureSignal = reason;
+  }
+
   async job(): Promise<JobRecord> {
     const job = await this.checkpoints.getJob();
     if (!job) throw new Error('job not initialized');

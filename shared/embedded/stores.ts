@@ -191,17 +191,19 @@ export class EmbeddedStateStore implements StateStore {
   }
 
   readStaged(sink: string, throughEpoch: number): Promise<StagedBatch[]> {
-    const out: StagedBatch[] = [];
-    for (const [key, records] of this.db.scan<unknown[]>('stg', `${sink}|`)) {
+    // Keys sort as epoch, instance, step version: one pass merges each (epoch, instance)'s parts in step order.
+    const parts = [...this.db.scan<unknown[]>('stg', `${sink}|`)].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const merged = new Map<string, { instance: string; epoch: number; records: unknown[] }>();
+    for (const [key, records] of parts) {
       const [, epoch, instance] = key.split('|') as [string, string, string];
-      if (Number(epoch) <= throughEpoch) out.push({ instance, epoch: Number(epoch), records });
-    }
-    // Merge the per-step parts of one (instance, epoch) in step order.
-    const merged = new Map<string, StagedBatch>();
-    for (const batch of out.sort((a, b) => a.epoch - b.epoch)) {
-      const id = `${pad(batch.epoch)}|${batch.instance}`;
-      const existing = merged.get(id);
-      merged.set(id, existing ? { ...existing, records: [...existing.records, ...batch.records] } : batch);
+      if (Number(epoch) > throughEpoch) continue;
+      const id = `${epoch}|${instance}`;
+      let batch = merged.get(id);
+      if (!batch) {
+        batch = { instance, epoch: Number(epoch), records: [] };
+        merged.set(id, batch);
+      }
+      for (const record of records) batch.records.push(record);
     }
     return Promise.resolve([...merged.values()]);
   }
