@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { implementationsOf, withResource, type BlobStoreResource } from './implementations.js';
+import { itWhen } from './implementations.js';
 
 function pattern(length: number, seed: number): Uint8Array {
   const bytes = new Uint8Array(length);
@@ -77,7 +78,7 @@ describe.each(implementationsOf('blob-store'))('BlobStore contract: $name', (imp
     }),
   );
 
-  it.skipIf(!impl.capabilities.reopen)(
+  itWhen(impl.capabilities.reopen)(
     'blobs and deletions survive a reopen',
     run(async (first, reopen) => {
       await first.blobs.put('kept', pattern(200_000, 9));

@@ -3,6 +3,7 @@ import type { DeadLetterReason } from '../../shared/core/errors.js';
 import type { DeadLetter } from '../../shared/core/ports.js';
 import { InstanceDriver, letterOf, startJob } from './fixtures.js';
 import { implementationsOf, withResource, type StoreFamily } from './implementations.js';
+import { itWhen } from './implementations.js';
 
 const byId = (letters: DeadLetter[]): DeadLetter[] => [...letters].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 
@@ -55,7 +56,7 @@ describe.each(implementationsOf('store-family'))('DeadLetterStore contract: $nam
     }),
   );
 
-  it.skipIf(!impl.capabilities.reopen)(
+  itWhen(impl.capabilities.reopen)(
     'letters survive a reopen and stay deduplicated by id',
     run(async (first, reopen) => {
       await first.deadLetters.put([letterOf('a'), letterOf('b', { reason: 'malformed-json' })]);

@@ -1,3 +1,4 @@
+import { it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -153,4 +154,12 @@ export async function withResource<R extends Resource<R>>(impl: { create(): Prom
   } finally {
     await current.cleanup();
   }
+}
+
+/**
+ * Defines a test only where the implementation has the capability (durability tests for stores
+ * that can be reopened). An in-memory store has no such test at all, rather than a skipped one.
+ */
+export function itWhen(capable: boolean): (name: string, fn: () => Promise<void>, timeout?: number) => void {
+  return capable ? (name, fn, timeout) => it(name, fn, timeout) : () => undefined;
 }

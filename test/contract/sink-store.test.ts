@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { InstanceDriver, startJob } from './fixtures.js';
 import { implementationsOf, withResource, type StoreFamily } from './implementations.js';
+import { itWhen } from './implementations.js';
 
 /** Batch ids as the coordinator makes them: zero-padded epoch, then the instance. */
 const batchId = (epoch: number, instance: string): string => `${String(epoch).padStart(12, '0')}|${instance}`;
@@ -98,7 +99,7 @@ describe.each(implementationsOf('store-family'))('SinkStore contract: $name', (i
     }),
   );
 
-  it.skipIf(!impl.capabilities.reopen)(
+  itWhen(impl.capabilities.reopen)(
     'published batches and upserts survive a reopen; a re-publish after it is still a no-op',
     run(async (first, reopen) => {
       await first.sinks.publish('out', batchId(2, 'sink#0'), ['b']);

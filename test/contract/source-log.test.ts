@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { LogEntry, SourceLog } from '../../shared/core/ports.js';
 import { implementationsOf, withResource, type SourceLogResource } from './implementations.js';
+import { itWhen } from './implementations.js';
 
 const entries = (prefix: string, from: number, count: number) =>
   Array.from({ length: count }, (_, i) => ({ id: `${prefix}-${from + i}`, event: { id: `${prefix}-${from + i}`, n: from + i } }));
@@ -131,7 +132,7 @@ describe.each(implementationsOf('source-log'))('SourceLog contract: $name', (imp
     }),
   );
 
-  it.skipIf(!impl.capabilities.reopen)(
+  itWhen(impl.capabilities.reopen)(
     'entries, heads, seals and the dedup memory survive a reopen',
     run(async (first, reopen) => {
       await first.log.append(0, entries('d', 0, 4));

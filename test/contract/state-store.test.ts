@@ -18,6 +18,7 @@ import {
   type Value,
 } from './fixtures.js';
 import { implementationsOf, withResource, type StoreFamily } from './implementations.js';
+import { itWhen } from './implementations.js';
 
 const OP = 'counter';
 
@@ -528,7 +529,7 @@ describe.each(implementationsOf('store-family'))('StateStore contract: $name', (
   });
 
   describe('durability', () => {
-    it.skipIf(!impl.capabilities.reopen)(
+    itWhen(impl.capabilities.reopen)(
       'everything a commit wrote survives a reopen, and restore/prune still work after it',
       run(async (first, reopen) => {
         await startJob(first.checkpoints);
@@ -560,7 +561,7 @@ describe.each(implementationsOf('store-family'))('StateStore contract: $name', (
       }),
     );
 
-    it.skipIf(!impl.capabilities.reopen)(
+    itWhen(impl.capabilities.reopen)(
       'a rejected commit leaves nothing behind after a reopen either',
       run(async (first, reopen) => {
         await startJob(first.checkpoints);
