@@ -1,0 +1,134 @@
+import { describe, expect, it } from 'vitest';
+import { parseCheckpointConfig, type CheckpointConfigInput } from '../../shared/core/config.js';
+import { CheckpointConfigError } from '../../shared/core/errors.js';
+import type { CheckpointRecord, JobRecord } from '../../shared/core/ports.js';
+import { aborted, decideNext, initialJob, recoveryStarted, retainedCheckpoints, type CoordinatorFacts } from '../../shared/core/protocol/coordinator.js';
+
+const T0 = 1_000_000;
+
+function facts(overrides: Partial<Omit<CoordinatorFacts, 'job'>> & { job?: Partial<JobRecord> } = {}): CoordinatorFacts {
+  const { job, ...rest } = overrides;
+  return {
+    now: T0,
+    job: { ...initialJob(T0), ...job },
+    pending: [],
+    acks: new Map(),
+    expectedAcks: 4,
+    ingestedTotal: 0,
+    manualTriggerRequested: false,
+    sourcesFinished: false,
+    idle: false,
+    lastCompletedTrigger: undefined,
+    failureSignal: undefined,
+    ...rest,
+  };
+}
+
+const config = (input: CheckpointConfigInput = {}) => parseCheckpointConfig(input);
+const pending = (id: number, triggeredAt = T0, barriersInjected = true): CheckpointRecord => ({
+  id,
+  generation: 1,
+  status: 'PENDING',
+  trigger: 'time',
+  triggeredAt,
+  barriersInjected,
+});
+
+describe('checkpoint coordinator decisions', () => {
+  it('a time trigger fires once the interval has passed since the last trigger, not before', () => {
+    expect(decideNext(config({ intervalMs: 100 }), facts({ now: T0 + 99 }))).toEqual({ type: 'wait', until: T0 + 100 });
+    expect(decideNext(config({ intervalMs: 100 }), facts({ now: T0 + 100 }))).toEqual({ type: 'trigger', checkpointId: 1, trigger: 'time' });
+  });
+
+  it('a triggered checkpoint first gets its barriers injected at the sources', () => {
+    expect(decideNext(config(), facts({ pending: [pending(1, T0, false)] }))).toEqual({ type: 'inject-barriers', checkpointId: 1 });
+  });
+
+  it('a checkpoint acknowledged by every instance completes', () => {
+    expect(decideNext(config(), facts({ pending: [pending(1)], acks: new Map([[1, 4]]) }))).toEqual({ type: 'complete', checkpointId: 1 });
+  });
+
+  it('a checkpoint that misses one ack past the timeout is aborted', () => {
+    const f = facts({ now: T0 + 500, pending: [pending(1)], acks: new Map([[1, 3]]) });
+    expect(decideNext(config({ timeoutMs: 500 }), f)).toEqual({ type: 'abort', checkpointId: 1, reason: 'timed out after 500 ms' });
+    expect(decideNext(config({ timeoutMs: 500 }), { ...f, now: T0 + 499 }).type).toBe('wait');
+  });
+
+  it('failures up to the tolerance do not roll back; one more does', () => {
+    const job = aborted(initialJob(T0));
+    expect(decideNext(config({ tolerableFailures: 1 }), facts({ job, now: T0 }))).toEqual({ type: 'wait', until: T0 + 1000 });
+    expect(decideNext(config({ tolerableFailures: 0 }), facts({ job, now: T0 }))).toEqual({
+      type: 'start-recovery',
+      toCheckpoint: 0,
+      reason: '1 consecutive checkpoint failures (tolerable: 0)',
+    });
+  });
+
+  it('max concurrent checkpoints holds the next trigger back', () => {
+    expect(decideNext(config({ intervalMs: 1 }), facts({ now: T0 + 10, pending: [pending(1)] })).type).toBe('wait');
+    expect(decideNext(config({ intervalMs: 1, maxConcurrent: 2 }), facts({ now: T0 + 10, pending: [pending(1)], job: { nextCheckpointId: 2 } }))).toEqual({
+      type: 'trigger',
+      checkpointId: 2,
+      trigger: 'time',
+    });
+  });
+
+  it('min pause counts from the end of the last completed checkpoint', () => {
+    const f = facts({ now: T0 + 150, job: { lastCompletedId: 3, lastCompletedAt: T0 + 100, nextCheckpointId: 4, sinksCommittedThrough: 3 } });
+    expect(decideNext(config({ intervalMs: 10, minPauseMs: 100 }), f)).toEqual({ type: 'wait', until: T0 + 200 });
+    expect(decideNext(config({ intervalMs: 10, minPauseMs: 100 }), { ...f, now: T0 + 200 })).toEqual({ type: 'trigger', checkpointId: 4, trigger: 'time' });
+  });
+
+  it('a count trigger fires every N records ingested since the last trigger', () => {
+    const cfg = config({ trigger: 'count', everyRecords: 1000 });
+    expect(decideNext(cfg, facts({ ingestedTotal: 999 })).type).toBe('wait');
+    expect(decideNext(cfg, facts({ ingestedTotal: 1000 }))).toEqual({ type: 'trigger', checkpointId: 1, trigger: 'count' });
+  });
+
+  it('a continuous trigger starts the next checkpoint as soon as none is pending', () => {
+    expect(decideNext(config({ trigger: 'continuous' }), facts())).toEqual({ type: 'trigger', checkpointId: 1, trigger: 'continuous' });
+  });
+
+  it('manual checkpoints are taken on request only, in any trigger mode', () => {
+    expect(decideNext(config({ trigger: 'manual' }), facts({ now: T0 + 10 ** 9 })).type).toBe('wait');
+    expect(decideNext(config({ trigger: 'manual' }), facts({ manualTriggerRequested: true }))).toEqual({ type: 'trigger', checkpointId: 1, trigger: 'manual' });
+  });
+
+  it('a failure signal rolls back to the last completed checkpoint', () => {
+    expect(decideNext(config(), facts({ failureSignal: 'operator failed', job: { lastCompletedId: 7 } }))).toEqual({
+      type: 'start-recovery',
+      toCheckpoint: 7,
+      reason: 'operator failed',
+    });
+  });
+
+  it('a recovery in progress is continued before anything else (a coordinator crash mid-rollback resumes it)', () => {
+    const job = recoveryStarted(initialJob(T0), 0, 'x', T0);
+    expect(job.generation).toBe(2);
+    expect(decideNext(config(), facts({ job, pending: [pending(1)], failureSignal: 'y' }))).toEqual({ type: 'continue-recovery' });
+  });
+
+  it('sinks are committed through the last completed checkpoint before new triggers', () => {
+    expect(decideNext(config({ intervalMs: 1 }), facts({ now: T0 + 10, job: { lastCompletedId: 2, sinksCommittedThrough: 1 } }))).toEqual({
+      type: 'commit-sinks',
+      throughCheckpoint: 2,
+    });
+  });
+
+  it('a bounded input: no periodic checkpoint after the sources finish; one final checkpoint once idle; then finish', () => {
+    const cfg = config({ intervalMs: 1 });
+    expect(decideNext(cfg, facts({ now: T0 + 50, sourcesFinished: true, idle: false })).type).toBe('wait');
+    expect(decideNext(cfg, facts({ now: T0 + 50, sourcesFinished: true, idle: true }))).toEqual({ type: 'trigger', checkpointId: 1, trigger: 'final' });
+    expect(decideNext(cfg, facts({ sourcesFinished: true, idle: true, lastCompletedTrigger: 'final' }))).toEqual({ type: 'finish' });
+  });
+
+  it('the latest completed checkpoint is always retained', () => {
+    expect(retainedCheckpoints([1, 2, 5, 9], 2)).toEqual([5, 9]);
+    expect(retainedCheckpoints([4], 0)).toEqual([4]);
+  });
+
+  it('config errors name the problem', () => {
+    expect(() => parseCheckpointConfig({ alignment: 'unaligned', maxConcurrent: 2 })).toThrow(new CheckpointConfigError('unaligned checkpoints require maxConcurrent = 1'));
+    expect(() => parseCheckpointConfig({ intervalMs: -1 })).toThrow(CheckpointConfigError);
+  });
+});
