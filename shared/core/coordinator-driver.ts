@@ -277,12 +277,18 @@ export class CoordinatorDriver {
     for (const vertex of this.deps.topology.vertices) {
       await this.deps.state.prune(vertex.id, keepFrom);
     }
+    for (const checkpoint of await this.deps.checkpoints.listCheckpoints()) {
+      if (checkpoint.status === 'COMPLETED' && checkpoint.id < keepFrom && !checkpoint.pruned) {
+        await this.deps.checkpoints.putCheckpoint({ ...checkpoint, pruned: true });
+      }
+    }
   }
 
+  /** Completed and not pruned: restorable. (After a restore to an older checkpoint, fewer than `retained` may remain.) */
   private async retainedIds(): Promise<number[]> {
     const all = await this.deps.checkpoints.listCheckpoints();
     return retainedCheckpoints(
-      all.filter((c) => c.status === 'COMPLETED').map((c) => c.id),
+      all.filter((c) => c.status === 'COMPLETED' && !c.pruned).map((c) => c.id),
       this.deps.config.retained,
     );
   }

@@ -222,6 +222,8 @@ export interface CheckpointRecord {
   readonly barriersInjected: boolean;
   readonly finishedAt?: number;
   readonly abortReason?: string;
+  /** Older than every retained checkpoint: its versions and snapshots are gone (metadata stays for history). */
+  readonly pruned?: boolean;
   readonly sourceOffsets?: Readonly<Record<string, number>>;
   readonly alignmentMs?: number;
   readonly stateKeys?: number;
