@@ -24,7 +24,7 @@ describe('restoring a chosen checkpoint', () => {
       await expect(EmbeddedRuntime.open({ ...options, restoreFrom: pruned })).rejects.toThrow(
         new CheckpointNotFoundError(`checkpoint ${pruned} is not a retained completed checkpoint (retained: ${retained.join(', ')})`),
       );
-      const restored = await EmbeddedRuntime.open({ ...options, restoreFrom: retained[0] as number });
+      const restored = await EmbeddedRuntime.open({ ...options, restoreFrom: retained[0] });
       try {
         const job = await restored.job();
         expect(job.restarts.at(-1)).toMatchObject({ toCheckpoint: retained[0], reason: `restore from checkpoint ${retained[0]} requested` });
