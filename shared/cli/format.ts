@@ -45,7 +45,7 @@ export function bar(done: number, total: number, width = 28): string {
   return `[${'#'.repeat(full)}${'-'.repeat(width - full)}] ${String(Math.floor(fraction * 100)).padStart(3)}%`;
 }
 
-/** The checkpoint timeline as a table, oldest first. `state` adds a retained/discarded column. */
+/** The checkpoint timeline as a table, oldest first. `state` adds a retained/pruned/discarded column. */
 export function timeline(checkpoints: readonly CheckpointRecord[], state?: (c: CheckpointRecord) => string): string {
   const headers = ['id', 'trigger', 'status', ...(state ? ['restorable'] : []), 'duration', 'alignment', 'state keys', 'channel state', 'source offset', 'abort reason'];
   const rows = checkpoints.map((c) => [

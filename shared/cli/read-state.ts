@@ -33,7 +33,7 @@ export interface StateView {
   readonly runningPid: number | undefined;
 }
 
-export type CheckpointState = 'retained' | 'discarded' | 'pending' | 'aborted';
+export type CheckpointState = 'retained' | 'pruned' | 'discarded' | 'pending' | 'aborted';
 
 export class NoStateError extends Error {
   override readonly name = 'NoStateError';
@@ -77,7 +77,8 @@ export function readState(stateDir: string): StateView {
 /** Restorable = completed and its snapshots not yet pruned. */
 export function checkpointState(c: { status: CheckpointRecord['status']; abortReason?: string | undefined; snapshotted: boolean }): CheckpointState {
   if (c.status === 'PENDING') return 'pending';
-  if (c.status === 'COMPLETED') return c.snapshotted ? 'retained' : 'discarded';
+  // Pruned: older than every retained checkpoint. Discarded: newer than a checkpoint restored later.
+  if (c.status === 'COMPLETED') return c.snapshotted ? 'retained' : 'pruned';
   return c.abortReason?.startsWith('discarded by restore') ? 'discarded' : 'aborted';
 }
 

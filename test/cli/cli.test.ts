@@ -156,7 +156,7 @@ describe('cairn run', () => {
     expect(killed.signal, killed.stdout + killed.stderr).toBe('SIGKILL');
     const state = readState(stateDir);
     const retained = state.checkpoints.filter((c) => stateOf(state, c) === 'retained').map((c) => c.id);
-    const discarded = state.checkpoints.filter((c) => stateOf(state, c) === 'discarded').map((c) => c.id);
+    const discarded = state.checkpoints.filter((c) => stateOf(state, c) === 'pruned').map((c) => c.id);
     expect(retained.length).toBe(2);
     expect(discarded.length).toBeGreaterThan(0);
 
@@ -195,7 +195,7 @@ describe('cairn run', () => {
 });
 
 describe('cairn checkpoints', () => {
-  it('lists the checkpoints of a state directory with retained vs discarded, exactly as stored', async () => {
+  it('lists the checkpoints of a state directory with retained vs pruned, exactly as stored', async () => {
     const stateDir = tempStateDir();
     const run = await cairn('run', 'windowed-count', '--events', '2000', '--state-dir', stateDir, '--interval', '25', '--retained', '2');
     expect(run.code, run.stdout + run.stderr).toBe(0);
@@ -210,10 +210,10 @@ describe('cairn checkpoints', () => {
       .filter((m): m is RegExpExecArray => m !== null)
       .map((m) => ({ id: Number(m[1]), trigger: m[2], status: m[3], restorable: m[4] }));
     expect(rows).toEqual(state.checkpoints.map((c) => ({ id: c.id, trigger: c.trigger, status: c.status, restorable: stateOf(state, c) })));
-    // --retained 2: the last two completed checkpoints are restorable, the older ones discarded.
+    // --retained 2: the last two completed checkpoints are restorable, the older ones pruned.
     const completed = state.checkpoints.filter((c) => c.status === 'COMPLETED').map((c) => c.id);
     expect(rows.filter((x) => x.restorable === 'retained').map((x) => x.id)).toEqual(completed.slice(-2));
-    expect(rows.filter((x) => x.restorable === 'discarded').map((x) => x.id)).toEqual(completed.slice(0, -2));
+    expect(rows.filter((x) => x.restorable === 'pruned').map((x) => x.id)).toEqual(completed.slice(0, -2));
     expect(r.stdout).toContain(`retained (restorable with \`cairn run windowed-count --state-dir ${stateDir} --restore <id>\`): ${completed.slice(-2).join(', ')}`);
     expect(r.stdout).toMatch(/job FINISHED/);
 
