@@ -115,6 +115,9 @@ export class EmbeddedRuntime {
   private failureSignal: string | undefined;
   private readonly seenRedriven = new Map<string, number>();
   private delayedSends = 0;
+  /** Timer service: instances get a tick every `tickIntervalMs` (flush timeouts, alignment timeouts, processing-time windows). */
+  private readonly tickIntervalMs: number | undefined;
+  private nextTickAt = 0;
 
   private constructor(private readonly options: RuntimeOptions) {
     this.topology = new Topology(options.job);
@@ -154,6 +157,7 @@ export class EmbeddedRuntime {
     this.transport = { send: (messages) => this.send(messages) };
     this.coordinator = this.newCoordinator();
     this.addMappings();
+    this.tickIntervalMs = tickIntervalFor(this.topology, this.config, this.limits);
   }
 
   /** Opens (or resumes) a job. A job found RUNNING in the state directory rolls back to its last completed checkpoint. */
@@ -225,6 +229,7 @@ export class EmbeddedRuntime {
       this.options.faults?.onTurn?.(this);
       options.onTurn?.();
       if (options.until?.()) break;
+      await this.tickIfDue();
       const started = this.pump();
       let progressed = false;
       let waitUntil: number | undefined;
@@ -448,8 +453,23 @@ export class EmbeddedRuntime {
     }
   }
 
+  private async tickIfDue(): Promise<void> {
+    if (this.tickIntervalMs === undefined || this.clock.now() < this.nextTickAt) return;
+    this.nextTickAt = this.clock.now() + this.tickIntervalMs;
+    const job = await this.job();
+    if (job.status !== 'RUNNING') return;
+    const at = this.clock.now();
+    await this.send(
+      this.topology.vertices
+        .filter((v) => v.head.kind !== 'source')
+        .flatMap((v) =>
+          this.topology.instancesOf(v).map((to) => ({ queue: v.id, groupId: to, dedupId: `g${job.generation}:tick:${to}:${at}`, body: { type: 'tick' as const, gen: job.generation, to } })),
+        ),
+    );
+  }
+
   private nextEventAt(coordinatorWait: number | undefined): number | undefined {
-    let next = coordinatorWait;
+    let next = this.tickIntervalMs === undefined ? coordinatorWait : Math.min(coordinatorWait ?? Infinity, this.nextTickAt);
     for (const queue of [...this.queues.values(), this.ingress]) {
       const at = queue.nextVisibleAt();
       if (at !== undefined) next = next === undefined ? at : Math.min(next, at);
@@ -460,4 +480,16 @@ export class EmbeddedRuntime {
   private async drainInflight(): Promise<void> {
     while (this.inflight.size > 0) await Promise.race(this.inflight);
   }
+}
+
+/** How often instances need a tick: only when something waits on time rather than on input. */
+function tickIntervalFor(topology: Topology, config: CheckpointConfig, limits: RuntimeLimits): number | undefined {
+  const candidates: number[] = [];
+  if (limits.flushTimeoutMs > 0) candidates.push(limits.flushTimeoutMs);
+  if (config.alignment === 'aligned-with-timeout' && config.alignmentTimeoutMs > 0) candidates.push(config.alignmentTimeoutMs);
+  for (const vertex of topology.vertices) {
+    if (vertex.head.kind === 'window' && vertex.head.window.time === 'processing') candidates.push(vertex.head.window.sizeMs / 4);
+  }
+  if (candidates.length === 0) return undefined;
+  return Math.max(5, Math.min(...candidates));
 }

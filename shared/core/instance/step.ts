@@ -131,6 +131,7 @@ class InstanceStep {
   private readonly keyed: StepKeyedState;
   private rec: Mutable<InstanceRecord>;
   private timers: Map<number, Set<string>> | undefined;
+  private timersChanged = false;
   private readonly outbox: OutboundMessage[] = [];
   private readonly acks: CheckpointAck[] = [];
   private readonly deadLetters: DeadLetter[] = [];
@@ -181,6 +182,7 @@ class InstanceStep {
     }
     if (work.length === 0 && this.rec.replay.length === 0) return this.stats;
 
+    const before = { alignment: this.rec.alignment, outputBuffer: this.rec.outputBuffer, replay: this.rec.replay.length };
     await this.replayChannelState();
     await this.drain(work);
     // An alignment that outlived its timeout switches to unaligned and releases what it held.
@@ -188,8 +190,27 @@ class InstanceStep {
     await this.drain(released.map((message) => ({ message, sequenced: false })));
     await this.fireTimers();
     this.flushOutputs(false);
+    if (fresh.every((m) => m.body.type === 'tick') && this.unchangedSince(before)) return this.stats;
     await this.commit(fresh.map((m) => m.id));
     return this.stats;
+  }
+
+  /** A timer tick that found nothing to do commits nothing (ticks must not cost a write each). */
+  private unchangedSince(before: { alignment: unknown; outputBuffer: unknown; replay: number }): boolean {
+    return (
+      this.outbox.length === 0 &&
+      this.acks.length === 0 &&
+      this.snapshot === undefined &&
+      this.channelState.size === 0 &&
+      this.deadLetters.length === 0 &&
+      this.staged.size === 0 &&
+      this.upserts.length === 0 &&
+      !this.timersChanged &&
+      this.keyed.writes().length === 0 &&
+      this.rec.alignment === before.alignment &&
+      this.rec.outputBuffer === before.outputBuffer &&
+      before.replay === 0
+    );
   }
 
   // ---------- input ----------
@@ -440,6 +461,7 @@ class InstanceStep {
   private addTimer(end: number, key: string): void {
     const timers = this.timerMap();
     const keys = timers.get(end) ?? new Set<string>();
+    if (!keys.has(key)) this.timersChanged = true;
     keys.add(key);
     timers.set(end, keys);
   }
@@ -455,6 +477,7 @@ class InstanceStep {
     for (const end of due) {
       const keys = [...(timers.get(end) ?? [])].sort();
       timers.delete(end);
+      this.timersChanged = true;
       const refs = keys.map((k) => this.refOf(k));
       await this.prefetch(refs);
       const start = end - head.window.sizeMs;
