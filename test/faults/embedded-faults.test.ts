@@ -35,6 +35,7 @@ async function runOnce(checkpoint: CheckpointConfigInput, injector?: FaultInject
       state: await finalState(runtime.state, KEYS),
       deadLetters: await runtime.deadLetters(),
       counters: { ...runtime.counters },
+      channelStateRecords: (await runtime.checkpoints.listCheckpoints()).reduce((n, c) => n + (c.channelStateRecords ?? 0), 0),
       errors: [...runtime.lastErrors],
     };
   } finally {
@@ -46,6 +47,8 @@ describe('fault suite (embedded): seeded schedules end exactly like the fault-fr
   let reference: Awaited<ReturnType<typeof runOnce>>;
   const totals: Record<string, number> = {};
   const alignments: Record<string, number> = {};
+  /** In-flight records stored as channel state, per alignment mode: unaligned checkpoints must really overtake data. */
+  const channelState: Record<string, number> = {};
 
   beforeAll(async () => {
     reference = await runOnce({ intervalMs: 5 });
@@ -66,6 +69,7 @@ describe('fault suite (embedded): seeded schedules end exactly like the fault-fr
     for (const [kind, n] of Object.entries(injector.injected)) totals[kind] = (totals[kind] ?? 0) + n;
     const alignment = String(plan.checkpoint.alignment);
     alignments[alignment] = (alignments[alignment] ?? 0) + 1;
+    channelState[alignment] = (channelState[alignment] ?? 0) + run.channelStateRecords;
     const context = `seed ${seed} plan ${JSON.stringify(plan)} injected ${JSON.stringify(injector.injected)} counters ${JSON.stringify(run.counters)} errors ${run.errors.slice(-3).join(' | ')}`;
     expect(run.job.status, context).toBe('FINISHED');
     expect(violations(run.output, KEYS, PER_KEY, 'exactly-once'), context).toEqual([]);
@@ -81,5 +85,9 @@ describe('fault suite (embedded): seeded schedules end exactly like the fault-fr
     console.log(`fault totals over ${SEEDS} seeds: ${JSON.stringify(totals)}; alignment modes: ${JSON.stringify(alignments)}`);
     for (const kind of kinds) expect(totals[kind] ?? 0, kind).toBeGreaterThan(10);
     for (const mode of ['aligned', 'unaligned', 'aligned-with-timeout']) expect(alignments[mode] ?? 0, mode).toBeGreaterThan(10);
+    console.log(`channel state records per alignment mode: ${JSON.stringify(channelState)}`);
+    expect(channelState.aligned ?? 0).toBe(0);
+    expect(channelState.unaligned ?? 0).toBeGreaterThan(0);
+    expect(channelState['aligned-with-timeout'] ?? 0).toBeGreaterThan(0);
   });
 });
