@@ -4,7 +4,7 @@ import type { CheckpointAck, CheckpointRecord, JobRecord } from '../../shared/co
 import { initialJob } from '../../shared/core/protocol/coordinator.js';
 import { ackOf, InstanceDriver, startJob } from './fixtures.js';
 import { implementationsOf, withResource, type StoreFamily } from './implementations.js';
-import { itWhen } from './implementations.js';
+import { describeWhen, itWhen } from './implementations.js';
 
 function checkpoint(id: number, extra: Partial<CheckpointRecord> = {}): CheckpointRecord {
   return { id, generation: 1, status: 'PENDING', trigger: 'time', triggeredAt: 1_000 + id, barriersInjected: false, ...extra };
@@ -164,7 +164,7 @@ describe.each(implementationsOf('store-family'))('CheckpointStore contract: $nam
     );
   });
 
-  describe('durability', () => {
+  describeWhen(impl.capabilities.reopen)('durability', () => {
     itWhen(impl.capabilities.reopen)(
       'job, checkpoints and acks survive a reopen; the job version condition still holds',
       run(async (first, reopen) => {

@@ -1,4 +1,4 @@
-import { it } from 'vitest';
+import { describe, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -162,4 +162,9 @@ export async function withResource<R extends Resource<R>>(impl: { create(): Prom
  */
 export function itWhen(capable: boolean): (name: string, fn: () => Promise<void>, timeout?: number) => void {
   return capable ? (name, fn, timeout) => it(name, fn, timeout) : () => undefined;
+}
+
+/** A describe block only where the implementation has the capability. */
+export function describeWhen(capable: boolean): (name: string, fn: () => void) => void {
+  return capable ? (name, fn) => describe(name, fn) : () => undefined;
 }

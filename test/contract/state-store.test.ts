@@ -18,7 +18,7 @@ import {
   type Value,
 } from './fixtures.js';
 import { implementationsOf, withResource, type StoreFamily } from './implementations.js';
-import { itWhen } from './implementations.js';
+import { describeWhen, itWhen } from './implementations.js';
 
 const OP = 'counter';
 
@@ -528,7 +528,7 @@ describe.each(implementationsOf('store-family'))('StateStore contract: $name', (
     );
   });
 
-  describe('durability', () => {
+  describeWhen(impl.capabilities.reopen)('durability', () => {
     itWhen(impl.capabilities.reopen)(
       'everything a commit wrote survives a reopen, and restore/prune still work after it',
       run(async (first, reopen) => {
