@@ -1,0 +1,83 @@
+import { examples } from '../../examples/index.js';
+import { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfig, type RuntimeLimits } from '../../shared/core/config.js';
+import { Topology } from '../../shared/core/topology.js';
+import { createAwsStores, type AwsStores } from '../../shared/aws/index.js';
+
+/**
+ * What the deployed handlers read from their environment (set by the CDK stack):
+ *
+ * | variable | meaning |
+ * | --- | --- |
+ * | `CAIRN_JOB` | job name in the examples registry (examples/index.ts) |
+ * | `CAIRN_TABLE` | the job's DynamoDB table (single-table layout) |
+ * | `CAIRN_BUCKET` | S3 bucket for spilled values |
+ * | `CAIRN_QUEUE_URLS` | JSON object: vertex id -> URL of its FIFO queue (every vertex of the job) |
+ * | `CAIRN_CHECKPOINT` | optional JSON checkpoint config, merged over the example's own |
+ * | `CAIRN_LIMITS` | optional JSON runtime limits (batch size, visibility timeout, ...) |
+ * | `CAIRN_SINK_TABLE` | optional table of the idempotent sink (default: the job table) |
+ * | `AWS_ENDPOINT_URL` | optional single endpoint (local cloud, LocalStack) |
+ *
+ * Built once per execution environment (cold start) and reused by every invocation.
+ */
+
+export interface HandlerEnvironment {
+  readonly topology: Topology;
+  readonly config: CheckpointConfig;
+  readonly limits: RuntimeLimits;
+  readonly stores: AwsStores & { transport: NonNullable<AwsStores['transport']> };
+}
+
+export class HandlerConfigError extends Error {
+  override readonly name = 'HandlerConfigError';
+}
+
+function required(env: NodeJS.ProcessEnv, name: string): string {
+  const value = env[name];
+  if (value === undefined || value === '') throw new HandlerConfigError(`environment variable ${name} is not set`);
+  return value;
+}
+
+function json<T>(env: NodeJS.ProcessEnv, name: string): T | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  try {
+    return JSON.parse(raw) as T;
+  } catch (error) {
+    throw new HandlerConfigError(`environment variable ${name} is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+export async function environmentFrom(env: NodeJS.ProcessEnv = process.env): Promise<HandlerEnvironment> {
+  const jobName = required(env, 'CAIRN_JOB');
+  const example = examples[jobName];
+  if (!example) throw new HandlerConfigError(`CAIRN_JOB '${jobName}' is not in the examples registry (${Object.keys(examples).join(', ')})`);
+  const queueUrls = json<Record<string, string>>(env, 'CAIRN_QUEUE_URLS');
+  if (!queueUrls || typeof queueUrls !== 'object') throw new HandlerConfigError('environment variable CAIRN_QUEUE_URLS must be a JSON object of vertex id -> queue URL');
+  const topology = new Topology(example.build());
+  const missing = topology.vertices.map((v) => v.id).filter((id) => typeof queueUrls[id] !== 'string');
+  if (missing.length > 0) throw new HandlerConfigError(`CAIRN_QUEUE_URLS has no queue for ${missing.join(', ')}`);
+  const config = parseCheckpointConfig({ ...example.checkpoint, ...json<object>(env, 'CAIRN_CHECKPOINT') });
+  const limits = parseRuntimeLimits(json<object>(env, 'CAIRN_LIMITS') ?? {});
+  const endpoint = env.AWS_ENDPOINT_URL;
+  const stores = await createAwsStores({
+    tableName: required(env, 'CAIRN_TABLE'),
+    bucket: required(env, 'CAIRN_BUCKET'),
+    queueUrls,
+    ...(endpoint ? { endpoint } : {}),
+    ...(env.CAIRN_SINK_TABLE ? { sinkTable: env.CAIRN_SINK_TABLE } : {}),
+  });
+  if (!stores.transport) throw new HandlerConfigError('no queue transport');
+  return { topology, config, limits, stores: stores as HandlerEnvironment['stores'] };
+}
+
+/** Memoizes an async initializer; a failed one is retried at the next call. */
+export function once<T>(init: () => Promise<T>): () => Promise<T> {
+  let pending: Promise<T> | undefined;
+  return () => {
+    pending ??= init().catch((error: unknown) => {
+      pending = undefined;
+      throw error;
+    });
+    return pending;
+  };
+}

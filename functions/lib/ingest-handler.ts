@@ -1,0 +1,94 @@
+import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import type { RuntimeLimits } from '../../shared/core/config.js';
+import { ingestBatch } from '../../shared/core/ingest.js';
+import type { JobGraph } from '../../shared/core/job.js';
+import type { CheckpointStore, Clock, DeadLetterStore, QueueTransport, SourceLog } from '../../shared/core/ports.js';
+import { Topology } from '../../shared/core/topology.js';
+import { withRestOfGroupFailed } from './sqs-records.js';
+import { MetricName, publishCounts, quietTelemetry, type Telemetry } from './telemetry.js';
+
+/**
+ * The ingest Lambda: the ingress queue (standard or FIFO; the user pushes to it) delivers
+ * events; each is validated and appended exactly once to the source's partitioned log
+ * (ingestBatch; id = the SQS messageId, stable across redeliveries), then the source
+ * instances of the touched partitions are told to read. Bad events (malformed JSON, schema
+ * violation, oversize) go to the dead-letter store with the reason and count as processed.
+ * Messages of a partition whose append failed are reported in batchItemFailures (on a FIFO
+ * ingress, with the rest of their message group, so nothing overtakes them).
+ */
+
+export interface IngestHandlerDeps {
+  readonly job: JobGraph | Topology;
+  readonly limits: RuntimeLimits;
+  readonly log: SourceLog;
+  readonly deadLetters: DeadLetterStore;
+  readonly transport: QueueTransport;
+  /** Where the job's generation is read (the poll messages carry it). */
+  readonly checkpoints: CheckpointStore;
+  readonly clock?: Clock;
+  readonly telemetry?: Telemetry;
+  readonly onOutcome?: (outcome: IngestInvocationOutcome) => void;
+}
+
+export interface IngestInvocationOutcome {
+  readonly messages: number;
+  readonly appended: number;
+  readonly duplicates: number;
+  readonly deadLettered: number;
+  readonly failedIds: readonly string[];
+  readonly error?: Error;
+}
+
+export type IngestHandler = (event: SQSEvent, context?: Context) => Promise<SQSBatchResponse>;
+
+export function createIngestHandler(deps: IngestHandlerDeps): IngestHandler {
+  const topology = deps.job instanceof Topology ? deps.job : new Topology(deps.job);
+  const source = topology.sources()[0];
+  if (!source) throw new Error(`job '${topology.graph.name}' has no source`);
+  const clock = deps.clock ?? { now: () => Date.now() };
+  const { logger, metrics } = deps.telemetry ?? quietTelemetry;
+
+  return async (event: SQSEvent): Promise<SQSBatchResponse> => {
+    const records = event.Records;
+    let outcome: IngestInvocationOutcome;
+    try {
+      const job = await deps.checkpoints.getJob();
+      if (!job) throw new Error(`job '${topology.graph.name}' is not initialized yet (no job record): the coordinator creates it`);
+      const result = await ingestBatch(
+        { source, generation: job.generation, log: deps.log, deadLetters: deps.deadLetters, transport: deps.transport, limits: deps.limits, clock },
+        records.map((r) => ({ id: r.messageId, body: r.body })),
+      );
+      if (result.appended > 0) {
+        // A rollback between reading the generation and the poll fences that poll off; the
+        // recovery's own poll may have run before the append. Poll again in the new generation.
+        const now = await deps.checkpoints.getJob();
+        if (now && now.generation !== job.generation) {
+          await deps.transport.send(
+            topology.instancesOf(source).map((to) => ({ queue: source.id, groupId: to, dedupId: `g${now.generation}:ingest-poll:${to}:${clock.now()}`, body: { type: 'poll' as const, gen: now.generation, to } })),
+          );
+        }
+      }
+      outcome = {
+        messages: records.length,
+        appended: result.appended,
+        duplicates: result.duplicates,
+        deadLettered: result.deadLettered,
+        failedIds: withRestOfGroupFailed(records, new Set(result.failedIds)),
+      };
+      if (result.deadLettered > 0) logger.warn('events rejected to the dead-letter store', { count: result.deadLettered });
+    } catch (error) {
+      // Nothing is known to be appended: every message comes back (appends are idempotent by id).
+      logger.error('ingest failed', { error: (error as Error).message });
+      outcome = { messages: records.length, appended: 0, duplicates: 0, deadLettered: 0, failedIds: records.map((r) => r.messageId), error: error as Error };
+    }
+    if (outcome.failedIds.length > 0) logger.warn('events not ingested, left for redelivery', { count: outcome.failedIds.length });
+    publishCounts(metrics, {
+      [MetricName.ingested]: outcome.appended,
+      [MetricName.ingestDuplicates]: outcome.duplicates,
+      [MetricName.deadLetters]: outcome.deadLettered,
+      [MetricName.failedMessages]: outcome.failedIds.length,
+    });
+    deps.onOutcome?.(outcome);
+    return { batchItemFailures: outcome.failedIds.map((itemIdentifier) => ({ itemIdentifier })) };
+  };
+}

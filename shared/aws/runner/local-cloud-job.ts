@@ -1,0 +1,578 @@
+import { randomUUID } from 'node:crypto';
+import { GetQueueAttributesCommand, PurgeQueueCommand, ReceiveMessageCommand, SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
+import type { Example } from '../../../examples/types.js';
+import { createIngestHandler } from '../../../functions/lib/ingest-handler.js';
+import { createOperatorHandler } from '../../../functions/lib/operator-handler.js';
+import { quietTelemetry, type Telemetry } from '../../../functions/lib/telemetry.js';
+import { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfig, type CheckpointConfigInput, type RuntimeLimits, type RuntimeLimitsInput } from '../../core/config.js';
+import { CoordinatorDriver, type CoordinatorFaults } from '../../core/coordinator-driver.js';
+import { InjectedFault } from '../../core/errors.js';
+import type { StepFaults } from '../../core/instance/step.js';
+import type { JobGraph } from '../../core/job.js';
+import { instanceId } from '../../core/messages.js';
+import type { CheckpointRecord, DeadLetter, JobRecord, OutboundMessage, QueueTransport } from '../../core/ports.js';
+import type { CoordinatorDecision } from '../../core/protocol/coordinator.js';
+import { Topology } from '../../core/topology.js';
+import { deleteJobTable } from '../adapters/provision.js';
+import { RequestCounter } from '../adapters/request-counter.js';
+import { createAwsStores, type AwsStores } from '../index.js';
+import { SqsEventSource } from './event-source.js';
+import { createJobQueues, deleteJobQueues, type JobQueues } from './queues.js';
+
+/**
+ * A job on the local cloud (or any AWS endpoint): the table, bucket and queues of the
+ * deployed stack, the real Lambda handlers invoked in process by SQS event sources that poll
+ * the real SQS API, and the coordinator (CoordinatorDriver over the DynamoDB stores) as an
+ * in-process loop. Failure detection as on AWS: a message in an operator's dead-letter queue
+ * (ApproximateNumberOfMessages) rolls the job back.
+ *
+ * The same shape as the embedded runtime where it makes sense: push, closeInput, run,
+ * results, deadLetters, counters.
+ */
+
+export interface TransportFaults {
+  /** Send this message again (with another deduplication id, so SQS delivers both). */
+  duplicate?(message: OutboundMessage): boolean;
+  /** Hold this send for that many ms. */
+  delayMs?(messages: readonly OutboundMessage[]): number;
+}
+
+export interface LocalCloudFaults {
+  readonly step?: StepFaults;
+  readonly coordinator?: CoordinatorFaults;
+  readonly transport?: TransportFaults;
+  /** Called every coordinator loop turn. */
+  onTurn?(job: LocalCloudJob): void;
+}
+
+export type ClientRole = 'functions' | 'coordinator';
+
+export interface LocalCloudJobOptions {
+  readonly job?: JobGraph;
+  readonly example?: Example;
+  /** AWS_ENDPOINT_URL-style endpoint (the local cloud's edge); undefined = the SDK's default. */
+  readonly endpoint?: string;
+  readonly region?: string;
+  readonly credentials?: { accessKeyId: string; secretAccessKey: string };
+  readonly checkpoint?: CheckpointConfigInput;
+  readonly limits?: RuntimeLimitsInput;
+  /** Prefix of every resource name (default `cairn-<job>-<random>`). */
+  readonly name?: string;
+  /** The ingress queue: FIFO (default; keeps the push order) or standard. */
+  readonly ingress?: 'fifo' | 'standard';
+  /** Queue visibility timeout: a failed batch is redelivered after it. Default 1 s. */
+  readonly visibilityTimeoutSeconds?: number;
+  /** RedrivePolicy maxReceiveCount. Default: limits.maxReceiveCount. */
+  readonly maxReceiveCount?: number;
+  /** Events per ingest invocation (FIFO ingress: at most 10). Default 10 (FIFO) / 100 (standard). */
+  readonly ingestBatchSize?: number;
+  /** Concurrent ingest invocations. Default 1 (FIFO) / 2 (standard). */
+  readonly ingestConcurrency?: number;
+  /** Concurrent invocations per operator queue. Default: the vertex's parallelism. */
+  readonly operatorConcurrency?: number;
+  /** Coordinator loop period while it waits. Default 100 ms. */
+  readonly coordinatorPollMs?: number;
+  /** How often the operator dead-letter queues are checked. Default 500 ms. */
+  readonly failureCheckMs?: number;
+  /** PurgeQueue the operator queues on rollback (an optimization; fencing is what makes it correct). Default true. */
+  readonly purgeOnRollback?: boolean;
+  readonly faults?: LocalCloudFaults;
+  readonly onTransition?: (decision: CoordinatorDecision, checkpoint?: CheckpointRecord) => void;
+  /** Handler logging and metrics (default: quiet; the runner keeps its own counters). */
+  readonly telemetry?: Telemetry;
+  /** Sees each SDK client set before use (tests add middleware, e.g. throttling). */
+  readonly onClients?: (clients: AwsStores['clients'], role: ClientRole) => void;
+  /** Keep the table and queues on destroy() (the CLI leaves them for inspection). */
+  readonly keepResources?: boolean;
+}
+
+export interface LocalCloudCounters {
+  ingested: number;
+  ingestDuplicates: number;
+  records: number;
+  duplicatesDropped: number;
+  fencedDropped: number;
+  lateDropped: number;
+  deadLetters: number;
+  stepFailures: number;
+  coordinatorCrashes: number;
+  redriven: number;
+  invocations: number;
+  /** Messages received again after a failure or a visibility timeout. */
+  redeliveries: number;
+  eventSourceErrors: number;
+}
+
+/** Requests by who made them: the Lambda handlers, the coordinator, the event sources (receive/delete). */
+export interface RequestCounters {
+  readonly functions: RequestCounter;
+  readonly coordinator: RequestCounter;
+  readonly eventSources: RequestCounter;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function resourcePrefix(name: string): string {
+  const clean = name.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 30);
+  return `cairn-${clean}-${randomUUID().slice(0, 8)}`;
+}
+
+export class LocalCloudJob {
+  readonly counters: LocalCloudCounters = {
+    ingested: 0,
+    ingestDuplicates: 0,
+    records: 0,
+    duplicatesDropped: 0,
+    fencedDropped: 0,
+    lateDropped: 0,
+    deadLetters: 0,
+    stepFailures: 0,
+    coordinatorCrashes: 0,
+    redriven: 0,
+    invocations: 0,
+    redeliveries: 0,
+    eventSourceErrors: 0,
+  };
+  readonly lastErrors: string[] = [];
+  readonly topology: Topology;
+  readonly config: CheckpointConfig;
+  readonly limits: RuntimeLimits;
+  readonly clock = { now: (): number => Date.now() };
+
+  private readonly sources: SqsEventSource[] = [];
+  private ingestSource!: SqsEventSource;
+  private coordinator!: CoordinatorDriver;
+  private closeRequested = false;
+  private sealed = false;
+  private manualTrigger = false;
+  private failureSignal: string | undefined;
+  private idle = false;
+  private purging: Promise<void> = Promise.resolve();
+  private delayedSends = 0;
+  private lastFailureCheck = 0;
+  private readonly seenRedriven = new Map<string, number>();
+  private readonly stalls = new Map<string, number>();
+  private started = false;
+
+  private constructor(
+    private readonly options: LocalCloudJobOptions,
+    readonly prefix: string,
+    readonly sqs: SQSClient,
+    /** Stores of the handlers (one set of clients, as one Lambda execution environment has). */
+    readonly stores: AwsStores,
+    /** Stores of the coordinator. */
+    readonly coordinatorStores: AwsStores,
+    readonly queues: JobQueues,
+    graph: JobGraph,
+    /** AWS requests by who made them. */
+    readonly requests: RequestCounters,
+  ) {
+    this.topology = new Topology(graph);
+    this.config = parseCheckpointConfig({ ...options.example?.checkpoint, ...options.checkpoint });
+    this.limits = parseRuntimeLimits(options.limits);
+  }
+
+  /** Creates the table, bucket and queues, the handlers and the coordinator; initializes the job. */
+  static async create(options: LocalCloudJobOptions): Promise<LocalCloudJob> {
+    const graph = options.job ?? options.example?.build();
+    if (!graph) throw new Error('createLocalCloudJob needs a job or an example');
+    const topology = new Topology(graph);
+    const limits = parseRuntimeLimits(options.limits);
+    const prefix = options.name ?? resourcePrefix(graph.name);
+    const region = options.region ?? process.env.AWS_REGION ?? 'us-east-1';
+    const base = {
+      ...(options.endpoint ? { endpoint: options.endpoint } : {}),
+      region,
+      ...(options.credentials ? { credentials: options.credentials } : {}),
+    };
+    const counters: RequestCounters = { functions: new RequestCounter(), coordinator: new RequestCounter(), eventSources: new RequestCounter() };
+    const sqs = new SQSClient({ ...base, maxAttempts: 8 });
+    counters.eventSources.attach(sqs);
+    const visibility = options.visibilityTimeoutSeconds ?? 1;
+    const queues = await createJobQueues(sqs, {
+      prefix,
+      vertices: topology.vertices.map((v) => v.id),
+      ingress: options.ingress ?? 'fifo',
+      visibilityTimeoutSeconds: visibility,
+      maxReceiveCount: options.maxReceiveCount ?? limits.maxReceiveCount,
+    });
+    const queueUrls = Object.fromEntries(Object.entries(queues.operators).map(([vertex, q]) => [vertex, q.url]));
+    const storeOptions = { tableName: prefix, bucket: prefix.toLowerCase(), queueUrls, ...base };
+    const stores = await createAwsStores({ ...storeOptions, counter: counters.functions, provision: true });
+    const coordinatorStores = await createAwsStores({ ...storeOptions, counter: counters.coordinator });
+    options.onClients?.(stores.clients, 'functions');
+    options.onClients?.(coordinatorStores.clients, 'coordinator');
+    const job = new LocalCloudJob(options, prefix, sqs, stores, coordinatorStores, queues, graph, counters);
+    job.wire(region, visibility);
+    await job.coordinator.initialize();
+    return job;
+  }
+
+  // ---------- user API ----------
+
+  get ingressQueueUrl(): string {
+    return this.queues.ingress.url;
+  }
+
+  get ingressIsFifo(): boolean {
+    return this.queues.ingress.url.endsWith('.fifo');
+  }
+
+  /**
+   * Pushes raw events to the ingress queue with SendMessageBatch, as any producer would. On a
+   * FIFO ingress the event id is the deduplication id and `group` the message group.
+   */
+  async push(events: readonly { id: string; body: string }[], group = 'ingress'): Promise<void> {
+    const batches: (typeof events)[] = [];
+    for (let i = 0; i < events.length; i += 10) batches.push(events.slice(i, i + 10));
+    const send = async (batch: typeof events): Promise<void> => {
+      let entries = batch.map((e, i) => ({
+        Id: String(i),
+        MessageBody: e.body,
+        ...(this.ingressIsFifo ? { MessageGroupId: group, MessageDeduplicationId: e.id.replace(/[^\x21-\x7e]/g, '_').slice(0, 128) } : {}),
+      }));
+      for (let attempt = 0; entries.length > 0; attempt++) {
+        const out = await this.sqs.send(new SendMessageBatchCommand({ QueueUrl: this.ingressQueueUrl, Entries: entries }));
+        const failed = new Set((out.Failed ?? []).map((f) => f.Id));
+        if (failed.size === 0) return;
+        if (attempt > 8) throw new Error(`SendMessageBatch to the ingress failed: ${JSON.stringify(out.Failed)}`);
+        entries = entries.filter((e) => failed.has(e.Id));
+        await sleep(50 * 2 ** attempt);
+      }
+    };
+    // FIFO: batches in order (one group); standard: a few at once.
+    if (this.ingressIsFifo) for (const batch of batches) await send(batch);
+    else for (let i = 0; i < batches.length; i += 8) await Promise.all(batches.slice(i, i + 8).map(send));
+  }
+
+  /** Bounded input: once the ingress queue is drained, the source partitions are sealed. */
+  closeInput(): void {
+    this.closeRequested = true;
+  }
+
+  triggerCheckpoint(): void {
+    this.manualTrigger = true;
+  }
+
+  requestRestart(reason: string): void {
+    this.failureSignal = reason;
+  }
+
+  /** Messages of this instance are not delivered until `until` (fault schedules). */
+  stallGroup(instance: string, until: number): void {
+    this.stalls.set(instance, until);
+  }
+
+  async job(): Promise<JobRecord> {
+    const job = await this.coordinatorStores.checkpoints.getJob();
+    if (!job) throw new Error('job not initialized');
+    return job;
+  }
+
+  get checkpoints(): AwsStores['checkpoints'] {
+    return this.coordinatorStores.checkpoints;
+  }
+
+  get state(): AwsStores['stateStore'] {
+    return this.coordinatorStores.stateStore;
+  }
+
+  get log(): AwsStores['sourceLog'] {
+    return this.coordinatorStores.sourceLog;
+  }
+
+  results(sink: string): Promise<unknown[]> {
+    return this.coordinatorStores.sinks.read(sink);
+  }
+
+  deadLetters(): Promise<DeadLetter[]> {
+    return this.coordinatorStores.deadLetters.list();
+  }
+
+  /** Messages in the dead-letter queues (peeked: up to 10 per queue), by queue. */
+  async redriven(): Promise<{ queue: string; count: number; bodies: string[] }[]> {
+    const out: { queue: string; count: number; bodies: string[] }[] = [];
+    for (const [queue, pair] of [['ingress', this.queues.ingress] as const, ...Object.entries(this.queues.operators)]) {
+      const count = await this.approximate(pair.dlqUrl, ['ApproximateNumberOfMessages']);
+      if (count === 0) continue;
+      const peek = await this.sqs.send(new ReceiveMessageCommand({ QueueUrl: pair.dlqUrl, MaxNumberOfMessages: 10, VisibilityTimeout: 0 }));
+      out.push({ queue, count, bodies: (peek.Messages ?? []).map((m) => m.Body ?? '') });
+    }
+    return out;
+  }
+
+  /** Starts the event sources (run() does it too). Events pushed by any SQS client are processed from now on. */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    for (const source of this.sources) source.start();
+  }
+
+  /** Runs the coordinator loop until the job finishes or fails, `until` holds, or `timeoutMs` passes. */
+  async run(options: { until?: () => boolean; timeoutMs?: number; onTurn?: () => void } = {}): Promise<JobRecord> {
+    this.start();
+    const deadline = options.timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.timeoutMs;
+    const pollMs = this.options.coordinatorPollMs ?? 100;
+    for (;;) {
+      this.options.faults?.onTurn?.(this);
+      options.onTurn?.();
+      if (options.until?.() || Date.now() > deadline) break;
+      await this.refreshSignals();
+      let waitUntil: number | undefined;
+      try {
+        const result = await this.coordinator.step();
+        waitUntil = result.waitUntil;
+        if (result.job.status === 'FINISHED' || result.job.status === 'FAILED') {
+          await this.stop();
+          return result.job;
+        }
+      } catch (error) {
+        if (!(error instanceof InjectedFault)) throw error;
+        // The coordinator crashed between two decisions: a new one carries on from the store.
+        this.counters.coordinatorCrashes++;
+        this.coordinator = this.newCoordinator();
+        continue;
+      }
+      await this.sealIfDrained();
+      const now = Date.now();
+      await sleep(Math.max(5, Math.min(pollMs, (waitUntil ?? now + pollMs) - now)));
+    }
+    await this.stop();
+    return this.job();
+  }
+
+  /** Stops the event sources (waits for running invocations). */
+  async stop(): Promise<void> {
+    if (!this.started) return;
+    this.started = false;
+    await Promise.all(this.sources.map((s) => s.stop()));
+  }
+
+  /** Stops, deletes the queues and the table (unless keepResources), closes the clients. */
+  async destroy(): Promise<void> {
+    await this.stop();
+    if (!this.options.keepResources) {
+      await deleteJobQueues(this.sqs, this.queues).catch(() => undefined);
+      await deleteJobTable(this.stores.clients.dynamo, this.prefix).catch(() => undefined);
+    }
+    this.stores.destroy();
+    this.coordinatorStores.destroy();
+    this.sqs.destroy();
+  }
+
+  /** AWS requests of everything (handlers, coordinator, event sources), by `Service.Operation`. */
+  requestSnapshot(): Record<string, number> {
+    const total: Record<string, number> = {};
+    for (const counter of Object.values(this.requests) as RequestCounter[]) {
+      for (const [key, n] of Object.entries(counter.snapshot())) total[key] = (total[key] ?? 0) + n;
+    }
+    return Object.fromEntries(Object.entries(total).sort(([a], [b]) => a.localeCompare(b)));
+  }
+
+  // ---------- internals ----------
+
+  private wire(region: string, visibility: number): void {
+    const transport = this.transportFor(this.stores.transport);
+    const telemetry = this.options.telemetry ?? quietTelemetry;
+    const note = (line: string): void => {
+      this.lastErrors.push(line);
+      if (this.lastErrors.length > 20) this.lastErrors.shift();
+    };
+    const ingest = createIngestHandler({
+      job: this.topology,
+      limits: this.limits,
+      log: this.stores.sourceLog,
+      deadLetters: this.stores.deadLetters,
+      transport,
+      checkpoints: this.stores.checkpoints,
+      clock: this.clock,
+      telemetry,
+      onOutcome: (o) => {
+        this.counters.ingested += o.appended;
+        this.counters.ingestDuplicates += o.duplicates;
+        this.counters.deadLetters += o.deadLettered;
+        if (o.error) note(`ingest: ${o.error.message}`);
+      },
+    });
+    const operator = createOperatorHandler({
+      job: this.topology,
+      config: this.config,
+      limits: this.limits,
+      state: this.stores.stateStore,
+      log: this.stores.sourceLog,
+      transport,
+      deadLetters: this.stores.deadLetters,
+      clock: this.clock,
+      telemetry,
+      ...(this.options.faults?.step ? { faults: this.options.faults.step } : {}),
+      onOutcome: (o) => {
+        this.counters.records += o.records;
+        this.counters.duplicatesDropped += o.duplicatesDropped;
+        this.counters.fencedDropped += o.fenced;
+        this.counters.lateDropped += o.late;
+        this.counters.deadLetters += o.deadLetters;
+        this.counters.stepFailures += o.stepFailures;
+        for (const { instance, error } of o.errors) note(`${instance}: ${error.name}: ${error.message}`);
+      },
+    });
+    const fifoIngress = this.ingressIsFifo;
+    const common = {
+      sqs: this.sqs,
+      region,
+      visibilityTimeoutSeconds: visibility,
+      onInvoke: (info: { redelivered: number }) => {
+        this.counters.invocations++;
+        this.counters.redeliveries += info.redelivered;
+      },
+      onError: (error: Error) => {
+        this.counters.eventSourceErrors++;
+        note(`event source: ${error.name}: ${error.message}`);
+      },
+    };
+    this.ingestSource = new SqsEventSource({
+      ...common,
+      name: 'ingress',
+      queueUrl: this.queues.ingress.url,
+      queueArn: this.queues.ingress.arn,
+      handler: ingest,
+      batchSize: this.options.ingestBatchSize ?? (fifoIngress ? 10 : 100),
+      concurrency: this.options.ingestConcurrency ?? (fifoIngress ? 1 : 2),
+    });
+    this.sources.push(this.ingestSource);
+    for (const vertex of this.topology.vertices) {
+      const queue = this.queues.operators[vertex.id];
+      if (!queue) throw new Error(`no queue for ${vertex.id}`);
+      this.seenRedriven.set(vertex.id, 0);
+      this.sources.push(
+        new SqsEventSource({
+          ...common,
+          name: vertex.id,
+          queueUrl: queue.url,
+          queueArn: queue.arn,
+          handler: operator,
+          batchSize: this.limits.batchSize,
+          concurrency: this.options.operatorConcurrency ?? vertex.parallelism,
+          holdGroup: (group) => this.stalls.get(group),
+        }),
+      );
+    }
+    this.coordinator = this.newCoordinator();
+  }
+
+  /** Faults (delay, duplicate) and the purge barrier around a transport. */
+  private transportFor(inner: QueueTransport | undefined): QueueTransport {
+    if (!inner) throw new Error('no SQS transport');
+    return {
+      send: async (messages) => {
+        await this.purging;
+        const faults = this.options.faults?.transport;
+        const delay = faults?.delayMs?.(messages) ?? 0;
+        if (delay > 0) {
+          this.delayedSends++;
+          try {
+            await sleep(delay);
+          } finally {
+            this.delayedSends--;
+          }
+        }
+        await inner.send(messages);
+        const duplicates = faults?.duplicate ? messages.filter((m) => faults.duplicate?.(m)) : [];
+        if (duplicates.length > 0) await inner.send(duplicates.map((m) => ({ ...m, dedupId: `${m.dedupId}:dup` })));
+      },
+    };
+  }
+
+  private newCoordinator(): CoordinatorDriver {
+    const s = this.coordinatorStores;
+    return new CoordinatorDriver({
+      topology: this.topology,
+      config: this.config,
+      checkpoints: s.checkpoints,
+      state: s.stateStore,
+      log: s.sourceLog,
+      sinks: s.sinks,
+      transport: this.transportFor(s.transport),
+      clock: this.clock,
+      ...(this.options.faults?.coordinator ? { faults: this.options.faults.coordinator } : {}),
+      ...(this.options.onTransition ? { onTransition: this.options.onTransition } : {}),
+      env: {
+        isIdle: () => this.idle,
+        purgeOperatorQueues: () => {
+          if (this.options.purgeOnRollback === false) return;
+          // Sends wait for the purge, so the new generation's first messages are never purged.
+          this.purging = Promise.all(
+            Object.values(this.queues.operators).map((q) => this.sqs.send(new PurgeQueueCommand({ QueueUrl: q.url })).catch(() => undefined)),
+          ).then(() => undefined);
+        },
+        takeFailureSignal: () => {
+          const signal = this.failureSignal;
+          this.failureSignal = undefined;
+          return signal;
+        },
+        takeManualTrigger: () => {
+          const requested = this.manualTrigger;
+          this.manualTrigger = false;
+          return requested;
+        },
+      },
+    });
+  }
+
+  private async approximate(url: string, names: readonly ('ApproximateNumberOfMessages' | 'ApproximateNumberOfMessagesNotVisible' | 'ApproximateNumberOfMessagesDelayed')[]): Promise<number> {
+    const { Attributes } = await this.sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: [...names] }));
+    return names.reduce((sum, n) => sum + Number(Attributes?.[n] ?? 0), 0);
+  }
+
+  private static readonly ALL = ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed'] as const;
+
+  /** Failure detection (operator DLQs) and, once the input is sealed, whether the pipeline is drained. */
+  private async refreshSignals(): Promise<void> {
+    const now = Date.now();
+    if (now - this.lastFailureCheck >= (this.options.failureCheckMs ?? 500)) {
+      this.lastFailureCheck = now;
+      for (const [vertex, pair] of Object.entries(this.queues.operators)) {
+        const count = await this.approximate(pair.dlqUrl, ['ApproximateNumberOfMessages']);
+        const seen = this.seenRedriven.get(vertex) ?? 0;
+        if (count > seen) {
+          this.counters.redriven += count - seen;
+          this.seenRedriven.set(vertex, count);
+          this.failureSignal ??= `message reached the dead-letter queue of '${vertex}'`;
+        }
+      }
+    }
+    if (!this.sealed) {
+      this.idle = false;
+      return;
+    }
+    if (this.delayedSends > 0 || this.sources.some((s) => s.inflight > 0)) {
+      this.idle = false;
+      return;
+    }
+    let queued = 0;
+    for (const url of [this.queues.ingress.url, ...Object.values(this.queues.operators).map((q) => q.url)]) {
+      queued += await this.approximate(url, LocalCloudJob.ALL);
+      if (queued > 0) break;
+    }
+    this.idle = queued === 0 && this.delayedSends === 0 && this.sources.every((s) => s.inflight === 0);
+  }
+
+  private async sealIfDrained(): Promise<void> {
+    if (!this.closeRequested || this.sealed || this.ingestSource.inflight > 0) return;
+    if ((await this.approximate(this.queues.ingress.url, LocalCloudJob.ALL)) > 0 || this.ingestSource.inflight > 0) return;
+    const job = await this.job();
+    const log = this.coordinatorStores.sourceLog;
+    const transport = this.transportFor(this.coordinatorStores.transport);
+    for (const source of this.topology.sources()) {
+      for (let p = 0; p < source.parallelism; p++) {
+        if (!(await log.isSealed(p))) await log.seal(p);
+        const to = instanceId(source.id, p);
+        await transport.send([{ queue: source.id, groupId: to, dedupId: `g${job.generation}:sealed:${to}`, body: { type: 'poll', gen: job.generation, to } }]);
+      }
+    }
+    this.sealed = true;
+  }
+}
+
+export function createLocalCloudJob(options: LocalCloudJobOptions): Promise<LocalCloudJob> {
+  return LocalCloudJob.create(options);
+}
