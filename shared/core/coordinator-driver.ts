@@ -10,7 +10,6 @@ import {
   initialJob,
   recoveryFinished,
   recoveryStarted,
-  retainedCheckpoints,
   triggered,
   type CoordinatorDecision,
   type CoordinatorFacts,
@@ -79,7 +78,7 @@ export class CoordinatorDriver {
     const target = checkpointId ?? job.lastCompletedId;
     if (target > 0) {
       const record = await this.deps.checkpoints.getCheckpoint(target);
-      const retained = await this.retainedIds();
+      const retained = job.retainedCheckpoints;
       if (record?.status !== 'COMPLETED' || !retained.includes(target)) {
         throw new CheckpointNotFoundError(`checkpoint ${target} is not a retained completed checkpoint (retained: ${retained.join(', ') || 'none'})`);
       }
@@ -105,12 +104,16 @@ export class CoordinatorDriver {
   private async requireJob(): Promise<JobRecord> {
     const job = await this.deps.checkpoints.getJob();
     if (!job) throw new Error('job not initialized');
-    return job;
+    // Job records written before the pending/retained lists existed have neither.
+    return { ...job, pendingCheckpoints: job.pendingCheckpoints ?? [], retainedCheckpoints: job.retainedCheckpoints ?? [] };
   }
 
   private async readFacts(job: JobRecord): Promise<CoordinatorFacts> {
-    const all = await this.deps.checkpoints.listCheckpoints();
-    const pending = all.filter((c) => c.status === 'PENDING');
+    const pending: CheckpointRecord[] = [];
+    for (const id of job.pendingCheckpoints) {
+      const record = await this.deps.checkpoints.getCheckpoint(id);
+      if (record?.status === 'PENDING') pending.push(record);
+    }
     const acks = new Map<number, number>();
     for (const checkpoint of pending) {
       const list = await this.deps.checkpoints.listAcks(checkpoint.id);
@@ -128,7 +131,7 @@ export class CoordinatorDriver {
     }
     this.failureSignal ??= this.deps.env.takeFailureSignal();
     this.manualTrigger ||= this.deps.env.takeManualTrigger();
-    const lastCompleted = all.find((c) => c.id === job.lastCompletedId);
+    const lastCompleted = job.lastCompletedId > 0 ? await this.deps.checkpoints.getCheckpoint(job.lastCompletedId) : undefined;
     return {
       now: this.deps.clock.now(),
       job,
@@ -186,16 +189,17 @@ export class CoordinatorDriver {
         const acks = (await checkpoints.listAcks(decision.checkpointId)).filter((a) => a.generation === checkpoint.generation);
         const done: CheckpointRecord = { ...checkpoint, status: 'COMPLETED', finishedAt: now, ...(await this.summarize(acks)) };
         await checkpoints.putCheckpoint(done);
-        await checkpoints.putJob(completed(job, done, now), job.version);
+        const next = completed(job, done, now, this.deps.config.retained);
+        await checkpoints.putJob(next, job.version);
         this.deps.onTransition?.(decision, done);
-        await this.prune();
+        await this.prune(job.retainedCheckpoints.filter((id) => !next.retainedCheckpoints.includes(id)), next.retainedCheckpoints[0]);
         return;
       }
       case 'abort': {
         const checkpoint = await this.requireCheckpoint(decision.checkpointId);
         const done: CheckpointRecord = { ...checkpoint, status: 'ABORTED', finishedAt: now, abortReason: decision.reason };
         await checkpoints.putCheckpoint(done);
-        await checkpoints.putJob(aborted(job), job.version);
+        await checkpoints.putJob(aborted(job, decision.checkpointId), job.version);
         this.deps.onTransition?.(decision, done);
         return;
       }
@@ -270,27 +274,16 @@ export class CoordinatorDriver {
     }
   }
 
-  private async prune(): Promise<void> {
-    const keep = await this.retainedIds();
-    const keepFrom = keep[0];
+  /** Versions older than the oldest retained checkpoint go; checkpoints that left the retained set are marked pruned. */
+  private async prune(leftRetained: readonly number[], keepFrom: number | undefined): Promise<void> {
     if (keepFrom === undefined) return;
     for (const vertex of this.deps.topology.vertices) {
       await this.deps.state.prune(vertex.id, keepFrom);
     }
-    for (const checkpoint of await this.deps.checkpoints.listCheckpoints()) {
-      if (checkpoint.status === 'COMPLETED' && checkpoint.id < keepFrom && !checkpoint.pruned) {
-        await this.deps.checkpoints.putCheckpoint({ ...checkpoint, pruned: true });
-      }
+    for (const id of leftRetained) {
+      const checkpoint = await this.deps.checkpoints.getCheckpoint(id);
+      if (checkpoint && !checkpoint.pruned) await this.deps.checkpoints.putCheckpoint({ ...checkpoint, pruned: true });
     }
-  }
-
-  /** Completed and not pruned: restorable. (After a restore to an older checkpoint, fewer than `retained` may remain.) */
-  private async retainedIds(): Promise<number[]> {
-    const all = await this.deps.checkpoints.listCheckpoints();
-    return retainedCheckpoints(
-      all.filter((c) => c.status === 'COMPLETED' && !c.pruned).map((c) => c.id),
-      this.deps.config.retained,
-    );
   }
 
   private async summarize(acks: readonly CheckpointAck[]): Promise<Partial<CheckpointRecord>> {

@@ -247,6 +247,10 @@ export interface JobRecord {
   readonly recovery: { readonly toCheckpoint: number; readonly reason: string } | undefined;
   readonly restarts: readonly { readonly at: number; readonly toCheckpoint: number; readonly reason: string }[];
   readonly sinksCommittedThrough: number;
+  /** Checkpoints in progress (ascending): the coordinator reads these, never the whole history. */
+  readonly pendingCheckpoints: readonly number[];
+  /** Completed checkpoints still restorable (ascending; the newest `retained`). */
+  readonly retainedCheckpoints: readonly number[];
   readonly failure?: string;
 }
 

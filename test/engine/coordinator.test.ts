@@ -55,7 +55,7 @@ describe('checkpoint coordinator decisions', () => {
   });
 
   it('failures up to the tolerance do not roll back; one more does', () => {
-    const job = aborted(initialJob(T0));
+    const job = aborted(initialJob(T0), 1);
     expect(decideNext(config({ tolerableFailures: 1 }), facts({ job, now: T0 }))).toEqual({ type: 'wait', until: T0 + 1000 });
     expect(decideNext(config({ tolerableFailures: 0 }), facts({ job, now: T0 }))).toEqual({
       type: 'start-recovery',

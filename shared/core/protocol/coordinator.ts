@@ -12,7 +12,7 @@ import type { CheckpointRecord, JobRecord, TriggerKind } from '../ports.js';
 export interface CoordinatorFacts {
   readonly now: number;
   readonly job: JobRecord;
-  /** Checkpoints with status PENDING, ascending id. */
+  /** The job's pending checkpoints' records, ascending id. */
   readonly pending: readonly CheckpointRecord[];
   /** Acks received per pending checkpoint id (current generation only). */
   readonly acks: ReadonlyMap<number, number>;
@@ -130,6 +130,8 @@ export function initialJob(now: number): JobRecord {
     recovery: undefined,
     restarts: [],
     sinksCommittedThrough: 0,
+    pendingCheckpoints: [],
+    retainedCheckpoints: [],
   };
 }
 
@@ -138,7 +140,14 @@ export function triggered(job: JobRecord, decision: { checkpointId: number; trig
   checkpoint: CheckpointRecord;
 } {
   return {
-    job: { ...job, version: job.version + 1, nextCheckpointId: decision.checkpointId + 1, lastTriggerAt: now, ingestedAtLastTrigger: ingestedTotal },
+    job: {
+      ...job,
+      version: job.version + 1,
+      nextCheckpointId: decision.checkpointId + 1,
+      lastTriggerAt: now,
+      ingestedAtLastTrigger: ingestedTotal,
+      pendingCheckpoints: [...job.pendingCheckpoints.filter((id) => id !== decision.checkpointId), decision.checkpointId],
+    },
     checkpoint: {
       id: decision.checkpointId,
       generation: job.generation,
@@ -150,18 +159,26 @@ export function triggered(job: JobRecord, decision: { checkpointId: number; trig
   };
 }
 
-export function completed(job: JobRecord, checkpoint: CheckpointRecord, now: number): JobRecord {
+/** Checkpoint N completed: it joins the retained set; the oldest beyond `retained` leave it (to be pruned). */
+export function completed(job: JobRecord, checkpoint: CheckpointRecord, now: number, retained: number): JobRecord {
   return {
     ...job,
     version: job.version + 1,
     lastCompletedId: Math.max(job.lastCompletedId, checkpoint.id),
     lastCompletedAt: now,
     consecutiveFailures: 0,
+    pendingCheckpoints: job.pendingCheckpoints.filter((id) => id !== checkpoint.id),
+    retainedCheckpoints: retainedCheckpoints([...job.retainedCheckpoints, checkpoint.id], retained),
   };
 }
 
-export function aborted(job: JobRecord): JobRecord {
-  return { ...job, version: job.version + 1, consecutiveFailures: job.consecutiveFailures + 1 };
+export function aborted(job: JobRecord, checkpointId: number): JobRecord {
+  return {
+    ...job,
+    version: job.version + 1,
+    consecutiveFailures: job.consecutiveFailures + 1,
+    pendingCheckpoints: job.pendingCheckpoints.filter((id) => id !== checkpointId),
+  };
 }
 
 /** Rollback begins: generation + 1 fences off every message and commit of the old one. */
@@ -176,7 +193,9 @@ export function recoveryStarted(job: JobRecord, toCheckpoint: number, reason: st
   };
 }
 
+/** Rollback done: nothing pending; checkpoints newer than the restored one are no longer restorable. */
 export function recoveryFinished(job: JobRecord, now: number): JobRecord {
+  const target = job.recovery?.toCheckpoint ?? job.lastCompletedId;
   return {
     ...job,
     version: job.version + 1,
@@ -184,6 +203,8 @@ export function recoveryFinished(job: JobRecord, now: number): JobRecord {
     recovery: undefined,
     consecutiveFailures: 0,
     lastTriggerAt: now,
+    pendingCheckpoints: [],
+    retainedCheckpoints: job.retainedCheckpoints.filter((id) => id <= target),
   };
 }
 
