@@ -1,0 +1,484 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as eventTargets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as lambdaEvents from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import type { CheckpointConfigInput } from '../shared/core/config.js';
+import { parseRuntimeLimits } from '../shared/core/config.js';
+import { DEFAULT_RESTART_STRATEGY, validateRestartStrategy, type RestartStrategy } from '../functions/coordinator/restart-strategy.js';
+import { CheckpointCoordinator } from './coordinator.js';
+import { jobSpec, type JobSpec, type VertexSpec } from './job-spec.js';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Lambda entry files (relative to the repository root) and their exported handlers. */
+export const ENTRIES = {
+  operator: { entry: 'functions/operator.ts', handler: 'handler' },
+  ingest: { entry: 'functions/ingest.ts', handler: 'handler' },
+  coordinator: { entry: 'functions/coordinator/handler.ts', handler: 'handler' },
+  ackListener: { entry: 'functions/coordinator/handler.ts', handler: 'ackListener' },
+} as const;
+
+export interface CairnJobProps {
+  /** Job name in the examples registry (examples/index.ts). @default 'word-count' */
+  readonly job?: string;
+  /**
+   * Checkpoint options, merged over the example's own `checkpoint` and then the engine's
+   * defaults (shared/core/config.ts: time trigger every 1 s, 10 min timeout, ...).
+   * @default the example's checkpoint config
+   */
+  readonly checkpoint?: CheckpointConfigInput;
+  /** What happens after a rollback-worthy failure. @default exponential backoff 1 s .. 5 min, 10 attempts, reset after 1 h */
+  readonly restartStrategy?: RestartStrategy;
+  /** Prefix of the physical names (state machines, log groups). @default the stack name */
+  readonly namePrefix?: string;
+  /** Operator function memory. @default 512 MiB */
+  readonly memorySize?: number;
+  /** Operator and ingest function timeout; queue visibility timeout = 6 × this. @default 30 s */
+  readonly functionTimeout?: Duration;
+  /** SQS batch size of every event source mapping (FIFO maximum: 10). @default 10 */
+  readonly batchSize?: number;
+  /** Receives before a message moves to its dead-letter queue. @default 5 (the engine's runtime limit) */
+  readonly maxReceiveCount?: number;
+  /**
+   * Event source mapping maxConcurrency per vertex. @default the vertex's parallelism from the
+   * job graph (an instance is one FIFO message group, so more pollers than groups idle), at least 2
+   */
+  readonly maxConcurrency?: Readonly<Record<string, number>>;
+  /** How long one looping coordinator execution runs (intervals below 1 min). @default 5 min */
+  readonly loopWindow?: Duration;
+  /** Alarm when the oldest message of a queue is older than this. @default 5 min */
+  readonly maxMessageAge?: Duration;
+  /** Added to every alarm (e.g. an SNS action). @default none */
+  readonly alarmActions?: readonly cloudwatch.IAlarmAction[];
+  /** Table, bucket and log groups. @default RemovalPolicy.RETAIN */
+  readonly removalPolicy?: RemovalPolicy;
+  /** @default one month */
+  readonly logRetention?: logs.RetentionDays;
+  /** Other Lambda entry files (relative to the repository root). @default ENTRIES */
+  readonly entries?: Partial<Record<keyof typeof ENTRIES, { entry: string; handler: string }>>;
+  /** Skip the scheduled trigger (tests, or checkpoints triggered only by hand). @default false */
+  readonly disableSchedule?: boolean;
+}
+
+interface VertexResources {
+  readonly spec: VertexSpec;
+  readonly queue: sqs.Queue;
+  readonly dlq: sqs.Queue;
+  readonly fn: nodejs.NodejsFunction;
+}
+
+/**
+ * One Cairn job on AWS: ingress queue, a FIFO queue + dead-letter queue + function per vertex,
+ * the single-table job table, the spill bucket, the coordinator workflows, the schedule, alarms
+ * and a dashboard. Every function gets its own role with exactly the actions it uses, on
+ * exactly its own resources.
+ */
+export class CairnJob extends Construct {
+  readonly spec: JobSpec;
+  readonly ingressQueue: sqs.Queue;
+  readonly ingressDlq: sqs.Queue;
+  readonly table: dynamodb.Table;
+  readonly bucket: s3.Bucket;
+  readonly vertices: ReadonlyMap<string, VertexResources>;
+  readonly ingestFunction: nodejs.NodejsFunction;
+  readonly coordinatorFunction: nodejs.NodejsFunction;
+  readonly ackListener: nodejs.NodejsFunction;
+  readonly coordinator: CheckpointCoordinator;
+  readonly alarms: cloudwatch.Alarm[] = [];
+  readonly dashboard: cloudwatch.Dashboard;
+  readonly schedule: scheduler.Schedule | undefined;
+
+  private readonly removalPolicy: RemovalPolicy;
+  private readonly logRetention: logs.RetentionDays;
+  private readonly prefix: string;
+
+  constructor(scope: Construct, id: string, props: CairnJobProps = {}) {
+    super(scope, id);
+    const spec = jobSpec(props.job ?? 'word-count', props.checkpoint);
+    this.spec = spec;
+    const restartStrategy = props.restartStrategy ?? DEFAULT_RESTART_STRATEGY;
+    validateRestartStrategy(restartStrategy);
+    const limits = parseRuntimeLimits();
+    this.removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    this.logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
+    this.prefix = (props.namePrefix ?? Stack.of(this).stackName).slice(0, 40);
+    const functionTimeout = props.functionTimeout ?? Duration.seconds(30);
+    const visibilityTimeout = Duration.seconds(functionTimeout.toSeconds() * 6);
+    const batchSize = props.batchSize ?? 10;
+    if (batchSize < 1 || batchSize > 10) throw new Error(`batchSize must be 1..10 (SQS FIFO event source), got ${batchSize}`);
+    const maxReceiveCount = props.maxReceiveCount ?? limits.maxReceiveCount;
+
+    // ---------- storage ----------
+    this.table = new dynamodb.Table(this, 'JobTable', {
+      partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'sk', type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      encryption: dynamodb.TableEncryption.AWS_MANAGED,
+      // Keys only: the acknowledgement listener needs to know which checkpoint's acks changed.
+      stream: dynamodb.StreamViewType.KEYS_ONLY,
+      removalPolicy: this.removalPolicy,
+    });
+
+    const accessLogs = new s3.Bucket(this, 'AccessLogs', {
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      enforceSSL: true,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+      lifecycleRules: [{ id: 'expire-access-logs', expiration: Duration.days(90) }],
+      removalPolicy: this.removalPolicy,
+    });
+    this.bucket = new s3.Bucket(this, 'StateBucket', {
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      enforceSSL: true,
+      // Versioned: a spilled state value deleted by pruning stays recoverable for a week as a
+      // noncurrent version, then the lifecycle rule below removes it for good.
+      versioned: true,
+      lifecycleRules: [
+        {
+          id: 'pruned-checkpoint-objects',
+          noncurrentVersionExpiration: Duration.days(7),
+          expiredObjectDeleteMarker: true,
+          abortIncompleteMultipartUploadAfter: Duration.days(1),
+        },
+      ],
+      serverAccessLogsBucket: accessLogs,
+      serverAccessLogsPrefix: 'state-bucket/',
+      removalPolicy: this.removalPolicy,
+    });
+
+    // ---------- queues ----------
+    this.ingressDlq = new sqs.Queue(this, 'IngressDlq', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+    });
+    this.ingressQueue = new sqs.Queue(this, 'Ingress', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      visibilityTimeout,
+      retentionPeriod: Duration.days(14),
+      deadLetterQueue: { queue: this.ingressDlq, maxReceiveCount },
+    });
+
+    const queues = new Map<string, { queue: sqs.Queue; dlq: sqs.Queue }>();
+    for (const vertex of spec.vertices) {
+      const dlq = new sqs.Queue(this, `${vertex.id}-Dlq`, {
+        fifo: true,
+        encryption: sqs.QueueEncryption.SQS_MANAGED,
+        enforceSSL: true,
+        retentionPeriod: Duration.days(14),
+      });
+      const queue = new sqs.Queue(this, `${vertex.id}-Queue`, {
+        fifo: true,
+        // Explicit deduplication ids (channel sequence numbers), one message group per instance.
+        contentBasedDeduplication: false,
+        deduplicationScope: sqs.DeduplicationScope.MESSAGE_GROUP,
+        fifoThroughputLimit: sqs.FifoThroughputLimit.PER_MESSAGE_GROUP_ID,
+        encryption: sqs.QueueEncryption.SQS_MANAGED,
+        enforceSSL: true,
+        visibilityTimeout,
+        retentionPeriod: Duration.days(14),
+        deadLetterQueue: { queue: dlq, maxReceiveCount },
+      });
+      queues.set(vertex.id, { queue, dlq });
+    }
+    const queueOf = (id: string): sqs.Queue => {
+      const entry = queues.get(id);
+      if (!entry) throw new Error(`no queue for vertex ${id}`);
+      return entry.queue;
+    };
+    const queueUrls = Stack.of(this).toJsonString(Object.fromEntries([...queues].map(([id, q]) => [id, q.queue.queueUrl])));
+    const commonEnv: Record<string, string> = {
+      CAIRN_JOB: spec.name,
+      CAIRN_TABLE: this.table.tableName,
+      CAIRN_BUCKET: this.bucket.bucketName,
+      CAIRN_QUEUE_URLS: queueUrls,
+      CAIRN_CHECKPOINT: JSON.stringify(spec.checkpointInput),
+      NODE_OPTIONS: '--enable-source-maps',
+    };
+
+    // ---------- operator functions ----------
+    const vertices = new Map<string, VertexResources>();
+    for (const vertex of spec.vertices) {
+      const { queue, dlq } = queues.get(vertex.id) as { queue: sqs.Queue; dlq: sqs.Queue };
+      const fn = this.fn(`${vertex.id}-Operator`, props.entries?.operator ?? ENTRIES.operator, {
+        description: `Cairn ${spec.name}: operator ${vertex.id} (${vertex.parallelism} instances)`,
+        memorySize: props.memorySize ?? 512,
+        timeout: functionTimeout,
+        environment: { ...commonEnv, CAIRN_VERTEX: vertex.id },
+      });
+      this.allowTable(fn);
+      this.allowBucket(fn);
+      // Its own queue (sources re-poll themselves) and the queues of the vertices it feeds.
+      this.allowSend(fn, [queue, ...vertex.downstream.map(queueOf)]);
+      fn.addEventSource(
+        new lambdaEvents.SqsEventSource(queue, {
+          batchSize,
+          reportBatchItemFailures: true,
+          maxConcurrency: Math.max(2, props.maxConcurrency?.[vertex.id] ?? vertex.parallelism),
+        }),
+      );
+      vertices.set(vertex.id, { spec: vertex, queue, dlq, fn });
+    }
+    this.vertices = vertices;
+
+    // ---------- ingest ----------
+    const sources = spec.vertices.filter((v) => v.isSource);
+    this.ingestFunction = this.fn('Ingest', props.entries?.ingest ?? ENTRIES.ingest, {
+      description: `Cairn ${spec.name}: ingress queue -> source log`,
+      memorySize: 512,
+      timeout: functionTimeout,
+      environment: { ...commonEnv },
+    });
+    this.allowTable(this.ingestFunction);
+    this.allowBucket(this.ingestFunction);
+    this.allowSend(this.ingestFunction, sources.map((s) => queueOf(s.id)));
+    this.ingestFunction.addEventSource(
+      new lambdaEvents.SqsEventSource(this.ingressQueue, {
+        batchSize,
+        reportBatchItemFailures: true,
+        maxConcurrency: Math.max(2, sources.reduce((n, s) => n + s.parallelism, 0)),
+      }),
+    );
+
+    // ---------- coordinator ----------
+    const checkpointsArn = Stack.of(this).formatArn({
+      service: 'states',
+      resource: 'stateMachine',
+      resourceName: `${this.prefix}-checkpoints`,
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
+    this.coordinatorFunction = this.fn('Coordinator', props.entries?.coordinator ?? ENTRIES.coordinator, {
+      description: `Cairn ${spec.name}: coordinator task states`,
+      memorySize: 512,
+      timeout: Duration.minutes(5),
+      environment: { ...commonEnv, CAIRN_RESTART_STRATEGY: JSON.stringify(restartStrategy) },
+    });
+    this.allowTable(this.coordinatorFunction);
+    this.allowBucket(this.coordinatorFunction);
+    const allQueues = [...queues.values()].map((q) => q.queue);
+    this.allowSend(this.coordinatorFunction, allQueues);
+    this.coordinatorFunction.addToRolePolicy(
+      new iam.PolicyStatement({ sid: 'QueueDepth', actions: ['sqs:GetQueueAttributes'], resources: allQueues.map((q) => q.queueArn) }),
+    );
+    // Formatted ARN, not a reference: the state machine refers to this function.
+    this.coordinatorFunction.addToRolePolicy(
+      new iam.PolicyStatement({ sid: 'AckTaskToken', actions: ['states:SendTaskSuccess'], resources: [checkpointsArn] }),
+    );
+
+    this.ackListener = this.fn('AckListener', props.entries?.ackListener ?? ENTRIES.ackListener, {
+      description: `Cairn ${spec.name}: sends the checkpoint task token when the last acknowledgement is in`,
+      memorySize: 256,
+      timeout: Duration.seconds(60),
+      environment: { ...commonEnv },
+    });
+    this.allowTable(this.ackListener, ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:Query']);
+    this.allowBucket(this.ackListener, ['s3:GetObject']);
+    this.ackListener.addToRolePolicy(new iam.PolicyStatement({ sid: 'AckTaskToken', actions: ['states:SendTaskSuccess'], resources: [checkpointsArn] }));
+    const ackEvents: unknown = lambda.FilterRule.or('INSERT', 'MODIFY');
+    const ackPartitions: unknown = lambda.FilterRule.beginsWith('A#');
+    this.ackListener.addEventSource(
+      new lambdaEvents.DynamoEventSource(this.table, {
+        startingPosition: lambda.StartingPosition.LATEST,
+        batchSize: 100,
+        maxBatchingWindow: Duration.seconds(0),
+        retryAttempts: 3,
+        bisectBatchOnError: true,
+        reportBatchItemFailures: false,
+        // Only ack items (partition `A#<checkpoint>`), written or rewritten by step commits.
+        filters: [lambda.FilterCriteria.filter({ eventName: ackEvents, dynamodb: { Keys: { pk: { S: ackPartitions } } } })],
+      }),
+    );
+
+    const interval = spec.checkpoint.intervalMs;
+    const scheduled = spec.checkpoint.trigger === 'time' && interval >= 60_000;
+    const loopWindow = props.loopWindow ?? Duration.minutes(5);
+    this.coordinator = new CheckpointCoordinator(this, 'Workflows', {
+      jobName: this.prefix,
+      checkpoint: spec.checkpoint,
+      fn: this.coordinatorFunction,
+      queues: allQueues,
+      loopWindow,
+      logRetention: this.logRetention,
+      removalPolicy: this.removalPolicy,
+    });
+
+    // Triggers: intervals of a minute or more start one round per tick (EventBridge Scheduler);
+    // shorter ones (and count / continuous triggers) loop inside one execution for a window,
+    // and the schedule starts the next window. Manual: StartExecution with {"manual": true}.
+    if (props.disableSchedule !== true) {
+      const rateMinutes = scheduled ? Math.max(1, Math.floor(interval / 60_000)) : Math.max(1, Math.round(loopWindow.toMinutes()));
+      this.schedule = new scheduler.Schedule(this, 'CheckpointSchedule', {
+        schedule: scheduler.ScheduleExpression.rate(Duration.minutes(rateMinutes)),
+        description: scheduled ? `Cairn ${spec.name}: one checkpoint round every ${rateMinutes} min` : `Cairn ${spec.name}: coordinator loop window every ${rateMinutes} min`,
+        target: new schedulerTargets.StepFunctionsStartExecution(this.coordinator.checkpointStateMachine, {
+          input: scheduler.ScheduleTargetInput.fromObject({ windowSeconds: scheduled ? 0 : loopWindow.toSeconds() }),
+          retryAttempts: 3,
+        }),
+      });
+    }
+
+    // ---------- alarms ----------
+    const alarm = (aid: string, metric: cloudwatch.IMetric, threshold: number, description: string, periods = 1): cloudwatch.Alarm => {
+      const a = new cloudwatch.Alarm(this, aid, {
+        metric,
+        threshold,
+        evaluationPeriods: periods,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        alarmDescription: description,
+      });
+      for (const action of props.alarmActions ?? []) a.addAlarmAction(action);
+      this.alarms.push(a);
+      return a;
+    };
+    const maxAge = (props.maxMessageAge ?? Duration.minutes(5)).toSeconds();
+    const minute = { period: Duration.minutes(1), statistic: cloudwatch.Stats.MAXIMUM };
+    alarm('IngressDlqDepth', this.ingressDlq.metricApproximateNumberOfMessagesVisible(minute), 1, 'Events failed ingestion past retries (see the dead-letter queue)');
+    alarm('IngressAge', this.ingressQueue.metricApproximateAgeOfOldestMessage(minute), maxAge, 'Ingestion is falling behind', 3);
+    const operatorDlqAlarms: cloudwatch.Alarm[] = [];
+    for (const v of vertices.values()) {
+      operatorDlqAlarms.push(alarm(`${v.spec.id}-DlqDepth`, v.dlq.metricApproximateNumberOfMessagesVisible(minute), 1, `A message of ${v.spec.id} reached its dead-letter queue: the job rolls back`));
+      alarm(`${v.spec.id}-Age`, v.queue.metricApproximateAgeOfOldestMessage(minute), maxAge, `Operator ${v.spec.id} is falling behind (or an instance is stuck)`, 3);
+    }
+    const cairnMetric = (name: string): cloudwatch.Metric =>
+      new cloudwatch.Metric({ namespace: 'Cairn', metricName: name, dimensionsMap: { Job: spec.name }, statistic: cloudwatch.Stats.SUM, period: Duration.minutes(5) });
+    alarm('CheckpointFailures', cairnMetric('CheckpointAborted'), Math.max(1, spec.checkpoint.tolerableFailures + 1), 'Checkpoints are being aborted (timeouts or failures)');
+    alarm('JobFailedAlarm', this.coordinator.recoveryStateMachine.metricFailed({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }), 1, 'The restart strategy is exhausted: the job is FAILED');
+    alarm('CoordinatorFailures', this.coordinator.checkpointStateMachine.metricFailed({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }), 1, 'A coordinator execution failed');
+
+    // A message in an operator's dead-letter queue is a failure the job rolls back from.
+    new events.Rule(this, 'DeadLetterRollback', {
+      description: `Cairn ${spec.name}: roll back when an operator dead-letter queue alarm fires`,
+      eventPattern: {
+        source: ['aws.cloudwatch'],
+        detailType: ['CloudWatch Alarm State Change'],
+        resources: operatorDlqAlarms.map((a) => a.alarmArn),
+        detail: { state: { value: ['ALARM'] } },
+      },
+      targets: [
+        new eventTargets.SfnStateMachine(this.coordinator.checkpointStateMachine, {
+          input: events.RuleTargetInput.fromObject({ restart: `message in an operator dead-letter queue (alarm ${events.EventField.fromPath('$.detail.alarmName')})`, windowSeconds: 0 }),
+        }),
+      ],
+    });
+
+    // ---------- dashboard ----------
+    this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', { dashboardName: `${this.prefix}-cairn`.replace(/[^A-Za-z0-9_-]/g, '-') });
+    const fiveMin = { period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM };
+    this.dashboard.addWidgets(
+      new cloudwatch.GraphWidget({ title: 'Checkpoints', left: [cairnMetric('CheckpointCompleted'), cairnMetric('CheckpointAborted'), cairnMetric('RecoveryStarted')], width: 12 }),
+      new cloudwatch.GraphWidget({
+        title: 'Coordinator executions',
+        left: [this.coordinator.checkpointStateMachine.metricSucceeded(fiveMin), this.coordinator.checkpointStateMachine.metricFailed(fiveMin), this.coordinator.recoveryStateMachine.metricStarted(fiveMin)],
+        width: 12,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Queue depth',
+        left: [this.ingressQueue.metricApproximateNumberOfMessagesVisible({ label: 'ingress' }), ...[...vertices.values()].map((v) => v.queue.metricApproximateNumberOfMessagesVisible({ label: v.spec.id }))],
+        width: 12,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Age of oldest message (s)',
+        left: [this.ingressQueue.metricApproximateAgeOfOldestMessage({ label: 'ingress' }), ...[...vertices.values()].map((v) => v.queue.metricApproximateAgeOfOldestMessage({ label: v.spec.id }))],
+        width: 12,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Dead-letter queues',
+        left: [this.ingressDlq.metricApproximateNumberOfMessagesVisible({ label: 'ingress' }), ...[...vertices.values()].map((v) => v.dlq.metricApproximateNumberOfMessagesVisible({ label: v.spec.id }))],
+        width: 12,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Function errors / duration',
+        left: [...vertices.values()].map((v) => v.fn.metricErrors({ label: v.spec.id })),
+        right: [...vertices.values()].map((v) => v.fn.metricDuration({ label: v.spec.id })),
+        width: 12,
+      }),
+      new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 24 }),
+    );
+
+    // ---------- outputs ----------
+    new CfnOutput(this, 'IngressQueueUrl', { value: this.ingressQueue.queueUrl, description: 'Push events here (SendMessage, JSON body)' });
+    new CfnOutput(this, 'JobTableName', { value: this.table.tableName });
+    new CfnOutput(this, 'CheckpointStateMachineArn', {
+      value: this.coordinator.checkpointStateMachine.stateMachineArn,
+      description: 'Manual checkpoint: aws stepfunctions start-execution --state-machine-arn <this> --input \'{"manual":true}\'',
+    });
+    new CfnOutput(this, 'RecoveryStateMachineArn', { value: this.coordinator.recoveryStateMachine.stateMachineArn });
+  }
+
+  /** A Node.js 22 arm64 function bundled by esbuild, with its own role and log group. */
+  private fn(id: string, entry: { entry: string; handler: string }, options: { description: string; memorySize: number; timeout: Duration; environment: Record<string, string> }): nodejs.NodejsFunction {
+    const logGroup = new logs.LogGroup(this, `${id}-Logs`, { retention: this.logRetention, removalPolicy: this.removalPolicy });
+    const role = new iam.Role(this, `${id}-Role`, {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `Cairn ${this.spec.name} ${id}`,
+    });
+    role.addToPolicy(new iam.PolicyStatement({ sid: 'Logs', actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [logGroup.logGroupArn] }));
+    return new nodejs.NodejsFunction(this, id, {
+      entry: path.join(REPO_ROOT, entry.entry),
+      handler: entry.handler,
+      projectRoot: REPO_ROOT,
+      depsLockFilePath: path.join(REPO_ROOT, 'package-lock.json'),
+      runtime: lambda.Runtime.NODEJS_22_X,
+      architecture: lambda.Architecture.ARM_64,
+      role,
+      logGroup,
+      description: options.description,
+      memorySize: options.memorySize,
+      timeout: options.timeout,
+      environment: options.environment,
+      bundling: {
+        format: nodejs.OutputFormat.ESM,
+        target: 'node22',
+        platform: 'node',
+        minify: true,
+        sourceMap: true,
+        // Bundle the pinned AWS SDK instead of the runtime's: the code runs what the tests ran.
+        externalModules: [],
+        mainFields: ['module', 'main'],
+        banner: "import { createRequire as __cairnRequire } from 'node:module'; const require = __cairnRequire(import.meta.url);",
+      },
+    });
+  }
+
+  private static readonly TABLE_RW = [
+    'dynamodb:GetItem',
+    'dynamodb:BatchGetItem',
+    'dynamodb:Query',
+    'dynamodb:PutItem',
+    'dynamodb:UpdateItem',
+    'dynamodb:DeleteItem',
+    'dynamodb:BatchWriteItem',
+    'dynamodb:ConditionCheckItem',
+  ];
+
+  /** The adapters' calls only (TransactWriteItems is authorized per contained action). No Scan, no index. */
+  private allowTable(fn: lambda.Function, actions: readonly string[] = CairnJob.TABLE_RW): void {
+    fn.addToRolePolicy(new iam.PolicyStatement({ sid: 'JobTable', actions: [...actions], resources: [this.table.tableArn] }));
+  }
+
+  private allowBucket(fn: lambda.Function, actions: readonly string[] = ['s3:GetObject', 's3:PutObject', 's3:DeleteObject']): void {
+    fn.addToRolePolicy(new iam.PolicyStatement({ sid: 'SpilledState', actions: [...actions], resources: [this.bucket.arnForObjects('spill/*')] }));
+  }
+
+  private allowSend(fn: lambda.Function, queues: readonly sqs.IQueue[]): void {
+    const arns = [...new Set(queues.map((q) => q.queueArn))];
+    if (arns.length > 0) fn.addToRolePolicy(new iam.PolicyStatement({ sid: 'SendDownstream', actions: ['sqs:SendMessage'], resources: arns }));
+  }
+}

@@ -1,0 +1,69 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { App, Aspects } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { CairnStack } from '../../infra/cairn-stack.js';
+import { REPO_ROOT, type CairnJobProps } from '../../infra/cairn-job.js';
+
+/** The feature flags of cdk.json, so tests synthesize what `npx cdk synth` does. */
+export function cdkContext(): Record<string, unknown> {
+  const cdkJson = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'cdk.json'), 'utf8')) as { context?: Record<string, unknown> };
+  return cdkJson.context ?? {};
+}
+
+/**
+ * A Cairn stack with cdk-nag applied. Bundling is skipped (`aws:cdk:bundling-stacks: []`):
+ * the entries must exist, esbuild does not run; `npx cdk synth` bundles for real.
+ */
+export function synthStack(job: CairnJobProps = {}, id = `Cairn-${job.job ?? 'word-count'}`): { stack: CairnStack; template: Template } {
+  const app = new App({ context: { ...cdkContext(), 'aws:cdk:bundling-stacks': [] } });
+  const stack = new CairnStack(app, id, { job });
+  Aspects.of(app).add(new AwsSolutionsChecks({ verbose: true }));
+  app.synth();
+  return { stack, template: Template.fromStack(stack) };
+}
+
+type Json = Record<string, unknown>;
+
+export function resourcesOf(template: Template, type: string): Array<[string, Json]> {
+  return Object.entries(template.findResources(type)).map(([id, r]) => [id, (r as { Properties: Json }).Properties]);
+}
+
+/**
+ * The state machine's ASL: DefinitionString is an Fn::Join of strings and references;
+ * references become placeholders `${Ref}` / `${LogicalId.Attr}` so the JSON parses.
+ */
+export function definitionOf(properties: Json): { States: Record<string, Json>; StartAt: string; TimeoutSeconds?: number; QueryLanguage?: string } {
+  const def = properties.DefinitionString as string | { 'Fn::Join': [string, unknown[]] };
+  if (typeof def === 'string') return JSON.parse(def) as ReturnType<typeof definitionOf>;
+  const text = def['Fn::Join'][1]
+    .map((part) => {
+      if (typeof part === 'string') return part;
+      const p = part as Json;
+      if ('Ref' in p) return `\${${String(p.Ref)}}`;
+      if ('Fn::GetAtt' in p) return `\${${(p['Fn::GetAtt'] as string[]).join('.')}}`;
+      return '${?}';
+    })
+    .join('');
+  return JSON.parse(text) as ReturnType<typeof definitionOf>;
+}
+
+export interface PolicyStatement {
+  readonly Effect: string;
+  readonly Action: string | string[];
+  readonly Resource: unknown;
+}
+
+export function statementsOf(template: Template): Array<{ policy: string; roles: string[]; statement: PolicyStatement }> {
+  return resourcesOf(template, 'AWS::IAM::Policy').flatMap(([id, props]) =>
+    ((props.PolicyDocument as { Statement: PolicyStatement[] }).Statement ?? []).map((statement) => ({
+      policy: id,
+      roles: ((props.Roles as Array<{ Ref: string }>) ?? []).map((r) => r.Ref),
+      statement,
+    })),
+  );
+}
+
+export const actionsOf = (s: PolicyStatement): string[] => (Array.isArray(s.Action) ? s.Action : [s.Action]);
+export const resourcesOfStatement = (s: PolicyStatement): unknown[] => (Array.isArray(s.Resource) ? (s.Resource as unknown[]) : [s.Resource]);

@@ -1,0 +1,234 @@
+import { Stack } from 'aws-cdk-lib';
+import { Annotations, Match } from 'aws-cdk-lib/assertions';
+import type * as iam from 'aws-cdk-lib/aws-iam';
+import { describe, expect, it } from 'vitest';
+import { jobNames, jobSpec } from '../../infra/job-spec.js';
+import { actionsOf, resourcesOf, resourcesOfStatement, statementsOf, synthStack } from './helpers.js';
+
+const { stack, template } = synthStack({ job: 'word-count' });
+const spec = jobSpec('word-count');
+const logicalId = (construct: { node: { defaultChild?: unknown } } | iam.IRole): string => stack.getLogicalId((construct as { node: { defaultChild: never } }).node.defaultChild);
+
+describe('CairnJob: queues', () => {
+  const queues = resourcesOf(template, 'AWS::SQS::Queue');
+  const fifo = queues.filter(([, p]) => p.FifoQueue === true);
+
+  it('has one FIFO queue and one FIFO dead-letter queue per vertex, plus the ingress queue and its DLQ', () => {
+    expect(fifo).toHaveLength(spec.vertices.length * 2);
+    expect(queues).toHaveLength(spec.vertices.length * 2 + 2);
+  });
+
+  it('redrives every consuming queue to its own dead-letter queue after maxReceiveCount receives', () => {
+    const withRedrive = queues.filter(([, p]) => p.RedrivePolicy !== undefined);
+    expect(withRedrive).toHaveLength(spec.vertices.length + 1);
+    const dlqIds = new Set<string>();
+    for (const [, p] of withRedrive) {
+      const redrive = p.RedrivePolicy as { deadLetterTargetArn: { 'Fn::GetAtt': [string, string] }; maxReceiveCount: number };
+      expect(redrive.maxReceiveCount).toBe(5);
+      const [dlq, attr] = redrive.deadLetterTargetArn['Fn::GetAtt'];
+      expect(attr).toBe('Arn');
+      dlqIds.add(dlq);
+      const target = queues.find(([id]) => id === dlq);
+      expect(target, `dead-letter queue ${dlq}`).toBeDefined();
+      // A FIFO queue's DLQ must be FIFO too.
+      expect(target?.[1].FifoQueue).toBe(p.FifoQueue);
+    }
+    expect(dlqIds.size).toBe(withRedrive.length);
+  });
+
+  it('encrypts every queue and denies non-TLS access to it', () => {
+    for (const [id, p] of queues) expect(p.SqsManagedSseEnabled ?? p.KmsMasterKeyId, id).toBeTruthy();
+    const policies = resourcesOf(template, 'AWS::SQS::QueuePolicy');
+    const covered = new Set(policies.flatMap(([, p]) => (p.Queues as Array<{ Ref: string }>).map((q) => q.Ref)));
+    for (const [id] of queues) expect(covered.has(id), id).toBe(true);
+    for (const [, p] of policies) {
+      expect((p.PolicyDocument as { Statement: unknown[] }).Statement).toContainEqual(
+        expect.objectContaining({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+      );
+    }
+  });
+
+  it('uses explicit deduplication ids and per-group throughput on the vertex queues', () => {
+    const consuming = fifo.filter(([, p]) => p.RedrivePolicy !== undefined);
+    for (const [, p] of consuming) {
+      expect(p.ContentBasedDeduplication).toBe(false);
+      expect(p.DeduplicationScope).toBe('messageGroup');
+      expect(p.FifoThroughputLimit).toBe('perMessageGroupId');
+      // Visibility timeout >= 6 x the function timeout (30 s).
+      expect(p.VisibilityTimeout).toBe(180);
+    }
+  });
+
+  it('outputs the ingress queue URL', () => {
+    template.hasOutput('*', { Value: { Ref: logicalId(stack.job.ingressQueue) } });
+  });
+});
+
+describe('CairnJob: functions and event source mappings', () => {
+  it('creates one Node.js 22 arm64 function per vertex, plus ingest, coordinator and ack listener', () => {
+    const fns = resourcesOf(template, 'AWS::Lambda::Function');
+    expect(fns).toHaveLength(spec.vertices.length + 3);
+    for (const [, p] of fns) {
+      expect(p.Runtime).toBe('nodejs22.x');
+      expect(p.Architectures).toEqual(['arm64']);
+    }
+  });
+
+  it('maps each vertex queue to its function with partial batch responses, batch size 10 and maxConcurrency from the parallelism (min 2)', () => {
+    for (const vertex of spec.vertices) {
+      const v = stack.job.vertices.get(vertex.id);
+      if (!v) throw new Error(vertex.id);
+      template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+        FunctionName: { Ref: logicalId(v.fn) },
+        EventSourceArn: { 'Fn::GetAtt': [logicalId(v.queue), 'Arn'] },
+        BatchSize: 10,
+        FunctionResponseTypes: ['ReportBatchItemFailures'],
+        ScalingConfig: { MaximumConcurrency: Math.max(2, vertex.parallelism) },
+      });
+    }
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: { Ref: logicalId(stack.job.ingestFunction) },
+      EventSourceArn: { 'Fn::GetAtt': [logicalId(stack.job.ingressQueue), 'Arn'] },
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+    });
+  });
+
+  it('wakes the ack listener only for ack items on the table stream', () => {
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: { Ref: logicalId(stack.job.ackListener) },
+      EventSourceArn: { 'Fn::GetAtt': [logicalId(stack.job.table), 'StreamArn'] },
+      FilterCriteria: { Filters: [{ Pattern: Match.stringLikeRegexp('"A#"') }] },
+    });
+  });
+
+  it('gives every function the job environment the handlers read (functions/lib/env.ts)', () => {
+    for (const [, p] of resourcesOf(template, 'AWS::Lambda::Function')) {
+      const vars = (p.Environment as { Variables: Record<string, unknown> }).Variables;
+      expect(Object.keys(vars)).toEqual(expect.arrayContaining(['CAIRN_JOB', 'CAIRN_TABLE', 'CAIRN_BUCKET', 'CAIRN_QUEUE_URLS', 'CAIRN_CHECKPOINT']));
+      expect(vars.CAIRN_JOB).toBe('word-count');
+    }
+  });
+});
+
+describe('CairnJob: table and bucket', () => {
+  it('has the adapters\' single-table key schema, point-in-time recovery and encryption', () => {
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      KeySchema: [
+        { AttributeName: 'pk', KeyType: 'HASH' },
+        { AttributeName: 'sk', KeyType: 'RANGE' },
+      ],
+      AttributeDefinitions: [
+        { AttributeName: 'pk', AttributeType: 'S' },
+        { AttributeName: 'sk', AttributeType: 'S' },
+      ],
+      BillingMode: 'PAY_PER_REQUEST',
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+      SSESpecification: { SSEEnabled: true },
+    });
+  });
+
+  it('blocks public access, encrypts, enforces TLS and expires pruned objects on the state bucket', () => {
+    const id = logicalId(stack.job.bucket);
+    const bucket = (template.toJSON() as { Resources: Record<string, { Properties: Record<string, unknown> }> }).Resources[id] as { Properties: Record<string, unknown> };
+    expect(bucket.Properties.PublicAccessBlockConfiguration).toEqual({ BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true });
+    expect(bucket.Properties.BucketEncryption).toBeDefined();
+    expect(bucket.Properties.VersioningConfiguration).toEqual({ Status: 'Enabled' });
+    expect(bucket.Properties.LifecycleConfiguration).toEqual({
+      Rules: [expect.objectContaining({ Id: 'pruned-checkpoint-objects', Status: 'Enabled', NoncurrentVersionExpiration: { NoncurrentDays: 7 } })],
+    });
+    template.hasResourceProperties('AWS::S3::BucketPolicy', {
+      Bucket: { Ref: id },
+      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
+    });
+  });
+});
+
+describe('CairnJob: least-privilege IAM', () => {
+  const statements = statementsOf(template);
+
+  it('has no wildcard actions anywhere', () => {
+    expect(statements.length).toBeGreaterThan(10);
+    for (const { policy, statement } of statements) {
+      for (const action of actionsOf(statement)) expect(action, `${policy}: ${action}`).not.toMatch(/\*/);
+    }
+  });
+
+  it('attaches no managed policies to the function roles', () => {
+    for (const [id, p] of resourcesOf(template, 'AWS::IAM::Role')) {
+      if (id.includes('Operator') || id.includes('Ingest') || id.includes('Coordinator') || id.includes('AckListener')) expect(p.ManagedPolicyArns, id).toBeUndefined();
+    }
+  });
+
+  it('lets each operator send only to its own queue and its downstream vertices\' queues', () => {
+    for (const vertex of spec.vertices) {
+      const v = stack.job.vertices.get(vertex.id);
+      if (!v?.fn.role) throw new Error(vertex.id);
+      const role = logicalId(v.fn.role);
+      const send = statements.filter((s) => s.roles.includes(role) && actionsOf(s.statement).includes('sqs:SendMessage'));
+      const targets = send.flatMap((s) => resourcesOfStatement(s.statement));
+      const expected = [vertex.id, ...vertex.downstream].map((id) => ({ 'Fn::GetAtt': [logicalId(stack.job.vertices.get(id)?.queue as never), 'Arn'] }));
+      expect(targets).toEqual(expect.arrayContaining(expected));
+      expect(targets).toHaveLength(expected.length);
+      // No Step Functions, no other table than the job's.
+      const mine = statements.filter((s) => s.roles.includes(role));
+      expect(mine.flatMap((s) => actionsOf(s.statement)).filter((a) => a.startsWith('states:'))).toEqual([]);
+      for (const s of mine.filter((m) => actionsOf(m.statement).some((a) => a.startsWith('dynamodb:')))) {
+        expect(resourcesOfStatement(s.statement)).toEqual([{ 'Fn::GetAtt': [logicalId(stack.job.table), 'Arn'] }]);
+      }
+    }
+  });
+
+  it('lets only the coordinator and the ack listener send task tokens, on the checkpoint state machine only', () => {
+    const senders = statements.filter((s) => actionsOf(s.statement).includes('states:SendTaskSuccess'));
+    const roles = new Set(senders.flatMap((s) => s.roles));
+    expect(roles).toEqual(new Set([logicalId(stack.job.coordinatorFunction.role as iam.IRole), logicalId(stack.job.ackListener.role as iam.IRole)]));
+    for (const s of senders) expect(JSON.stringify(s.statement.Resource)).toContain(`:stateMachine:${stack.stackName}-checkpoints`);
+  });
+
+  it('lets only the recovery workflow purge queues', () => {
+    const purgers = statements.filter((s) => actionsOf(s.statement).includes('sqs:PurgeQueue'));
+    expect(new Set(purgers.flatMap((s) => s.roles))).toEqual(new Set([logicalId(stack.job.coordinator.recoveryStateMachine.role)]));
+  });
+});
+
+describe('CairnJob: alarms, dashboard, triggers', () => {
+  it('alarms on every dead-letter queue, on message age, on checkpoint failures and on a failed job', () => {
+    const alarms = resourcesOf(template, 'AWS::CloudWatch::Alarm');
+    const metric = (name: string): number => alarms.filter(([, p]) => p.MetricName === name).length;
+    expect(metric('ApproximateNumberOfMessagesVisible')).toBe(spec.vertices.length + 1);
+    expect(metric('ApproximateAgeOfOldestMessage')).toBe(spec.vertices.length + 1);
+    expect(metric('CheckpointAborted')).toBe(1);
+    expect(metric('ExecutionsFailed')).toBe(2);
+    template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
+  });
+
+  it('rolls back when an operator dead-letter queue alarm fires', () => {
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: { source: ['aws.cloudwatch'], 'detail-type': ['CloudWatch Alarm State Change'], detail: { state: { value: ['ALARM'] } } },
+      Targets: [Match.objectLike({ Arn: { Ref: logicalId(stack.job.coordinator.checkpointStateMachine) } })],
+    });
+  });
+
+  it('loops inside the state machine for sub-minute intervals (the schedule starts a 5 min window)', () => {
+    template.hasResourceProperties('AWS::Scheduler::Schedule', {
+      ScheduleExpression: 'rate(5 minutes)',
+      Target: Match.objectLike({ Arn: { Ref: logicalId(stack.job.coordinator.checkpointStateMachine) }, Input: JSON.stringify({ windowSeconds: 300 }) }),
+    });
+  });
+
+  it('starts one round per EventBridge Scheduler tick for intervals of a minute or more', () => {
+    const { template: t } = synthStack({ job: 'account-balance', checkpoint: { intervalMs: 120_000 } }, 'Cairn-slow');
+    t.hasResourceProperties('AWS::Scheduler::Schedule', { ScheduleExpression: 'rate(2 minutes)', Target: Match.objectLike({ Input: JSON.stringify({ windowSeconds: 0 }) }) });
+  });
+});
+
+describe('cdk-nag AwsSolutions', () => {
+  it.each(jobNames())('%s: no unsuppressed errors or warnings', (name) => {
+    const s = name === 'word-count' ? stack : synthStack({ job: name }).stack;
+    const errors = Annotations.fromStack(s).findError('*', Match.stringLikeRegexp('AwsSolutions-.*'));
+    const warnings = Annotations.fromStack(s).findWarning('*', Match.stringLikeRegexp('AwsSolutions-.*'));
+    expect(errors.map((e) => `${e.id}: ${JSON.stringify(e.entry.data)}`)).toEqual([]);
+    expect(warnings.map((e) => `${e.id}: ${JSON.stringify(e.entry.data)}`)).toEqual([]);
+    expect(Stack.isStack(s)).toBe(true);
+  });
+});
