@@ -6,6 +6,7 @@ import {
   type SQSClient,
 } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { setMaxListeners } from 'node:events';
 
 /**
  * Plays Lambda's SQS event source mapping against the real SQS API: pollers call
@@ -64,6 +65,8 @@ export class SqsEventSource {
 
   start(): void {
     if (this.running) return;
+    // Every receive in flight listens on the one abort signal.
+    setMaxListeners(0, this.abort.signal);
     this.running = true;
     for (let i = 0; i < this.options.concurrency; i++) this.pollers.push(this.poll());
   }

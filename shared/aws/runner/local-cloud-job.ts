@@ -528,7 +528,8 @@ export class LocalCloudJob {
   /** Failure detection (operator DLQs) and, once the input is sealed, whether the pipeline is drained. */
   private async refreshSignals(): Promise<void> {
     const now = Date.now();
-    if (now - this.lastFailureCheck >= (this.options.failureCheckMs ?? 500)) {
+    // Once the input is closed, every turn: the job must not finish past a redriven message.
+    if (this.closeRequested || this.sealed || now - this.lastFailureCheck >= (this.options.failureCheckMs ?? 500)) {
       this.lastFailureCheck = now;
       for (const [vertex, pair] of Object.entries(this.queues.operators)) {
         const count = await this.approximate(pair.dlqUrl, ['ApproximateNumberOfMessages']);

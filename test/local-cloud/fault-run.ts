@@ -1,0 +1,108 @@
+import type { CheckpointConfigInput } from '../../shared/core/config.js';
+import type { LocalCloudFaults, LocalCloudJob } from '../../shared/aws/runner/index.js';
+import type { EmbeddedRuntime } from '../../shared/embedded/runtime.js';
+import type { FaultInjector } from '../faults/fault-schedule.js';
+import { canonical, finalState, sequenceEvents, sequenceJob } from '../faults/sequence-job.js';
+import { localJob } from './helpers.js';
+
+/**
+ * The embedded fault suite's sequence job and seeded schedules (planFor / FaultInjector), run
+ * on the local cloud in real time: crashes before commit and between the DynamoDB commit and
+ * the SQS send (the failed batch comes back after the visibility timeout), operator throws,
+ * duplicate and delayed deliveries, a stalled instance past the checkpoint timeout, coordinator
+ * crashes, and DynamoDB throttling injected as SDK middleware (the adapters must retry).
+ */
+
+export const KEYS = Number(process.env.CAIRN_CLOUD_FAULT_KEYS ?? 4);
+export const PER_KEY = Number(process.env.CAIRN_CLOUD_FAULT_PER_KEY ?? 15);
+export const POISON = 1;
+
+/** Throws a ThrottlingException (before the request is sent) once every `every` calls; the SDK's standard retry strategy retries it. */
+export class Throttler {
+  calls = 0;
+  throttled = 0;
+  constructor(readonly every: number) {}
+
+  attach(client: object): void {
+    const stack = (client as { middlewareStack: { add(m: unknown, o: { step: string; name: string; override: boolean }): void } }).middlewareStack;
+    stack.add(
+      (next: (args: unknown) => Promise<unknown>) => (args: unknown) => {
+        if (++this.calls % this.every === 0) {
+          this.throttled++;
+          const error = Object.assign(new Error('Rate of requests exceeds the allowed throughput (injected)'), {
+            name: 'ThrottlingException',
+            $fault: 'client',
+            $metadata: { httpStatusCode: 400 },
+          });
+          return Promise.reject(error);
+        }
+        return next(args);
+      },
+      { step: 'deserialize', name: 'cairnInjectedThrottle', override: true },
+    );
+  }
+}
+
+export interface FaultRun {
+  readonly status: string;
+  readonly output: ReturnType<typeof canonical>;
+  readonly state: Record<string, unknown>;
+  readonly deadLetterIds: string[];
+  readonly deadLetterReasons: string[];
+  readonly counters: LocalCloudJob['counters'];
+  readonly restarts: number;
+  readonly errors: string[];
+  readonly ms: number;
+}
+
+/** Seeds use checkpoint intervals and timeouts of real time (the emulators are real). */
+export function realTime(seed: number): Partial<CheckpointConfigInput> {
+  return { intervalMs: 100 + (seed % 4) * 100, timeoutMs: 2500 };
+}
+
+export async function runOnce(checkpoint: CheckpointConfigInput, options: { injector?: FaultInjector; throttler?: Throttler } = {}): Promise<FaultRun> {
+  const started = Date.now();
+  const { injector, throttler } = options;
+  let faults: LocalCloudFaults | undefined;
+  if (injector) {
+    const f = injector.faults();
+    faults = {
+      ...(f.step ? { step: f.step } : {}),
+      ...(f.transport ? { transport: f.transport } : {}),
+      ...(f.coordinator ? { coordinator: f.coordinator } : {}),
+      onTurn: (job) => {
+        // The schedule's "stall one counter instance past the checkpoint timeout", on SQS: the
+        // event source holds that message group back (ChangeMessageVisibility).
+        const shim = { config: job.config, clock: job.clock, queue: (v: string) => (v === 'count' ? { pauseGroup: (g: string, until: number) => job.stallGroup(g, until) } : undefined) };
+        f.onTurn?.(shim as unknown as EmbeddedRuntime);
+      },
+    };
+  }
+  const job = await localJob({
+    job: sequenceJob(),
+    checkpoint,
+    limits: { maxReceiveCount: 6, isolatePoisonAfterReceives: 3, sourceReadBatch: 10 },
+    visibilityTimeoutSeconds: 1,
+    ...(faults ? { faults } : {}),
+    ...(throttler ? { onClients: (clients) => throttler.attach(clients.dynamo) } : {}),
+  });
+  try {
+    await job.push(sequenceEvents(KEYS, PER_KEY, POISON));
+    job.closeInput();
+    const record = await job.run({ timeoutMs: 100_000 });
+    const letters = await job.deadLetters();
+    return {
+      status: record.status,
+      output: canonical(await job.results('validated')),
+      state: await finalState(job.state, KEYS),
+      deadLetterIds: letters.map((d) => d.id).sort(),
+      deadLetterReasons: letters.map((d) => d.reason),
+      counters: { ...job.counters },
+      restarts: record.restarts.length,
+      errors: [...job.lastErrors],
+      ms: Date.now() - started,
+    };
+  } finally {
+    await job.destroy();
+  }
+}

@@ -1,0 +1,57 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FaultInjector, planFor } from '../faults/fault-schedule.js';
+import { sequenceOracle, violations } from '../faults/sequence-job.js';
+import { KEYS, PER_KEY, POISON, Throttler, realTime, runOnce, type FaultRun } from './fault-run.js';
+
+/**
+ * The fault suite on the local cloud: seeded schedules end exactly like the fault-free run
+ * (output, keyed state, dead letters). Seeds FIRST..LAST of CAIRN_CLOUD_FAULT_SEEDS (default 1-20).
+ */
+
+const [FIRST, LAST] = (process.env.CAIRN_CLOUD_FAULT_SEEDS ?? '1-20').split('-').map(Number) as [number, number];
+const seeds = Array.from({ length: LAST - FIRST + 1 }, (_, i) => FIRST + i);
+
+describe('fault suite (local cloud): seeded schedules end exactly like the fault-free run', () => {
+  let reference: FaultRun;
+  const totals: Record<string, number> = {};
+  const timings: number[] = [];
+
+  beforeAll(async () => {
+    reference = await runOnce({ intervalMs: 200 });
+  }, 120_000);
+
+  it('the fault-free run passes the ITCase checks', () => {
+    expect(reference.status).toBe('FINISHED');
+    expect(reference.output).toEqual(sequenceOracle(KEYS, PER_KEY));
+    expect(reference.deadLetterReasons).toEqual(Array.from({ length: POISON }, () => 'operator-error'));
+    expect(reference.deadLetterIds.every((id) => id.startsWith('validate:'))).toBe(true);
+  });
+
+  it.each(seeds)('seed %i', async (seed) => {
+    const plan = planFor(seed, realTime(seed));
+    const injector = new FaultInjector(plan);
+    // Every other seed: one DynamoDB call in 40 is throttled.
+    const throttler = seed % 2 === 0 ? new Throttler(40) : undefined;
+    const run = await runOnce(plan.checkpoint, { injector, ...(throttler ? { throttler } : {}) });
+    timings.push(run.ms);
+    for (const [kind, n] of Object.entries(injector.injected)) totals[kind] = (totals[kind] ?? 0) + n;
+    totals.throttled = (totals.throttled ?? 0) + (throttler?.throttled ?? 0);
+    totals.redeliveries = (totals.redeliveries ?? 0) + run.counters.redeliveries;
+    totals.restarts = (totals.restarts ?? 0) + run.restarts;
+    totals.coordinatorCrashes = (totals.coordinatorCrashes ?? 0) + run.counters.coordinatorCrashes;
+    const context = `seed ${seed} plan ${JSON.stringify(plan)} injected ${JSON.stringify(injector.injected)} throttled ${throttler?.throttled ?? 0} counters ${JSON.stringify(run.counters)} errors ${run.errors.slice(-3).join(' | ')}`;
+    expect(run.status, context).toBe('FINISHED');
+    expect(violations(run.output, KEYS, PER_KEY, 'exactly-once'), context).toEqual([]);
+    expect(run.output, context).toEqual(reference.output);
+    expect(run.state, context).toEqual(reference.state);
+    expect(run.deadLetterIds, context).toEqual(reference.deadLetterIds);
+  });
+
+  afterAll(() => {
+    const total = timings.reduce((a, b) => a + b, 0);
+    console.log(`local-cloud fault seeds ${FIRST}-${LAST}: ${timings.length} runs in ${total} ms (max ${Math.max(...timings)} ms); totals ${JSON.stringify(totals)}`);
+    if (timings.length < seeds.length || seeds.length < 10) return;
+    // The schedules really exercised the faults this suite is about.
+    for (const kind of ['crash-between-commit-and-send', 'crash-before-commit', 'redeliveries', 'throttled', 'duplicate-delivery']) expect(totals[kind] ?? 0, kind).toBeGreaterThan(0);
+  });
+});
