@@ -1,0 +1,219 @@
+import { describe, expect, it } from 'vitest';
+import { wordCount } from '../../examples/word-count.js';
+import { checkpointsOfAckRecords } from '../../functions/coordinator/handler.js';
+import { decideRestart, type RestartStrategy } from '../../functions/coordinator/restart-strategy.js';
+import { CoordinatorTasks, type DecideOutput } from '../../functions/coordinator/tasks.js';
+import { parseCheckpointConfig, parseRuntimeLimits } from '../../shared/core/config.js';
+import { handleOperatorBatch } from '../../shared/core/instance/handler.js';
+import type { OutboundMessage } from '../../shared/core/ports.js';
+import { Topology } from '../../shared/core/topology.js';
+import { EmbeddedDb } from '../../shared/embedded/db.js';
+import { EmbeddedCheckpointStore, EmbeddedSinkStore, EmbeddedSourceLog, EmbeddedStateStore } from '../../shared/embedded/stores.js';
+
+/**
+ * The coordinator's task functions, state by state, as the checkpoint and recovery workflows
+ * call them; the stores are the embedded ones and the operators run in-process, so the
+ * scenarios are exactly those of the state machines minus Step Functions itself.
+ */
+function harness(restartStrategy: RestartStrategy = { kind: 'fixed-delay', attempts: 1, delaySeconds: 2 }) {
+  const db = EmbeddedDb.memory();
+  const state = new EmbeddedStateStore(db);
+  const checkpoints = new EmbeddedCheckpointStore(db);
+  const log = new EmbeddedSourceLog(db);
+  const sinks = new EmbeddedSinkStore(db);
+  const queue: OutboundMessage[] = [];
+  const transport = {
+    send: (messages: readonly OutboundMessage[]): Promise<void> => {
+      queue.push(...messages);
+      return Promise.resolve();
+    },
+  };
+  let now = 1_000_000;
+  const clock = { now: () => now };
+  const tokens: Array<{ token: string; output: unknown }> = [];
+  const metrics: string[] = [];
+  const graph = wordCount.build();
+  const config = parseCheckpointConfig({ intervalMs: 1000, timeoutMs: 5000 });
+  const tasks = new CoordinatorTasks({
+    graph,
+    config,
+    restartStrategy,
+    checkpoints,
+    state,
+    log,
+    sinks,
+    transport,
+    clock,
+    queueUrls: { lines: 'https://sqs/lines.fifo', count: 'https://sqs/count.fifo' },
+    queuesIdle: () => Promise.resolve(queue.length === 0),
+    sendTaskSuccess: (token, output) => {
+      tokens.push({ token, output });
+      return Promise.resolve();
+    },
+    metric: (name) => metrics.push(name),
+  });
+  const stepDeps = { topology: new Topology(graph), config, limits: parseRuntimeLimits(), state, log, transport, clock };
+  let delivered = 0;
+  /** Plays the queues: every sent message reaches its instance, in order per group. */
+  const deliver = async (): Promise<void> => {
+    for (let round = 0; round < 200 && queue.length > 0; round++) {
+      const batch = queue.splice(0).map((m) => ({ id: `m${delivered++}`, groupId: m.groupId, receiveCount: 1, body: m.body }));
+      const outcome = await handleOperatorBatch(stepDeps, batch);
+      expect(outcome.errors).toEqual([]);
+    }
+  };
+  const advance = (ms: number): void => {
+    now += ms;
+  };
+  const input = { input: { windowSeconds: 300 }, consumed: { manual: false, restart: false }, startedAt: new Date(now).toISOString() };
+  return { tasks, checkpoints, log, sinks, tokens, metrics, deliver, advance, input };
+}
+
+type H = ReturnType<typeof harness>;
+
+/** Decide, and apply while the decision is one of `types` (the Route -> transition -> Decide loop). */
+async function run(h: H, ...types: Array<DecideOutput['type']>): Promise<DecideOutput> {
+  for (;;) {
+    const step = await h.tasks.decide(h.input);
+    if (!types.includes(step.type) || !step.decision) return step;
+    await h.tasks.apply({ decision: step.decision, jobVersion: step.jobVersion });
+  }
+}
+
+describe('coordinator task functions', () => {
+  it('a checkpoint completes when the last acknowledgement sends the stored task token', async () => {
+    const h = harness();
+    await h.log.append(0, [{ id: 'e1', event: { line: 'state barrier state' } }]);
+    await h.log.append(1, [{ id: 'e2', event: { line: 'epoch replay' } }]);
+    expect((await h.tasks.decide(h.input)).type).toBe('wait'); // creates the job, polls the sources
+    await h.deliver();
+    h.advance(1000);
+    const inject = await run(h, 'trigger');
+    expect(inject).toMatchObject({ type: 'inject-barriers', checkpointId: 1 });
+    await h.tasks.apply({ decision: inject.decision, jobVersion: inject.jobVersion });
+    // AwaitAcks: the token goes on the checkpoint record; no ack yet, so nothing is sent.
+    expect(await h.tasks.awaitAcks({ checkpointId: 1, token: 'token-1' })).toEqual({ waiting: true });
+    expect(((await h.checkpoints.getCheckpoint(1)) as { taskToken?: string }).taskToken).toBe('token-1');
+    expect(h.tokens).toEqual([]);
+    await h.deliver();
+    // The ack listener, woken by the stream records of the ack items:
+    const ids = checkpointsOfAckRecords({ Records: [{ eventName: 'INSERT', dynamodb: { Keys: { pk: { S: 'A#000000000001' }, sk: { S: 'count#0' } } } }] });
+    expect(ids).toEqual([1]);
+    expect(await h.tasks.notifyIfComplete(1)).toBe(true);
+    expect(h.tokens).toEqual([{ token: 'token-1', output: { checkpointId: 1, status: 'PENDING' } }]);
+    // Back in Decide: complete, commit the sinks, then wait for the next interval.
+    const next = await run(h, 'complete', 'commit-sinks');
+    expect(next.type).toBe('wait');
+    expect(next.handoff).toBe(false);
+    expect((await h.checkpoints.getCheckpoint(1))?.status).toBe('COMPLETED');
+    expect(h.metrics).toContain('CheckpointCompleted');
+    expect((await h.sinks.read('counts')).length).toBe(5);
+  });
+
+  it('acknowledgements that beat the token are noticed by AwaitAcks itself', async () => {
+    const h = harness();
+    await h.tasks.decide(h.input);
+    await h.deliver();
+    h.advance(1000);
+    const inject = await run(h, 'trigger');
+    await h.tasks.apply({ decision: inject.decision, jobVersion: inject.jobVersion });
+    await h.deliver();
+    expect(await h.tasks.awaitAcks({ checkpointId: 1, token: 'late-token' })).toEqual({ waiting: false });
+    expect(h.tokens.map((t) => t.token)).toEqual(['late-token']);
+  });
+
+  it('a stale decision is refused, so the workflow decides again', async () => {
+    const h = harness();
+    await h.tasks.decide(h.input);
+    h.advance(1000);
+    const trigger = await h.tasks.decide(h.input);
+    expect(trigger.type).toBe('trigger');
+    await h.tasks.apply({ decision: trigger.decision, jobVersion: trigger.jobVersion });
+    await expect(h.tasks.apply({ decision: trigger.decision, jobVersion: trigger.jobVersion })).rejects.toMatchObject({ name: 'StaleDecisionError' });
+  });
+
+  it('a checkpoint whose wait times out is aborted and counted; past the tolerance the recovery rolls back; an exhausted strategy fails the job', async () => {
+    const h = harness();
+    await h.tasks.decide(h.input);
+    await h.deliver();
+    h.advance(1000);
+    const inject = await run(h, 'trigger');
+    await h.tasks.apply({ decision: inject.decision, jobVersion: inject.jobVersion });
+    await h.tasks.awaitAcks({ checkpointId: 1, token: 't' });
+    // (no delivery: the acks never come) States.Timeout -> AbortTimedOut
+    h.advance(5000);
+    expect(await h.tasks.abort({ checkpointId: 1, reason: inject.reason })).toEqual({ aborted: true });
+    expect(await h.tasks.abort({ checkpointId: 1, reason: inject.reason })).toEqual({ aborted: false });
+    const cp = await h.checkpoints.getCheckpoint(1);
+    expect(cp).toMatchObject({ status: 'ABORTED', abortReason: 'timed out after 5000 ms waiting for acknowledgements' });
+    expect((await h.checkpoints.getJob())?.consecutiveFailures).toBe(1);
+    expect(h.metrics).toContain('CheckpointAborted');
+
+    const recover = await h.tasks.decide(h.input);
+    expect(recover).toMatchObject({ type: 'start-recovery', toCheckpoint: 0 });
+    // Recovery workflow:
+    const plan = await h.tasks.planRestart({ reason: recover.reason });
+    expect(plan).toMatchObject({ action: 'recover', delaySeconds: 2, toCheckpoint: 0 });
+    const targets = await h.tasks.startRecovery({ reason: plan.reason });
+    expect(targets.generation).toBe(2);
+    expect(targets.instances.map((i) => i.instance).sort()).toEqual(['count#0', 'count#1', 'lines#0', 'lines#1']);
+    expect(targets.queueUrls).toHaveLength(2);
+    // A retried BumpGeneration does not bump twice.
+    expect((await h.tasks.startRecovery({ reason: plan.reason })).generation).toBe(2);
+    for (const v of targets.vertices) await h.tasks.restoreOperator(v);
+    for (const i of targets.instances) await h.tasks.restoreInstance(i);
+    expect(await h.tasks.resume()).toEqual({ generation: 2, restoredTo: 0 });
+    const job = await h.checkpoints.getJob();
+    expect(job).toMatchObject({ status: 'RUNNING', generation: 2, consecutiveFailures: 0 });
+    expect(job?.recovery).toBeUndefined();
+
+    // A second rollback: the fixed-delay strategy allows one restart only.
+    const again = await h.tasks.planRestart({ reason: 'message in an operator dead-letter queue' });
+    expect(again.action).toBe('fail');
+    await h.tasks.markFailed({ reason: again.reason });
+    expect(await h.tasks.decide(h.input)).toMatchObject({ type: 'failed' });
+  });
+
+  it('a restart requested in the execution input rolls back once', async () => {
+    const h = harness();
+    await h.tasks.decide(h.input);
+    const asked = await h.tasks.decide({ ...h.input, input: { restart: 'user asked' } });
+    expect(asked).toMatchObject({ type: 'start-recovery', reason: 'user asked' });
+    const served = await h.tasks.decide({ ...h.input, input: { restart: 'user asked' }, consumed: { restart: true } });
+    expect(served.type).not.toBe('start-recovery');
+  });
+
+  it('a one-round execution (window 0) hands over instead of waiting long', async () => {
+    const h = harness();
+    const first = await h.tasks.decide({ ...h.input, input: { windowSeconds: 0 } });
+    expect(first).toMatchObject({ type: 'wait', waitSeconds: 1, handoff: false });
+    h.advance(120_000);
+    const late = await h.tasks.decide({ ...h.input, input: { windowSeconds: 0 } });
+    expect(late.type).toBe('trigger');
+  });
+});
+
+describe('restart strategies', () => {
+  const minute = 60_000;
+  it('fixed delay: N attempts in total', () => {
+    const s: RestartStrategy = { kind: 'fixed-delay', attempts: 2, delaySeconds: 10 };
+    expect(decideRestart(s, [], 0)).toEqual({ restart: true, delaySeconds: 10 });
+    expect(decideRestart(s, [1], 2)).toEqual({ restart: true, delaySeconds: 10 });
+    expect(decideRestart(s, [1, 2], 3).restart).toBe(false);
+  });
+
+  it('exponential backoff: doubles up to the maximum and starts over after a quiet period', () => {
+    const s: RestartStrategy = { kind: 'exponential-backoff', initialDelaySeconds: 1, maxDelaySeconds: 10, multiplier: 2, resetAfterSeconds: 3600, attempts: 6 };
+    const at = (n: number): number[] => Array.from({ length: n }, (_, i) => i * minute);
+    expect([0, 1, 2, 3, 4, 5].map((n) => decideRestart(s, at(n), n * minute))).toEqual([1, 2, 4, 8, 10, 10].map((d) => ({ restart: true, delaySeconds: d })));
+    expect(decideRestart(s, at(6), 6 * minute).restart).toBe(false);
+    expect(decideRestart(s, at(6), 5 * minute + 3_600_000)).toEqual({ restart: true, delaySeconds: 1 });
+  });
+
+  it('failure rate: at most N restarts within the interval', () => {
+    const s: RestartStrategy = { kind: 'failure-rate', maxFailures: 2, intervalSeconds: 600, delaySeconds: 5 };
+    expect(decideRestart(s, [0], minute)).toEqual({ restart: true, delaySeconds: 5 });
+    expect(decideRestart(s, [0, minute], 2 * minute).restart).toBe(false);
+    expect(decideRestart(s, [0, minute], 11 * minute)).toEqual({ restart: true, delaySeconds: 5 });
+  });
+});
