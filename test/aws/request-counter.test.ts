@@ -6,6 +6,26 @@ import { initialJob } from '../../shared/core/protocol/coordinator.js';
 import { INSTANCE, OP, commitOf, freshStores, unique } from './helpers.js';
 
 describe('RequestCounter', () => {
+  it('with dynamoCapacity, sums the read and write request units DynamoDB reports (transactions count double)', async () => {
+    const counter = new RequestCounter({ dynamoCapacity: true });
+    const s = await freshStores({ counter });
+    try {
+      counter.reset();
+      await s.checkpoints.putJob(initialJob(1), undefined);
+      expect(counter.capacity).toEqual({ read: 0, write: 1 }); // one item under 1 KB
+      counter.reset();
+      await s.checkpoints.getJob();
+      expect(counter.capacity).toEqual({ read: 1, write: 0 }); // strongly consistent read of an item under 4 KB
+      counter.reset();
+      await s.sourceLog.append(0, [{ id: 'a', event: 'x'.repeat(1500) }]);
+      // One transaction of three items (head, entry, dedup): transactional writes cost 2 units per item-KB.
+      expect(counter.capacity.write).toBeGreaterThanOrEqual(6);
+      expect(counter.capacity.write % 2).toBe(0);
+    } finally {
+      await s.done();
+    }
+  });
+
   it('counts every request by service and operation for a known sequence of calls', async () => {
     const counter = new RequestCounter();
     const s = await freshStores({ counter });
