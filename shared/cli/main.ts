@@ -51,6 +51,12 @@ export function program(setExitCode: (code: number) => void): Command {
     .option('--restore <checkpointId>', 'start from this retained checkpoint', integer(1))
     .option('--rate <events/s>', 'pace the producer (default: as fast as possible)', integer(1))
     .option('--fresh', 'delete the state directory first')
+    .addOption(
+      new Option('--target <target>', 'embedded (default), or local-cloud: the AWS adapters and Lambda handlers against the emulators (started unless AWS_ENDPOINT_URL is set)').choices([
+        'embedded',
+        'local-cloud',
+      ]),
+    )
     .action(async (job: string, options: RunOptions) => setExitCode(await runCommand(job, options)));
 
   cli

@@ -30,6 +30,8 @@ export interface RunOptions {
   readonly restore?: number;
   readonly rate?: number;
   readonly fresh?: boolean;
+  /** Where the job runs: the embedded runtime (default) or the local cloud (AWS adapters against the emulators). */
+  readonly target?: 'embedded' | 'local-cloud';
 }
 
 export interface RunIo {
@@ -50,6 +52,22 @@ const PARAMS_FILE = 'cli-run.json';
 /** `cairn run`: returns the process exit code (0 ok, 1 wrong results or failed job, 2 refused). */
 export async function runCommand(jobArg: string, options: RunOptions, io: RunIo = { out: process.stdout, live: new LiveArea() }): Promise<number> {
   const example = await resolveJob(jobArg);
+  if (options.target === 'local-cloud') {
+    // Loaded on demand: the embedded run never touches the AWS SDK.
+    const { refuseEmbeddedOnly, runOnLocalCloud } = await import('../aws/runner/cli.js');
+    refuseEmbeddedOnly(options);
+    return runOnLocalCloud(
+      example,
+      {
+        events: options.events ?? DEFAULT_EVENTS,
+        seed: options.seed ?? DEFAULT_SEED,
+        checkpoint: { ...example.checkpoint, ...checkpointFlags(options) },
+        ...(options.rate !== undefined ? { rate: options.rate } : {}),
+        ...(options.crashAt !== undefined ? { crashAt: options.crashAt } : {}),
+      },
+      io,
+    );
+  }
   if (options.memory && options.restore !== undefined) throw new UsageError('--restore needs a state directory (it cannot be combined with --memory)');
   if (options.memory && options.stateDir !== undefined) throw new UsageError('--memory and --state-dir exclude each other');
   const stateDir = options.memory ? undefined : (options.stateDir ?? defaultStateDir(jobArg));

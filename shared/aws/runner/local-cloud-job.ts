@@ -7,6 +7,7 @@ import { quietTelemetry, type Telemetry } from '../../../functions/lib/telemetry
 import { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfig, type CheckpointConfigInput, type RuntimeLimits, type RuntimeLimitsInput } from '../../core/config.js';
 import { CoordinatorDriver, type CoordinatorFaults } from '../../core/coordinator-driver.js';
 import { InjectedFault } from '../../core/errors.js';
+import { murmur3 } from '../../core/hashing.js';
 import type { StepFaults } from '../../core/instance/step.js';
 import type { JobGraph } from '../../core/job.js';
 import { instanceId } from '../../core/messages.js';
@@ -66,7 +67,7 @@ export interface LocalCloudJobOptions {
   readonly maxReceiveCount?: number;
   /** Events per ingest invocation (FIFO ingress: at most 10). Default 10 (FIFO) / 100 (standard). */
   readonly ingestBatchSize?: number;
-  /** Concurrent ingest invocations. Default 1 (FIFO) / 2 (standard). */
+  /** Concurrent ingest invocations. Default: the source's partitions (FIFO) / 2 (standard). */
   readonly ingestConcurrency?: number;
   /** Concurrent invocations per operator queue. Default: the vertex's parallelism. */
   readonly operatorConcurrency?: number;
@@ -185,7 +186,8 @@ export class LocalCloudJob {
       region,
       ...(options.credentials ? { credentials: options.credentials } : {}),
     };
-    const counters: RequestCounters = { functions: new RequestCounter(), coordinator: new RequestCounter(), eventSources: new RequestCounter() };
+    // Consumed capacity too: the bench prices DynamoDB by request units, as on-demand tables are billed.
+    const counters: RequestCounters = { functions: new RequestCounter({ dynamoCapacity: true }), coordinator: new RequestCounter({ dynamoCapacity: true }), eventSources: new RequestCounter() };
     const sqs = new SQSClient({ ...base, maxAttempts: 8 });
     counters.eventSources.attach(sqs);
     const visibility = options.visibilityTimeoutSeconds ?? 1;
@@ -220,16 +222,19 @@ export class LocalCloudJob {
 
   /**
    * Pushes raw events to the ingress queue with SendMessageBatch, as any producer would. On a
-   * FIFO ingress the event id is the deduplication id and `group` the message group.
+   * FIFO ingress the event id is the deduplication id, and the message group is `group` or,
+   * by default, the event's source partition (by the source's partitionKey; events without one
+   * are spread over as many groups), so that partitions ingest in parallel and each keeps the
+   * push order.
    */
-  async push(events: readonly { id: string; body: string }[], group = 'ingress'): Promise<void> {
+  async push(events: readonly { id: string; body: string }[], group?: string): Promise<void> {
     const batches: (typeof events)[] = [];
     for (let i = 0; i < events.length; i += 10) batches.push(events.slice(i, i + 10));
     const send = async (batch: typeof events): Promise<void> => {
       let entries = batch.map((e, i) => ({
         Id: String(i),
         MessageBody: e.body,
-        ...(this.ingressIsFifo ? { MessageGroupId: group, MessageDeduplicationId: e.id.replace(/[^\x21-\x7e]/g, '_').slice(0, 128) } : {}),
+        ...(this.ingressIsFifo ? { MessageGroupId: group ?? this.ingressGroupOf(e), MessageDeduplicationId: e.id.replace(/[^\x21-\x7e]/g, '_').slice(0, 128) } : {}),
       }));
       for (let attempt = 0; entries.length > 0; attempt++) {
         const out = await this.sqs.send(new SendMessageBatchCommand({ QueueUrl: this.ingressQueueUrl, Entries: entries }));
@@ -243,6 +248,22 @@ export class LocalCloudJob {
     // FIFO: batches in order (one group); standard: a few at once.
     if (this.ingressIsFifo) for (const batch of batches) await send(batch);
     else for (let i = 0; i < batches.length; i += 8) await Promise.all(batches.slice(i, i + 8).map(send));
+  }
+
+  private ingressGroupOf(event: { id: string; body: string }): string {
+    const source = this.topology.sources()[0];
+    const head = source?.head;
+    if (!source || head?.kind !== 'source') return 'ingress';
+    if (head.partitionKey) {
+      try {
+        const parsed = head.schema.safeParse(JSON.parse(event.body));
+        if (parsed.success) return `p${murmur3(head.partitionKey(parsed.data)) % source.parallelism}`;
+      } catch {
+        // bad input: any group (it becomes a dead letter)
+      }
+      return 'p0';
+    }
+    return `p${murmur3(event.id) % source.parallelism}`;
   }
 
   /** Bounded input: once the ingress queue is drained, the source partitions are sealed. */
@@ -436,7 +457,7 @@ export class LocalCloudJob {
       queueArn: this.queues.ingress.arn,
       handler: ingest,
       batchSize: this.options.ingestBatchSize ?? (fifoIngress ? 10 : 100),
-      concurrency: this.options.ingestConcurrency ?? (fifoIngress ? 1 : 2),
+      concurrency: this.options.ingestConcurrency ?? (fifoIngress ? (this.topology.sources()[0]?.parallelism ?? 1) : 2),
     });
     this.sources.push(this.ingestSource);
     for (const vertex of this.topology.vertices) {

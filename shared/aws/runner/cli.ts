@@ -1,0 +1,348 @@
+import type { Example } from '../../../examples/types.js';
+import { bar, checkpointDuration, clockTime, count, ms, table, timeline, type LiveArea } from '../../cli/format.js';
+import { UsageError } from '../../cli/jobs.js';
+import { checkpointState } from '../../cli/read-state.js';
+import type { CheckpointConfig, CheckpointConfigInput } from '../../core/config.js';
+import { InjectedFault } from '../../core/errors.js';
+import { instanceId } from '../../core/messages.js';
+import type { CheckpointRecord, JobRecord } from '../../core/ports.js';
+import type { CoordinatorDecision } from '../../core/protocol/coordinator.js';
+import { LocalCloudStartError, LocalCloudUnavailableError, startLocalCloud, type LocalCloud } from '../local-cloud/local-cloud.js';
+import { createLocalCloudJob, type LocalCloudJob } from './local-cloud-job.js';
+
+/**
+ * `cairn run <job> --target local-cloud`: the job on the local cloud (DynamoDB Local,
+ * ElasticMQ, moto behind one endpoint; started here unless AWS_ENDPOINT_URL names one), with
+ * the real Lambda handlers invoked by SQS event sources in this process and the coordinator
+ * loop; the same live progress, checkpoint timeline and oracle check as the embedded run.
+ * While it runs, events that any SQS client sends to the printed ingress queue are processed
+ * too (the check then covers everything in the source log).
+ */
+
+export interface LocalCloudRunOptions {
+  readonly events: number;
+  readonly seed: number;
+  readonly checkpoint: CheckpointConfigInput;
+  readonly rate?: number;
+  readonly crashAt?: number;
+}
+
+export interface RunIo {
+  readonly out: NodeJS.WritableStream;
+  readonly live: LiveArea;
+}
+
+const CHUNK = 500;
+const BACKLOG = 2000;
+const sleep = (msec: number): Promise<void> => new Promise((r) => setTimeout(r, msec));
+
+/** Options of the embedded run that have no meaning on the local cloud. */
+export function refuseEmbeddedOnly(options: { stateDir?: string; memory?: boolean; killAt?: number; restore?: number; fresh?: boolean }): void {
+  const given = [
+    options.stateDir !== undefined && '--state-dir',
+    options.memory && '--memory',
+    options.killAt !== undefined && '--kill-at',
+    options.restore !== undefined && '--restore',
+    options.fresh && '--fresh',
+  ].filter((o): o is string => typeof o === 'string');
+  if (given.length > 0) throw new UsageError(`${given.join(', ')} only apply to the embedded target (the local cloud keeps its state in DynamoDB; every run starts a new job)`);
+}
+
+export async function runOnLocalCloud(example: Example, options: LocalCloudRunOptions, io: RunIo): Promise<number> {
+  const { out, live } = io;
+  const print = (line = ''): void => void out.write(`${line}\n`);
+
+  let cloud: LocalCloud | undefined;
+  let endpoint = process.env.AWS_ENDPOINT_URL;
+  if (endpoint === undefined || endpoint === '') {
+    live.log('starting the local cloud (DynamoDB Local, ElasticMQ, moto behind one endpoint)…');
+    try {
+      // The LocalStack-style port (4566, or CAIRN_EDGE_PORT) when free, else any free port.
+      cloud = await startLocalCloud().catch((error: unknown) => {
+        if (error instanceof LocalCloudStartError && /is in use/.test(error.message)) return startLocalCloud({ edgePort: 0 });
+        throw error;
+      });
+    } catch (error) {
+      if (error instanceof LocalCloudUnavailableError) {
+        live.log(`error: ${error.message}`);
+        return 2;
+      }
+      throw error;
+    }
+    endpoint = cloud.endpoint;
+  }
+  const localCredentials = cloud !== undefined || process.env.AWS_ACCESS_KEY_ID === undefined ? { credentials: { accessKeyId: 'test', secretAccessKey: 'test' } } : {};
+
+  // ---------- observing the coordinator ----------
+  let lastCheckpoint: CheckpointRecord | undefined;
+  const onTransition = (decision: CoordinatorDecision, record?: CheckpointRecord): void => {
+    if (record) lastCheckpoint = record;
+    if (decision.type === 'complete' && record && !live.tty) live.log(`checkpoint ${record.id} COMPLETED in ${ms(checkpointDuration(record))} (${record.trigger})`);
+    if (decision.type === 'abort') live.log(`checkpoint ${decision.checkpointId} ABORTED: ${decision.reason}`);
+    if (decision.type === 'start-recovery') live.log(`restart: rolling back to checkpoint ${decision.toCheckpoint} (${decision.reason})`);
+  };
+
+  // ---------- injected crash: an operator throws once at the n-th record ----------
+  let recordsSeen = 0;
+  let crashReason: string | undefined;
+  let crashHandled = false;
+  const crashAt = options.crashAt;
+  const faults =
+    crashAt === undefined
+      ? undefined
+      : {
+          step: {
+            onRecord: (instance: string): void => {
+              if (crashReason !== undefined) return;
+              if (++recordsSeen < crashAt) return;
+              crashReason = `injected crash in ${instance} at record ${recordsSeen}`;
+              throw new InjectedFault(crashReason);
+            },
+          },
+        };
+
+  let interrupted = false;
+  const onSigint = (): void => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    live.log('interrupted: stopping after the current step (Ctrl-C again to quit at once)');
+  };
+  let job: LocalCloudJob | undefined;
+  const onUsr2 = (): void => job?.triggerCheckpoint();
+  process.on('SIGINT', onSigint);
+  process.on('SIGUSR2', onUsr2);
+  try {
+    job = await createLocalCloudJob({
+      example,
+      endpoint,
+      region: process.env.AWS_REGION ?? 'us-east-1',
+      ...localCredentials,
+      checkpoint: options.checkpoint,
+      onTransition,
+      ...(faults ? { faults } : {}),
+    });
+    const rt = job;
+    const total = options.events;
+    const streaming = total === 0;
+    print(
+      `cairn run ${example.name} on the local cloud at ${endpoint}: ${streaming ? 'no generated events (streaming: push your own)' : `${count(total)} events (seed ${options.seed})`}, ` +
+        `${describe(rt.config)}, table ${rt.prefix} (pid ${process.pid})`,
+    );
+    print(
+      `ingress queue: ${rt.ingressQueueUrl}\n` +
+        `  events any SQS client sends there are processed while the job runs (FIFO: give a MessageGroupId and a MessageDeduplicationId), e.g.\n` +
+        `  aws --endpoint-url ${endpoint} sqs send-message --queue-url ${rt.ingressQueueUrl} --message-group-id g --message-deduplication-id e1 --message-body '<event JSON>'`,
+    );
+
+    // ---------- producer ----------
+    const generated = example.generate(total, options.seed);
+    const started = Date.now();
+    let pushed = 0;
+    let producerError: Error | undefined;
+    const producer = (async (): Promise<void> => {
+      while (pushed < total && !interrupted) {
+        const c = rt.counters;
+        const accounted = c.ingested + c.ingestDuplicates + c.deadLetters;
+        const allowed = options.rate === undefined ? total : Math.min(total, Math.floor((options.rate * (Date.now() - started)) / 1000));
+        const upTo = Math.min(allowed, pushed + CHUNK);
+        if (pushed - accounted >= BACKLOG || upTo <= pushed) {
+          await sleep(50);
+          continue;
+        }
+        await rt.push(generated.slice(pushed, upTo).map((e) => ({ id: e.id, body: JSON.stringify(e.event) })));
+        pushed = upTo;
+      }
+      if (!streaming && !interrupted) rt.closeInput();
+    })().catch((error: unknown) => {
+      producerError = error as Error;
+      interrupted = true;
+    });
+
+    // ---------- live status ----------
+    const source = rt.topology.sources()[0];
+    const partitions = source?.parallelism ?? 0;
+    let record: JobRecord = await rt.job();
+    const status = async (): Promise<string[]> => {
+      let ingested = 0;
+      let processed = 0;
+      for (let p = 0; p < partitions; p++) {
+        ingested += await rt.log.head(p);
+        if (source) processed += (await rt.state.loadInstance(instanceId(source.id, p)))?.sourceOffset ?? 0;
+      }
+      record = await rt.job();
+      const seconds = Math.max(0.001, (Date.now() - started) / 1000);
+      const c = rt.counters;
+      const cp = lastCheckpoint;
+      const cpLine = cp ? `checkpoint ${cp.id} ${cp.status}${cp.finishedAt !== undefined ? ` in ${ms(checkpointDuration(cp))}` : ''} (${cp.trigger})` : 'no checkpoint yet';
+      return [
+        `${streaming ? '' : `${bar(processed, Math.max(total, ingested))} `}ingested ${count(ingested)}${streaming ? '' : `/${count(total)}`} · processed ${count(processed)} · ${count(Math.round(c.ingested / seconds))} events/s · ${record.status.toLowerCase()} gen ${record.generation}`,
+        `${cpLine} · dead letters ${c.deadLetters + c.redriven} · restarts ${record.restarts.length} · duplicates dropped ${c.duplicatesDropped + c.ingestDuplicates} · step failures ${c.stepFailures} · AWS requests ${count(Object.values(rt.requestSnapshot()).reduce((a, b) => a + b, 0))}`,
+      ];
+    };
+    let refreshing = false;
+    const timer = setInterval(() => {
+      if (refreshing) return;
+      refreshing = true;
+      status()
+        .then((lines) => live.update(lines))
+        .catch(() => undefined)
+        .finally(() => {
+          refreshing = false;
+        });
+    }, 300);
+    try {
+      record = await rt.run({
+        until: () => interrupted,
+        onTurn: () => {
+          if (crashReason !== undefined && !crashHandled) {
+            crashHandled = true;
+            // Flink restarts the job from its last checkpoint when a task fails; so does Cairn.
+            rt.requestRestart(crashReason);
+          }
+        },
+      });
+    } finally {
+      clearInterval(timer);
+    }
+    await producer;
+    live.update(await status(), true);
+    live.done();
+
+    // ---------- the report ----------
+    const elapsed = Date.now() - started;
+    if (producerError) print(`producer failed: ${producerError.message}`);
+    print();
+    print(`${example.name}: ${record.status} after ${ms(elapsed)} · generation ${record.generation} · ${record.lastCompletedId > 0 ? `last completed checkpoint ${record.lastCompletedId}` : 'no completed checkpoint'}`);
+    if (record.failure) print(`failure: ${record.failure}`);
+    print();
+    const checkpoints = await rt.checkpoints.listCheckpoints();
+    const retained = new Set(checkpoints.filter((c) => c.status === 'COMPLETED').slice(-rt.config.retained).map((c) => c.id));
+    const shown = checkpoints.length <= 60 ? checkpoints : [...checkpoints.slice(0, 10), ...checkpoints.slice(-40)];
+    print(`checkpoint timeline${shown.length < checkpoints.length ? ` (${count(checkpoints.length - shown.length)} checkpoints in the middle left out)` : ''}`);
+    print(indent(timeline(shown, (c) => checkpointState({ status: c.status, abortReason: c.abortReason, snapshotted: retained.has(c.id) }))));
+    print();
+    if (record.restarts.length === 0) print('restarts: none');
+    else {
+      print(`restarts: ${record.restarts.length}`);
+      print(indent(table(['time', 'to checkpoint', 'reason'], record.restarts.map((r) => [clockTime(r.at), String(r.toCheckpoint), r.reason]), new Set([1]))));
+    }
+    print();
+    await printDeadLetters(rt, print);
+    const c = rt.counters;
+    print(
+      `counters: records ${count(c.records)} · duplicates dropped ${count(c.duplicatesDropped)} · ingest duplicates ${count(c.ingestDuplicates)} · fenced ${count(c.fencedDropped)} · ` +
+        `late ${count(c.lateDropped)} · step failures ${count(c.stepFailures)} · invocations ${count(c.invocations)} · redeliveries ${count(c.redeliveries)}`,
+    );
+    const ingestedTotal = c.ingested;
+    const byService = new Map<string, number>();
+    for (const [key, n] of Object.entries(rt.requestSnapshot())) {
+      const service = key.slice(0, key.indexOf('.'));
+      byService.set(service, (byService.get(service) ?? 0) + n);
+    }
+    print(
+      `AWS requests: ${[...byService].map(([s, n]) => `${s} ${count(n)}`).join(' · ')}` +
+        (ingestedTotal > 0 ? ` (per 1,000 events: ${[...byService].map(([s, n]) => `${s} ${count(Math.round((n * 1000) / ingestedTotal))}`).join(' · ')})` : ''),
+    );
+    if (crashAt !== undefined && crashReason === undefined) print(`note: --crash-at ${count(crashAt)} never fired: only ${count(recordsSeen)} records passed the operators`);
+    print();
+
+    if (interrupted && record.status !== 'FINISHED') {
+      print('interrupted before the job finished (a local-cloud run does not resume; run it again to start over)');
+      return producerError ? 1 : 130;
+    }
+    if (record.status !== 'FINISHED') {
+      print(`results: not checked, the job is ${record.status}`);
+      return 1;
+    }
+    return (await checkResults(rt, example, print)) ? 0 : 1;
+  } finally {
+    process.off('SIGINT', onSigint);
+    process.off('SIGUSR2', onUsr2);
+    await job?.destroy().catch(() => undefined);
+    await cloud?.stop();
+  }
+}
+
+function describe(c: CheckpointConfig): string {
+  if (!c.enabled) return 'checkpointing off';
+  const when = c.trigger === 'time' ? `every ${ms(c.intervalMs)}` : c.trigger === 'count' ? `every ${count(c.everyRecords)} records` : c.trigger === 'continuous' ? 'continuously' : 'on request only';
+  const alignment = c.alignment === 'aligned-with-timeout' ? `aligned for ${ms(c.alignmentTimeoutMs)}, then unaligned` : c.alignment;
+  return `checkpoints ${when} (${alignment}, ${c.mode}, retain ${c.retained})`;
+}
+
+async function printDeadLetters(rt: LocalCloudJob, print: (line?: string) => void): Promise<void> {
+  const letters = await rt.deadLetters();
+  const redriven = await rt.redriven();
+  const all = [
+    ...letters.map((l) => ({ reason: l.reason, where: l.vertex, message: l.message, payload: l.payload })),
+    ...redriven.flatMap((r) => r.bodies.map((body) => ({ reason: 'in the SQS dead-letter queue', where: r.queue, message: '', payload: body }))),
+  ];
+  const total = letters.length + redriven.reduce((s, r) => s + r.count, 0);
+  if (total === 0) {
+    print('dead letters: none');
+    print();
+    return;
+  }
+  const byReason = new Map<string, number>();
+  for (const l of letters) byReason.set(l.reason, (byReason.get(l.reason) ?? 0) + 1);
+  for (const r of redriven) byReason.set(`DLQ ${r.queue}`, r.count);
+  print(`dead letters: ${total} (${[...byReason].map(([reason, n]) => `${reason} ${n}`).join(', ')})`);
+  for (const l of all.slice(0, 5)) {
+    const payload = l.payload.length > 80 ? `${l.payload.slice(0, 80)}…` : l.payload;
+    print(`  ${l.reason} at ${l.where}: ${l.message}${l.message ? ' · ' : ''}${payload}`);
+  }
+  if (all.length > 5) print(`  … and ${all.length - 5} more`);
+  print();
+}
+
+/**
+ * Compares the sink with the oracle over everything in the source log (generated events and
+ * any pushed by other clients), partition by partition: the examples' oracles depend only on
+ * the order within a key's partition.
+ */
+async function checkResults(rt: LocalCloudJob, example: Example, print: (line?: string) => void): Promise<boolean> {
+  const events: unknown[] = [];
+  for (const source of rt.topology.sources()) {
+    for (let p = 0; p < source.parallelism; p++) {
+      for (let from = 0; ; ) {
+        const page = await rt.log.read(p, from, 1000);
+        events.push(...page.map((e) => e.event));
+        if (page.length < 1000) break;
+        from += page.length;
+      }
+    }
+  }
+  const expected = example.oracle(events);
+  const actual = example.canonical(await rt.results(example.sink));
+  const { missing, unexpected } = diff(expected, actual);
+  if (missing.length === 0 && unexpected.length === 0) {
+    print(`results: exactly-once ✔ (${count(actual.length)} records match the oracle over the ${count(events.length)} events in the source log)`);
+    return true;
+  }
+  print(`results: MISMATCH ✘ expected ${count(expected.length)} records, got ${count(actual.length)}: ${count(missing.length)} missing, ${count(unexpected.length)} unexpected (duplicates or wrong values)`);
+  for (const m of missing.slice(0, 5)) print(`  missing     ${JSON.stringify(m)}`);
+  for (const u of unexpected.slice(0, 5)) print(`  unexpected  ${JSON.stringify(u)}`);
+  return false;
+}
+
+function diff(expected: readonly unknown[], actual: readonly unknown[]): { missing: unknown[]; unexpected: unknown[] } {
+  const remaining = new Map<string, number>();
+  for (const e of expected) remaining.set(JSON.stringify(e), (remaining.get(JSON.stringify(e)) ?? 0) + 1);
+  const unexpected: unknown[] = [];
+  for (const a of actual) {
+    const key = JSON.stringify(a);
+    const n = remaining.get(key) ?? 0;
+    if (n > 0) remaining.set(key, n - 1);
+    else unexpected.push(a);
+  }
+  const missing: unknown[] = [];
+  for (const [key, n] of remaining) for (let i = 0; i < n; i++) missing.push(JSON.parse(key));
+  return { missing, unexpected };
+}
+
+function indent(text: string): string {
+  return text
+    .split('\n')
+    .map((line) => `  ${line}`)
+    .join('\n');
+}
