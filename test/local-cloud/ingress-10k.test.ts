@@ -15,7 +15,7 @@ it(`${EVENTS} events pushed with a plain SQSClient end in the sink exactly as th
   if (!example) throw new Error('word-count example missing');
   const events = example.generate(EVENTS, 7);
   const started = Date.now();
-  const job = await localJob({ example, ingress: 'standard', checkpoint: { intervalMs: 1000 }, ingestBatchSize: 100, ingestConcurrency: 2 });
+  const job = await localJob({ example, ingress: 'standard', checkpoint: { intervalMs: 1000 }, ingestBatchSize: 100, ingestConcurrency: 2, visibilityTimeoutSeconds: 2 });
   const producer = new SQSClient({ endpoint: cloudEndpoint(), region, credentials });
   try {
     job.start();
