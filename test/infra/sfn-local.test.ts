@@ -193,7 +193,7 @@ describe('the synthesized checkpoint workflow on moto', () => {
 
   // moto 5.2.5 cannot run the checkpoint workflow's nested `states:startExecution.sync:2`
   // (States.Runtime, KeyError 'Input'), so the recovery workflow is started directly here.
-  it('the recovery workflow rolls every instance back into a new generation and resumes', async () => {
+  it('the recovery workflow rolls every instance back into a new generation; the replay ends with the sink equal to the oracle', async () => {
     const d = rec;
     await d.stores.sourceLog.append(0, [{ id: 'r1', event: { line: 'replay replay' } }]);
     const first = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, input: JSON.stringify({ manual: true, windowSeconds: 0 }) }));
@@ -201,6 +201,11 @@ describe('the synthesized checkpoint workflow on moto', () => {
     await drainOperators(d);
     await createCoordinatorHandler(() => Promise.resolve(d.runtime)).ackListener({ Records: [{ eventName: 'INSERT', dynamodb: { Keys: { pk: { S: 'A#000000000001' } } } }] });
     expect(await finished(d, first.executionArn as string)).toBe('SUCCEEDED');
+    // Work past checkpoint 1 that no checkpoint covers yet: processed, staged, not committed.
+    await d.stores.sourceLog.append(0, [{ id: 'r2', event: { line: 'barrier replay state' } }]);
+    await d.runtime.stores.transport?.send([{ queue: 'lines', groupId: 'lines#0', dedupId: 'g1:poll:r2', body: { type: 'poll', gen: 1, to: 'lines#0' } }]);
+    await drainOperators(d);
+    expect(await d.stores.sinks.read('counts')).toHaveLength(2);
 
     const { executionArn } = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.recoveryArn, input: JSON.stringify({ reason: 'restart requested by the test' }) }));
     if (!executionArn) throw new Error('no execution');
@@ -213,5 +218,17 @@ describe('the synthesized checkpoint workflow on moto', () => {
     for (const instance of new Topology(wordCount.build()).allInstances()) {
       expect((await d.stores.stateStore.loadInstance(instance))).toMatchObject({ generation: 2, lastBarrier: 1, epoch: 2 });
     }
+
+    // Replay from checkpoint 1's source offsets, then checkpoint 2 through the workflow: the
+    // sink holds exactly what one fault-free run over both lines gives.
+    await drainOperators(d);
+    const second = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, name: 'after-recovery', input: JSON.stringify({ manual: true, windowSeconds: 0 }) }));
+    await until('the task token on checkpoint 2', async () => ((await d.stores.checkpoints.getCheckpoint(2)) as { taskToken?: string } | undefined)?.taskToken);
+    await drainOperators(d);
+    await createCoordinatorHandler(() => Promise.resolve(d.runtime)).ackListener({ Records: [{ eventName: 'INSERT', dynamodb: { Keys: { pk: { S: 'A#000000000002' } } } }] });
+    expect(await finished(d, second.executionArn as string)).toBe('SUCCEEDED');
+    expect((await d.stores.checkpoints.getCheckpoint(2))?.status).toBe('COMPLETED');
+    const lines = [{ line: 'replay replay' }, { line: 'barrier replay state' }];
+    expect(wordCount.canonical(await d.stores.sinks.read('counts'))).toEqual(wordCount.oracle(lines));
   });
 });
