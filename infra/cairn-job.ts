@@ -414,7 +414,8 @@ export class CairnJob extends Construct {
 
     // ---------- outputs ----------
     new CfnOutput(this, 'IngressQueueUrl', { value: this.ingressQueue.queueUrl, description: 'Push events here (SendMessage, JSON body)' });
-    new CfnOutput(this, 'JobTableName', { value: this.table.tableName });
+    new CfnOutput(this, 'JobTableName', { value: this.table.tableName, description: 'Job state, checkpoints and the transactional sink output' });
+    new CfnOutput(this, 'StateBucketName', { value: this.bucket.bucketName });
     new CfnOutput(this, 'CheckpointStateMachineArn', {
       value: this.coordinator.checkpointStateMachine.stateMachineArn,
       description: 'Manual checkpoint: aws stepfunctions start-execution --state-machine-arn <this> --input \'{"manual":true}\'',
