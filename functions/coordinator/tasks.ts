@@ -1,11 +1,10 @@
 import type { CheckpointConfig } from '../../shared/core/config.js';
-import { CoordinatorDriver, type CoordinatorEnvironment } from '../../shared/core/coordinator-driver.js';
+import { CoordinatorDriver, type CoordinatorEnvironment, type ExecutableDecision } from '../../shared/core/coordinator-driver.js';
 import { initialInstanceRecord } from '../../shared/core/instance/step.js';
 import type { JobGraph } from '../../shared/core/job.js';
 import type { CheckpointRecord, CheckpointStore, Clock, JobRecord, QueueTransport, SinkStore, SourceLog, StateStore } from '../../shared/core/ports.js';
 import { decideNext } from '../../shared/core/protocol/coordinator.js';
 import { Topology } from '../../shared/core/topology.js';
-import { driverInternals, type ExecutableDecision } from './driver-access.js';
 import { decideRestart, type RestartStrategy } from './restart-strategy.js';
 
 /**
@@ -147,7 +146,7 @@ export class CoordinatorTasks {
     if (job.status === 'FAILED') return { ...base, type: 'failed', reason: job.failure ?? 'job failed' };
     if (job.status === 'FINISHED') return { ...base, type: 'finished' };
 
-    const facts = await driverInternals(driver).readFacts(job);
+    const facts = await driver.readFacts(job);
     const decision = decideNext(this.deps.config, facts);
     if (decision.type !== 'wait') {
       const checkpointId = 'checkpointId' in decision ? decision.checkpointId : 'throughCheckpoint' in decision ? decision.throughCheckpoint : 0;
@@ -179,7 +178,7 @@ export class CoordinatorTasks {
     if (!decision) throw new Error('apply: no decision');
     const job = await this.requireJob();
     if (job.version !== input.jobVersion) throw new StaleDecisionError(`job moved from version ${input.jobVersion} to ${job.version} since the decision`);
-    await driverInternals(this.driver()).execute(decision, job);
+    await this.driver().execute(decision, job);
     this.afterTransition(decision);
     return { applied: decision.type };
   }
@@ -209,7 +208,7 @@ export class CoordinatorTasks {
     if (!checkpoint?.taskToken) return false;
     if (checkpoint.status === 'PENDING') {
       const job = await this.requireJob();
-      const facts = await driverInternals(this.driver()).readFacts(job);
+      const facts = await this.driver().readFacts(job);
       if ((facts.acks.get(checkpointId) ?? 0) < facts.expectedAcks) return false;
     }
     await this.succeed(checkpoint.taskToken, { checkpointId, status: checkpoint.status });
@@ -222,7 +221,7 @@ export class CoordinatorTasks {
     if (checkpoint?.status !== 'PENDING') return { aborted: false };
     const job = await this.requireJob();
     const decision: ExecutableDecision = { type: 'abort', checkpointId: input.checkpointId, reason: input.reason };
-    await driverInternals(this.driver()).execute(decision, job);
+    await this.driver().execute(decision, job);
     this.afterTransition(decision);
     return { aborted: true };
   }
@@ -256,7 +255,7 @@ export class CoordinatorTasks {
   async startRecovery(input: { readonly reason: string }): Promise<RecoveryTargets> {
     let job = await this.requireJob();
     if (!job.recovery) {
-      await driverInternals(this.driver()).execute({ type: 'start-recovery', toCheckpoint: job.lastCompletedId, reason: input.reason }, job);
+      await this.driver().execute({ type: 'start-recovery', toCheckpoint: job.lastCompletedId, reason: input.reason }, job);
       this.deps.metric?.('RecoveryStarted', 1);
       job = await this.requireJob();
     }
@@ -305,7 +304,7 @@ export class CoordinatorTasks {
   /** Resume: the driver's `continue-recovery` (checkpoint records, job RUNNING, sources rewound and polled, replay ticks). */
   async resume(): Promise<{ generation: number; restoredTo: number }> {
     const job = await this.requireJob();
-    if (job.recovery) await driverInternals(this.driver()).execute({ type: 'continue-recovery' }, job);
+    if (job.recovery) await this.driver().execute({ type: 'continue-recovery' }, job);
     const after = await this.requireJob();
     return { generation: after.generation, restoredTo: after.lastCompletedId };
   }

@@ -53,6 +53,8 @@ export interface CoordinatorDeps {
 
 const pad = (n: number): string => String(n).padStart(12, '0');
 
+export type ExecutableDecision = Exclude<CoordinatorDecision, { type: 'wait' }>;
+
 export class CoordinatorDriver {
   private failureSignal: string | undefined;
   private manualTrigger = false;
@@ -108,7 +110,11 @@ export class CoordinatorDriver {
     return { ...job, pendingCheckpoints: job.pendingCheckpoints ?? [], retainedCheckpoints: job.retainedCheckpoints ?? [] };
   }
 
-  private async readFacts(job: JobRecord): Promise<CoordinatorFacts> {
+  /**
+   * The two halves of a coordinator step, public for drivers that split the loop into states
+   * (the Step Functions coordinator: a Decide task and one task per transition).
+   */
+  async readFacts(job: JobRecord): Promise<CoordinatorFacts> {
     const pending: CheckpointRecord[] = [];
     for (const id of job.pendingCheckpoints) {
       const record = await this.deps.checkpoints.getCheckpoint(id);
@@ -147,7 +153,8 @@ export class CoordinatorDriver {
     };
   }
 
-  private async execute(decision: Exclude<CoordinatorDecision, { type: 'wait' }>, job: JobRecord): Promise<void> {
+  /** Executes exactly one decision (idempotent) against the ports. */
+  async execute(decision: ExecutableDecision, job: JobRecord): Promise<void> {
     const { checkpoints, clock } = this.deps;
     const now = clock.now();
     switch (decision.type) {
