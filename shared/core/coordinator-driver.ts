@@ -24,10 +24,10 @@ import type { Topology } from './topology.js';
  */
 
 export interface CoordinatorEnvironment {
-  /** Nothing queued or in flight anywhere (the pipeline is drained). */
-  isIdle(): boolean;
+  /** Nothing queued or in flight anywhere (the pipeline is drained). May ask the queues (async). */
+  isIdle(): boolean | Promise<boolean>;
   /** Optimization on rollback (fencing is what makes it correct): drop queued operator messages. */
-  purgeOperatorQueues(): void;
+  purgeOperatorQueues(): void | Promise<void>;
   /** A failure that needs a rollback (message in an operator dead-letter queue, fatal error). */
   takeFailureSignal(): string | undefined;
   takeManualTrigger(): boolean;
@@ -147,7 +147,7 @@ export class CoordinatorDriver {
       ingestedTotal,
       manualTriggerRequested: this.manualTrigger,
       sourcesFinished,
-      idle: this.deps.env.isIdle(),
+      idle: await this.deps.env.isIdle(),
       lastCompletedTrigger: lastCompleted?.trigger,
       failureSignal: this.failureSignal,
     };
@@ -234,7 +234,7 @@ export class CoordinatorDriver {
         await checkpoints.putCheckpoint({ ...checkpoint, status: 'ABORTED', abortReason: `discarded by restore to ${target}` });
       }
     }
-    this.deps.env.purgeOperatorQueues();
+    await this.deps.env.purgeOperatorQueues();
     for (const vertex of topology.vertices) {
       const head = vertex.head.kind;
       if (head === 'process' || head === 'reduce' || head === 'window') await state.restoreOperator(vertex.id, target);

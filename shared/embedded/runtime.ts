@@ -29,6 +29,8 @@ export interface TransportFaults {
   duplicate?(message: OutboundMessage): boolean;
   /** Hold this send for a while (slow network): returns ms of simulated delay. */
   delayMs?(messages: readonly OutboundMessage[]): number;
+  /** Lose this message (a purge racing a send, a poll sent into a rollback). */
+  drop?(message: OutboundMessage): boolean;
 }
 
 export interface RuntimeFaults {
@@ -412,6 +414,7 @@ export class EmbeddedRuntime {
     for (const message of messages) {
       const queue = this.queues.get(message.queue);
       if (!queue) throw new Error(`unknown queue ${message.queue}`);
+      if (faults?.drop?.(message)) continue;
       queue.send([{ groupId: message.groupId, dedupId: message.dedupId, body: message.body }]);
       if (faults?.duplicate?.(message)) {
         queue.send([{ groupId: message.groupId, dedupId: message.dedupId, body: message.body }], { bypassDedup: true });

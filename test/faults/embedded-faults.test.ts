@@ -16,6 +16,8 @@ const KEYS = Number(process.env.CAIRN_FAULT_KEYS ?? 8);
 const PER_KEY = Number(process.env.CAIRN_FAULT_PER_KEY ?? 60);
 const POISON = 2;
 const SEEDS = Number(process.env.CAIRN_FAULT_SEEDS ?? 100);
+/** A stuck run (a source that never reads again) must fail with its seed, not hang the suite. */
+const MAX_TURNS = 5_000;
 
 async function runOnce(checkpoint: CheckpointConfigInput, injector?: FaultInjector) {
   const runtime = await EmbeddedRuntime.open({
@@ -28,7 +30,8 @@ async function runOnce(checkpoint: CheckpointConfigInput, injector?: FaultInject
   try {
     runtime.push(sequenceEvents(KEYS, PER_KEY, POISON));
     runtime.closeInput();
-    const job = await runtime.run({ maxTurns: 200_000 });
+    let turns = 0;
+    const job = await runtime.run({ maxTurns: MAX_TURNS, onTurn: () => turns++ });
     return {
       job,
       output: canonical(await runtime.results('validated')),
@@ -37,6 +40,7 @@ async function runOnce(checkpoint: CheckpointConfigInput, injector?: FaultInject
       counters: { ...runtime.counters },
       channelStateRecords: (await runtime.checkpoints.listCheckpoints()).reduce((n, c) => n + (c.channelStateRecords ?? 0), 0),
       errors: [...runtime.lastErrors],
+      turns,
     };
   } finally {
     runtime.close();
@@ -49,6 +53,7 @@ describe('fault suite (embedded): seeded schedules end exactly like the fault-fr
   const alignments: Record<string, number> = {};
   /** In-flight records stored as channel state, per alignment mode: unaligned checkpoints must really overtake data. */
   const channelState: Record<string, number> = {};
+  let mostTurns = 0;
 
   beforeAll(async () => {
     reference = await runOnce({ intervalMs: 5 });
@@ -70,6 +75,7 @@ describe('fault suite (embedded): seeded schedules end exactly like the fault-fr
     const alignment = String(plan.checkpoint.alignment);
     alignments[alignment] = (alignments[alignment] ?? 0) + 1;
     channelState[alignment] = (channelState[alignment] ?? 0) + run.channelStateRecords;
+    mostTurns = Math.max(mostTurns, run.turns);
     const context = `seed ${seed} plan ${JSON.stringify(plan)} injected ${JSON.stringify(injector.injected)} counters ${JSON.stringify(run.counters)} errors ${run.errors.slice(-3).join(' | ')}`;
     expect(run.job.status, context).toBe('FINISHED');
     expect(violations(run.output, KEYS, PER_KEY, 'exactly-once'), context).toEqual([]);
@@ -81,11 +87,11 @@ describe('fault suite (embedded): seeded schedules end exactly like the fault-fr
   afterAll(() => {
     if (SEEDS < 100) return;
     // The schedules must really mix every fault kind and every alignment mode.
-    const kinds: FaultKind[] = ['operator-throw', 'crash-before-commit', 'crash-between-commit-and-send', 'duplicate-delivery', 'delayed-delivery', 'checkpoint-timeout', 'coordinator-crash'];
+    const kinds: FaultKind[] = ['operator-throw', 'crash-before-commit', 'crash-between-commit-and-send', 'duplicate-delivery', 'delayed-delivery', 'checkpoint-timeout', 'coordinator-crash', 'lost-poll'];
     console.log(`fault totals over ${SEEDS} seeds: ${JSON.stringify(totals)}; alignment modes: ${JSON.stringify(alignments)}`);
     for (const kind of kinds) expect(totals[kind] ?? 0, kind).toBeGreaterThan(10);
     for (const mode of ['aligned', 'unaligned', 'aligned-with-timeout']) expect(alignments[mode] ?? 0, mode).toBeGreaterThan(10);
-    console.log(`channel state records per alignment mode: ${JSON.stringify(channelState)}`);
+    console.log(`channel state records per alignment mode: ${JSON.stringify(channelState)}; most loop turns in one run: ${mostTurns} of ${MAX_TURNS}`);
     expect(channelState.aligned ?? 0).toBe(0);
     expect(channelState.unaligned ?? 0).toBeGreaterThan(0);
     expect(channelState['aligned-with-timeout'] ?? 0).toBeGreaterThan(0);

@@ -17,7 +17,8 @@ export type FaultKind =
   | 'duplicate-delivery'
   | 'delayed-delivery'
   | 'checkpoint-timeout'
-  | 'coordinator-crash';
+  | 'coordinator-crash'
+  | 'lost-poll';
 
 export interface FaultPlan {
   readonly seed: number;
@@ -54,7 +55,8 @@ export function planFor(seed: number, overrides: Partial<CheckpointConfigInput> 
       'crash-between-commit-and-send': rate(0.05),
       'duplicate-delivery': rate(0.05),
       'delayed-delivery': rate(0.05),
-      'coordinator-crash': rate(0.05),
+      'coordinator-crash': rate(0.1),
+      'lost-poll': rate(0.3),
     },
     slowChannel: random() < 0.6 ? 'steps#1' : undefined,
     stallAtTurn: random() < 0.4 ? 5 + Math.floor(random() * 40) : undefined,
@@ -73,6 +75,7 @@ export class FaultInjector {
     'delayed-delivery': 0,
     'checkpoint-timeout': 0,
     'coordinator-crash': 0,
+    'lost-poll': 0,
   };
   private readonly random: () => number;
   private readonly thrownFor = new Set<string>();
@@ -109,6 +112,8 @@ export class FaultInjector {
       },
       transport: {
         duplicate: () => this.fire('duplicate-delivery'),
+        // Only polls: a lost channel message is a gap, which the protocol rightly refuses to skip.
+        drop: (message) => message.body.type === 'poll' && this.fire('lost-poll'),
         delayMs: (messages) => {
           const first = messages[0]?.body;
           const slow = this.plan.slowChannel !== undefined && first !== undefined && 'from' in first && first.from === this.plan.slowChannel;

@@ -286,6 +286,9 @@ class InstanceStep {
       return;
     }
     if (message.checkpointId <= this.rec.lastBarrier) return;
+    // Read what the log holds first: a source whose poll was lost (a purge racing the new
+    // generation's polls, a rollback between ingest and its poll) is woken by every checkpoint.
+    await this.pollSource();
     this.takeSnapshot(message.checkpointId);
     this.acks.push(this.ack(message.checkpointId, 0, false));
   }
