@@ -1,5 +1,5 @@
 import type { CheckpointConfig } from './config.js';
-import { CheckpointNotFoundError } from './errors.js';
+import { CheckpointNotFoundError, ConcurrentStepError } from './errors.js';
 import { initialInstanceRecord } from './instance/step.js';
 import { instanceId } from './messages.js';
 import type { CheckpointAck, CheckpointRecord, CheckpointStore, Clock, JobRecord, QueueTransport, SinkStore, SourceLog, StateStore } from './ports.js';
@@ -96,7 +96,14 @@ export class CoordinatorDriver {
       const facts = await this.readFacts(job);
       const decision = decideNext(this.deps.config, facts);
       if (decision.type === 'wait') return { progressed, waitUntil: decision.until, job };
-      await this.execute(decision, job);
+      try {
+        await this.execute(decision, job);
+      } catch (error) {
+        // Someone else wrote the job record (an operator request, another coordinator): the
+        // decision rests on stale facts. Transitions are idempotent, so decide again.
+        if (error instanceof ConcurrentStepError && error.instance === 'job') continue;
+        throw error;
+      }
       progressed = true;
       this.deps.faults?.afterDecision?.(decision);
     }

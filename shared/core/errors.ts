@@ -83,5 +83,11 @@ export class StateDirectoryLockedError extends CairnError {
 /** A checkpoint id that is not (or no longer) restorable. */
 export class CheckpointNotFoundError extends CairnError {}
 
+/** An operator request the job cannot take in its current status (e.g. pausing a FINISHED job). */
+export class JobNotControllableError extends CairnError {}
+
+/** The job record kept changing under an operator request: too many concurrent writers. */
+export class JobUpdateConflictError extends CairnError {}
+
 /** Fault injected by a test's fault schedule. Never thrown in production paths. */
 export class InjectedFault extends CairnError {}

@@ -252,6 +252,21 @@ export interface JobRecord {
   /** Completed checkpoints still restorable (ascending; the newest `retained`). */
   readonly retainedCheckpoints: readonly number[];
   readonly failure?: string;
+  /**
+   * Paused by the operator (`cairn pause`): no new checkpoint is triggered (Flink's
+   * stopCheckpointScheduler); pending ones still complete or time out. Whoever runs the
+   * operators stops feeding them (event source mappings disabled, local event sources stopped).
+   */
+  readonly paused?: boolean;
+  /** Operator requests, served by whichever coordinator decides next (Step Functions or in-process). */
+  readonly requests?: JobRequests;
+}
+
+export interface JobRequests {
+  /** `cairn trigger`: a checkpoint now; cleared by the next trigger of any kind. */
+  readonly checkpoint?: boolean;
+  /** `cairn rollback --to N`: roll back to a retained checkpoint; not subject to the restart strategy. */
+  readonly rollback?: { readonly toCheckpoint: number; readonly reason: string };
 }
 
 export interface CheckpointStore {

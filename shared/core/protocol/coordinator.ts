@@ -1,5 +1,5 @@
 import type { CheckpointConfig } from '../config.js';
-import type { CheckpointRecord, JobRecord, TriggerKind } from '../ports.js';
+import type { CheckpointRecord, JobRecord, JobRequests, TriggerKind } from '../ports.js';
 
 /**
  * The checkpoint coordinator as a pure state machine (the shape of Flink's
@@ -46,6 +46,8 @@ export function decideNext(config: CheckpointConfig, facts: CoordinatorFacts): C
   const { job, now } = facts;
   if (job.status === 'FAILED' || job.status === 'FINISHED') return { type: 'wait', until: undefined };
   if (job.recovery) return { type: 'continue-recovery' };
+  const rollback = job.requests?.rollback;
+  if (rollback) return { type: 'start-recovery', ...rollbackTarget(job, rollback) };
   if (facts.failureSignal) {
     return { type: 'start-recovery', toCheckpoint: job.lastCompletedId, reason: facts.failureSignal };
   }
@@ -69,6 +71,9 @@ export function decideNext(config: CheckpointConfig, facts: CoordinatorFacts): C
     };
   }
 
+  // Paused: triggers stop, but pending checkpoints above may still complete or time out.
+  if (job.paused) return { type: 'wait', until: earliestTimeout(config, facts.pending) };
+
   if (facts.sourcesFinished) {
     // Bounded input fully read: no more periodic checkpoints (their barriers would keep the
     // pipeline busy forever); once it drains, one final checkpoint commits the rest.
@@ -88,7 +93,7 @@ export function decideTrigger(config: CheckpointConfig, facts: CoordinatorFacts)
   if (job.lastCompletedId > 0 && now < pauseOver) return { type: 'wait', until: min(pauseOver, nextTimeout) };
 
   const trigger = (kind: TriggerKind): CoordinatorDecision => ({ type: 'trigger', checkpointId: job.nextCheckpointId, trigger: kind });
-  if (facts.manualTriggerRequested) return trigger('manual');
+  if (facts.manualTriggerRequested || job.requests?.checkpoint === true) return trigger('manual');
   if (!config.enabled) return { type: 'wait', until: nextTimeout };
   switch (config.trigger) {
     case 'time': {
@@ -102,6 +107,15 @@ export function decideTrigger(config: CheckpointConfig, facts: CoordinatorFacts)
     case 'manual':
       return { type: 'wait', until: nextTimeout };
   }
+}
+
+/** A rollback request whose checkpoint was pruned meanwhile falls back to the last completed one, and says so. */
+function rollbackTarget(job: JobRecord, request: NonNullable<JobRequests['rollback']>): { toCheckpoint: number; reason: string } {
+  if (request.toCheckpoint === 0 || job.retainedCheckpoints.includes(request.toCheckpoint)) return request;
+  return {
+    toCheckpoint: job.lastCompletedId,
+    reason: `${request.reason} (checkpoint ${request.toCheckpoint} is no longer retained: rolled back to ${job.lastCompletedId})`,
+  };
 }
 
 function earliestTimeout(config: CheckpointConfig, pending: readonly CheckpointRecord[]): number | undefined {
@@ -146,6 +160,7 @@ export function triggered(job: JobRecord, decision: { checkpointId: number; trig
       nextCheckpointId: decision.checkpointId + 1,
       lastTriggerAt: now,
       ingestedAtLastTrigger: ingestedTotal,
+      requests: withoutRequest(job.requests, 'checkpoint'),
       pendingCheckpoints: [...job.pendingCheckpoints.filter((id) => id !== decision.checkpointId), decision.checkpointId],
     },
     checkpoint: {
@@ -189,6 +204,7 @@ export function recoveryStarted(job: JobRecord, toCheckpoint: number, reason: st
     generation: job.generation + 1,
     status: 'RECOVERING',
     recovery: { toCheckpoint, reason },
+    requests: withoutRequest(job.requests, 'rollback'),
     restarts: [...job.restarts, { at: now, toCheckpoint, reason }],
   };
 }
@@ -211,4 +227,10 @@ export function recoveryFinished(job: JobRecord, now: number): JobRecord {
 /** Completed checkpoints to keep restorable: the newest `retained`; never the latest. */
 export function retainedCheckpoints(completedIds: readonly number[], retained: number): number[] {
   return [...completedIds].sort((a, b) => a - b).slice(-Math.max(1, retained));
+}
+
+function withoutRequest(requests: JobRequests | undefined, served: keyof JobRequests): JobRequests | undefined {
+  if (requests?.[served] === undefined) return requests;
+  const { [served]: _served, ...rest } = requests;
+  return Object.keys(rest).length > 0 ? rest : undefined;
 }
