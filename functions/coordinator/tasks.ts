@@ -3,7 +3,7 @@ import { CoordinatorDriver, type CoordinatorEnvironment, type ExecutableDecision
 import { initialInstanceRecord } from '../../shared/core/instance/step.js';
 import type { JobGraph } from '../../shared/core/job.js';
 import type { CheckpointRecord, CheckpointStore, Clock, JobRecord, QueueTransport, SinkStore, SourceLog, StateStore } from '../../shared/core/ports.js';
-import { decideNext } from '../../shared/core/protocol/coordinator.js';
+import { decideNext, rollbackTarget } from '../../shared/core/protocol/coordinator.js';
 import { Topology } from '../../shared/core/topology.js';
 import { decideRestart, type RestartStrategy } from './restart-strategy.js';
 
@@ -168,7 +168,8 @@ export class CoordinatorTasks {
     if (decision.until === undefined || facts.pending.some((c) => c.barriersInjected)) waitMs = Math.min(waitMs, (this.deps.pollSeconds ?? 5) * 1000);
     const waitSeconds = Math.max(1, Math.ceil(waitMs / 1000));
     // A short wait (a time trigger due in a few seconds) is served even in a one-round execution.
-    const handoff = elapsedSeconds + waitSeconds > Math.max(windowSeconds, 60) || (decision.until === undefined && windowSeconds === 0);
+    // A paused job's execution ends at once: `cairn resume` starts the next one.
+    const handoff = (job.paused === true && facts.pending.length === 0) || elapsedSeconds + waitSeconds > Math.max(windowSeconds, 60) || (decision.until === undefined && windowSeconds === 0);
     return { ...base, type: 'wait', waitSeconds, handoff };
   }
 
@@ -232,6 +233,9 @@ export class CoordinatorTasks {
   async planRestart(input: { readonly reason: string }): Promise<RecoveryPlan> {
     const job = await this.requireJob();
     if (job.recovery) return { action: 'recover', delaySeconds: 0, reason: job.recovery.reason, toCheckpoint: job.recovery.toCheckpoint };
+    // An operator's rollback is not a failure: the restart strategy does not apply to it.
+    const requested = job.requests?.rollback;
+    if (requested) return { action: 'recover', delaySeconds: 0, ...rollbackTarget(job, requested) };
     const decision = decideRestart(
       this.deps.restartStrategy,
       job.restarts.map((r) => r.at),
@@ -255,7 +259,9 @@ export class CoordinatorTasks {
   async startRecovery(input: { readonly reason: string }): Promise<RecoveryTargets> {
     let job = await this.requireJob();
     if (!job.recovery) {
-      await this.driver().execute({ type: 'start-recovery', toCheckpoint: job.lastCompletedId, reason: input.reason }, job);
+      const requested = job.requests?.rollback;
+      const target = requested ? rollbackTarget(job, requested) : { toCheckpoint: job.lastCompletedId, reason: input.reason };
+      await this.driver().execute({ type: 'start-recovery', ...target }, job);
       this.deps.metric?.('RecoveryStarted', 1);
       job = await this.requireJob();
     }

@@ -4,6 +4,7 @@ import { checkpointsOfAckRecords } from '../../functions/coordinator/handler.js'
 import { decideRestart, type RestartStrategy } from '../../functions/coordinator/restart-strategy.js';
 import { CoordinatorTasks, type DecideOutput } from '../../functions/coordinator/tasks.js';
 import { parseCheckpointConfig, parseRuntimeLimits } from '../../shared/core/config.js';
+import { pauseJob, requestRollback, resumeJob, updateJob } from '../../shared/core/control.js';
 import { handleOperatorBatch } from '../../shared/core/instance/handler.js';
 import type { OutboundMessage } from '../../shared/core/ports.js';
 import { Topology } from '../../shared/core/topology.js';
@@ -181,6 +182,47 @@ describe('coordinator task functions', () => {
     expect(asked).toMatchObject({ type: 'start-recovery', reason: 'user asked' });
     const served = await h.tasks.decide({ ...h.input, input: { restart: 'user asked' }, consumed: { restart: true } });
     expect(served.type).not.toBe('start-recovery');
+  });
+
+  it('an operator rollback to an older retained checkpoint is not subject to the restart strategy and restores exactly that checkpoint', async () => {
+    const h = harness({ kind: 'fixed-delay', attempts: 0, delaySeconds: 30 });
+    await h.log.append(0, [{ id: 'e1', event: { line: 'a b' } }]);
+    await h.tasks.decide(h.input);
+    await h.deliver();
+    for (const id of [1, 2]) {
+      h.advance(1000);
+      const inject = await run(h, 'trigger');
+      await h.tasks.apply({ decision: inject.decision, jobVersion: inject.jobVersion });
+      await h.deliver();
+      expect(await h.tasks.awaitAcks({ checkpointId: id, token: `t${id}` })).toEqual({ waiting: false });
+      await run(h, 'complete', 'commit-sinks');
+      if (id === 1) await h.log.append(1, [{ id: 'e2', event: { line: 'b c' } }]);
+      await h.deliver();
+    }
+    expect(await h.checkpoints.getJob()).toMatchObject({ lastCompletedId: 2, retainedCheckpoints: [1, 2] });
+    await updateJob(h.checkpoints, (job) => requestRollback(job, 1));
+    // The recovery workflow, started by `cairn rollback`: no delay, target 1, although attempts = 0.
+    const plan = await h.tasks.planRestart({ reason: 'rollback requested' });
+    expect(plan).toEqual({ action: 'recover', delaySeconds: 0, toCheckpoint: 1, reason: 'rollback to checkpoint 1 requested by the operator' });
+    const targets = await h.tasks.startRecovery({ reason: plan.reason });
+    expect(targets).toMatchObject({ toCheckpoint: 1, generation: 2 });
+    for (const v of targets.vertices) await h.tasks.restoreOperator(v);
+    for (const i of targets.instances) await h.tasks.restoreInstance(i);
+    expect(await h.tasks.resume()).toEqual({ generation: 2, restoredTo: 1 });
+    const job = await h.checkpoints.getJob();
+    expect(job).toMatchObject({ status: 'RUNNING', lastCompletedId: 1, retainedCheckpoints: [1], restarts: [{ toCheckpoint: 1, reason: 'rollback to checkpoint 1 requested by the operator' }] });
+    expect(job?.requests).toBeUndefined();
+    expect((await h.checkpoints.getCheckpoint(2))?.status).toBe('ABORTED');
+  });
+
+  it('a paused job: the execution hands over instead of looping, and triggers nothing until resumed', async () => {
+    const h = harness();
+    await h.tasks.decide(h.input);
+    await updateJob(h.checkpoints, pauseJob);
+    h.advance(60_000);
+    expect(await h.tasks.decide(h.input)).toMatchObject({ type: 'wait', handoff: true });
+    await updateJob(h.checkpoints, resumeJob);
+    expect(await h.tasks.decide(h.input)).toMatchObject({ type: 'trigger', trigger: 'time' });
   });
 
   it('a one-round execution (window 0) hands over instead of waiting long', async () => {

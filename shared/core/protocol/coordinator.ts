@@ -110,7 +110,7 @@ export function decideTrigger(config: CheckpointConfig, facts: CoordinatorFacts)
 }
 
 /** A rollback request whose checkpoint was pruned meanwhile falls back to the last completed one, and says so. */
-function rollbackTarget(job: JobRecord, request: NonNullable<JobRequests['rollback']>): { toCheckpoint: number; reason: string } {
+export function rollbackTarget(job: JobRecord, request: NonNullable<JobRequests['rollback']>): { toCheckpoint: number; reason: string } {
   if (request.toCheckpoint === 0 || job.retainedCheckpoints.includes(request.toCheckpoint)) return request;
   return {
     toCheckpoint: job.lastCompletedId,
@@ -191,7 +191,9 @@ export function aborted(job: JobRecord, checkpointId: number): JobRecord {
   return {
     ...job,
     version: job.version + 1,
-    consecutiveFailures: job.consecutiveFailures + 1,
+    // A checkpoint lost to a pause (its operators were stopped) is not a failure of the job,
+    // as in Flink, where aborts on coordinator suspension do not count against the tolerance.
+    consecutiveFailures: job.paused ? job.consecutiveFailures : job.consecutiveFailures + 1,
     pendingCheckpoints: job.pendingCheckpoints.filter((id) => id !== checkpointId),
   };
 }
