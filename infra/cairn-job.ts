@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { ArnFormat, CfnOutput, Duration, Fn, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { outputPrefix, STACK_OUTPUTS } from '../shared/aws/ops/job-resources.js';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -100,6 +101,8 @@ export class CairnJob extends Construct {
   readonly alarms: cloudwatch.Alarm[] = [];
   readonly dashboard: cloudwatch.Dashboard;
   readonly schedule: scheduler.Schedule | undefined;
+  /** The SQS event source mappings (ingest and operators): `cairn pause` disables them. */
+  readonly queueEventSources: lambdaEvents.SqsEventSource[] = [];
 
   private readonly removalPolicy: RemovalPolicy;
   private readonly logRetention: logs.RetentionDays;
@@ -226,13 +229,13 @@ export class CairnJob extends Construct {
       this.allowBucket(fn);
       // Its own queue (sources re-poll themselves) and the queues of the vertices it feeds.
       this.allowSend(fn, [queue, ...vertex.downstream.map(queueOf)]);
-      fn.addEventSource(
-        new lambdaEvents.SqsEventSource(queue, {
-          batchSize,
-          reportBatchItemFailures: true,
-          maxConcurrency: Math.max(2, props.maxConcurrency?.[vertex.id] ?? vertex.parallelism),
-        }),
-      );
+      const source = new lambdaEvents.SqsEventSource(queue, {
+        batchSize,
+        reportBatchItemFailures: true,
+        maxConcurrency: Math.max(2, props.maxConcurrency?.[vertex.id] ?? vertex.parallelism),
+      });
+      fn.addEventSource(source);
+      this.queueEventSources.push(source);
       vertices.set(vertex.id, { spec: vertex, queue, dlq, fn });
     }
     this.vertices = vertices;
@@ -248,13 +251,13 @@ export class CairnJob extends Construct {
     this.allowTable(this.ingestFunction);
     this.allowBucket(this.ingestFunction);
     this.allowSend(this.ingestFunction, sources.map((s) => queueOf(s.id)));
-    this.ingestFunction.addEventSource(
-      new lambdaEvents.SqsEventSource(this.ingressQueue, {
-        batchSize,
-        reportBatchItemFailures: true,
-        maxConcurrency: Math.max(2, sources.reduce((n, s) => n + s.parallelism, 0)),
-      }),
-    );
+    const ingestSource = new lambdaEvents.SqsEventSource(this.ingressQueue, {
+      batchSize,
+      reportBatchItemFailures: true,
+      maxConcurrency: Math.max(2, sources.reduce((n, s) => n + s.parallelism, 0)),
+    });
+    this.ingestFunction.addEventSource(ingestSource);
+    this.queueEventSources.push(ingestSource);
 
     // ---------- coordinator ----------
     const checkpointsArn = Stack.of(this).formatArn({
@@ -413,14 +416,20 @@ export class CairnJob extends Construct {
     );
 
     // ---------- outputs ----------
-    new CfnOutput(this, 'IngressQueueUrl', { value: this.ingressQueue.queueUrl, description: 'Push events here (SendMessage, JSON body)' });
-    new CfnOutput(this, 'JobTableName', { value: this.table.tableName, description: 'Job state, checkpoints and the transactional sink output' });
-    new CfnOutput(this, 'StateBucketName', { value: this.bucket.bucketName });
-    new CfnOutput(this, 'CheckpointStateMachineArn', {
-      value: this.coordinator.checkpointStateMachine.stateMachineArn,
-      description: 'Manual checkpoint: aws stepfunctions start-execution --state-machine-arn <this> --input \'{"manual":true}\'',
-    });
-    new CfnOutput(this, 'RecoveryStateMachineArn', { value: this.coordinator.recoveryStateMachine.stateMachineArn });
+    // Fixed keys (no hash suffix), read by `cairn status|pause|... --stack` (shared/aws/ops/job-resources.ts).
+    const output = (name: keyof typeof STACK_OUTPUTS, value: string): void => {
+      new CfnOutput(this, name, { value, description: STACK_OUTPUTS[name] }).overrideLogicalId(`${outputPrefix(this.node.id)}${name}`);
+    };
+    output('JobName', spec.name);
+    output('IngressQueueUrl', this.ingressQueue.queueUrl);
+    output('JobTableName', this.table.tableName);
+    output('StateBucketName', this.bucket.bucketName);
+    output('CheckpointStateMachineArn', this.coordinator.checkpointStateMachine.stateMachineArn);
+    output('RecoveryStateMachineArn', this.coordinator.recoveryStateMachine.stateMachineArn);
+    output('OperatorQueueUrls', queueUrls);
+    output('DeadLetterQueueUrls', Stack.of(this).toJsonString({ ingress: this.ingressDlq.queueUrl, ...Object.fromEntries([...queues].map(([id, q]) => [id, q.dlq.queueUrl])) }));
+    output('EventSourceMappingIds', Fn.join(',', this.queueEventSources.map((source) => source.eventSourceMappingId)));
+    if (this.schedule) output('ScheduleName', this.schedule.scheduleName);
   }
 
   /** A Node.js 22 arm64 function bundled by esbuild, with its own role and log group. */

@@ -3,7 +3,7 @@ import { checkpointDuration, count, ms, sumOffsets, table, timeline } from './fo
 import { defaultStateDir, UsageError } from './jobs.js';
 import { readState, stateOf, type StateView } from './read-state.js';
 
-/** Read-only commands over a state directory: `checkpoints`, `checkpoint show`, `trigger`. */
+/** Commands over a state directory: `status`, `checkpoints`, `checkpoint show` (read-only), `trigger`. */
 
 type Print = (line?: string) => void;
 
@@ -71,6 +71,15 @@ export function checkpointShowCommand(job: string, idArg: string, options: { sta
     print(table(['instance', 'source offset', 'watermark', 'timers'], rows2, new Set([1, 2, 3])).replace(/^/gm, '  '));
   }
   return 0;
+}
+
+/** `cairn status <job>` on a state directory: the job line and the newest checkpoint. */
+export function embeddedStatusCommand(job: string, options: { stateDir?: string }, print: Print = stdoutPrint): number {
+  const view = readState(options.stateDir ?? defaultStateDir(job));
+  print(header(view));
+  const last = view.checkpoints.at(-1);
+  if (last) print(`newest checkpoint: ${last.id} ${last.status} (${last.trigger})${last.finishedAt !== undefined ? ` in ${ms(checkpointDuration(last))}` : ''}`);
+  return view.job?.status === 'FAILED' ? 1 : 0;
 }
 
 export function triggerCommand(job: string, options: { stateDir?: string }, print: Print = stdoutPrint): number {

@@ -1,6 +1,8 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { examples } from '../../examples/index.js';
-import { checkpointShowCommand, checkpointsCommand, triggerCommand } from './inspect.js';
+import { CairnError, CheckpointNotFoundError, JobNotControllableError } from '../core/errors.js';
+import { checkpointShowCommand, checkpointsCommand, embeddedStatusCommand, triggerCommand } from './inspect.js';
+import { isRemote, pauseCommand, remoteCheckpointsCommand, remoteTriggerCommand, resumeCommand, rollbackCommand, statusCommand, type RemoteOptions } from './operate.js';
 import { UsageError } from './jobs.js';
 import { NoStateError } from './read-state.js';
 import { DEFAULT_EVENTS, DEFAULT_SEED, runCommand, type RunOptions } from './run.js';
@@ -21,9 +23,16 @@ const integer =
     return n;
   };
 
+function requireRemote<T extends RemoteOptions>(options: T, command: string): T {
+  if (isRemote(options)) return options;
+  throw new UsageError(
+    `${command} acts on a job running on AWS (--stack <name>) or on the local cloud (--target local-cloud); an embedded run is controlled by its own process: stop it, then \`cairn run <job> --restore <id>\``,
+  );
+}
+
 export function program(setExitCode: (code: number) => void): Command {
   const cli = new Command('cairn')
-    .description('Flink-style checkpointing for serverless stream processing: run jobs locally and inspect their checkpoints')
+    .description('Flink-style checkpointing for serverless stream processing: run jobs locally, inspect their checkpoints, operate running jobs')
     .showHelpAfterError('(add --help for the options)')
     .exitOverride((error) => {
       // Usage errors (unknown option, bad value) exit 2; --help and --version exit 0.
@@ -59,12 +68,33 @@ export function program(setExitCode: (code: number) => void): Command {
     )
     .action(async (job: string, options: RunOptions) => setExitCode(await runCommand(job, options)));
 
-  cli
-    .command('checkpoints')
-    .description("list a job's checkpoints from its state directory (read-only; works while a run is active)")
-    .argument('<job>', 'example name or module path (names the default state directory)')
-    .option('--state-dir <dir>', 'state directory (default .cairn/<job>)')
-    .action((job: string, options: { stateDir?: string }) => setExitCode(checkpointsCommand(job, options)));
+  const remote = (command: Command): Command =>
+    command
+      .option('--stack <name>', 'a deployed CairnJob stack (outputs read with DescribeStacks; AWS_ENDPOINT_URL for LocalStack)')
+      .option('--job-id <id>', 'construct id of the CairnJob when the stack holds several')
+      .addOption(new Option('--target <target>', 'local-cloud: the run recorded by `cairn run <job> --target local-cloud`').choices(['embedded', 'local-cloud']))
+      .option('--endpoint <url>', 'AWS endpoint for --stack (default: AWS_ENDPOINT_URL, else AWS)')
+      .option('--region <region>', 'AWS region for --stack (default: AWS_REGION)');
+
+  remote(
+    cli
+      .command('status')
+      .description('a running job: status, generation, checkpoints, queue depths, dead letters, event source mappings, schedule')
+      .argument('<job>', 'example name or module path')
+      .option('--state-dir <dir>', 'embedded: state directory (default .cairn/<job>)'),
+  ).action(async (job: string, options: RemoteOptions & { stateDir?: string }) =>
+    setExitCode(isRemote(options) ? await statusCommand(job, options) : embeddedStatusCommand(job, options)),
+  );
+
+  remote(
+    cli
+      .command('checkpoints')
+      .description("list a job's checkpoints: from its state directory (read-only; works while a run is active), or of a running job with --stack / --target local-cloud")
+      .argument('<job>', 'example name or module path (names the default state directory)')
+      .option('--state-dir <dir>', 'state directory (default .cairn/<job>)'),
+  ).action(async (job: string, options: RemoteOptions & { stateDir?: string }) =>
+    setExitCode(isRemote(options) ? await remoteCheckpointsCommand(job, options) : checkpointsCommand(job, options)),
+  );
 
   cli
     .command('checkpoint')
@@ -76,12 +106,40 @@ export function program(setExitCode: (code: number) => void): Command {
     .option('--state-dir <dir>', 'state directory (default .cairn/<job>)')
     .action((job: string, id: string, options: { stateDir?: string }) => setExitCode(checkpointShowCommand(job, id, options)));
 
-  cli
-    .command('trigger')
-    .description('ask the run active on a state directory to take a checkpoint now (sends it SIGUSR2)')
-    .argument('<job>', 'example name or module path')
-    .option('--state-dir <dir>', 'state directory (default .cairn/<job>)')
-    .action((job: string, options: { stateDir?: string }) => setExitCode(triggerCommand(job, options)));
+  remote(
+    cli
+      .command('trigger')
+      .description('take a checkpoint now: of the run active on a state directory (SIGUSR2), or of a running job with --stack / --target local-cloud')
+      .argument('<job>', 'example name or module path')
+      .option('--state-dir <dir>', 'state directory (default .cairn/<job>)')
+      .option('--wait <seconds>', 'remote: wait this long for the checkpoint to finish (0: do not wait; default 60)', integer(0)),
+  ).action(async (job: string, options: RemoteOptions & { stateDir?: string; wait?: number }) =>
+    setExitCode(isRemote(options) ? await remoteTriggerCommand(job, options) : triggerCommand(job, options)),
+  );
+
+  remote(
+    cli
+      .command('pause')
+      .description('stop triggering checkpoints, let pending ones finish, then stop the operators (event source mappings and schedule disabled)')
+      .argument('<job>', 'example name or module path')
+      .option('--drain <seconds>', 'how long pending checkpoints get to finish first (default 30)', integer(0)),
+  ).action(async (job: string, options: RemoteOptions & { drain?: number }) => setExitCode(await pauseCommand(job, requireRemote(options, 'pause'))));
+
+  remote(
+    cli
+      .command('resume')
+      .description('restart the operators and the checkpoint schedule of a paused job')
+      .argument('<job>', 'example name or module path'),
+  ).action(async (job: string, options: RemoteOptions) => setExitCode(await resumeCommand(job, requireRemote(options, 'resume'))));
+
+  remote(
+    cli
+      .command('rollback')
+      .description('roll a running job back to a retained checkpoint (new generation; sources replay from its offsets)')
+      .argument('<job>', 'example name or module path')
+      .requiredOption('--to <checkpointId>', 'a retained completed checkpoint (see `cairn checkpoints`)', integer(0))
+      .option('--wait <seconds>', 'wait this long for the job to run again (0: do not wait; default 120)', integer(0)),
+  ).action(async (job: string, options: RemoteOptions & { to: number; wait?: number }) => setExitCode(await rollbackCommand(job, requireRemote(options, 'rollback'))));
 
   return cli;
 }
@@ -97,6 +155,14 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     if (error instanceof NoStateError) {
       process.stderr.write(`${error.message}\n`);
+      return 1;
+    }
+    if (error instanceof CheckpointNotFoundError || error instanceof JobNotControllableError) {
+      process.stderr.write(`refused: ${error.message}\n`);
+      return 2;
+    }
+    if (error instanceof CairnError) {
+      process.stderr.write(`error: ${error.message}\n`);
       return 1;
     }
     throw error;

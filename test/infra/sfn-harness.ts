@@ -5,7 +5,8 @@
  * moto's interpreter sends its own SDK calls (lambda:Invoke, sqs, states callbacks) to
  * http://localhost:$MOTO_PORT. The shared local cloud points MOTO_PORT at its edge, which has no
  * Lambda backend, so this harness starts its own moto whose MOTO_PORT is a small proxy:
- *   lambda        -> served here: the Lambda Invoke REST API (POST /2015-03-31/functions/{name}/invocations)
+ *   lambda Invoke -> served here: the Lambda Invoke REST API (POST /2015-03-31/functions/{name}/invocations);
+ *                    the rest of the Lambda API (functions, event source mappings) -> this moto
  *   dynamodb, sqs -> the shared local cloud's edge (DynamoDB Local, ElasticMQ)
  *   anything else -> this moto (Step Functions, S3)
  * A Lambda Invoke route in the shared edge (served by the local runner) would make the extra
@@ -22,6 +23,8 @@ export type InvokeFn = (functionName: string, payload: unknown) => Promise<unkno
 export interface SfnHarness {
   /** Endpoint for every SDK client of the test and of the handlers. */
   readonly endpoint: string;
+  /** This moto itself, without the proxy (its own SQS backend, which Lambda event source mappings check). */
+  readonly motoEndpoint: string;
   readonly invocations: Array<{ functionName: string; action: unknown }>;
   stop(): Promise<void>;
 }
@@ -65,9 +68,9 @@ export async function startSfnHarness(cloudEndpoint: string, invoke: InvokeFn): 
 
   const server = http.createServer((req, res) => {
     const service = serviceOf(req.url, req.headers);
-    if (service === 'lambda') {
+    const match = /\/functions\/([^/]+)\/invocations/.exec(req.url ?? '');
+    if (service === 'lambda' && match) {
       void (async () => {
-        const match = /\/functions\/([^/]+)\/invocations/.exec(req.url ?? '');
         const functionName = decodeURIComponent(match?.[1] ?? '');
         const body = await readBody(req);
         const payload: unknown = body === '' ? null : JSON.parse(body);
@@ -108,6 +111,7 @@ export async function startSfnHarness(cloudEndpoint: string, invoke: InvokeFn): 
 
   return {
     endpoint: `http://127.0.0.1:${proxyPort}`,
+    motoEndpoint: moto.origin,
     invocations,
     async stop() {
       child.kill('SIGKILL');

@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import type { Example } from '../../../examples/types.js';
 import { bar, checkpointDuration, clockTime, count, ms, table, timeline, type LiveArea } from '../../cli/format.js';
 import { UsageError } from '../../cli/jobs.js';
@@ -8,6 +9,7 @@ import { instanceId } from '../../core/messages.js';
 import type { CheckpointRecord, JobRecord } from '../../core/ports.js';
 import type { CoordinatorDecision } from '../../core/protocol/coordinator.js';
 import { LocalCloudStartError, LocalCloudUnavailableError, startLocalCloud, type LocalCloud } from '../local-cloud/local-cloud.js';
+import { localCloudManifestPath, writeLocalCloudManifest } from '../ops/job-resources.js';
 import { createLocalCloudJob, type LocalCloudJob } from './local-cloud-job.js';
 
 /**
@@ -108,6 +110,7 @@ export async function runOnLocalCloud(example: Example, options: LocalCloudRunOp
     live.log('interrupted: stopping after the current step (Ctrl-C again to quit at once)');
   };
   let job: LocalCloudJob | undefined;
+  const manifest = localCloudManifestPath(example.name);
   const onUsr2 = (): void => job?.triggerCheckpoint();
   process.on('SIGINT', onSigint);
   process.on('SIGUSR2', onUsr2);
@@ -128,6 +131,9 @@ export async function runOnLocalCloud(example: Example, options: LocalCloudRunOp
       `cairn run ${example.name} on the local cloud at ${endpoint}: ${streaming ? 'no generated events (streaming: push your own)' : `${count(total)} events (seed ${options.seed})`}, ` +
         `${describe(rt.config)}, table ${rt.prefix} (pid ${process.pid})`,
     );
+    // Lets `cairn status|checkpoints|trigger|pause|resume|rollback <job> --target local-cloud` find this run.
+    writeLocalCloudManifest(manifest, rt.resources());
+    print(`operate it from another terminal: cairn status ${example.name} --target local-cloud (also checkpoints, trigger, pause, resume, rollback --to <id>)`);
     print(
       `ingress queue: ${rt.ingressQueueUrl}\n` +
         `  events any SQS client sends there are processed while the job runs (FIFO: give a MessageGroupId and a MessageDeduplicationId), e.g.\n` +
@@ -175,7 +181,7 @@ export async function runOnLocalCloud(example: Example, options: LocalCloudRunOp
       const cp = lastCheckpoint;
       const cpLine = cp ? `checkpoint ${cp.id} ${cp.status}${cp.finishedAt !== undefined ? ` in ${ms(checkpointDuration(cp))}` : ''} (${cp.trigger})` : 'no checkpoint yet';
       return [
-        `${streaming ? '' : `${bar(processed, Math.max(total, ingested))} `}ingested ${count(ingested)}${streaming ? '' : `/${count(total)}`} · processed ${count(processed)} · ${count(Math.round(c.ingested / seconds))} events/s · ${record.status.toLowerCase()} gen ${record.generation}`,
+        `${streaming ? '' : `${bar(processed, Math.max(total, ingested))} `}ingested ${count(ingested)}${streaming ? '' : `/${count(total)}`} · processed ${count(processed)} · ${count(Math.round(c.ingested / seconds))} events/s · ${record.status.toLowerCase()}${record.paused ? ' (paused)' : ''} gen ${record.generation}`,
         `${cpLine} · dead letters ${c.deadLetters + c.redriven} · restarts ${record.restarts.length} · duplicates dropped ${c.duplicatesDropped + c.ingestDuplicates} · step failures ${c.stepFailures} · AWS requests ${count(Object.values(rt.requestSnapshot()).reduce((a, b) => a + b, 0))}`,
       ];
     };
@@ -258,6 +264,7 @@ export async function runOnLocalCloud(example: Example, options: LocalCloudRunOp
   } finally {
     process.off('SIGINT', onSigint);
     process.off('SIGUSR2', onUsr2);
+    rmSync(manifest, { force: true });
     await job?.destroy().catch(() => undefined);
     await cloud?.stop();
   }

@@ -17,6 +17,7 @@ import { Topology } from '../../core/topology.js';
 import { deleteJobTable } from '../adapters/provision.js';
 import { RequestCounter } from '../adapters/request-counter.js';
 import { createAwsStores, type AwsStores } from '../index.js';
+import type { JobResources } from '../ops/job-resources.js';
 import { SqsEventSource } from './event-source.js';
 import { createJobQueues, deleteJobQueues, type JobQueues } from './queues.js';
 
@@ -154,6 +155,9 @@ export class LocalCloudJob {
   private readonly seenRedriven = new Map<string, number>();
   private readonly stalls = new Map<string, number>();
   private started = false;
+  /** The event sources were stopped by a pause (not by the end of the run). */
+  private pausedSources = false;
+  private region = 'us-east-1';
 
   private constructor(
     private readonly options: LocalCloudJobOptions,
@@ -211,6 +215,24 @@ export class LocalCloudJob {
   }
 
   // ---------- user API ----------
+
+  /** What `cairn status|pause|... --target local-cloud` needs to find this job (shared/aws/ops). */
+  resources(): JobResources {
+    return {
+      jobName: this.topology.graph.name,
+      tableName: this.prefix,
+      bucket: this.prefix.toLowerCase(),
+      ingressQueueUrl: this.queues.ingress.url,
+      queueUrls: Object.fromEntries(Object.entries(this.queues.operators).map(([vertex, q]) => [vertex, q.url])),
+      deadLetterQueueUrls: {
+        ingress: this.queues.ingress.dlqUrl,
+        ...Object.fromEntries(Object.entries(this.queues.operators).map(([vertex, q]) => [vertex, q.dlqUrl])),
+      },
+      eventSourceMappingIds: [],
+      ...(this.options.endpoint ? { endpoint: this.options.endpoint } : {}),
+      region: this.region,
+    };
+  }
 
   get ingressQueueUrl(): string {
     return this.queues.ingress.url;
@@ -340,9 +362,11 @@ export class LocalCloudJob {
       if (options.until?.() || Date.now() > deadline) break;
       await this.refreshSignals();
       let waitUntil: number | undefined;
+      let current: JobRecord;
       try {
         const result = await this.coordinator.step();
         waitUntil = result.waitUntil;
+        current = result.job;
         if (result.job.status === 'FINISHED' || result.job.status === 'FAILED') {
           await this.stop();
           return result.job;
@@ -354,12 +378,27 @@ export class LocalCloudJob {
         this.coordinator = this.newCoordinator();
         continue;
       }
+      await this.followPause(current);
       await this.sealIfDrained();
       const now = Date.now();
       await sleep(Math.max(5, Math.min(pollMs, (waitUntil ?? now + pollMs) - now)));
     }
     await this.stop();
     return this.job();
+  }
+
+  /**
+   * `cairn pause` plays out here as on AWS, where it disables the event source mappings: once
+   * the job is paused and no checkpoint is pending, the event sources stop; on resume they start.
+   */
+  private async followPause(job: JobRecord): Promise<void> {
+    if (job.paused && job.pendingCheckpoints.length === 0 && this.started) {
+      await this.stop();
+      this.pausedSources = true;
+    } else if (!job.paused && this.pausedSources) {
+      this.pausedSources = false;
+      this.start();
+    }
   }
 
   /** Stops the event sources (waits for running invocations). */
@@ -393,6 +432,7 @@ export class LocalCloudJob {
   // ---------- internals ----------
 
   private wire(region: string, visibility: number): void {
+    this.region = region;
     const transport = this.transportFor(this.stores.transport);
     const telemetry = this.options.telemetry ?? quietTelemetry;
     const note = (line: string): void => {

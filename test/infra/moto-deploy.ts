@@ -1,0 +1,157 @@
+import { randomUUID } from 'node:crypto';
+import { CreateStateMachineCommand, DescribeExecutionCommand, GetExecutionHistoryCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { DeleteMessageBatchCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { expect, inject } from 'vitest';
+import { wordCount } from '../../examples/word-count.js';
+import { createCoordinatorHandler, createCoordinatorRuntime, type CoordinatorEnv, type CoordinatorEvent, type CoordinatorRuntime } from '../../functions/coordinator/handler.js';
+import { createAwsStores, ensureBucket, ensureFifoQueues, ensureJobTable, type AwsStores } from '../../shared/aws/index.js';
+import { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfigInput } from '../../shared/core/config.js';
+import { handleOperatorBatch } from '../../shared/core/instance/handler.js';
+import type { InstanceMessage } from '../../shared/core/messages.js';
+import { Topology } from '../../shared/core/topology.js';
+import { definitionOf, synthStack } from './helpers.js';
+import { functionArn, resolveDefinition, startSfnHarness, type SfnHarness } from './sfn-harness.js';
+
+/**
+ * The word-count job "deployed" on the local cloud for moto's Step Functions interpreter: job
+ * table, bucket and FIFO queues on the local cloud, both workflows created from the `cdk synth`
+ * output, their Lambda tasks reaching the real coordinator handler in this process.
+ */
+
+export const credentials = { accessKeyId: 'test', secretAccessKey: 'test' };
+process.env.AWS_ACCESS_KEY_ID ??= credentials.accessKeyId;
+process.env.AWS_SECRET_ACCESS_KEY ??= credentials.secretAccessKey;
+process.env.AWS_REGION ??= 'us-east-1';
+
+export interface Deployed {
+  readonly harness: SfnHarness;
+  readonly sfn: SFNClient;
+  readonly stores: AwsStores;
+  readonly runtime: CoordinatorRuntime;
+  readonly checkpointsArn: string;
+  readonly recoveryArn: string;
+  readonly queueUrls: Record<string, string>;
+  readonly checkpoint: CheckpointConfigInput;
+  readonly table: string;
+  readonly bucket: string;
+  /** Unique per deployment: prefix of the names of anything else a test creates. */
+  readonly suffix: string;
+  /** Output keys of the synthesized stack. */
+  readonly outputKeys: string[];
+}
+
+export async function deploy(name: string, checkpoint: CheckpointConfigInput): Promise<Deployed> {
+  const cloud = (inject as (key: string) => unknown)('cloudEndpoint') as string;
+  const suffix = randomUUID().slice(0, 8);
+  const table = `sfn-${name}-${suffix}`;
+  const bucket = `sfn-${name}-${suffix}`;
+  const fnName = `cairn-coordinator-${suffix}`;
+  const wired: { handlers?: ReturnType<typeof createCoordinatorHandler> } = {};
+  const harness = await startSfnHarness(cloud, async (functionName, payload) => {
+    if (!functionName.includes(fnName) || !wired.handlers) throw new Error(`no function ${functionName}`);
+    return wired.handlers.handler(payload as CoordinatorEvent);
+  });
+  const stores = await createAwsStores({ tableName: table, bucket, endpoint: harness.endpoint, credentials, region: 'us-east-1' });
+  await ensureJobTable(stores.clients.dynamo, table);
+  await ensureBucket(stores.clients.s3, bucket);
+  const topology = new Topology(wordCount.build());
+  const queueUrls = await ensureFifoQueues(stores.clients.sqs, topology.vertices.map((v) => v.id), `sfn-${suffix}-`);
+  const env: CoordinatorEnv = { job: 'word-count', table, bucket, queueUrls, checkpoint, restartStrategy: { kind: 'fixed-delay', attempts: 3, delaySeconds: 0 }, endpoint: harness.endpoint, region: 'us-east-1' };
+  const runtime = await createCoordinatorRuntime(env);
+  wired.handlers = createCoordinatorHandler(() => Promise.resolve(runtime));
+
+  // Synthesize with the same checkpoint config; create both workflows from the template.
+  const { stack, template } = synthStack({ job: 'word-count', checkpoint, disableSchedule: true }, `Cairn-sfn-${name}`);
+  const fnId = stack.getLogicalId(stack.job.coordinatorFunction.node.defaultChild as never);
+  const recoveryId = stack.getLogicalId(stack.job.coordinator.recoveryStateMachine.node.defaultChild as never);
+  const checkpointsId = stack.getLogicalId(stack.job.coordinator.checkpointStateMachine.node.defaultChild as never);
+  const synthesized = template.toJSON() as { Resources: Record<string, { Properties: Record<string, unknown> }>; Outputs?: Record<string, unknown> };
+  const resources = synthesized.Resources;
+  const sfn = new SFNClient({ endpoint: harness.endpoint, credentials, region: 'us-east-1' });
+  const refs: Record<string, string> = { [fnId]: functionArn(fnName) };
+  const create = async (id: string, smName: string): Promise<string> => {
+    const props = resources[id]?.Properties ?? {};
+    const definition = resolveDefinition(props.DefinitionString, refs);
+    definitionOf({ DefinitionString: definition }); // parses
+    const out = await sfn.send(new CreateStateMachineCommand({ name: smName, definition, roleArn: 'arn:aws:iam::123456789012:role/cairn-sfn', type: 'STANDARD' }));
+    if (!out.stateMachineArn) throw new Error('no state machine ARN');
+    return out.stateMachineArn;
+  };
+  refs[recoveryId] = await create(recoveryId, `${name}-${suffix}-recovery`);
+  const checkpointsArn = await create(checkpointsId, `${name}-${suffix}-checkpoints`);
+  return { harness, sfn, stores, runtime, checkpointsArn, recoveryArn: refs[recoveryId], queueUrls, checkpoint, table, bucket, suffix, outputKeys: Object.keys(synthesized.Outputs ?? {}) };
+}
+
+/**
+ * The acknowledgement path of a deployed stack for checkpoint `id`: once its AwaitAcks state
+ * stored the task token, the operators process the barriers, and the DynamoDB stream record
+ * of an ack item wakes the listener, which sends the token.
+ */
+export async function acknowledge(d: Deployed, id: number): Promise<void> {
+  await until(`the task token on checkpoint ${id}`, async () => ((await d.stores.checkpoints.getCheckpoint(id)) as { taskToken?: string } | undefined)?.taskToken);
+  await drainOperators(d);
+  const pk = `A#${String(id).padStart(12, '0')}`;
+  await createCoordinatorHandler(() => Promise.resolve(d.runtime)).ackListener({ Records: [{ eventName: 'INSERT', dynamodb: { Keys: { pk: { S: pk } } } }] });
+}
+
+/** Plays the SQS event source mappings: receive, one atomic step per instance, delete what succeeded. */
+export async function drainOperators(d: Deployed): Promise<void> {
+  const topology = new Topology(wordCount.build());
+  const deps = {
+    topology,
+    config: parseCheckpointConfig(d.checkpoint),
+    limits: parseRuntimeLimits(),
+    state: d.stores.stateStore,
+    log: d.stores.sourceLog,
+    transport: d.runtime.stores.transport as NonNullable<AwsStores['transport']>,
+    clock: { now: () => Date.now() },
+  };
+  const sqs: SQSClient = d.stores.clients.sqs;
+  let emptyRounds = 0;
+  for (let round = 0; round < 100 && emptyRounds < 2; round++) {
+    let received = 0;
+    for (const url of Object.values(d.queueUrls)) {
+      const { Messages = [] } = await sqs.send(new ReceiveMessageCommand({ QueueUrl: url, MaxNumberOfMessages: 10, WaitTimeSeconds: 0, MessageSystemAttributeNames: ['MessageGroupId', 'ApproximateReceiveCount'] }));
+      if (Messages.length === 0) continue;
+      received += Messages.length;
+      const batch = Messages.map((m) => ({
+        id: m.MessageId as string,
+        groupId: m.Attributes?.MessageGroupId as string,
+        receiveCount: Number(m.Attributes?.ApproximateReceiveCount ?? 1),
+        body: JSON.parse(m.Body as string) as InstanceMessage,
+      }));
+      const outcome = await handleOperatorBatch(deps, batch);
+      expect(outcome.errors).toEqual([]);
+      const done = Messages.filter((m) => !outcome.failedIds.includes(m.MessageId as string));
+      if (done.length > 0) await sqs.send(new DeleteMessageBatchCommand({ QueueUrl: url, Entries: done.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle as string })) }));
+    }
+    emptyRounds = received === 0 ? emptyRounds + 1 : 0;
+  }
+}
+
+export async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await fn();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+export async function finished(d: Deployed, executionArn: string): Promise<string> {
+  return until(
+    'the execution to end',
+    async () => {
+      const { status } = await d.sfn.send(new DescribeExecutionCommand({ executionArn }));
+      return status === 'RUNNING' ? undefined : status;
+    },
+    60_000,
+  );
+}
+
+export async function visitedStates(d: Deployed, executionArn: string): Promise<string[]> {
+  const { events = [] } = await d.sfn.send(new GetExecutionHistoryCommand({ executionArn, maxResults: 1000 }));
+  return events.filter((e) => e.type?.endsWith('StateEntered')).map((e) => e.stateEnteredEventDetails?.name as string);
+}
+
