@@ -10,6 +10,8 @@ import { readFileSync } from 'node:fs';
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { wordCount } from '../examples/word-count.js';
 import { createAwsStores } from '../shared/aws/index.js';
+import { jobResourcesFromOutputs } from '../shared/aws/ops/job-resources.js';
+import { statusCommand } from '../shared/cli/operate.js';
 
 const EVENTS = Number(process.env.CAIRN_LOCALSTACK_EVENTS ?? 500);
 const TIMEOUT_MS = Number(process.env.CAIRN_LOCALSTACK_TIMEOUT_MS ?? 600_000);
@@ -46,10 +48,8 @@ for (const args of [['bootstrap'], ['deploy', STACK, '-c', 'job=word-count', '--
   }
 }
 const outputs = (JSON.parse(readFileSync(outputsFile, 'utf8')) as Record<string, Record<string, string>>)[STACK] ?? {};
-const queueUrl = outputs.IngressQueueUrl;
-const tableName = outputs.JobTableName;
-const bucket = outputs.StateBucketName;
-if (!queueUrl || !tableName || !bucket) throw new Error(`stack outputs missing: ${JSON.stringify(outputs)}`);
+// The same reading of the outputs as `cairn status --stack` (fixed keys written by CairnJob).
+const { ingressQueueUrl: queueUrl, tableName, bucket } = jobResourcesFromOutputs(outputs);
 
 const events = wordCount.generate(EVENTS, 42);
 const sqs = new SQSClient({ endpoint, region });
@@ -65,7 +65,9 @@ const deadline = Date.now() + TIMEOUT_MS;
 for (;;) {
   const output = wordCount.canonical(await stores.sinks.read('counts'));
   if (JSON.stringify(output) === expected) {
-    process.stdout.write(`sink equals the oracle (${output.length} records)\nlocalstack: 1 passed, 0 failed\n`);
+    process.stdout.write(`sink equals the oracle (${output.length} records)\n$ cairn status word-count --stack ${STACK}\n`);
+    await statusCommand('word-count', { stack: STACK, endpoint, region });
+    process.stdout.write('localstack: 1 passed, 0 failed\n');
     process.exit(0);
   }
   if (Date.now() > deadline) {

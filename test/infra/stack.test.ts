@@ -3,6 +3,7 @@ import { Annotations, Match } from 'aws-cdk-lib/assertions';
 import type * as iam from 'aws-cdk-lib/aws-iam';
 import { describe, expect, it } from 'vitest';
 import { jobNames, jobSpec } from '../../infra/job-spec.js';
+import { jobResourcesFromOutputs, JobResourcesNotFoundError, STACK_OUTPUTS } from '../../shared/aws/ops/job-resources.js';
 import { actionsOf, resourcesOf, resourcesOfStatement, statementsOf, synthStack } from './helpers.js';
 
 const { stack, template } = synthStack({ job: 'word-count' });
@@ -60,7 +61,49 @@ describe('CairnJob: queues', () => {
   });
 
   it('outputs the ingress queue URL', () => {
-    template.hasOutput('*', { Value: { Ref: logicalId(stack.job.ingressQueue) } });
+    template.hasOutput('JobIngressQueueUrl', { Value: { Ref: logicalId(stack.job.ingressQueue) } });
+  });
+});
+
+describe('CairnJob: outputs the operations CLI reads (cairn status|pause|... --stack)', () => {
+  const outputs = template.toJSON().Outputs as Record<string, { Value: unknown }>;
+
+  it('writes every output under a fixed key (construct id + name), the schedule included', () => {
+    expect(Object.keys(outputs).sort()).toEqual(Object.keys(STACK_OUTPUTS).map((name) => `Job${name}`).sort());
+    expect(outputs.JobJobName?.Value).toBe('word-count');
+    expect(outputs.JobScheduleName?.Value).toEqual({ Ref: logicalId(stack.job.schedule as never) });
+  });
+
+  it('lists every SQS event source mapping (ingest and one per vertex) for pause and resume', () => {
+    // SQS mappings have no StartingPosition (the ack listener's DynamoDB stream mapping has one).
+    const mappings = resourcesOf(template, 'AWS::Lambda::EventSourceMapping').filter(([, p]) => p.StartingPosition === undefined);
+    const joined = outputs.JobEventSourceMappingIds?.Value as { 'Fn::Join': [string, Array<{ Ref: string }>] };
+    expect(joined['Fn::Join'][0]).toBe(',');
+    expect(joined['Fn::Join'][1].map((r) => r.Ref).sort()).toEqual(mappings.map(([id]) => id).sort());
+    expect(joined['Fn::Join'][1]).toHaveLength(spec.vertices.length + 1);
+  });
+
+  it('resolves into the job resources; a stack with several jobs needs the construct id, and missing outputs are named', () => {
+    const values = { JobName: 'word-count', IngressQueueUrl: 'https://q/ingress', JobTableName: 't', StateBucketName: 'b', CheckpointStateMachineArn: 'arn:cp', RecoveryStateMachineArn: 'arn:rec', OperatorQueueUrls: '{"lines":"https://q/lines.fifo"}', DeadLetterQueueUrls: '{"ingress":"https://q/dlq"}', EventSourceMappingIds: 'u1,u2', ScheduleName: 's' };
+    const one = Object.fromEntries(Object.entries(values).map(([k, v]) => [`Job${k}`, v]));
+    expect(jobResourcesFromOutputs(one)).toEqual({
+      jobName: 'word-count',
+      tableName: 't',
+      bucket: 'b',
+      ingressQueueUrl: 'https://q/ingress',
+      queueUrls: { lines: 'https://q/lines.fifo' },
+      deadLetterQueueUrls: { ingress: 'https://q/dlq' },
+      checkpointStateMachineArn: 'arn:cp',
+      recoveryStateMachineArn: 'arn:rec',
+      eventSourceMappingIds: ['u1', 'u2'],
+      scheduleName: 's',
+    });
+    const two = { ...one, ...Object.fromEntries(Object.entries(values).map(([k, v]) => [`Balances${k}`, v])) };
+    expect(() => jobResourcesFromOutputs(two)).toThrow(new JobResourcesNotFoundError('the stack holds several jobs (Job, Balances): name one with --job-id'));
+    expect(jobResourcesFromOutputs(two, 'Balances').tableName).toBe('t');
+    const { JobJobTableName: _table, ...incomplete } = one;
+    expect(() => jobResourcesFromOutputs(incomplete)).toThrow(/stack outputs of job 'Job' are incomplete: .*tableName/s);
+    expect(() => jobResourcesFromOutputs({ Other: 'x' })).toThrow(new JobResourcesNotFoundError('no Cairn job outputs (no *JobName output) among: Other'));
   });
 });
 
