@@ -52,7 +52,7 @@ const SYSTEM_ATTRIBUTES = ['ApproximateReceiveCount', 'ApproximateFirstReceiveTi
 export class SqsEventSource {
   private running = false;
   private readonly pollers: Promise<void>[] = [];
-  private readonly abort = new AbortController();
+  private abort = new AbortController();
   private busy = 0;
   invocations = 0;
 
@@ -65,6 +65,8 @@ export class SqsEventSource {
 
   start(): void {
     if (this.running) return;
+    // A stopped source starts again (pause, resume) with a fresh signal: the old one stays aborted.
+    if (this.abort.signal.aborted) this.abort = new AbortController();
     // Every receive in flight listens on the one abort signal.
     setMaxListeners(0, this.abort.signal);
     this.running = true;

@@ -344,6 +344,11 @@ export class LocalCloudJob {
     return out;
   }
 
+  /** The event sources are polling (false before start, after stop, and while paused). */
+  get consuming(): boolean {
+    return this.started;
+  }
+
   /** Starts the event sources (run() does it too). Events pushed by any SQS client are processed from now on. */
   start(): void {
     if (this.started) return;
