@@ -144,6 +144,17 @@ export function program(setExitCode: (code: number) => void): Command {
   return cli;
 }
 
+/** A failed AWS call or an unreachable endpoint, said in one line (not a bug of ours: no stack trace). */
+function awsProblem(error: unknown): string | undefined {
+  if (!(error instanceof Error)) return undefined;
+  if (error.message === 'Region is missing') return 'no AWS region: set AWS_REGION (or pass --region)';
+  const code = (error as NodeJS.ErrnoException).code ?? (error.cause as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'ETIMEDOUT') return `cannot reach the AWS endpoint (${code}): is it running? (${error.message})`;
+  if ('$metadata' in error) return `AWS refused the request: ${error.name}: ${error.message}`;
+  if (error.name === 'CredentialsProviderError') return `no AWS credentials: ${error.message}`;
+  return undefined;
+}
+
 export async function main(argv: readonly string[]): Promise<number> {
   let code = 0;
   try {
@@ -163,6 +174,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     if (error instanceof CairnError) {
       process.stderr.write(`error: ${error.message}\n`);
+      return 1;
+    }
+    const aws = awsProblem(error);
+    if (aws) {
+      process.stderr.write(`error: ${aws}\n`);
       return 1;
     }
     throw error;

@@ -126,6 +126,7 @@ describe('operating a deployed job: cairn status | checkpoints | trigger | pause
       ['count', 'dead-letter'],
     ]);
     await expect(statusCommand('account-balance', opts, out.print)).rejects.toThrow(`stack ${STACK} runs job 'word-count', not 'account-balance'`);
+    await expect(statusCommand('word-count', { ...opts, stack: 'Cairn-missing' }, out.print)).rejects.toThrow(/^stack Cairn-missing not found: /);
     await expect(remoteTriggerCommand('word-count', { ...opts, wait: 0 }, out.print)).rejects.toThrow(new JobNotControllableError('the job has not started yet (no job record)'));
   });
 
