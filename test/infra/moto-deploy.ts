@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import { DescribeStreamCommand, DynamoDBStreamsClient, GetRecordsCommand, GetShardIteratorCommand, ListStreamsCommand } from '@aws-sdk/client-dynamodb-streams';
 import { CreateStateMachineCommand, DescribeExecutionCommand, GetExecutionHistoryCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { expect, inject } from 'vitest';
 import { wordCount } from '../../examples/word-count.js';
-import { createCoordinatorHandler, createCoordinatorRuntime, type CoordinatorEnv, type CoordinatorEvent, type CoordinatorRuntime } from '../../functions/coordinator/handler.js';
+import { createCoordinatorHandler, createCoordinatorRuntime, type AckStreamEvent, type CoordinatorEnv, type CoordinatorEvent, type CoordinatorRuntime } from '../../functions/coordinator/handler.js';
 import { createAwsStores, ensureBucket, ensureFifoQueues, ensureJobTable, type AwsStores } from '../../shared/aws/index.js';
 import { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfigInput } from '../../shared/core/config.js';
 import { handleOperatorBatch } from '../../shared/core/instance/handler.js';
@@ -38,6 +39,8 @@ export interface Deployed {
   readonly suffix: string;
   /** Output keys of the synthesized stack. */
   readonly outputKeys: string[];
+  /** The ack listener's event source mapping, played on the table's real stream. */
+  readonly ackStream: AckStream;
 }
 
 export async function deploy(name: string, checkpoint: CheckpointConfigInput): Promise<Deployed> {
@@ -52,7 +55,7 @@ export async function deploy(name: string, checkpoint: CheckpointConfigInput): P
     return wired.handlers.handler(payload as CoordinatorEvent);
   });
   const stores = await createAwsStores({ tableName: table, bucket, endpoint: harness.endpoint, credentials, region: 'us-east-1' });
-  await ensureJobTable(stores.clients.dynamo, table);
+  await ensureJobTable(stores.clients.dynamo, table, { stream: true });
   await ensureBucket(stores.clients.s3, bucket);
   const topology = new Topology(wordCount.build());
   const queueUrls = await ensureFifoQueues(stores.clients.sqs, topology.vertices.map((v) => v.id), `sfn-${suffix}-`);
@@ -79,7 +82,12 @@ export async function deploy(name: string, checkpoint: CheckpointConfigInput): P
   };
   refs[recoveryId] = await create(recoveryId, `${name}-${suffix}-recovery`);
   const checkpointsArn = await create(checkpointsId, `${name}-${suffix}-checkpoints`);
-  return { harness, sfn, stores, runtime, checkpointsArn, recoveryArn: refs[recoveryId], queueUrls, checkpoint, table, bucket, suffix, outputKeys: Object.keys(synthesized.Outputs ?? {}) };
+  // The ack listener's mapping as synthesized: its filter decides which stream records reach it.
+  const ackMapping = Object.values(synthesized.Resources).find((r) => (r as { Type?: string }).Type === 'AWS::Lambda::EventSourceMapping' && r.Properties.StartingPosition !== undefined);
+  const filter = (ackMapping?.Properties.FilterCriteria as { Filters: Array<{ Pattern: string }> } | undefined)?.Filters[0]?.Pattern;
+  if (!filter) throw new Error('the synthesized ack listener mapping has no filter');
+  const ackStream = await AckStream.open(table, harness.endpoint, JSON.parse(filter) as FilterPattern);
+  return { harness, sfn, stores, runtime, checkpointsArn, recoveryArn: refs[recoveryId], queueUrls, checkpoint, table, bucket, suffix, outputKeys: Object.keys(synthesized.Outputs ?? {}), ackStream };
 }
 
 /**
@@ -90,8 +98,65 @@ export async function deploy(name: string, checkpoint: CheckpointConfigInput): P
 export async function acknowledge(d: Deployed, id: number): Promise<void> {
   await until(`the task token on checkpoint ${id}`, async () => ((await d.stores.checkpoints.getCheckpoint(id)) as { taskToken?: string } | undefined)?.taskToken);
   await drainOperators(d);
-  const pk = `A#${String(id).padStart(12, '0')}`;
-  await createCoordinatorHandler(() => Promise.resolve(d.runtime)).ackListener({ Records: [{ eventName: 'INSERT', dynamodb: { Keys: { pk: { S: pk } } } }] });
+  const records = await d.ackStream.read();
+  const { notified } = await createCoordinatorHandler(() => Promise.resolve(d.runtime)).ackListener({ Records: records });
+  expect(notified).toContain(id);
+}
+
+type FilterPattern = { readonly [key: string]: FilterPattern | ReadonlyArray<string | { readonly prefix: string }> };
+
+/** Lambda event filtering, the part the ack listener's pattern uses: literal values and `prefix`. */
+export function matchesFilter(pattern: FilterPattern, value: unknown): boolean {
+  return Object.entries(pattern).every(([key, rule]) => {
+    const field = (value as Record<string, unknown> | undefined)?.[key];
+    if (!Array.isArray(rule)) return matchesFilter(rule as FilterPattern, field);
+    return (rule as ReadonlyArray<string | { prefix: string }>).some((r) => (typeof r === 'string' ? field === r : typeof field === 'string' && field.startsWith(r.prefix)));
+  });
+}
+
+/**
+ * Plays the ack listener's DynamoDB event source mapping on the job table's real stream
+ * (DynamoDB Local): new records of every shard since the last read, in the Lambda event's
+ * shape, kept only if they pass the synthesized mapping's filter.
+ */
+export class AckStream {
+  private readonly iterators = new Map<string, string | undefined>();
+
+  private constructor(
+    private readonly client: DynamoDBStreamsClient,
+    private readonly streamArn: string,
+    private readonly filter: FilterPattern,
+  ) {}
+
+  static async open(table: string, endpoint: string, filter: FilterPattern): Promise<AckStream> {
+    const client = new DynamoDBStreamsClient({ endpoint, region: 'us-east-1', credentials });
+    const { Streams = [] } = await client.send(new ListStreamsCommand({ TableName: table }));
+    const arn = Streams[0]?.StreamArn;
+    if (!arn) throw new Error(`table ${table} has no stream`);
+    return new AckStream(client, arn, filter);
+  }
+
+  async read(): Promise<Array<AckStreamEvent['Records'][number]>> {
+    const { StreamDescription } = await this.client.send(new DescribeStreamCommand({ StreamArn: this.streamArn }));
+    const records: Array<AckStreamEvent['Records'][number]> = [];
+    for (const shard of StreamDescription?.Shards ?? []) {
+      const id = shard.ShardId as string;
+      let iterator = this.iterators.has(id)
+        ? this.iterators.get(id)
+        : (await this.client.send(new GetShardIteratorCommand({ StreamArn: this.streamArn, ShardId: id, ShardIteratorType: 'TRIM_HORIZON' }))).ShardIterator;
+      for (let page = 0; iterator && page < 100; page++) {
+        const out = await this.client.send(new GetRecordsCommand({ ShardIterator: iterator }));
+        for (const r of out.Records ?? []) {
+          const record = { eventName: r.eventName, dynamodb: { Keys: r.dynamodb?.Keys } };
+          if (matchesFilter(this.filter, record)) records.push(record);
+        }
+        iterator = out.NextShardIterator;
+        if ((out.Records ?? []).length === 0) break;
+      }
+      this.iterators.set(id, iterator);
+    }
+    return records;
+  }
 }
 
 /** Plays the SQS event source mappings: receive, one atomic step per instance, delete what succeeded. */

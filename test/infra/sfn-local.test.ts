@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { wordCount } from '../../examples/word-count.js';
 import { createCoordinatorHandler } from '../../functions/coordinator/handler.js';
 import { Topology } from '../../shared/core/topology.js';
-import { deploy, drainOperators, finished, until, visitedStates, type Deployed } from './moto-deploy.js';
+import { acknowledge, deploy, drainOperators, finished, until, visitedStates, type Deployed } from './moto-deploy.js';
 
 /**
  * The synthesized checkpoint workflow, created with CreateStateMachine on moto and EXECUTED by
@@ -43,9 +43,12 @@ describe('the synthesized checkpoint workflow on moto', () => {
     // The operators process the barriers and commit their acks ...
     await drainOperators(d);
     expect((await d.stores.checkpoints.listAcks(1)).length).toBe(4);
-    // ... and the stream record of an ack item wakes the listener, which sends the token.
+    // ... and the table's stream records of the ack items, through the synthesized mapping's
+    // filter, wake the listener, which sends the token.
+    const records = await d.ackStream.read();
+    expect(records.map((r) => [r.eventName, r.dynamodb?.Keys?.pk?.S])).toEqual(Array.from({ length: 4 }, () => ['INSERT', 'A#000000000001']));
     const handlers = createCoordinatorHandler(() => Promise.resolve(d.runtime));
-    expect(await handlers.ackListener({ Records: [{ eventName: 'INSERT', dynamodb: { Keys: { pk: { S: 'A#000000000001' } } } }] })).toEqual({ notified: [1] });
+    expect(await handlers.ackListener({ Records: records })).toEqual({ notified: [1] });
     expect(await finished(d, executionArn)).toBe('SUCCEEDED');
     expect((await d.stores.checkpoints.getCheckpoint(1))?.status).toBe('COMPLETED');
     const states = await visitedStates(d, executionArn);
@@ -72,9 +75,7 @@ describe('the synthesized checkpoint workflow on moto', () => {
     const d = rec;
     await d.stores.sourceLog.append(0, [{ id: 'r1', event: { line: 'replay replay' } }]);
     const first = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, input: JSON.stringify({ manual: true, windowSeconds: 0 }) }));
-    await until('the task token on checkpoint 1', async () => ((await d.stores.checkpoints.getCheckpoint(1)) as { taskToken?: string } | undefined)?.taskToken);
-    await drainOperators(d);
-    await createCoordinatorHandler(() => Promise.resolve(d.runtime)).ackListener({ Records: [{ eventName: 'INSERT', dynamodb: { Keys: { pk: { S: 'A#000000000001' } } } }] });
+    await acknowledge(d, 1);
     expect(await finished(d, first.executionArn as string)).toBe('SUCCEEDED');
     // Work past checkpoint 1 that no checkpoint covers yet: processed, staged, not committed.
     await d.stores.sourceLog.append(0, [{ id: 'r2', event: { line: 'barrier replay state' } }]);
@@ -98,9 +99,7 @@ describe('the synthesized checkpoint workflow on moto', () => {
     // sink holds exactly what one fault-free run over both lines gives.
     await drainOperators(d);
     const second = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, name: 'after-recovery', input: JSON.stringify({ manual: true, windowSeconds: 0 }) }));
-    await until('the task token on checkpoint 2', async () => ((await d.stores.checkpoints.getCheckpoint(2)) as { taskToken?: string } | undefined)?.taskToken);
-    await drainOperators(d);
-    await createCoordinatorHandler(() => Promise.resolve(d.runtime)).ackListener({ Records: [{ eventName: 'INSERT', dynamodb: { Keys: { pk: { S: 'A#000000000002' } } } }] });
+    await acknowledge(d, 2);
     expect(await finished(d, second.executionArn as string)).toBe('SUCCEEDED');
     expect((await d.stores.checkpoints.getCheckpoint(2))?.status).toBe('COMPLETED');
     const lines = [{ line: 'replay replay' }, { line: 'barrier replay state' }];

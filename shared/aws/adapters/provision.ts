@@ -8,12 +8,14 @@ import { CreateQueueCommand, type SQSClient } from '@aws-sdk/client-sqs';
  */
 
 /** The job table: `pk` + `sk` strings, on-demand billing. Waits until ACTIVE. */
-export async function ensureJobTable(client: DynamoDBClient, tableName: string): Promise<void> {
+export async function ensureJobTable(client: DynamoDBClient, tableName: string, options: { stream?: boolean } = {}): Promise<void> {
   try {
     await client.send(
       new CreateTableCommand({
         TableName: tableName,
         BillingMode: 'PAY_PER_REQUEST',
+        // As deployed: the ack listener consumes the table's key-only stream.
+        ...(options.stream ? { StreamSpecification: { StreamEnabled: true, StreamViewType: 'KEYS_ONLY' } } : {}),
         AttributeDefinitions: [
           { AttributeName: 'pk', AttributeType: 'S' },
           { AttributeName: 'sk', AttributeType: 'S' },
