@@ -3,6 +3,7 @@
  * failure-rate), as a pure decision over the job's restart history (`JobRecord.restarts`,
  * appended by the `recoveryStarted` transition). Exhausted = the job goes FAILED.
  */
+import { RESTART_HISTORY } from '../../shared/core/protocol/coordinator.js';
 
 export type RestartStrategy =
   | {
@@ -86,15 +87,20 @@ export function validateRestartStrategy(strategy: RestartStrategy): void {
   const positive = (name: string, n: number, allowZero = true): void => {
     if (!Number.isFinite(n) || n < 0 || (!allowZero && n === 0)) throw new Error(`restart strategy ${strategy.kind}: ${name} must be ${allowZero ? '>= 0' : '> 0'}, got ${n}`);
   };
+  // The job record keeps the last RESTART_HISTORY restarts: a count beyond it could never be reached.
+  const counted = (name: string, n: number, allowZero = true): void => {
+    positive(name, n, allowZero);
+    if (n > RESTART_HISTORY) throw new Error(`restart strategy ${strategy.kind}: ${name} must be <= ${RESTART_HISTORY}, got ${n}`);
+  };
   switch (strategy.kind) {
     case 'none':
       return;
     case 'fixed-delay':
-      positive('attempts', strategy.attempts);
+      counted('attempts', strategy.attempts);
       positive('delaySeconds', strategy.delaySeconds);
       return;
     case 'failure-rate':
-      positive('maxFailures', strategy.maxFailures, false);
+      counted('maxFailures', strategy.maxFailures, false);
       positive('intervalSeconds', strategy.intervalSeconds, false);
       positive('delaySeconds', strategy.delaySeconds);
       return;
@@ -102,7 +108,7 @@ export function validateRestartStrategy(strategy: RestartStrategy): void {
       positive('initialDelaySeconds', strategy.initialDelaySeconds);
       positive('maxDelaySeconds', strategy.maxDelaySeconds);
       positive('resetAfterSeconds', strategy.resetAfterSeconds, false);
-      positive('attempts', strategy.attempts);
+      counted('attempts', strategy.attempts);
       if (!(strategy.multiplier >= 1)) throw new Error(`restart strategy exponential-backoff: multiplier must be >= 1, got ${strategy.multiplier}`);
       return;
   }

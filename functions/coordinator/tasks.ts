@@ -238,7 +238,7 @@ export class CoordinatorTasks {
     if (requested) return { action: 'recover', delaySeconds: 0, ...rollbackTarget(job, requested) };
     const decision = decideRestart(
       this.deps.restartStrategy,
-      job.restarts.map((r) => r.at),
+      job.restarts.filter((r) => r.byOperator !== true).map((r) => r.at),
       this.deps.clock.now(),
     );
     if (!decision.restart) return { action: 'fail', delaySeconds: 0, reason: `${input.reason}; ${decision.reason}`, toCheckpoint: job.lastCompletedId };

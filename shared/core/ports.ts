@@ -245,7 +245,8 @@ export interface JobRecord {
   readonly ingestedAtLastTrigger: number;
   /** Set while a rollback is in progress (the recovery is redone idempotently after a crash). */
   readonly recovery: { readonly toCheckpoint: number; readonly reason: string } | undefined;
-  readonly restarts: readonly { readonly at: number; readonly toCheckpoint: number; readonly reason: string }[];
+  /** Recent restarts, newest last (at most RESTART_HISTORY); `byOperator` marks rollbacks asked for with `cairn rollback`. */
+  readonly restarts: readonly { readonly at: number; readonly toCheckpoint: number; readonly reason: string; readonly byOperator?: boolean }[];
   readonly sinksCommittedThrough: number;
   /** Checkpoints in progress (ascending): the coordinator reads these, never the whole history. */
   readonly pendingCheckpoints: readonly number[];

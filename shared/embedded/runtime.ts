@@ -38,7 +38,7 @@ export interface RuntimeFaults {
   readonly coordinator?: CoordinatorFaults;
   readonly transport?: TransportFaults;
   /** Called every loop turn: a schedule may stall groups, pause, or crash things. */
-  onTurn?(runtime: EmbeddedRuntime): void;
+  onTurn?(runtime: EmbeddedRuntime): void | Promise<void>;
 }
 
 export interface RuntimeOptions {
@@ -228,7 +228,7 @@ export class EmbeddedRuntime {
   async run(options: { until?: () => boolean; maxTurns?: number; onTurn?: () => void } = {}): Promise<JobRecord> {
     const maxTurns = options.maxTurns ?? Number.MAX_SAFE_INTEGER;
     for (let turn = 0; turn < maxTurns; turn++) {
-      this.options.faults?.onTurn?.(this);
+      await this.options.faults?.onTurn?.(this);
       options.onTurn?.();
       if (options.until?.()) break;
       await this.tickIfDue();

@@ -3,7 +3,7 @@ import { parseCheckpointConfig } from '../../shared/core/config.js';
 import { pauseJob, requestCheckpoint, requestRollback, resumeJob, updateJob } from '../../shared/core/control.js';
 import { CheckpointNotFoundError, JobNotControllableError, JobUpdateConflictError } from '../../shared/core/errors.js';
 import type { CheckpointRecord, CheckpointStore, JobRecord } from '../../shared/core/ports.js';
-import { completed, decideNext, initialJob, recoveryStarted, triggered, type CoordinatorFacts } from '../../shared/core/protocol/coordinator.js';
+import { completed, decideNext, initialJob, recoveryStarted, RESTART_HISTORY, triggered, type CoordinatorFacts } from '../../shared/core/protocol/coordinator.js';
 import { EmbeddedDb } from '../../shared/embedded/db.js';
 import { EmbeddedCheckpointStore } from '../../shared/embedded/stores.js';
 
@@ -83,6 +83,17 @@ describe('operator requests on the job record (cairn trigger | pause | resume | 
     expect(recovering.requests).toBeUndefined();
     expect(recovering.generation).toBe(job.generation + 1);
     expect(decideNext(config, facts(recovering))).toEqual({ type: 'continue-recovery' });
+  });
+
+  it('the restart a rollback request starts is marked as the operator\'s; the restart history stays bounded', () => {
+    const requested = recoveryStarted(requestRollback(jobWithCompleted(2), 1, 'user'), 1, 'user', T0);
+    expect(requested.restarts).toEqual([{ at: T0, toCheckpoint: 1, reason: 'user', byOperator: true }]);
+    expect(recoveryStarted(jobWithCompleted(2), 2, 'dead letter', T0).restarts).toEqual([{ at: T0, toCheckpoint: 2, reason: 'dead letter' }]);
+    let job = jobWithCompleted(1);
+    for (let i = 0; i < RESTART_HISTORY + 5; i++) job = recoveryStarted({ ...job, recovery: undefined }, 1, `failure ${i}`, T0 + i);
+    expect(job.restarts).toHaveLength(RESTART_HISTORY);
+    expect(job.restarts.at(-1)?.reason).toBe(`failure ${RESTART_HISTORY + 4}`);
+    expect(job.restarts[0]?.reason).toBe('failure 5');
   });
 
   it('a rollback request keeps the other pending request', () => {

@@ -50,6 +50,7 @@ async function runOnce(checkpoint: CheckpointConfigInput, injector?: FaultInject
 describe('fault suite (embedded): seeded schedules end exactly like the fault-free run', () => {
   let reference: Awaited<ReturnType<typeof runOnce>>;
   const totals: Record<string, number> = {};
+  const requestTotals: Record<string, number> = {};
   const alignments: Record<string, number> = {};
   /** In-flight records stored as channel state, per alignment mode: unaligned checkpoints must really overtake data. */
   const channelState: Record<string, number> = {};
@@ -72,6 +73,7 @@ describe('fault suite (embedded): seeded schedules end exactly like the fault-fr
     const injector = new FaultInjector(plan);
     const run = await runOnce(plan.checkpoint, injector);
     for (const [kind, n] of Object.entries(injector.injected)) totals[kind] = (totals[kind] ?? 0) + n;
+    for (const [kind, n] of Object.entries(injector.requests)) requestTotals[kind] = (requestTotals[kind] ?? 0) + n;
     const alignment = String(plan.checkpoint.alignment);
     alignments[alignment] = (alignments[alignment] ?? 0) + 1;
     channelState[alignment] = (channelState[alignment] ?? 0) + run.channelStateRecords;
@@ -87,9 +89,12 @@ describe('fault suite (embedded): seeded schedules end exactly like the fault-fr
   afterAll(() => {
     if (SEEDS < 100) return;
     // The schedules must really mix every fault kind and every alignment mode.
-    const kinds: FaultKind[] = ['operator-throw', 'crash-before-commit', 'crash-between-commit-and-send', 'duplicate-delivery', 'delayed-delivery', 'checkpoint-timeout', 'coordinator-crash', 'lost-poll'];
+    const kinds: FaultKind[] = ['operator-throw', 'crash-before-commit', 'crash-between-commit-and-send', 'duplicate-delivery', 'delayed-delivery', 'checkpoint-timeout', 'coordinator-crash', 'lost-poll', 'operator-request'];
     console.log(`fault totals over ${SEEDS} seeds: ${JSON.stringify(totals)}; alignment modes: ${JSON.stringify(alignments)}`);
     for (const kind of kinds) expect(totals[kind] ?? 0, kind).toBeGreaterThan(10);
+    // Operator requests the job took: manual checkpoints, pauses, rollbacks to retained checkpoints.
+    console.log(`operator requests taken: ${JSON.stringify(requestTotals)}`);
+    for (const kind of ['checkpoint', 'pause', 'rollback']) expect(requestTotals[kind] ?? 0, kind).toBeGreaterThan(5);
     for (const mode of ['aligned', 'unaligned', 'aligned-with-timeout']) expect(alignments[mode] ?? 0, mode).toBeGreaterThan(10);
     console.log(`channel state records per alignment mode: ${JSON.stringify(channelState)}; most loop turns in one run: ${mostTurns} of ${MAX_TURNS}`);
     expect(channelState.aligned ?? 0).toBe(0);

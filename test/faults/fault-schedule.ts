@@ -1,6 +1,8 @@
 import { prng } from '../../examples/types.js';
 import type { CheckpointConfigInput } from '../../shared/core/config.js';
-import { InjectedFault } from '../../shared/core/errors.js';
+import { pauseJob, requestCheckpoint, requestRollback, resumeJob, updateJob } from '../../shared/core/control.js';
+import { CheckpointNotFoundError, InjectedFault, JobNotControllableError } from '../../shared/core/errors.js';
+import type { CheckpointStore, JobRecord } from '../../shared/core/ports.js';
 import { parseInstanceId } from '../../shared/core/messages.js';
 import type { RuntimeFaults } from '../../shared/embedded/runtime.js';
 
@@ -18,7 +20,9 @@ export type FaultKind =
   | 'delayed-delivery'
   | 'checkpoint-timeout'
   | 'coordinator-crash'
-  | 'lost-poll';
+  | 'lost-poll'
+  /** An operator's request on the job record: a manual checkpoint, a pause (resumed later), a rollback to a retained checkpoint. */
+  | 'operator-request';
 
 export interface FaultPlan {
   readonly seed: number;
@@ -57,10 +61,17 @@ export function planFor(seed: number, overrides: Partial<CheckpointConfigInput> 
       'delayed-delivery': rate(0.05),
       'coordinator-crash': rate(0.1),
       'lost-poll': rate(0.3),
+      'operator-request': rate(0.08),
     },
     slowChannel: random() < 0.6 ? 'steps#1' : undefined,
     stallAtTurn: random() < 0.4 ? 5 + Math.floor(random() * 40) : undefined,
   };
+}
+
+/** A request the job refused (finished, paused, nothing retained yet) is simply not made. */
+function ignoreRefusal(error: unknown): undefined {
+  if (error instanceof JobNotControllableError || error instanceof CheckpointNotFoundError) return undefined;
+  throw error;
 }
 
 /** Caps keep a run finite: past the cap a fault kind stops firing. */
@@ -76,10 +87,14 @@ export class FaultInjector {
     'checkpoint-timeout': 0,
     'coordinator-crash': 0,
     'lost-poll': 0,
+    'operator-request': 0,
   };
+  /** What the operator requests did (they only count when the job took them). */
+  readonly requests = { checkpoint: 0, pause: 0, rollback: 0 };
   private readonly random: () => number;
   private readonly thrownFor = new Set<string>();
   private turn = 0;
+  private resumeAtTurn: number | undefined;
 
   constructor(readonly plan: FaultPlan) {
     this.random = prng(plan.seed);
@@ -89,6 +104,29 @@ export class FaultInjector {
     if (this.injected[kind] >= CAP || this.random() >= this.plan.rates[kind]) return false;
     this.injected[kind]++;
     return true;
+  }
+
+  /** `cairn trigger | pause | resume | rollback` arriving at seeded turns, through the job record as the CLI does. */
+  private async operatorRequest(store: CheckpointStore): Promise<void> {
+    if (this.resumeAtTurn !== undefined && this.turn >= this.resumeAtTurn) {
+      this.resumeAtTurn = undefined;
+      await updateJob(store, resumeJob).catch(ignoreRefusal);
+    }
+    if (this.resumeAtTurn !== undefined || !this.fire('operator-request')) return;
+    const choice = this.random();
+    const pick = this.random();
+    if (choice < 0.4) {
+      if (await updateJob(store, requestCheckpoint).catch(ignoreRefusal)) this.requests.checkpoint++;
+    } else if (choice < 0.7) {
+      const toRetained = (job: JobRecord): JobRecord => {
+        const ids = job.lastCompletedId === 0 ? [0] : job.retainedCheckpoints;
+        return requestRollback(job, ids[Math.floor(pick * ids.length)] ?? 0);
+      };
+      if (await updateJob(store, toRetained).catch(ignoreRefusal)) this.requests.rollback++;
+    } else if (await updateJob(store, pauseJob).catch(ignoreRefusal)) {
+      this.requests.pause++;
+      this.resumeAtTurn = this.turn + 2 + Math.floor(pick * 20);
+    }
   }
 
   faults(): RuntimeFaults {
@@ -126,13 +164,15 @@ export class FaultInjector {
           if (this.fire('coordinator-crash')) throw new InjectedFault(`injected coordinator crash after ${decision.type}`);
         },
       },
-      onTurn: (runtime) => {
+      onTurn: async (runtime) => {
         this.turn++;
-        if (this.turn !== this.plan.stallAtTurn) return;
-        // One counter instance stops being served for longer than the checkpoint timeout.
-        const timeout = runtime.config.timeoutMs;
-        runtime.queue('count')?.pauseGroup('count#1', runtime.clock.now() + timeout * 2);
-        this.injected['checkpoint-timeout']++;
+        if (this.turn === this.plan.stallAtTurn) {
+          // One counter instance stops being served for longer than the checkpoint timeout.
+          const timeout = runtime.config.timeoutMs;
+          runtime.queue('count')?.pauseGroup('count#1', runtime.clock.now() + timeout * 2);
+          this.injected['checkpoint-timeout']++;
+        }
+        await this.operatorRequest(runtime.checkpoints);
       },
     };
   }

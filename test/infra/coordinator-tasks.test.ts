@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { wordCount } from '../../examples/word-count.js';
 import { checkpointsOfAckRecords } from '../../functions/coordinator/handler.js';
-import { decideRestart, type RestartStrategy } from '../../functions/coordinator/restart-strategy.js';
+import { decideRestart, validateRestartStrategy, type RestartStrategy } from '../../functions/coordinator/restart-strategy.js';
 import { CoordinatorTasks, type DecideOutput } from '../../functions/coordinator/tasks.js';
 import { parseCheckpointConfig, parseRuntimeLimits } from '../../shared/core/config.js';
 import { pauseJob, requestRollback, resumeJob, updateJob } from '../../shared/core/control.js';
@@ -215,6 +215,19 @@ describe('coordinator task functions', () => {
     expect((await h.checkpoints.getCheckpoint(2))?.status).toBe('ABORTED');
   });
 
+  it('restarts by the operator do not use up a fixed-delay strategy\'s attempts', async () => {
+    const h = harness({ kind: 'fixed-delay', attempts: 1, delaySeconds: 0 });
+    await h.tasks.decide(h.input);
+    for (let i = 0; i < 3; i++) {
+      await updateJob(h.checkpoints, (job) => requestRollback(job, 0));
+      const plan = await h.tasks.planRestart({ reason: 'rollback' });
+      await h.tasks.startRecovery({ reason: plan.reason });
+      await h.tasks.resume();
+    }
+    expect((await h.checkpoints.getJob())?.restarts).toHaveLength(3);
+    expect(await h.tasks.planRestart({ reason: 'operator threw' })).toMatchObject({ action: 'recover', delaySeconds: 0 });
+  });
+
   it('a paused job: the execution hands over instead of looping, and triggers nothing until resumed', async () => {
     const h = harness();
     await h.tasks.decide(h.input);
@@ -237,6 +250,12 @@ describe('coordinator task functions', () => {
 
 describe('restart strategies', () => {
   const minute = 60_000;
+  it('counts no further back than the job record keeps restarts', () => {
+    expect(() => validateRestartStrategy({ kind: 'fixed-delay', attempts: 201, delaySeconds: 1 })).toThrow('restart strategy fixed-delay: attempts must be <= 200, got 201');
+    expect(() => validateRestartStrategy({ kind: 'failure-rate', maxFailures: 500, intervalSeconds: 60, delaySeconds: 1 })).toThrow('restart strategy failure-rate: maxFailures must be <= 200, got 500');
+    expect(() => validateRestartStrategy({ kind: 'fixed-delay', attempts: 200, delaySeconds: 1 })).not.toThrow();
+  });
+
   it('fixed delay: N attempts in total', () => {
     const s: RestartStrategy = { kind: 'fixed-delay', attempts: 2, delaySeconds: 10 };
     expect(decideRestart(s, [], 0)).toEqual({ restart: true, delaySeconds: 10 });

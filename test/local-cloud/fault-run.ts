@@ -70,11 +70,17 @@ export async function runOnce(checkpoint: CheckpointConfigInput, options: { inje
       ...(f.step ? { step: f.step } : {}),
       ...(f.transport ? { transport: f.transport } : {}),
       ...(f.coordinator ? { coordinator: f.coordinator } : {}),
-      onTurn: (job) => {
+      onTurn: async (job) => {
         // The schedule's "stall one counter instance past the checkpoint timeout", on SQS: the
-        // event source holds that message group back (ChangeMessageVisibility).
-        const shim = { config: job.config, clock: job.clock, queue: (v: string) => (v === 'count' ? { pauseGroup: (g: string, until: number) => job.stallGroup(g, until) } : undefined) };
-        f.onTurn?.(shim as unknown as EmbeddedRuntime);
+        // event source holds that message group back (ChangeMessageVisibility). Operator
+        // requests go to the job table, as `cairn ... --target local-cloud` sends them.
+        const shim = {
+          config: job.config,
+          clock: job.clock,
+          checkpoints: job.checkpoints,
+          queue: (v: string) => (v === 'count' ? { pauseGroup: (g: string, until: number) => job.stallGroup(g, until) } : undefined),
+        };
+        await f.onTurn?.(shim as unknown as EmbeddedRuntime);
       },
     };
   }

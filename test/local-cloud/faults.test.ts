@@ -35,6 +35,7 @@ describe('fault suite (local cloud): seeded schedules end exactly like the fault
     const run = await runOnce(plan.checkpoint, { injector, ...(throttler ? { throttler } : {}) });
     timings.push(run.ms);
     for (const [kind, n] of Object.entries(injector.injected)) totals[kind] = (totals[kind] ?? 0) + n;
+    for (const [kind, n] of Object.entries(injector.requests)) totals[`request:${kind}`] = (totals[`request:${kind}`] ?? 0) + n;
     totals.throttled = (totals.throttled ?? 0) + (throttler?.throttled ?? 0);
     totals.redeliveries = (totals.redeliveries ?? 0) + run.counters.redeliveries;
     totals.restarts = (totals.restarts ?? 0) + run.restarts;
@@ -52,6 +53,6 @@ describe('fault suite (local cloud): seeded schedules end exactly like the fault
     console.log(`local-cloud fault seeds ${FIRST}-${LAST}: ${timings.length} runs in ${total} ms (max ${Math.max(...timings)} ms); totals ${JSON.stringify(totals)}`);
     if (timings.length < seeds.length || seeds.length < 10) return;
     // The schedules really exercised the faults this suite is about.
-    for (const kind of ['crash-between-commit-and-send', 'crash-before-commit', 'redeliveries', 'throttled', 'duplicate-delivery']) expect(totals[kind] ?? 0, kind).toBeGreaterThan(0);
+    for (const kind of ['crash-between-commit-and-send', 'crash-before-commit', 'redeliveries', 'throttled', 'duplicate-delivery', 'request:pause', 'request:rollback']) expect(totals[kind] ?? 0, kind).toBeGreaterThan(0);
   });
 });

@@ -44,7 +44,7 @@ export interface LocalCloudFaults {
   readonly coordinator?: CoordinatorFaults;
   readonly transport?: TransportFaults;
   /** Called every coordinator loop turn. */
-  onTurn?(job: LocalCloudJob): void;
+  onTurn?(job: LocalCloudJob): void | Promise<void>;
 }
 
 export type ClientRole = 'functions' | 'coordinator';
@@ -362,7 +362,7 @@ export class LocalCloudJob {
     const deadline = options.timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.timeoutMs;
     const pollMs = this.options.coordinatorPollMs ?? 100;
     for (;;) {
-      this.options.faults?.onTurn?.(this);
+      await this.options.faults?.onTurn?.(this);
       options.onTurn?.();
       if (options.until?.() || Date.now() > deadline) break;
       await this.refreshSignals();

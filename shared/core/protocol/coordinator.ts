@@ -198,6 +198,9 @@ export function aborted(job: JobRecord, checkpointId: number): JobRecord {
   };
 }
 
+/** Restarts kept on the job record: enough for any restart strategy (they allow at most this many attempts). */
+export const RESTART_HISTORY = 200;
+
 /** Rollback begins: generation + 1 fences off every message and commit of the old one. */
 export function recoveryStarted(job: JobRecord, toCheckpoint: number, reason: string, now: number): JobRecord {
   return {
@@ -207,7 +210,8 @@ export function recoveryStarted(job: JobRecord, toCheckpoint: number, reason: st
     status: 'RECOVERING',
     recovery: { toCheckpoint, reason },
     requests: withoutRequest(job.requests, 'rollback'),
-    restarts: [...job.restarts, { at: now, toCheckpoint, reason }],
+    // Bounded: the job record is rewritten at every transition and must stay far below 400 KB.
+    restarts: [...job.restarts, { at: now, toCheckpoint, reason, ...(job.requests?.rollback ? { byOperator: true } : {}) }].slice(-RESTART_HISTORY),
   };
 }
 
