@@ -3,29 +3,12 @@ import { parseCheckpointConfig } from '../../shared/core/config.js';
 import { pauseJob, requestCheckpoint, requestRollback, resumeJob, updateJob } from '../../shared/core/control.js';
 import { CheckpointNotFoundError, JobNotControllableError, JobUpdateConflictError } from '../../shared/core/errors.js';
 import type { CheckpointRecord, CheckpointStore, JobRecord } from '../../shared/core/ports.js';
-import { completed, decideNext, initialJob, recoveryStarted, RESTART_HISTORY, triggered, type CoordinatorFacts } from '../../shared/core/protocol/coordinator.js';
+import { completed, decideNext, initialJob, recoveryStarted, RESTART_HISTORY, triggered } from '../../shared/core/protocol/coordinator.js';
+import { facts, T0 } from './facts.js';
 import { EmbeddedDb } from '../../shared/embedded/db.js';
 import { EmbeddedCheckpointStore } from '../../shared/embedded/stores.js';
 
-const T0 = 1_000_000;
 const config = parseCheckpointConfig({ intervalMs: 100, retained: 2 });
-
-function facts(job: JobRecord, overrides: Partial<Omit<CoordinatorFacts, 'job'>> = {}): CoordinatorFacts {
-  return {
-    now: T0,
-    job,
-    pending: [],
-    acks: new Map(),
-    expectedAcks: 4,
-    ingestedTotal: 0,
-    manualTriggerRequested: false,
-    sourcesFinished: false,
-    idle: false,
-    lastCompletedTrigger: undefined,
-    failureSignal: undefined,
-    ...overrides,
-  };
-}
 
 const done = (id: number): CheckpointRecord => ({ id, generation: 1, status: 'COMPLETED', trigger: 'time', triggeredAt: T0, barriersInjected: true });
 
@@ -40,36 +23,36 @@ describe('operator requests on the job record (cairn trigger | pause | resume | 
   it('a requested checkpoint is triggered as manual at the next decision, even in time mode before the interval, and the request is cleared by it', () => {
     const job = requestCheckpoint(initialJob(T0));
     expect(job.requests).toEqual({ checkpoint: true });
-    const decision = decideNext(config, facts(job, { now: T0 + 1 }));
+    const decision = decideNext(config, facts({ job, now: T0 + 1 }));
     expect(decision).toEqual({ type: 'trigger', checkpointId: 1, trigger: 'manual' });
     const after = triggered(job, { checkpointId: 1, trigger: 'manual' }, T0 + 1, 0).job;
     expect(after.requests).toBeUndefined();
-    expect(decideNext(config, facts(after, { now: T0 + 2, pending: [] }))).toEqual({ type: 'wait', until: T0 + 101 });
+    expect(decideNext(config, facts({ job: after, now: T0 + 2, pending: [] }))).toEqual({ type: 'wait', until: T0 + 101 });
   });
 
   it('a requested checkpoint still respects max concurrent: it waits, and is not lost', () => {
     const job = requestCheckpoint(triggered(initialJob(T0), { checkpointId: 1, trigger: 'time' }, T0, 0).job);
     const pending: CheckpointRecord = { id: 1, generation: 1, status: 'PENDING', trigger: 'time', triggeredAt: T0, barriersInjected: true };
-    expect(decideNext(config, facts(job, { now: T0 + 5, pending: [pending] }))).toEqual({ type: 'wait', until: T0 + config.timeoutMs });
+    expect(decideNext(config, facts({ job, now: T0 + 5, pending: [pending] }))).toEqual({ type: 'wait', until: T0 + config.timeoutMs });
     expect(job.requests?.checkpoint).toBe(true);
   });
 
   it('a paused job triggers nothing, not even due time triggers or requested ones; pending checkpoints still complete; resume restores triggering', () => {
     const paused = pauseJob(jobWithCompleted(1));
     expect(paused.paused).toBe(true);
-    expect(decideNext(config, facts(paused, { now: T0 + 10_000 }))).toEqual({ type: 'wait', until: undefined });
+    expect(decideNext(config, facts({ job: paused, now: T0 + 10_000 }))).toEqual({ type: 'wait', until: undefined });
     expect(() => requestCheckpoint(paused)).toThrow(new JobNotControllableError('cannot trigger a checkpoint: the job is paused (resume it first)'));
     const pending: CheckpointRecord = { id: 2, generation: 1, status: 'PENDING', trigger: 'time', triggeredAt: T0, barriersInjected: true };
-    expect(decideNext(config, facts({ ...paused, pendingCheckpoints: [2] }, { now: T0 + 10, pending: [pending], acks: new Map([[2, 4]]) }))).toEqual({ type: 'complete', checkpointId: 2 });
-    expect(decideNext(config, facts({ ...paused, pendingCheckpoints: [2] }, { now: T0 + 10, pending: [pending] }))).toEqual({ type: 'wait', until: T0 + config.timeoutMs });
+    expect(decideNext(config, facts({ job: { ...paused, pendingCheckpoints: [2] }, now: T0 + 10, pending: [pending], acks: new Map([[2, 4]]) }))).toEqual({ type: 'complete', checkpointId: 2 });
+    expect(decideNext(config, facts({ job: { ...paused, pendingCheckpoints: [2] }, now: T0 + 10, pending: [pending] }))).toEqual({ type: 'wait', until: T0 + config.timeoutMs });
     const resumed = resumeJob(paused);
     expect(resumed.paused).toBe(false);
-    expect(decideNext(config, facts(resumed, { now: T0 + 10_000 }))).toEqual({ type: 'trigger', checkpointId: 2, trigger: 'time' });
+    expect(decideNext(config, facts({ job: resumed, now: T0 + 10_000 }))).toEqual({ type: 'trigger', checkpointId: 2, trigger: 'time' });
   });
 
   it('a paused job whose bounded input is finished does not take its final checkpoint until resumed', () => {
     const paused = pauseJob(jobWithCompleted(1));
-    const f = facts(paused, { sourcesFinished: true, idle: true, lastCompletedTrigger: 'time' });
+    const f = facts({ job: paused, sourcesFinished: true, idle: true, lastCompletedTrigger: 'time' });
     expect(decideNext(config, f).type).toBe('wait');
     expect(decideNext(config, { ...f, job: resumeJob(paused) })).toEqual({ type: 'trigger', checkpointId: 2, trigger: 'final' });
   });
@@ -77,12 +60,12 @@ describe('operator requests on the job record (cairn trigger | pause | resume | 
   it('a rollback request to a retained checkpoint starts a recovery to it, before any trigger, and is cleared when the recovery starts', () => {
     const job = requestRollback(jobWithCompleted(3), 2);
     expect(job.requests).toEqual({ rollback: { toCheckpoint: 2, reason: 'rollback to checkpoint 2 requested by the operator' } });
-    const decision = decideNext(config, facts(job, { now: T0 + 10_000 }));
+    const decision = decideNext(config, facts({ job, now: T0 + 10_000 }));
     expect(decision).toEqual({ type: 'start-recovery', toCheckpoint: 2, reason: 'rollback to checkpoint 2 requested by the operator' });
     const recovering = recoveryStarted(job, 2, 'rollback to checkpoint 2 requested by the operator', T0);
     expect(recovering.requests).toBeUndefined();
     expect(recovering.generation).toBe(job.generation + 1);
-    expect(decideNext(config, facts(recovering))).toEqual({ type: 'continue-recovery' });
+    expect(decideNext(config, facts({ job: recovering }))).toEqual({ type: 'continue-recovery' });
   });
 
   it('the restart a rollback request starts is marked as the operator\'s; the restart history stays bounded', () => {
@@ -111,7 +94,7 @@ describe('operator requests on the job record (cairn trigger | pause | resume | 
   it('a rollback request whose checkpoint was pruned before it was served falls back to the last completed one and says so', () => {
     const requested = requestRollback(jobWithCompleted(3), 2, 'user');
     const pruned = completed({ ...requested, nextCheckpointId: 5 }, done(4), T0, config.retained);
-    expect(decideNext(config, facts(pruned))).toEqual({
+    expect(decideNext(config, facts({ job: pruned }))).toEqual({
       type: 'start-recovery',
       toCheckpoint: 4,
       reason: 'user (checkpoint 2 is no longer retained: rolled back to 4)',

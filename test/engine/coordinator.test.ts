@@ -1,28 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { parseCheckpointConfig, type CheckpointConfigInput } from '../../shared/core/config.js';
 import { CheckpointConfigError } from '../../shared/core/errors.js';
-import type { CheckpointRecord, JobRecord } from '../../shared/core/ports.js';
-import { aborted, decideNext, initialJob, recoveryStarted, retainedCheckpoints, type CoordinatorFacts } from '../../shared/core/protocol/coordinator.js';
-
-const T0 = 1_000_000;
-
-function facts(overrides: Partial<Omit<CoordinatorFacts, 'job'>> & { job?: Partial<JobRecord> } = {}): CoordinatorFacts {
-  const { job, ...rest } = overrides;
-  return {
-    now: T0,
-    job: { ...initialJob(T0), ...job },
-    pending: [],
-    acks: new Map(),
-    expectedAcks: 4,
-    ingestedTotal: 0,
-    manualTriggerRequested: false,
-    sourcesFinished: false,
-    idle: false,
-    lastCompletedTrigger: undefined,
-    failureSignal: undefined,
-    ...rest,
-  };
-}
+import type { CheckpointRecord } from '../../shared/core/ports.js';
+import { aborted, decideNext, initialJob, recoveryStarted, retainedCheckpoints } from '../../shared/core/protocol/coordinator.js';
+import { facts, T0 } from './facts.js';
 
 const config = (input: CheckpointConfigInput = {}) => parseCheckpointConfig(input);
 const pending = (id: number, triggeredAt = T0, barriersInjected = true): CheckpointRecord => ({
