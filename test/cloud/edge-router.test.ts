@@ -5,8 +5,10 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { backendFor, serviceOf, startEdgeRouter, type Backend, type EdgeRouter } from '../../shared/aws/local-cloud/edge-router.js';
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import { backendFor, invokedFunction, serviceOf, startEdgeRouter, type Backend, type EdgeRouter } from '../../shared/aws/local-cloud/edge-router.js';
 import { freePort } from '../../shared/aws/local-cloud/local-cloud.js';
+import { startLambdaInvokeServer } from '../../shared/aws/runner/lambda-invoke-server.js';
 
 const auth = (service: string): string =>
   `AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/${service}/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc123`;
@@ -128,5 +130,56 @@ describe('forwarding', () => {
     const down = await request(edge, { Authorization: auth('sqs') }, []);
     expect(down.status).toBe(502);
     expect(down.body).toContain('ECONNREFUSED');
+  });
+});
+
+describe('Lambda Invoke of registered functions (the local runner serves them)', () => {
+  it('names the invoked function from a name, an ARN, a partial ARN or a qualified name; only for POST .../invocations', () => {
+    expect(invokedFunction('POST', '/2015-03-31/functions/cairn-coordinator/invocations')).toBe('cairn-coordinator');
+    expect(invokedFunction('POST', `/2015-03-31/functions/${encodeURIComponent('arn:aws:lambda:us-east-1:123456789012:function:cairn-coordinator:live')}/invocations`)).toBe('cairn-coordinator');
+    expect(invokedFunction('POST', '/2015-03-31/functions/123456789012%3Afunction%3Acairn-coordinator/invocations')).toBe('cairn-coordinator');
+    expect(invokedFunction('POST', '/2015-03-31/functions/cairn-coordinator%3A7/invocations?x=1')).toBe('cairn-coordinator');
+    expect(invokedFunction('GET', '/2015-03-31/functions/cairn-coordinator')).toBeUndefined();
+    expect(invokedFunction('POST', '/2015-03-31/event-source-mappings/')).toBeUndefined();
+  });
+
+  it('sends Invoke of a registered function to the runner, the rest of the Lambda API to moto, and answers like Lambda', async () => {
+    const motoSeen: string[] = [];
+    const moto = http.createServer((req, res) => {
+      motoSeen.push(`${req.method ?? ''} ${req.url ?? ''}`);
+      req.resume();
+      res.writeHead(200).end('{}');
+    });
+    await new Promise<void>((r) => moto.listen(0, '127.0.0.1', r));
+    const edge = await startEdgeRouter({ port: 0, targets: { moto: { host: '127.0.0.1', port: (moto.address() as AddressInfo).port } } });
+    const runner = await startLambdaInvokeServer(edge.url, {
+      echo: (payload) => Promise.resolve({ got: payload }),
+      failing: () => Promise.reject(new TypeError('bad payload')),
+    });
+    try {
+      const lambda = new LambdaClient({ endpoint: edge.url, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+      const ok = await lambda.send(new InvokeCommand({ FunctionName: 'arn:aws:lambda:us-east-1:123456789012:function:echo', Payload: Buffer.from('{"n":1}') }));
+      expect(ok.StatusCode).toBe(200);
+      expect(ok.FunctionError).toBeUndefined();
+      expect(JSON.parse(Buffer.from(ok.Payload ?? []).toString())).toEqual({ got: { n: 1 } });
+      const failed = await lambda.send(new InvokeCommand({ FunctionName: 'failing', Payload: Buffer.from('{}') }));
+      expect(failed.FunctionError).toBe('Unhandled');
+      expect(JSON.parse(Buffer.from(failed.Payload ?? []).toString())).toEqual({ errorType: 'TypeError', errorMessage: 'bad payload' });
+      expect(runner.invocations).toEqual([
+        { functionName: 'echo', payload: { n: 1 } },
+        { functionName: 'failing', payload: {} },
+      ]);
+      // Not registered, and not an Invoke: moto's.
+      await lambda.send(new InvokeCommand({ FunctionName: 'other', Payload: Buffer.from('{}') }));
+      expect(motoSeen).toEqual(['POST /2015-03-31/functions/other/invocations']);
+      await runner.close();
+      await lambda.send(new InvokeCommand({ FunctionName: 'echo', Payload: Buffer.from('{}') }));
+      expect(motoSeen).toHaveLength(2); // unregistered on close
+      lambda.destroy();
+    } finally {
+      await runner.close();
+      await edge.close();
+      await new Promise<void>((r) => moto.close(() => r()));
+    }
   });
 });

@@ -11,12 +11,16 @@ import { handleOperatorBatch } from '../../shared/core/instance/handler.js';
 import type { InstanceMessage } from '../../shared/core/messages.js';
 import { Topology } from '../../shared/core/topology.js';
 import { definitionOf, synthStack } from './helpers.js';
-import { functionArn, resolveDefinition, startSfnHarness, type SfnHarness } from './sfn-harness.js';
+import { HEALTH_PATH } from '../../shared/aws/local-cloud/edge-router.js';
+import { startLambdaInvokeServer, type LambdaInvokeServer } from '../../shared/aws/runner/lambda-invoke-server.js';
+import { functionArn, resolveDefinition } from './sfn-definition.js';
 
 /**
  * The word-count job "deployed" on the local cloud for moto's Step Functions interpreter: job
  * table, bucket and FIFO queues on the local cloud, both workflows created from the `cdk synth`
- * output, their Lambda tasks reaching the real coordinator handler in this process.
+ * output, their Lambda tasks reaching the real coordinator handler in this process through the
+ * local runner's Lambda Invoke server, registered with the edge (moto's own SDK calls go to the
+ * edge: MOTO_PORT).
  */
 
 export const credentials = { accessKeyId: 'test', secretAccessKey: 'test' };
@@ -25,7 +29,12 @@ process.env.AWS_SECRET_ACCESS_KEY ??= credentials.secretAccessKey;
 process.env.AWS_REGION ??= 'us-east-1';
 
 export interface Deployed {
-  readonly harness: SfnHarness;
+  /** The local cloud's edge. */
+  readonly endpoint: string;
+  /** moto itself, past the edge (its own SQS backend, which Lambda event source mappings check). */
+  readonly motoEndpoint: string;
+  /** Serves the coordinator function's Invoke API. */
+  readonly lambda: LambdaInvokeServer;
   readonly sfn: SFNClient;
   readonly stores: AwsStores;
   readonly runtime: CoordinatorRuntime;
@@ -50,16 +59,21 @@ export async function deploy(name: string, checkpoint: CheckpointConfigInput): P
   const bucket = `sfn-${name}-${suffix}`;
   const fnName = `cairn-coordinator-${suffix}`;
   const wired: { handlers?: ReturnType<typeof createCoordinatorHandler> } = {};
-  const harness = await startSfnHarness(cloud, async (functionName, payload) => {
-    if (!functionName.includes(fnName) || !wired.handlers) throw new Error(`no function ${functionName}`);
-    return wired.handlers.handler(payload as CoordinatorEvent);
+  const lambda = await startLambdaInvokeServer(cloud, {
+    [fnName]: (payload) => {
+      if (!wired.handlers) throw new Error(`${fnName} is not wired yet`);
+      return wired.handlers.handler(payload as CoordinatorEvent);
+    },
   });
-  const stores = await createAwsStores({ tableName: table, bucket, endpoint: harness.endpoint, credentials, region: 'us-east-1' });
+  const health = (await (await fetch(`${cloud}${HEALTH_PATH}`)).json()) as { backends: { moto?: { host: string; port: number } } };
+  if (!health.backends.moto) throw new Error('the local cloud has no moto');
+  const motoEndpoint = `http://${health.backends.moto.host}:${health.backends.moto.port}`;
+  const stores = await createAwsStores({ tableName: table, bucket, endpoint: cloud, credentials, region: 'us-east-1' });
   await ensureJobTable(stores.clients.dynamo, table, { stream: true });
   await ensureBucket(stores.clients.s3, bucket);
   const topology = new Topology(wordCount.build());
   const queueUrls = await ensureFifoQueues(stores.clients.sqs, topology.vertices.map((v) => v.id), `sfn-${suffix}-`);
-  const env: CoordinatorEnv = { job: 'word-count', table, bucket, queueUrls, checkpoint, restartStrategy: { kind: 'fixed-delay', attempts: 3, delaySeconds: 0 }, endpoint: harness.endpoint, region: 'us-east-1' };
+  const env: CoordinatorEnv = { job: 'word-count', table, bucket, queueUrls, checkpoint, restartStrategy: { kind: 'fixed-delay', attempts: 3, delaySeconds: 0 }, endpoint: cloud, region: 'us-east-1' };
   const runtime = await createCoordinatorRuntime(env);
   wired.handlers = createCoordinatorHandler(() => Promise.resolve(runtime));
 
@@ -70,7 +84,7 @@ export async function deploy(name: string, checkpoint: CheckpointConfigInput): P
   const checkpointsId = stack.getLogicalId(stack.job.coordinator.checkpointStateMachine.node.defaultChild as never);
   const synthesized = template.toJSON() as { Resources: Record<string, { Properties: Record<string, unknown> }>; Outputs?: Record<string, unknown> };
   const resources = synthesized.Resources;
-  const sfn = new SFNClient({ endpoint: harness.endpoint, credentials, region: 'us-east-1' });
+  const sfn = new SFNClient({ endpoint: cloud, credentials, region: 'us-east-1' });
   const refs: Record<string, string> = { [fnId]: functionArn(fnName) };
   const create = async (id: string, smName: string): Promise<string> => {
     const props = resources[id]?.Properties ?? {};
@@ -86,8 +100,8 @@ export async function deploy(name: string, checkpoint: CheckpointConfigInput): P
   const ackMapping = Object.values(synthesized.Resources).find((r) => (r as { Type?: string }).Type === 'AWS::Lambda::EventSourceMapping' && r.Properties.StartingPosition !== undefined);
   const filter = (ackMapping?.Properties.FilterCriteria as { Filters: Array<{ Pattern: string }> } | undefined)?.Filters[0]?.Pattern;
   if (!filter) throw new Error('the synthesized ack listener mapping has no filter');
-  const ackStream = await AckStream.open(table, harness.endpoint, JSON.parse(filter) as FilterPattern);
-  return { harness, sfn, stores, runtime, checkpointsArn, recoveryArn: refs[recoveryId], queueUrls, checkpoint, table, bucket, suffix, outputKeys: Object.keys(synthesized.Outputs ?? {}), ackStream };
+  const ackStream = await AckStream.open(table, cloud, JSON.parse(filter) as FilterPattern);
+  return { endpoint: cloud, motoEndpoint, lambda, sfn, stores, runtime, checkpointsArn, recoveryArn: refs[recoveryId], queueUrls, checkpoint, table, bucket, suffix, outputKeys: Object.keys(synthesized.Outputs ?? {}), ackStream };
 }
 
 /**

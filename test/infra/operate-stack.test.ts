@@ -20,10 +20,10 @@ import { acknowledge, credentials, deploy, drainOperators, finished, until, type
  */
 
 const region = 'us-east-1';
-const STACK = 'Cairn-ops-word-count';
 
 interface Fixture {
   readonly d: Deployed;
+  readonly stack: string;
   readonly mappings: string[];
   readonly scheduleName: string;
   readonly lambda: LambdaClient;
@@ -31,8 +31,8 @@ interface Fixture {
 }
 
 async function createStackOnMoto(d: Deployed): Promise<Fixture> {
-  const direct = { endpoint: d.harness.motoEndpoint, region, credentials };
-  const viaEdge = { endpoint: d.harness.endpoint, region, credentials };
+  const direct = { endpoint: d.motoEndpoint, region, credentials };
+  const viaEdge = { endpoint: d.endpoint, region, credentials };
   // The job's ingress queue and dead-letter queues, on the local cloud's SQS.
   const sqs = new SQSClient(viaEdge);
   const queue = async (name: string, fifo: boolean): Promise<string> =>
@@ -81,8 +81,9 @@ async function createStackOnMoto(d: Deployed): Promise<Fixture> {
     Resources: { Placeholder: { Type: 'AWS::CloudFormation::WaitConditionHandle' } },
     Outputs: Object.fromEntries(Object.entries(values).map(([k, v]) => [`Job${k}`, { Value: v }])),
   };
-  await new CloudFormationClient(viaEdge).send(new CreateStackCommand({ StackName: STACK, TemplateBody: JSON.stringify(template) }));
-  return { d, mappings, scheduleName, lambda, scheduler };
+  const stack = `Cairn-ops-${d.suffix}`;
+  await new CloudFormationClient(viaEdge).send(new CreateStackCommand({ StackName: stack, TemplateBody: JSON.stringify(template) }));
+  return { d, stack, mappings, scheduleName, lambda, scheduler };
 }
 
 function capture(): { lines: string[]; print: (line?: string) => void } {
@@ -97,12 +98,12 @@ describe('operating a deployed job: cairn status | checkpoints | trigger | pause
   beforeAll(async () => {
     const d = await deploy('ops', { trigger: 'manual', timeoutMs: 60_000, retained: 2 });
     f = await createStackOnMoto(d);
-    opts = { stack: STACK, endpoint: d.harness.endpoint, region };
+    opts = { stack: f.stack, endpoint: d.endpoint, region };
   });
   afterAll(async () => {
     f.d.stores.destroy();
     f.d.runtime.stores.destroy();
-    await f.d.harness.stop();
+    await f.d.lambda.close();
   });
 
   const mappingStates = async (): Promise<string[]> => Promise.all(f.mappings.map(async (UUID) => (await f.lambda.send(new GetEventSourceMappingCommand({ UUID }))).State as string));
@@ -125,7 +126,7 @@ describe('operating a deployed job: cairn status | checkpoints | trigger | pause
       ['lines', 'dead-letter'],
       ['count', 'dead-letter'],
     ]);
-    await expect(statusCommand('account-balance', opts, out.print)).rejects.toThrow(`stack ${STACK} runs job 'word-count', not 'account-balance'`);
+    await expect(statusCommand('account-balance', opts, out.print)).rejects.toThrow(`stack ${f.stack} runs job 'word-count', not 'account-balance'`);
     await expect(statusCommand('word-count', { ...opts, stack: 'Cairn-missing' }, out.print)).rejects.toThrow(/^stack Cairn-missing not found: /);
     await expect(remoteTriggerCommand('word-count', { ...opts, wait: 0 }, out.print)).rejects.toThrow(new JobNotControllableError('the job has not started yet (no job record)'));
   });

@@ -27,7 +27,7 @@ describe('the synthesized checkpoint workflow on moto', () => {
     for (const d of deployed) {
       d.stores.destroy();
       d.runtime.stores.destroy();
-      await d.harness.stop();
+      await d.lambda.close();
     }
   });
 

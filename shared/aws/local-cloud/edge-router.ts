@@ -5,6 +5,12 @@
  * (`Credential=AKID/date/region/SERVICE/aws4_request`, in the Authorization header or, for
  * presigned URLs, the `X-Amz-Credential` query parameter), with the `X-Amz-Target` prefix
  * as a fallback. Unsigned requests (e.g. `/moto-api/...`) go to moto.
+ *
+ * Lambda Invoke calls of a function registered at `PUT /_cairn/lambda/functions/{name}`
+ * (body `{"url": "http://127.0.0.1:port"}`) go to that URL: the local runner serves the Invoke
+ * API for the real handlers (shared/aws/runner/lambda-invoke-server.ts), so Step Functions
+ * tasks run by moto reach them. The rest of the Lambda API (functions, event source
+ * mappings) is moto's.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -39,6 +45,25 @@ export interface EdgeRouter {
 
 /** Path answered by the edge itself, like LocalStack's `/_localstack/health`. */
 export const HEALTH_PATH = '/_cairn/health';
+/** `PUT` / `DELETE` `${LAMBDA_REGISTRY_PATH}/{function name}`: where Invoke calls of a function go. */
+export const LAMBDA_REGISTRY_PATH = '/_cairn/lambda/functions';
+
+const INVOKE_RE = /^\/2015-03-31\/functions\/([^/?]+)\/invocations(?:\?|$)/;
+
+/**
+ * The function an Invoke request names (`POST /2015-03-31/functions/{FunctionName}/invocations`),
+ * FunctionName being a name, an ARN or a partial ARN, possibly with a qualifier; else undefined.
+ */
+export function invokedFunction(method: string | undefined, url: string | undefined): string | undefined {
+  if (method !== 'POST' || url === undefined) return undefined;
+  const raw = INVOKE_RE.exec(url)?.[1];
+  if (raw === undefined) return undefined;
+  const name = decodeURIComponent(raw);
+  const parts = name.split(':');
+  // arn:aws:lambda:region:account:function:NAME[:qualifier] | account:function:NAME | NAME[:qualifier]
+  const at = parts.indexOf('function');
+  return at >= 0 ? parts[at + 1] : parts[0];
+}
 
 const SCOPE_RE = /Credential=[^/,\s]+\/\d{8}\/[^/,\s]+\/([^/,\s]+)\/aws4_request/i;
 const QUERY_SCOPE_RE = /[?&]X-Amz-Credential=[^&/]+(?:\/|%2F)\d{8}(?:\/|%2F)[^&/%]+(?:\/|%2F)([^&/%]+)(?:\/|%2F)aws4_request/i;
@@ -102,16 +127,24 @@ export async function startEdgeRouter(options: EdgeRouterOptions): Promise<EdgeR
   let targets: EdgeTargets = { ...options.targets };
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
+  const functions = new Map<string, BackendAddress>();
+
   const server = http.createServer((req, res) => {
     if (req.url === HEALTH_PATH && req.method === 'GET') {
-      const body = JSON.stringify({ backends: targets });
+      const body = JSON.stringify({ backends: targets, functions: Object.fromEntries(functions) });
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(body);
       return;
     }
+    if (req.url?.startsWith(`${LAMBDA_REGISTRY_PATH}/`)) {
+      void register(req, res);
+      return;
+    }
     const service = serviceOf(req.url, req.headers);
-    const backend = backendFor(service);
-    const target = targets[backend];
+    const invoked = service === 'lambda' ? invokedFunction(req.method, req.url) : undefined;
+    const registered = invoked === undefined ? undefined : functions.get(invoked);
+    const backend = registered ? `function ${invoked}` : backendFor(service);
+    const target = registered ?? targets[backendFor(service)];
     if (target === undefined) {
       req.resume();
       sendError(res, 503, 'ServiceUnavailable', `local cloud: ${backend} is not running (service ${service ?? 'unsigned'})`);
@@ -141,6 +174,26 @@ export async function startEdgeRouter(options: EdgeRouterOptions): Promise<EdgeR
     req.pipe(upstream);
   });
   server.keepAliveTimeout = 65_000;
+
+  async function register(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const name = decodeURIComponent((req.url ?? '').slice(LAMBDA_REGISTRY_PATH.length + 1));
+    if (req.method === 'DELETE') {
+      functions.delete(name);
+      res.writeHead(204).end();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    let url: URL;
+    try {
+      url = new URL((JSON.parse(Buffer.concat(chunks).toString('utf8')) as { url: string }).url);
+    } catch {
+      sendError(res, 400, 'InvalidRequest', `register ${name}: body must be {"url": "http://host:port"}`);
+      return;
+    }
+    functions.set(name, { host: url.hostname, port: Number(url.port) });
+    res.writeHead(204).end();
+  }
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
