@@ -21,8 +21,9 @@ const runtime = await EmbeddedRuntime.open({
   limits: { visibilityTimeoutMs: 20, maxReceiveCount: 6, isolatePoisonAfterReceives: 3, sourceReadBatch: 25 },
   faults: new FaultInjector(plan).faults(),
 });
-const resumedFrom = (await runtime.job()).restarts.at(-1);
-process.stdout.write(`READY ${JSON.stringify({ resumedFrom })}\n`);
+// What this process found: a FINISHED job stays so; one that was running has just been rolled back.
+const opened = await runtime.job();
+process.stdout.write(`READY ${JSON.stringify({ status: opened.status, resumedFrom: opened.restarts.at(-1) })}\n`);
 runtime.push(sequenceEvents(keys, perKey, 2));
 runtime.closeInput();
 const job = await runtime.run({ maxTurns: 2_000_000 });
