@@ -142,7 +142,11 @@ export interface StepCommit {
   readonly expectedVersion: number;
   readonly record: InstanceRecord;
   readonly stateWrites: readonly StateWrite[];
-  readonly snapshot?: { readonly checkpointId: number; readonly state: OperatorSnapshotState };
+  /**
+   * One snapshot per checkpoint whose barrier completed in this step, in order: with concurrent
+   * checkpoints one batch can complete two (each must stay restorable).
+   */
+  readonly snapshots?: readonly { readonly checkpointId: number; readonly state: OperatorSnapshotState }[];
   readonly channelState: readonly { readonly checkpointId: number; readonly entries: readonly ChannelStateEntry[] }[];
   readonly acks: readonly CheckpointAck[];
   /** Transactional sink output of this step, staged under its epoch (two epochs if a snapshot fell inside the step). */

@@ -98,7 +98,7 @@ export class EmbeddedStateStore implements StateStore {
       liveDelta += (write.value !== null ? 1 : 0) - (previous && previous.value !== null ? 1 : 0);
     }
     for (const [key, list] of versions) ops.push(['ver', key, list]);
-    if (commit.snapshot) ops.push(['snap', `${commit.instance}|${pad(commit.snapshot.checkpointId)}`, commit.snapshot.state]);
+    for (const snapshot of commit.snapshots ?? []) ops.push(['snap', `${commit.instance}|${pad(snapshot.checkpointId)}`, snapshot.state]);
     for (const part of commit.channelState) {
       ops.push(['chst', `${commit.instance}|${pad(part.checkpointId)}|${pad(commit.record.version)}`, part.entries]);
     }

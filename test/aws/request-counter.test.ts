@@ -75,7 +75,7 @@ describe('RequestCounter', () => {
       await s.stateStore.getItems(OP, refs);
       await s.stateStore.commitStep(
         commitOf(1, refs.map((r) => ({ ...r, value: { n: 2 }, epoch: 2, previous: { value: { n: 1 }, epoch: 1 } })), {
-          snapshot: { checkpointId: 2, state: initialInstanceRecord(INSTANCE, 1) },
+          snapshots: [{ checkpointId: 2, state: initialInstanceRecord(INSTANCE, 1) }],
           acks: [{ checkpointId: 2, instance: INSTANCE, generation: 1, alignmentMs: 0, unaligned: false, channelStateRecords: 0, stateWrites: 20, at: 1 }],
         }),
       );

@@ -43,7 +43,7 @@ describe('spill to S3 over the size threshold', () => {
 
       await s.stateStore.commitStep(
         commitOf(0, [{ ...ref, value: { v: 'tiny' }, epoch: 1, previous: undefined }], {
-          snapshot: { checkpointId: 1, state: { ...record, timers: { '1': [big(3_000, 's')] } } },
+          snapshots: [{ checkpointId: 1, state: { ...record, timers: { '1': [big(3_000, 's')] } } }],
         }, record),
       );
       expect(String((await s.io.get(Keys.item(OP, ref.keyGroup, ref.key)))?.d).startsWith('{')).toBe(true);

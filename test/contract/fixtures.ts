@@ -151,7 +151,7 @@ export class InstanceDriver {
     const stateWrites = await this.writesOf(epoch, values);
     const commit = await this.commit({
       stateWrites,
-      ...(options.snapshot ? { snapshot: { checkpointId: epoch, state: snapshotState(epoch) } } : {}),
+      ...(options.snapshot ? { snapshots: [{ checkpointId: epoch, state: snapshotState(epoch) }] } : {}),
       record: { epoch: options.snapshot ? epoch + 1 : epoch, lastBarrier: options.snapshot ? epoch : epoch - 1 },
     });
     if (options.snapshot) this.epoch = epoch + 1;
@@ -174,7 +174,7 @@ export class InstanceDriver {
     if (missing.length > 0) throw new Error(`writeAcrossSnapshot: ${missing.join(', ')} must be written before the barrier too`);
     const commit = await this.commit({
       stateWrites: [...first, ...second],
-      snapshot: { checkpointId: epoch, state: snapshotState(epoch) },
+      snapshots: [{ checkpointId: epoch, state: snapshotState(epoch) }],
       record: { epoch: epoch + 1, lastBarrier: epoch },
     });
     this.epoch = epoch + 1;

@@ -43,7 +43,7 @@ function fullCommit(driver: InstanceDriver, checkpointId: number, parts: CommitP
       { ...refOf('k0'), value: v(1), epoch: checkpointId, previous: undefined },
       { ...refOf('k1'), value: v(2), epoch: checkpointId, previous: undefined },
     ],
-    snapshot: { checkpointId, state: snapshotState(7) },
+    snapshots: [{ checkpointId, state: snapshotState(7) }],
     channelState: [{ checkpointId, entries: channelEntries('up#0', 1, 2) }],
     acks: [ackOf(checkpointId, driver.instance, driver.generation)],
     staged: [{ sink: 'out', epoch: checkpointId, records: [{ r: 1 }] }],
@@ -317,7 +317,7 @@ describe.each(implementationsOf('store-family'))('StateStore contract: $name', (
         for (let i = 0; i < all.length; i += 250) {
           await d.write(1, Object.fromEntries(all.slice(i, i + 250).map((k, j) => [k, v(i + j)])));
         }
-        await d.commit({ snapshot: { checkpointId: 1, state: snapshotState(1) }, record: { epoch: 2, lastBarrier: 1 } });
+        await d.commit({ snapshots: [{ checkpointId: 1, state: snapshotState(1) }], record: { epoch: 2, lastBarrier: 1 } });
         expect(await family.stateStore.countKeys(OP)).toBe(1_000);
         const changed = all.filter((_, i) => i % 100 === 7);
         expect(changed).toHaveLength(10);
@@ -354,7 +354,7 @@ describe.each(implementationsOf('store-family'))('StateStore contract: $name', (
           if (epoch === 5) Object.assign(values, { k0: v(5000) });
           Object.assign(model, values);
           await d.write(epoch, values, { snapshot: epoch < 6 });
-          if (epoch < 6) await other.commit({ snapshot: { checkpointId: epoch, state: snapshotState(epoch) }, record: { epoch: epoch + 1 } });
+          if (epoch < 6) await other.commit({ snapshots: [{ checkpointId: epoch, state: snapshotState(epoch) }], record: { epoch: epoch + 1 } });
           expected[epoch] = { ...model };
         }
         await family.stateStore.prune(OP, 3);
@@ -425,7 +425,7 @@ describe.each(implementationsOf('store-family'))('StateStore contract: $name', (
         await e.write(1, { a: v(1) });
         expect(await family.stateStore.countKeys(OP)).toBe(2);
         expect(await family.stateStore.countKeys('other')).toBe(1);
-        await d.commit({ snapshot: { checkpointId: 1, state: snapshotState(1) }, record: { epoch: 2 } });
+        await d.commit({ snapshots: [{ checkpointId: 1, state: snapshotState(1) }], record: { epoch: 2 } });
         await d.write(2, { b: v(2), c: null, e: v(2) });
         expect(await family.stateStore.countKeys(OP)).toBe(3);
         await family.stateStore.restoreOperator(OP, 1);
@@ -438,6 +438,25 @@ describe.each(implementationsOf('store-family'))('StateStore contract: $name', (
 
   describe('snapshots and channel state', () => {
     it(
+      'a step that completes two concurrent checkpoints keeps a snapshot of each (either may be restored)',
+      run(async (family) => {
+        await startJob(family.checkpoints);
+        const d = await new InstanceDriver(family.stateStore, OP).init();
+        await d.commit({
+          snapshots: [
+            { checkpointId: 1, state: snapshotState(1) },
+            { checkpointId: 2, state: snapshotState(2) },
+          ],
+          acks: [ackOf(1, d.instance, d.generation), ackOf(2, d.instance, d.generation)],
+          record: { epoch: 3, lastBarrier: 2 },
+        });
+        expect(await family.stateStore.loadSnapshot(d.instance, 1)).toEqual({ state: snapshotState(1), channelState: [] });
+        expect(await family.stateStore.loadSnapshot(d.instance, 2)).toEqual({ state: snapshotState(2), channelState: [] });
+        expect((await family.checkpoints.listAcks(1)).map((a) => a.instance)).toEqual([d.instance]);
+      }),
+    );
+
+    it(
       'loadSnapshot returns the state and the channel state appended over several commits, in commit order',
       run(async (family) => {
         await startJob(family.checkpoints);
@@ -445,11 +464,11 @@ describe.each(implementationsOf('store-family'))('StateStore contract: $name', (
         const other = await new InstanceDriver(family.stateStore, OP, 1).init();
         // Unaligned checkpoint 4: snapshot at the first barrier, in-flight records recorded over later steps.
         for (let i = 0; i < 7; i++) await d.commit(); // its parts land at versions 8, 9, 10: order must not be lexical
-        await d.commit({ snapshot: { checkpointId: 4, state: snapshotState(4) }, channelState: [{ checkpointId: 4, entries: channelEntries('up#0', 1, 2) }] });
-        await other.commit({ snapshot: { checkpointId: 4, state: snapshotState(40) }, channelState: [{ checkpointId: 4, entries: channelEntries('up#0', 100) }] });
+        await d.commit({ snapshots: [{ checkpointId: 4, state: snapshotState(4) }], channelState: [{ checkpointId: 4, entries: channelEntries('up#0', 1, 2) }] });
+        await other.commit({ snapshots: [{ checkpointId: 4, state: snapshotState(40) }], channelState: [{ checkpointId: 4, entries: channelEntries('up#0', 100) }] });
         await d.commit({ channelState: [{ checkpointId: 4, entries: channelEntries('up#1', 3) }] });
         await d.commit({ channelState: [{ checkpointId: 4, entries: channelEntries('up#0', 4, 5) }, { checkpointId: 5, entries: channelEntries('up#0', 6) }] });
-        await d.commit({ snapshot: { checkpointId: 5, state: snapshotState(5) } });
+        await d.commit({ snapshots: [{ checkpointId: 5, state: snapshotState(5) }] });
 
         expect(await family.stateStore.loadSnapshot(d.instance, 4)).toEqual({
           state: snapshotState(4),

@@ -6,6 +6,7 @@ import { CoordinatorTasks, type DecideOutput } from '../../functions/coordinator
 import { parseCheckpointConfig, parseRuntimeLimits } from '../../shared/core/config.js';
 import { pauseJob, requestRollback, resumeJob, updateJob } from '../../shared/core/control.js';
 import { handleOperatorBatch } from '../../shared/core/instance/handler.js';
+import type { InstanceMessage } from '../../shared/core/messages.js';
 import type { OutboundMessage } from '../../shared/core/ports.js';
 import { Topology } from '../../shared/core/topology.js';
 import { EmbeddedDb } from '../../shared/embedded/db.js';
@@ -63,11 +64,17 @@ function harness(restartStrategy: RestartStrategy = { kind: 'fixed-delay', attem
       expect(outcome.errors).toEqual([]);
     }
   };
+  /** One batch of exactly these messages, then whatever they sent. */
+  const deliverBatch = async (bodies: readonly InstanceMessage[]): Promise<void> => {
+    const outcome = await handleOperatorBatch(stepDeps, bodies.map((body) => ({ id: `m${delivered++}`, groupId: body.to, receiveCount: 1, body })));
+    expect(outcome.errors).toEqual([]);
+    await deliver();
+  };
   const advance = (ms: number): void => {
     now += ms;
   };
   const input = { input: { windowSeconds: 300 }, consumed: { manual: false, restart: false }, startedAt: new Date(now).toISOString() };
-  return { tasks, checkpoints, log, sinks, tokens, metrics, deliver, advance, input };
+  return { tasks, checkpoints, state, log, sinks, tokens, metrics, deliver, deliverBatch, advance, input };
 }
 
 type H = ReturnType<typeof harness>;
@@ -236,6 +243,19 @@ describe('coordinator task functions', () => {
     expect(await h.tasks.decide(h.input)).toMatchObject({ type: 'wait', handoff: true });
     await updateJob(h.checkpoints, resumeJob);
     expect(await h.tasks.decide(h.input)).toMatchObject({ type: 'trigger', trigger: 'time' });
+  });
+
+  it('two concurrent checkpoints whose barriers reach an instance in one batch both stay restorable (a snapshot each)', async () => {
+    const h = harness();
+    await h.tasks.decide(h.input);
+    await h.deliver();
+    // Both barriers to the source instances in the same batch, as the FIFO event source may deliver them.
+    const barriers = (id: number) => ['lines#0', 'lines#1'].map((to) => ({ type: 'inject-barrier' as const, gen: 1, to, checkpointId: id }));
+    await h.deliverBatch([...barriers(1), ...barriers(2)]);
+    for (const instance of ['lines#0', 'lines#1']) {
+      expect((await h.state.loadSnapshot(instance, 1))?.state, `${instance} checkpoint 1`).toBeDefined();
+      expect((await h.state.loadSnapshot(instance, 2))?.state, `${instance} checkpoint 2`).toBeDefined();
+    }
   });
 
   it('a one-round execution (window 0) hands over instead of waiting long', async () => {

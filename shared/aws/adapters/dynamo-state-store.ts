@@ -186,7 +186,7 @@ export class DynamoStateStore implements StateStore {
       add(Keys.item(op, write.keyGroup, write.key), { value: write.value, epoch: write.epoch } satisfies StoredItem, {}, false, write.epoch);
       liveDelta += (write.value !== null ? 1 : 0) - (previous && previous.value !== null ? 1 : 0);
     }
-    if (commit.snapshot) add(Keys.snapshot(op, commit.snapshot.checkpointId, commit.instance), commit.snapshot.state);
+    for (const snapshot of commit.snapshots ?? []) add(Keys.snapshot(op, snapshot.checkpointId, commit.instance), snapshot.state);
     for (const part of commit.channelState) add(Keys.channelState(op, part.checkpointId, commit.instance, commit.record.version), part.entries);
     for (const ack of commit.acks) add(Keys.ack(ack.checkpointId, ack.instance), ack);
     for (const staged of commit.staged) {

@@ -139,7 +139,7 @@ class InstanceStep {
   private readonly upserts: { sink: string; key: string; value: unknown }[] = [];
   /** In-flight records recorded as channel state, per unaligned checkpoint. */
   private readonly channelState = new Map<number, ChannelStateEntry[]>();
-  private snapshot: { checkpointId: number; state: OperatorSnapshotState } | undefined;
+  private readonly snapshots: { checkpointId: number; state: OperatorSnapshotState }[] = [];
   private readonly isolate: boolean;
   private stats = { records: 0, duplicates: 0, fenced: 0, late: 0, deadLetters: 0, resent: false };
 
@@ -200,7 +200,7 @@ class InstanceStep {
     return (
       this.outbox.length === 0 &&
       this.acks.length === 0 &&
-      this.snapshot === undefined &&
+      this.snapshots.length === 0 &&
       this.channelState.size === 0 &&
       this.deadLetters.length === 0 &&
       this.staged.size === 0 &&
@@ -578,7 +578,7 @@ class InstanceStep {
     this.flushOutputs(true);
     this.persistTimers();
     this.keyed.seal(checkpointId + 1);
-    this.snapshot = { checkpointId, state: snapshotStateOf(this.rec) };
+    this.snapshots.push({ checkpointId, state: snapshotStateOf(this.rec) });
     const wm = this.currentWatermark();
     for (const target of this.deps.topology.outputsOf(this.vertex, this.index)) {
       this.pushChannelMessage(target, { type: 'barrier', checkpointId, wm });
@@ -683,7 +683,7 @@ class InstanceStep {
       expectedVersion,
       record,
       stateWrites: this.keyed.writes(),
-      ...(this.snapshot ? { snapshot: this.snapshot } : {}),
+      ...(this.snapshots.length > 0 ? { snapshots: this.snapshots } : {}),
       channelState: [...this.channelState].map(([checkpointId, entries]) => ({ checkpointId, entries })),
       acks: this.acks,
       staged: sink ? [...this.staged].filter(([, r]) => r.length > 0).map(([epoch, records]) => ({ sink: sink.uid, epoch, records })) : [],
