@@ -245,7 +245,11 @@ export class CoordinatorDriver {
     for (const vertex of topology.vertices) {
       const head = vertex.head.kind;
       if (head === 'process' || head === 'reduce' || head === 'window') await state.restoreOperator(vertex.id, target);
-      if (vertex.sink?.mode === 'transactional') await state.discardStagedAfter(vertex.sink.uid, target);
+      if (vertex.sink?.mode === 'transactional') {
+        await state.discardStagedAfter(vertex.sink.uid, target);
+        // Epochs after the target that were already published are taken back: their replay publishes them again.
+        if (job.sinksCommittedThrough > target) await this.deps.sinks.retractFrom(vertex.sink.uid, pad(target + 1));
+      }
     }
     for (const vertex of topology.vertices) {
       for (const id of topology.instancesOf(vertex)) {

@@ -299,6 +299,12 @@ export interface SinkStore {
   upsert(sink: string, entries: readonly { key: string; value: unknown }[]): Promise<void>;
   /** Committed output: transactional batches in batchId order, then upserted values by key. */
   read(sink: string): Promise<unknown[]>;
+  /**
+   * Transactional sinks: withdraws the published batches whose id sorts at or after `fromBatchId`
+   * (plain code-unit order). A rollback to a checkpoint older than the last committed epoch
+   * takes those epochs back, so that their replay does not publish the same records twice.
+   */
+  retractFrom(sink: string, fromBatchId: string): Promise<void>;
 }
 
 export interface DeadLetterStore {

@@ -394,6 +394,12 @@ export class EmbeddedSinkStore implements SinkStore {
     return Promise.resolve();
   }
 
+  retractFrom(sink: string, fromBatchId: string): Promise<void> {
+    const doomed = [...this.db.scan<unknown[]>('sinkb', `${sink}|`)].filter(([key]) => key.slice(sink.length + 1) >= fromBatchId);
+    if (doomed.length > 0) this.db.write(doomed.map(([key]) => ['sinkb', key, undefined] as const));
+    return Promise.resolve();
+  }
+
   read(sink: string): Promise<unknown[]> {
     // Plain code-unit order (as a DynamoDB sort key orders), never localeCompare: locale-dependent.
     const byKey = ([a]: [string, unknown], [b]: [string, unknown]): number => (a < b ? -1 : a > b ? 1 : 0);

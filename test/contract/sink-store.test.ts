@@ -29,6 +29,23 @@ describe.each(implementationsOf('store-family'))('SinkStore contract: $name', (i
   );
 
   it(
+    'retractFrom withdraws the batches at or after a batch id (a rollback to an older checkpoint), only of that sink, idempotently',
+    run(async ({ sinks }) => {
+      for (const epoch of [1, 2, 3, 10]) for (const instance of ['sink#0', 'sink#1']) await sinks.publish('out', batchId(epoch, instance), [`${epoch}/${instance}`]);
+      await sinks.publish('other', batchId(3, 'sink#0'), ['other 3']);
+      await sinks.upsert('out', [{ key: 'k', value: 'upserted' }]);
+      await sinks.retractFrom('out', batchId(3, ''));
+      expect(await sinks.read('out')).toEqual(['1/sink#0', '1/sink#1', '2/sink#0', '2/sink#1', 'upserted']);
+      await sinks.retractFrom('out', batchId(3, ''));
+      expect(await sinks.read('out')).toEqual(['1/sink#0', '1/sink#1', '2/sink#0', '2/sink#1', 'upserted']);
+      expect(await sinks.read('other')).toEqual(['other 3']);
+      // The replay publishes epoch 3 again, with other boundaries: no trace of the withdrawn batches.
+      await sinks.publish('out', batchId(3, 'sink#0'), ['3 again']);
+      expect(await sinks.read('out')).toEqual(['1/sink#0', '1/sink#1', '2/sink#0', '2/sink#1', '3 again', 'upserted']);
+    }),
+  );
+
+  it(
     'read returns the batches in batchId order (not publish order), each batch in its own order',
     run(async ({ sinks }) => {
       await sinks.publish('out', batchId(2, 'sink#0'), ['2/0-a', '2/0-b']);

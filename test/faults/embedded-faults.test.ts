@@ -15,7 +15,7 @@ import { canonical, finalState, sequenceEvents, sequenceJob, sequenceOracle, vio
 const KEYS = Number(process.env.CAIRN_FAULT_KEYS ?? 8);
 const PER_KEY = Number(process.env.CAIRN_FAULT_PER_KEY ?? 60);
 const POISON = 2;
-const SEEDS = Number(process.env.CAIRN_FAULT_SEEDS ?? 100);
+const SEEDS = Number(process.env.CAIRN_FAULT_SEEDS ?? 300);
 /** A stuck run (a source that never reads again) must fail with its seed, not hang the suite. */
 const MAX_TURNS = 5_000;
 

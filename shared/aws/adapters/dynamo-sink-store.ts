@@ -24,6 +24,14 @@ export class DynamoSinkStore implements SinkStore {
     await this.io.batchWrite(puts, this.table);
   }
 
+  async retractFrom(sink: string, fromBatchId: string): Promise<void> {
+    // Sort keys keep the batch ids' order up to escaping; the exact cut is made on the stored id.
+    const raws = await this.io.queryRange(Keys.sinkBatchPk(sink), Keys.sinkBatch(sink, fromBatchId).sk, '\uffff', this.table);
+    const doomed = raws.filter((raw) => ((raw.id as string | undefined) ?? raw.sk) >= fromBatchId);
+    await this.io.batchWrite(doomed.map((raw) => ({ delete: { pk: raw.pk, sk: raw.sk } })), this.table);
+    await Promise.all(doomed.map((raw) => this.io.dropBlob(raw.d)));
+  }
+
   async read(sink: string): Promise<unknown[]> {
     const [batches, upserts] = await Promise.all([this.io.queryPartition(Keys.sinkBatchPk(sink), this.table), this.io.queryPartition(Keys.sinkUpsertPk(sink), this.table)]);
     const [batchValues, upsertValues] = await Promise.all([this.io.readValues<unknown[]>(batches, this.table), this.io.readValues<unknown>(upserts, this.table)]);
