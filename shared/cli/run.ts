@@ -92,7 +92,7 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
   }
   const stateFlag = options.stateDir !== undefined ? ` --state-dir ${options.stateDir}` : '';
 
-  // A restore to an older checkpoint replays epochs whose output the sink already made visible.
+  // A restore to an older checkpoint withdraws the output the sink already published for later epochs.
   const committedBefore = stateDir && options.restore !== undefined ? committedThrough(stateDir) : 0;
 
   // ---------- observing the coordinator ----------
@@ -306,8 +306,8 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
     }
     if (options.restore !== undefined && committedBefore > options.restore) {
       print(
-        `note: checkpoints ${options.restore + 1}..${committedBefore} had already committed their output to the sink before this restore; ` +
-          'the replay emits it again (as Flink does when restoring an older checkpoint), so the check below counts it as unexpected',
+        `note: the sink output already committed for checkpoints ${options.restore + 1}..${committedBefore} was withdrawn by this restore ` +
+          'and published again by the replay',
       );
     }
     return (await checkResults(rt, example, generated, print)) ? 0 : 1;

@@ -169,6 +169,16 @@ describe('cairn run', () => {
     expect(restored.code, restored.stdout + restored.stderr).toBe(0);
     expect(restored.stderr).toContain(`restart: rolling back to checkpoint ${latest} (restore from checkpoint ${latest} requested)`);
     expect(restored.stdout).toMatch(EXACTLY_ONCE);
+
+    // The job has finished and its sink published everything. Restoring the older retained
+    // checkpoint withdraws what the newer one published and replays it: still exactly-once.
+    const finished = readState(stateDir);
+    const [older, newest] = finished.checkpoints.filter((c) => stateOf(finished, c) === 'retained').map((c) => c.id) as [number, number];
+    expect(finished.job?.sinksCommittedThrough).toBe(newest);
+    const rewound = await cairn('run', 'word-count', '--state-dir', stateDir, '--restore', String(older));
+    expect(rewound.code, rewound.stdout + rewound.stderr).toBe(0);
+    expect(rewound.stdout).toContain(`note: the sink output already committed for checkpoints ${older + 1}..${newest} was withdrawn by this restore and published again by the replay`);
+    expect(rewound.stdout).toMatch(EXACTLY_ONCE);
   });
 
   it('runs a job given as a path to a module exporting an Example as default', async () => {
