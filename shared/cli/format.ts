@@ -102,6 +102,25 @@ export class LiveArea {
     }
   }
 
+  /**
+   * Redraws the status from `read` every `everyMs` until the returned function is called. A
+   * tick is skipped while the previous read is still running; a failed read keeps the last status.
+   */
+  follow(read: () => Promise<readonly string[]>, everyMs: number): () => void {
+    let reading = false;
+    const timer = setInterval(() => {
+      if (reading) return;
+      reading = true;
+      read()
+        .then((lines) => this.update(lines))
+        .catch(() => undefined)
+        .finally(() => {
+          reading = false;
+        });
+    }, everyMs);
+    return () => clearInterval(timer);
+  }
+
   /** Leaves the last status on screen and stops redrawing. */
   done(): void {
     if (!this.tty) return;

@@ -2,15 +2,15 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Example } from '../../examples/types.js';
 import type { CheckpointConfigInput } from '../core/config.js';
-import { CheckpointConfigError, CheckpointNotFoundError, InjectedFault, StateDirectoryLockedError } from '../core/errors.js';
-import { instanceId } from '../core/messages.js';
+import { CheckpointConfigError, CheckpointNotFoundError, StateDirectoryLockedError } from '../core/errors.js';
 import type { CheckpointRecord, JobRecord } from '../core/ports.js';
 import type { CoordinatorDecision } from '../core/protocol/coordinator.js';
 import { isAlive, StateDirLock } from '../embedded/lock.js';
 import { EmbeddedRuntime } from '../embedded/runtime.js';
-import { bar, checkpointDuration, clockTime, count, LiveArea, ms, table, timeline } from './format.js';
+import { bar, checkpointDuration, count, LiveArea, ms, timeline } from './format.js';
 import { defaultStateDir, resolveJob, UsageError } from './jobs.js';
 import { checkpointState, readState, stateOf } from './read-state.js';
+import { indent, InjectedCrash, latestCheckpointLine, perSecond, printVerdict, restartsReport, sourceProgress } from './run-status.js';
 
 export interface RunOptions {
   readonly events?: number;
@@ -133,24 +133,9 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
   };
 
   // ---------- injected crash: an operator throws once at the n-th record ----------
-  let recordsSeen = 0;
-  let crashReason: string | undefined;
+  const crash = options.crashAt === undefined ? undefined : new InjectedCrash(options.crashAt);
+  const faults = crash ? { step: crash.hooks } : undefined;
   let crashRequested = false;
-  const crashAt = options.crashAt;
-  const faults =
-    crashAt === undefined
-      ? undefined
-      : {
-          step: {
-            onRecord: (instance: string): void => {
-              if (crashReason !== undefined) return;
-              recordsSeen++;
-              if (recordsSeen < crashAt) return;
-              crashReason = `injected crash in ${instance} at record ${recordsSeen}`;
-              throw new InjectedFault(crashReason);
-            },
-          },
-        };
 
   // ---------- manual trigger (cairn trigger <job>) and Ctrl-C ----------
   let runtime: EmbeddedRuntime | undefined;
@@ -190,8 +175,6 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
     if (stateDir) writeParams(stateDir, { events: total, seed, checkpoint: flags });
 
     const rt = runtime;
-    const source = rt.topology.sources()[0];
-    const partitions = source?.parallelism ?? 0;
     const startJob = await rt.job();
     lastCheckpoint ??= (await rt.checkpoints.listCheckpoints()).at(-1);
     const alreadyFinished = startJob.status === 'FINISHED' || startJob.status === 'FAILED';
@@ -206,6 +189,7 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
     let pushed = 0;
     let closed = false;
     const produce = (): void => {
+      const crashReason = crash?.reason;
       if (crashReason !== undefined && !crashRequested) {
         crashRequested = true;
         // Flink restarts the job from its last checkpoint when a task fails; ask the coordinator to.
@@ -233,40 +217,19 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
     // ---------- live status ----------
     let job: JobRecord = startJob;
     const status = async (): Promise<string[]> => {
-      let ingested = 0;
-      let processed = 0;
-      for (let p = 0; p < partitions; p++) {
-        ingested += await rt.log.head(p);
-        if (source) processed += (await rt.state.loadInstance(instanceId(source.id, p)))?.sourceOffset ?? 0;
-      }
+      const { ingested, processed } = await sourceProgress(rt);
       job = await rt.job();
-      const seconds = Math.max(0.001, (Date.now() - started) / 1000);
       const c = rt.counters;
-      const cp = lastCheckpoint;
-      const cpLine = cp
-        ? `checkpoint ${cp.id} ${cp.status}${cp.finishedAt !== undefined ? ` in ${ms(checkpointDuration(cp))}` : ''} (${cp.trigger})`
-        : 'no checkpoint yet';
       return [
-        `${bar(processed, total)} ingested ${count(ingested)}/${count(total)} · processed ${count(processed)} · ${count(Math.round(c.ingested / seconds))} events/s · ${job.status.toLowerCase()} gen ${job.generation}`,
-        `${cpLine} · dead letters ${c.deadLetters + c.redriven} · restarts ${job.restarts.length} · duplicates dropped ${c.duplicatesDropped + c.ingestDuplicates} · step failures ${c.stepFailures}`,
+        `${bar(processed, total)} ingested ${count(ingested)}/${count(total)} · processed ${count(processed)} · ${perSecond(c.ingested, Date.now() - started)} events/s · ${job.status.toLowerCase()} gen ${job.generation}`,
+        `${latestCheckpointLine(lastCheckpoint)} · dead letters ${c.deadLetters + c.redriven} · restarts ${job.restarts.length} · duplicates dropped ${c.duplicatesDropped + c.ingestDuplicates} · step failures ${c.stepFailures}`,
       ];
     };
-    let refreshing = false;
-    const timer = setInterval(() => {
-      if (refreshing) return;
-      refreshing = true;
-      status()
-        .then((lines) => live.update(lines))
-        .catch(() => undefined)
-        .finally(() => {
-          refreshing = false;
-        });
-    }, 150);
-
+    const stopFollowing = live.follow(status, 150);
     try {
       job = await rt.run({ onTurn: produce, until: () => interrupted });
     } finally {
-      clearInterval(timer);
+      stopFollowing();
     }
     live.update(await status(), true);
     live.done();
@@ -281,11 +244,7 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
     print(`checkpoint timeline${hidden > 0 ? ` (${count(hidden)} checkpoints in the middle left out; \`cairn checkpoints\` lists them)` : ''}`);
     print(indent(timeline(shown, restorability(rt))));
     print();
-    if (job.restarts.length === 0) print('restarts: none');
-    else {
-      print(`restarts: ${job.restarts.length}`);
-      print(indent(table(['time', 'to checkpoint', 'reason'], job.restarts.map((r) => [clockTime(r.at), String(r.toCheckpoint), r.reason]), new Set([1]))));
-    }
+    print(restartsReport(job.restarts));
     print();
     await printDeadLetters(rt, print);
     const c = rt.counters;
@@ -293,7 +252,8 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
       `counters: records ${count(c.records)} · duplicates dropped ${count(c.duplicatesDropped)} · ingest duplicates ${count(c.ingestDuplicates)} · ` +
         `fenced ${count(c.fencedDropped)} · late ${count(c.lateDropped)} · step failures ${count(c.stepFailures)} · invocations ${count(c.invocations)}`,
     );
-    if (crashAt !== undefined && crashReason === undefined) print(`note: --crash-at ${count(crashAt)} never fired: only ${count(recordsSeen)} records passed the operators`);
+    const unfired = crash?.neverFiredNote();
+    if (unfired) print(unfired);
     print();
 
     if (interrupted && job.status !== 'FINISHED') {
@@ -384,33 +344,7 @@ async function checkResults(rt: EmbeddedRuntime, example: Example, generated: re
   if (foreign > 0) print(`note: the source log holds ${count(foreign)} events this run did not generate (another --events/--seed?); pass --fresh to start over`);
   const expected = example.oracle(events.map((e) => e.event));
   const actual = example.canonical(await rt.results(example.sink));
-  const { missing, unexpected } = multisetDiff(expected, actual);
-  if (missing.length === 0 && unexpected.length === 0) {
-    print(`results: exactly-once ✔ (${count(actual.length)} records match the oracle)`);
-    return true;
-  }
-  print(`results: MISMATCH ✘ expected ${count(expected.length)} records, got ${count(actual.length)}: ${count(missing.length)} missing, ${count(unexpected.length)} unexpected (duplicates or wrong values)`);
-  for (const m of missing.slice(0, 5)) print(`  missing     ${JSON.stringify(m)}`);
-  for (const u of unexpected.slice(0, 5)) print(`  unexpected  ${JSON.stringify(u)}`);
-  return false;
-}
-
-export function multisetDiff(expected: readonly unknown[], actual: readonly unknown[]): { missing: unknown[]; unexpected: unknown[] } {
-  const remaining = new Map<string, number>();
-  for (const e of expected) {
-    const key = JSON.stringify(e);
-    remaining.set(key, (remaining.get(key) ?? 0) + 1);
-  }
-  const unexpected: unknown[] = [];
-  for (const a of actual) {
-    const key = JSON.stringify(a);
-    const n = remaining.get(key) ?? 0;
-    if (n > 0) remaining.set(key, n - 1);
-    else unexpected.push(a);
-  }
-  const missing: unknown[] = [];
-  for (const [key, n] of remaining) for (let i = 0; i < n; i++) missing.push(JSON.parse(key));
-  return { missing, unexpected };
+  return printVerdict(expected, actual, print);
 }
 
 /** Long runs: the first 10 and the last 40 checkpoints. */
@@ -426,12 +360,6 @@ function restorability(rt: EmbeddedRuntime): (c: CheckpointRecord) => string {
   return (c) => checkpointState({ status: c.status, abortReason: c.abortReason, snapshotted: snapshotted.has(c.id) });
 }
 
-function indent(text: string): string {
-  return text
-    .split('\n')
-    .map((line) => `  ${line}`)
-    .join('\n');
-}
 
 function refuse(error: Error, live: LiveArea): number {
   live.log(`error: ${error.message}`);

@@ -1,11 +1,10 @@
 import { rmSync } from 'node:fs';
 import type { Example } from '../../../examples/types.js';
-import { bar, checkpointDuration, clockTime, count, ms, table, timeline, type LiveArea } from '../../cli/format.js';
+import { bar, checkpointDuration, count, ms, timeline, type LiveArea } from '../../cli/format.js';
 import { UsageError } from '../../cli/jobs.js';
 import { checkpointState } from '../../cli/read-state.js';
+import { indent, InjectedCrash, latestCheckpointLine, perSecond, printVerdict, restartsReport, sourceProgress } from '../../cli/run-status.js';
 import type { CheckpointConfig, CheckpointConfigInput } from '../../core/config.js';
-import { InjectedFault } from '../../core/errors.js';
-import { instanceId } from '../../core/messages.js';
 import type { CheckpointRecord, JobRecord } from '../../core/ports.js';
 import type { CoordinatorDecision } from '../../core/protocol/coordinator.js';
 import { LocalCloudStartError, LocalCloudUnavailableError, startLocalCloud, type LocalCloud } from '../local-cloud/local-cloud.js';
@@ -85,23 +84,9 @@ export async function runOnLocalCloud(example: Example, options: LocalCloudRunOp
   };
 
   // ---------- injected crash: an operator throws once at the n-th record ----------
-  let recordsSeen = 0;
-  let crashReason: string | undefined;
+  const crash = options.crashAt === undefined ? undefined : new InjectedCrash(options.crashAt);
+  const faults = crash ? { step: crash.hooks } : undefined;
   let crashHandled = false;
-  const crashAt = options.crashAt;
-  const faults =
-    crashAt === undefined
-      ? undefined
-      : {
-          step: {
-            onRecord: (instance: string): void => {
-              if (crashReason !== undefined) return;
-              if (++recordsSeen < crashAt) return;
-              crashReason = `injected crash in ${instance} at record ${recordsSeen}`;
-              throw new InjectedFault(crashReason);
-            },
-          },
-        };
 
   let interrupted = false;
   const onSigint = (): void => {
@@ -165,41 +150,23 @@ export async function runOnLocalCloud(example: Example, options: LocalCloudRunOp
     });
 
     // ---------- live status ----------
-    const source = rt.topology.sources()[0];
-    const partitions = source?.parallelism ?? 0;
     let record: JobRecord = await rt.job();
     const status = async (): Promise<string[]> => {
-      let ingested = 0;
-      let processed = 0;
-      for (let p = 0; p < partitions; p++) {
-        ingested += await rt.log.head(p);
-        if (source) processed += (await rt.state.loadInstance(instanceId(source.id, p)))?.sourceOffset ?? 0;
-      }
+      const { ingested, processed } = await sourceProgress(rt);
       record = await rt.job();
-      const seconds = Math.max(0.001, (Date.now() - started) / 1000);
       const c = rt.counters;
-      const cp = lastCheckpoint;
-      const cpLine = cp ? `checkpoint ${cp.id} ${cp.status}${cp.finishedAt !== undefined ? ` in ${ms(checkpointDuration(cp))}` : ''} (${cp.trigger})` : 'no checkpoint yet';
+      const requests = Object.values(rt.requestSnapshot()).reduce((a, b) => a + b, 0);
       return [
-        `${streaming ? '' : `${bar(processed, Math.max(total, ingested))} `}ingested ${count(ingested)}${streaming ? '' : `/${count(total)}`} · processed ${count(processed)} · ${count(Math.round(c.ingested / seconds))} events/s · ${record.status.toLowerCase()}${record.paused ? ' (paused)' : ''} gen ${record.generation}`,
-        `${cpLine} · dead letters ${c.deadLetters + c.redriven} · restarts ${record.restarts.length} · duplicates dropped ${c.duplicatesDropped + c.ingestDuplicates} · step failures ${c.stepFailures} · AWS requests ${count(Object.values(rt.requestSnapshot()).reduce((a, b) => a + b, 0))}`,
+        `${streaming ? '' : `${bar(processed, Math.max(total, ingested))} `}ingested ${count(ingested)}${streaming ? '' : `/${count(total)}`} · processed ${count(processed)} · ${perSecond(c.ingested, Date.now() - started)} events/s · ${record.status.toLowerCase()}${record.paused ? ' (paused)' : ''} gen ${record.generation}`,
+        `${latestCheckpointLine(lastCheckpoint)} · dead letters ${c.deadLetters + c.redriven} · restarts ${record.restarts.length} · duplicates dropped ${c.duplicatesDropped + c.ingestDuplicates} · step failures ${c.stepFailures} · AWS requests ${count(requests)}`,
       ];
     };
-    let refreshing = false;
-    const timer = setInterval(() => {
-      if (refreshing) return;
-      refreshing = true;
-      status()
-        .then((lines) => live.update(lines))
-        .catch(() => undefined)
-        .finally(() => {
-          refreshing = false;
-        });
-    }, 300);
+    const stopFollowing = live.follow(status, 300);
     try {
       record = await rt.run({
         until: () => interrupted,
         onTurn: () => {
+          const crashReason = crash?.reason;
           if (crashReason !== undefined && !crashHandled) {
             crashHandled = true;
             // Flink restarts the job from its last checkpoint when a task fails; so does Cairn.
@@ -208,7 +175,7 @@ export async function runOnLocalCloud(example: Example, options: LocalCloudRunOp
         },
       });
     } finally {
-      clearInterval(timer);
+      stopFollowing();
     }
     await producer;
     live.update(await status(), true);
@@ -227,11 +194,7 @@ export async function runOnLocalCloud(example: Example, options: LocalCloudRunOp
     print(`checkpoint timeline${shown.length < checkpoints.length ? ` (${count(checkpoints.length - shown.length)} checkpoints in the middle left out)` : ''}`);
     print(indent(timeline(shown, (c) => checkpointState({ status: c.status, abortReason: c.abortReason, snapshotted: retained.has(c.id) }))));
     print();
-    if (record.restarts.length === 0) print('restarts: none');
-    else {
-      print(`restarts: ${record.restarts.length}`);
-      print(indent(table(['time', 'to checkpoint', 'reason'], record.restarts.map((r) => [clockTime(r.at), String(r.toCheckpoint), r.reason]), new Set([1]))));
-    }
+    print(restartsReport(record.restarts));
     print();
     await printDeadLetters(rt, print);
     const c = rt.counters;
@@ -249,7 +212,8 @@ export async function runOnLocalCloud(example: Example, options: LocalCloudRunOp
       `AWS requests: ${[...byService].map(([s, n]) => `${s} ${count(n)}`).join(' · ')}` +
         (ingestedTotal > 0 ? ` (per 1,000 events: ${[...byService].map(([s, n]) => `${s} ${count(Math.round((n * 1000) / ingestedTotal))}`).join(' · ')})` : ''),
     );
-    if (crashAt !== undefined && crashReason === undefined) print(`note: --crash-at ${count(crashAt)} never fired: only ${count(recordsSeen)} records passed the operators`);
+    const unfired = crash?.neverFiredNote();
+    if (unfired) print(unfired);
     print();
 
     if (interrupted && record.status !== 'FINISHED') {
@@ -321,35 +285,5 @@ async function checkResults(rt: LocalCloudJob, example: Example, print: (line?: 
   }
   const expected = example.oracle(events);
   const actual = example.canonical(await rt.results(example.sink));
-  const { missing, unexpected } = diff(expected, actual);
-  if (missing.length === 0 && unexpected.length === 0) {
-    print(`results: exactly-once ✔ (${count(actual.length)} records match the oracle over the ${count(events.length)} events in the source log)`);
-    return true;
-  }
-  print(`results: MISMATCH ✘ expected ${count(expected.length)} records, got ${count(actual.length)}: ${count(missing.length)} missing, ${count(unexpected.length)} unexpected (duplicates or wrong values)`);
-  for (const m of missing.slice(0, 5)) print(`  missing     ${JSON.stringify(m)}`);
-  for (const u of unexpected.slice(0, 5)) print(`  unexpected  ${JSON.stringify(u)}`);
-  return false;
-}
-
-function diff(expected: readonly unknown[], actual: readonly unknown[]): { missing: unknown[]; unexpected: unknown[] } {
-  const remaining = new Map<string, number>();
-  for (const e of expected) remaining.set(JSON.stringify(e), (remaining.get(JSON.stringify(e)) ?? 0) + 1);
-  const unexpected: unknown[] = [];
-  for (const a of actual) {
-    const key = JSON.stringify(a);
-    const n = remaining.get(key) ?? 0;
-    if (n > 0) remaining.set(key, n - 1);
-    else unexpected.push(a);
-  }
-  const missing: unknown[] = [];
-  for (const [key, n] of remaining) for (let i = 0; i < n; i++) missing.push(JSON.parse(key));
-  return { missing, unexpected };
-}
-
-function indent(text: string): string {
-  return text
-    .split('\n')
-    .map((line) => `  ${line}`)
-    .join('\n');
+  return printVerdict(expected, actual, print, ` over the ${count(events.length)} events in the source log`);
 }
