@@ -12,10 +12,14 @@ describe('RequestCounter', () => {
     try {
       counter.reset();
       await s.checkpoints.putJob(initialJob(1), undefined);
-      expect(counter.capacity).toEqual({ read: 0, write: 1 }); // one item under 1 KB
+      expect(counter.capacity).toEqual({ read: 0, write: 2 }); // a transaction: the job record and its generation fence
       counter.reset();
       await s.checkpoints.getJob();
       expect(counter.capacity).toEqual({ read: 1, write: 0 }); // strongly consistent read of an item under 4 KB
+      counter.reset();
+      const job = initialJob(1);
+      await s.checkpoints.putJob({ ...job, version: job.version + 1 }, job.version);
+      expect(counter.capacity).toEqual({ read: 0, write: 1 }); // same generation: one plain write of an item under 1 KB
       counter.reset();
       await s.sourceLog.append(0, [{ id: 'a', event: 'x'.repeat(1500) }]);
       // One transaction of three items (head, entry, dedup): transactional writes cost 2 units per item-KB.
@@ -33,7 +37,7 @@ describe('RequestCounter', () => {
       const urls = await ensureFifoQueues(s.clients.sqs, ['op'], unique('rc'));
       counter.reset();
       await s.checkpoints.getJob(); // GetItem
-      await s.checkpoints.putJob(initialJob(1), undefined); // PutItem
+      await s.checkpoints.putJob(initialJob(1), undefined); // TransactWriteItems (job record + generation fence)
       await s.sourceLog.append(0, [
         { id: 'a', event: 1 },
         { id: 'b', event: 2 },
@@ -47,9 +51,8 @@ describe('RequestCounter', () => {
       expect(counter.snapshot()).toEqual({
         'DynamoDB.BatchGetItem': 1,
         'DynamoDB.GetItem': 2,
-        'DynamoDB.PutItem': 1,
         'DynamoDB.Query': 1,
-        'DynamoDB.TransactWriteItems': 1,
+        'DynamoDB.TransactWriteItems': 2,
         'S3.GetObject': 1,
         'S3.PutObject': 1,
         'SQS.SendMessageBatch': 1,
@@ -87,7 +90,7 @@ describe('RequestCounter', () => {
 });
 
 describe('concurrent steps of many instances', () => {
-  it('40 instances commit at once: all succeed (each commit checks the one job record; conflicts are retried)', async () => {
+  it('40 instances commit at once: all succeed (each commit checks the one generation fence; conflicts are retried)', async () => {
     const counter = new RequestCounter();
     const s = await freshStores({ counter });
     try {

@@ -1,41 +1,55 @@
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { ConcurrentStepError } from '../../core/errors.js';
 import type { CheckpointAck, CheckpointRecord, CheckpointStore, JobRecord } from '../../core/ports.js';
-import type { DynamoIo } from './dynamo-io.js';
+import { cancellationReasons, type DynamoIo } from './dynamo-io.js';
 import { Keys } from './table-layout.js';
 
 /**
- * CheckpointStore on the job table: the job record (whose `gen` attribute every step commit
- * checks), one item per checkpoint in partition `CP` (sorted by id), and the acks that step
- * commits write under `A#<checkpoint>`.
+ * CheckpointStore on the job table: the job record, its generation fence (the item every step
+ * commit checks, see table-layout.ts), one item per checkpoint in partition `CP` (sorted by id),
+ * and the acks that step commits write under `A#<checkpoint>`.
  */
 export class DynamoCheckpointStore implements CheckpointStore {
+  /**
+   * Version and generation of the job record as last read or written here. A put that expects
+   * this version and keeps this generation leaves the fence as it is; any other put (a new
+   * generation, or one this store has not seen) rewrites the fence in the same transaction.
+   */
+  private known: { version: number; generation: number } | undefined;
+
   constructor(private readonly io: DynamoIo) {}
 
   async getJob(): Promise<JobRecord | undefined> {
     const raw = await this.io.get(Keys.job());
-    return raw?.d === undefined ? undefined : this.io.decode<JobRecord>(raw.d as string);
+    if (raw?.d === undefined) return undefined;
+    this.known = { version: raw.ver as number, generation: raw.gen as number };
+    return this.io.decode<JobRecord>(raw.d as string);
   }
 
   async putJob(job: JobRecord, expectedVersion: number | undefined): Promise<void> {
     const d = await this.io.encode(job);
+    const put = {
+      TableName: this.io.table,
+      Item: { ...Keys.job(), d, ver: job.version, gen: job.generation },
+      ConditionExpression: expectedVersion === undefined ? 'attribute_not_exists(pk)' : '#ver = :ev',
+      ...(expectedVersion === undefined ? {} : { ExpressionAttributeNames: { '#ver': 'ver' }, ExpressionAttributeValues: { ':ev': expectedVersion } }),
+    };
+    const keepsFence = expectedVersion !== undefined && this.known?.version === expectedVersion && this.known.generation === job.generation;
+    this.known = undefined;
     try {
-      await this.io.retrying(() =>
-        this.io.doc.send(
-          new PutCommand({
-            TableName: this.io.table,
-            Item: { ...Keys.job(), d, ver: job.version, gen: job.generation },
-            ConditionExpression: expectedVersion === undefined ? 'attribute_not_exists(pk)' : '#ver = :ev',
-            ...(expectedVersion === undefined ? {} : { ExpressionAttributeNames: { '#ver': 'ver' }, ExpressionAttributeValues: { ':ev': expectedVersion } }),
-          }),
-        ),
-      );
+      if (keepsFence) {
+        await this.io.retrying(() => this.io.doc.send(new PutCommand(put)));
+      } else {
+        await this.io.transact([{ Put: put }, { Put: { TableName: this.io.table, Item: { ...Keys.generationFence(), gen: job.generation } } }]);
+      }
     } catch (error) {
-      if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
+      const failedCondition = (error as Error).name === 'ConditionalCheckFailedException' || cancellationReasons(error)?.[0]?.Code === 'ConditionalCheckFailed';
+      if (!failedCondition) throw error;
       await this.io.dropBlob(d);
       const current = await this.io.get(Keys.job());
       throw new ConcurrentStepError('job', expectedVersion ?? -1, (current?.ver as number | undefined) ?? -1);
     }
+    this.known = { version: job.version, generation: job.generation };
   }
 
   async getCheckpoint(id: number): Promise<CheckpointRecord | undefined> {

@@ -31,7 +31,7 @@ import { Keys, pad, prefixEnd, type ItemKey } from './table-layout.js';
  * StateStore on one DynamoDB table (layout: table-layout.ts).
  *
  * A step commit is ONE TransactWriteItems when it fits (at most 100 actions, ~3.8 MB): a
- * ConditionCheck on the job record's generation, an Update of the instance record conditional
+ * ConditionCheck on the job's generation fence, an Update of the instance record conditional
  * on its version and generation (and on no unfinished fold, see below), a live-key counter ADD,
  * and a Put per item. Two writes of the same item in one commit are merged (the last wins;
  * the copy-on-write of the first has already become a version record of its own key).
@@ -214,7 +214,7 @@ export class DynamoStateStore implements StateStore {
     return {
       ConditionCheck: {
         TableName: this.table,
-        Key: Keys.job(),
+        Key: Keys.generationFence(),
         ConditionExpression: 'attribute_not_exists(pk) OR #gen = :g',
         ExpressionAttributeNames: { '#gen': 'gen' },
         ExpressionAttributeValues: { ':g': commit.generation },
@@ -358,8 +358,8 @@ export class DynamoStateStore implements StateStore {
       const reasons = cancellationReasons(error);
       if (!reasons) throw error;
       if (reasons[0]?.Code === 'ConditionalCheckFailed') {
-        const job = await this.io.get(Keys.job());
-        throw new GenerationFencedError(commit.generation, (job?.gen as number | undefined) ?? -1);
+        const fence = await this.io.get(Keys.generationFence());
+        throw new GenerationFencedError(commit.generation, (fence?.gen as number | undefined) ?? -1);
       }
       if (reasons[1]?.Code === 'ConditionalCheckFailed') throw await this.instanceConflict(commit);
       throw error;

@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
  * | item                    | pk                         | sk                                 | attributes |
  * | ----------------------- | -------------------------- | ---------------------------------- | ---------- |
  * | job record              | `JOB`                      | `JOB`                              | d, ver (N), gen (N) |
+ * | generation fence        | `JOB`                      | `GEN`                              | gen (N) |
  * | checkpoint record       | `CP`                       | pad(id)                            | d |
  * | ack                     | `A#`pad(cp)                | instance                           | d |
  * | instance record         | `I#`instance               | `I`                                | d, ver (N), gen (N), tok, fold, claim |
@@ -27,6 +28,12 @@ import { createHash } from 'node:crypto';
  * | source-log head         | `L#`partition              | `H`                                | head (N), sealed (BOOL) |
  * | source-log entry        | `L#`partition              | `E#`pad(offset)                    | d |
  * | source-log dedup        | `L#`partition              | `D#`id                             | o (N) |
+ *
+ * The generation fence is the job record's `gen` in an item of its own, written in the same
+ * transaction as the job record whenever the generation changes (and only then). Every step
+ * commit checks it, so it is kept tiny: a ConditionCheck is billed by the size of the item it
+ * reads, and the job record (restart history, pending checkpoints) is rewritten by the
+ * coordinator all the time, which would cancel the concurrent step transactions that checked it.
  *
  * `shard` = keyGroup mod changeShards (default 4): the index of one operator spreads over a few
  * partitions instead of one hot one; restore and prune query each shard by epoch range, so
@@ -63,6 +70,7 @@ export interface ItemKey {
 
 export const Keys = {
   job: (): ItemKey => ({ pk: 'JOB', sk: 'JOB' }),
+  generationFence: (): ItemKey => ({ pk: 'JOB', sk: 'GEN' }),
   checkpoint: (id: number): ItemKey => ({ pk: 'CP', sk: pad(id) }),
   checkpointPk: 'CP',
   ackPk: (checkpointId: number): string => `A#${pad(checkpointId)}`,
