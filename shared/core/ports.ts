@@ -197,12 +197,19 @@ export interface LogEntry {
   readonly event: unknown;
 }
 
+export interface AppendResult {
+  readonly appended: number;
+  readonly duplicates: number;
+  readonly head: number;
+}
+
 export interface SourceLog {
   /**
    * Appends in order, atomically, without holes; entries whose id was appended before are
-   * skipped (exactly-once ingestion of at-least-once deliveries).
+   * skipped (exactly-once ingestion of at-least-once deliveries). `head` is the partition's
+   * head right after this append (with concurrent appenders, possibly beyond its own entries).
    */
-  append(partition: number, entries: readonly { id: string; event: unknown }[]): Promise<{ appended: number; duplicates: number }>;
+  append(partition: number, entries: readonly { id: string; event: unknown }[]): Promise<AppendResult>;
   /** Entries with offset >= from, in offset order, at most `max`. Offsets start at 0. */
   read(partition: number, from: number, max: number): Promise<LogEntry[]>;
   /** Next offset to be written (= number of entries). */

@@ -1,5 +1,6 @@
 import { ConcurrentStepError, GenerationFencedError } from '../core/errors.js';
 import type {
+  AppendResult,
   BlobStore,
   ChannelStateEntry,
   CheckpointAck,
@@ -336,7 +337,7 @@ interface PartitionHead {
 export class EmbeddedSourceLog implements SourceLog {
   constructor(private readonly db: EmbeddedDb) {}
 
-  append(partition: number, entries: readonly { id: string; event: unknown }[]): Promise<{ appended: number; duplicates: number }> {
+  append(partition: number, entries: readonly { id: string; event: unknown }[]): Promise<AppendResult> {
     const state = this.db.get<PartitionHead>('loghead', String(partition)) ?? { head: 0, sealed: false };
     let head = state.head;
     let duplicates = 0;
@@ -354,7 +355,7 @@ export class EmbeddedSourceLog implements SourceLog {
     }
     ops.push(['loghead', String(partition), { ...state, head } satisfies PartitionHead]);
     this.db.write(ops);
-    return Promise.resolve({ appended: head - state.head, duplicates });
+    return Promise.resolve({ appended: head - state.head, duplicates, head });
   }
 
   read(partition: number, from: number, max: number): Promise<LogEntry[]> {

@@ -31,12 +31,12 @@ describe.each(implementationsOf('source-log'))('SourceLog contract: $name', (imp
         { id: 'e-c', event: 0 },
         { id: 'e-d', event: [] },
       ];
-      expect(await log.append(0, odd)).toEqual({ appended: 4, duplicates: 0 });
+      expect(await log.append(0, odd)).toEqual({ appended: 4, duplicates: 0, head: 4 });
       expect(await log.head(0)).toBe(4);
-      expect(await log.append(0, entries('x', 0, 3))).toEqual({ appended: 3, duplicates: 0 });
+      expect(await log.append(0, entries('x', 0, 3))).toEqual({ appended: 3, duplicates: 0, head: 7 });
       expect(await log.head(0)).toBe(7);
       expect(await readAll(log, 0)).toEqual([...odd, ...entries('x', 0, 3)].map((e, offset) => ({ offset, event: e.event })));
-      expect(await log.append(0, [])).toEqual({ appended: 0, duplicates: 0 });
+      expect(await log.append(0, [])).toEqual({ appended: 0, duplicates: 0, head: 7 });
       expect(await log.head(0)).toBe(7);
     }),
   );
@@ -44,10 +44,10 @@ describe.each(implementationsOf('source-log'))('SourceLog contract: $name', (imp
   it(
     'skips ids appended before, across calls and within one call, without leaving holes',
     run(async ({ log }) => {
-      expect(await log.append(0, entries('m', 0, 5))).toEqual({ appended: 5, duplicates: 0 });
+      expect(await log.append(0, entries('m', 0, 5))).toEqual({ appended: 5, duplicates: 0, head: 5 });
       // A redelivered batch: m-3, m-4 again, mixed with new ones.
       const redelivery = [...entries('m', 3, 2), ...entries('m', 5, 2)];
-      expect(await log.append(0, redelivery)).toEqual({ appended: 2, duplicates: 2 });
+      expect(await log.append(0, redelivery)).toEqual({ appended: 2, duplicates: 2, head: 7 });
       // The same id twice in one call: the first occurrence is appended.
       const twice = [
         { id: 'w', event: { first: true } },
@@ -55,9 +55,9 @@ describe.each(implementationsOf('source-log'))('SourceLog contract: $name', (imp
         { id: 'w', event: { first: false } },
         { id: 'z', event: { z: 1 } },
       ];
-      expect(await log.append(0, twice)).toEqual({ appended: 2, duplicates: 2 });
+      expect(await log.append(0, twice)).toEqual({ appended: 2, duplicates: 2, head: 9 });
       // A whole batch of duplicates.
-      expect(await log.append(0, entries('m', 0, 7))).toEqual({ appended: 0, duplicates: 7 });
+      expect(await log.append(0, entries('m', 0, 7))).toEqual({ appended: 0, duplicates: 7, head: 9 });
       expect(await log.head(0)).toBe(9);
       expect(await readAll(log, 0)).toEqual([...entries('m', 0, 7).map((e) => e.event), { first: true }, { z: 1 }].map((event, offset) => ({ offset, event })));
     }),
@@ -118,10 +118,13 @@ describe.each(implementationsOf('source-log'))('SourceLog contract: $name', (imp
     run(async ({ log }) => {
       const writers = Array.from({ length: 5 }, (_, w) => entries(`c${w}`, 0, 8));
       const results = await Promise.all(writers.map((batch) => log.append(0, batch)));
-      expect(results).toEqual(writers.map(() => ({ appended: 8, duplicates: 0 })));
+      expect(results.map(({ appended, duplicates }) => ({ appended, duplicates }))).toEqual(writers.map(() => ({ appended: 8, duplicates: 0 })));
+      // Each writer's head is past its own entries; the last writer's is the final head.
+      expect(Math.max(...results.map((r) => r.head))).toBe(40);
+      for (const r of results) expect(r.head).toBeGreaterThanOrEqual(8);
       // Everyone again (at-least-once redelivery), concurrently: all duplicates.
       const again = await Promise.all(writers.map((batch) => log.append(0, batch)));
-      expect(again).toEqual(writers.map(() => ({ appended: 0, duplicates: 8 })));
+      expect(again).toEqual(writers.map(() => ({ appended: 0, duplicates: 8, head: 40 })));
       expect(await log.head(0)).toBe(40);
       const all = await readAll(log, 0);
       expect(all.map((e) => e.offset)).toEqual(Array.from({ length: 40 }, (_, i) => i));
@@ -143,7 +146,7 @@ describe.each(implementationsOf('source-log'))('SourceLog contract: $name', (imp
       expect(await readAll(log, 0)).toEqual(entries('d', 0, 4).map((e, offset) => ({ offset, event: e.event })));
       expect(await log.isSealed(1)).toBe(true);
       expect(await log.isSealed(0)).toBe(false);
-      expect(await log.append(0, entries('d', 2, 4))).toEqual({ appended: 2, duplicates: 2 });
+      expect(await log.append(0, entries('d', 2, 4))).toEqual({ appended: 2, duplicates: 2, head: 6 });
       expect(await log.read(0, 4, 10)).toEqual(entries('d', 4, 2).map((e, i) => ({ offset: 4 + i, event: e.event })));
     }),
   );

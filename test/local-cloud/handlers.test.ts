@@ -126,6 +126,11 @@ describe('ingest handler', () => {
     expect(await handler(event)).toEqual({ batchItemFailures: [] });
     expect((await s.log.head(0)) + (await s.log.head(1))).toBe(1);
     expect((await s.deadLetters.list()).map((l) => l.reason).sort()).toEqual(['malformed-json', 'schema-violation']);
+    // Each delivery wakes the source instance with a poll named by the head after the append:
+    // the redelivery appended nothing, so its poll repeats the first one's id (SQS drops it).
+    const partition = (await s.log.head(0)) === 1 ? 0 : 1;
+    const to = `${wordCount.build().vertices[0]?.id ?? ''}#${partition}`;
+    expect(s.sent.map((m) => m.dedupId)).toEqual([`g1:poll:${to}:1`, `g1:poll:${to}:1`]);
   });
 
   it('before the coordinator created the job, every message comes back', async () => {

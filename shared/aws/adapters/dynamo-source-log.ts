@@ -1,5 +1,5 @@
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import type { LogEntry, SourceLog } from '../../core/ports.js';
+import type { AppendResult, LogEntry, SourceLog } from '../../core/ports.js';
 import { MAX_TRANSACT_ACTIONS, MAX_TRANSACT_BYTES, cancellationReasons, keyId, transactItemSize, type DynamoIo, type TransactItem } from './dynamo-io.js';
 import { Keys, pad } from './table-layout.js';
 
@@ -20,11 +20,11 @@ import { Keys, pad } from './table-layout.js';
 export class DynamoSourceLog implements SourceLog {
   constructor(private readonly io: DynamoIo) {}
 
-  async append(partition: number, entries: readonly { id: string; event: unknown }[]): Promise<{ appended: number; duplicates: number }> {
+  async append(partition: number, entries: readonly { id: string; event: unknown }[]): Promise<AppendResult> {
     const seen = new Set<string>();
     const unique = entries.filter((e) => (seen.has(e.id) ? false : (seen.add(e.id), true)));
     let duplicates = entries.length - unique.length;
-    if (unique.length === 0) return { appended: 0, duplicates };
+    if (unique.length === 0) return { appended: 0, duplicates, head: await this.head(partition) };
     const existing = await this.io.batchGet(unique.map((e) => Keys.logDedup(partition, e.id)), this.io.table, ['pk', 'sk']);
     let fresh = unique.filter((e) => !existing.has(keyId(Keys.logDedup(partition, e.id))));
     duplicates += unique.length - fresh.length;
@@ -32,6 +32,7 @@ export class DynamoSourceLog implements SourceLog {
     await Promise.all(fresh.map(async (e) => payloads.set(e.id, await this.io.encode(e.event))));
 
     let appended = 0;
+    let headAfter: number | undefined;
     for (let attempt = 0; fresh.length > 0; ) {
       const head = await this.io.get(Keys.logHead(partition));
       const start = (head?.head as number | undefined) ?? 0;
@@ -62,6 +63,7 @@ export class DynamoSourceLog implements SourceLog {
       }
       try {
         await this.io.transact([headAction(chunk.length), ...actions]);
+        headAfter = start + chunk.length;
         appended += chunk.length;
         fresh = fresh.slice(chunk.length);
         attempt = 0;
@@ -83,7 +85,7 @@ export class DynamoSourceLog implements SourceLog {
         await this.io.backoff(attempt++);
       }
     }
-    return { appended, duplicates };
+    return { appended, duplicates, head: headAfter ?? (await this.head(partition)) };
   }
 
   async read(partition: number, from: number, max: number): Promise<LogEntry[]> {
