@@ -1,12 +1,21 @@
 /** Values over the DynamoDB item limit spill to S3 through the BlobStore, referenced from the item. */
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { initialJob } from '../../shared/core/protocol/coordinator.js';
 import { initialInstanceRecord } from '../../shared/core/instance/step.js';
 import { BLOB_PREFIX, Keys } from '../../shared/aws/adapters/table-layout.js';
+import type { StoredItem } from '../../shared/core/ports.js';
 import { INSTANCE, OP, commitOf, freshStores } from './helpers.js';
 
 const big = (size: number, fill = 'x'): string => fill.repeat(size);
 const ref = { keyGroup: 5, key: 'big' };
+
+/** The keys of the spilled blobs the table's items refer to, as S3 lists them. */
+async function spilledBlobs(s: Awaited<ReturnType<typeof freshStores>>): Promise<string[]> {
+  const out = await s.clients.s3.send(new ListObjectsV2Command({ Bucket: 'cairn-aws-tests', Prefix: `spill/${s.table}/` }));
+  return (out.Contents ?? []).map((o) => o.Key ?? '').sort();
+}
+const blobOf = async (s: Awaited<ReturnType<typeof freshStores>>, key: { pk: string; sk: string }): Promise<string> => String((await s.io.get(key))?.d).slice(BLOB_PREFIX.length);
 
 describe('spill to S3 over the size threshold', () => {
   it('a 500 KB state value (over the 400 KB item limit) round-trips through S3, as item and as version record', async () => {
@@ -27,6 +36,36 @@ describe('spill to S3 over the size threshold', () => {
       expect(String((await s.io.get(Keys.version(OP, ref.keyGroup, ref.key, 1)))?.d).startsWith(BLOB_PREFIX)).toBe(true);
       expect(await s.stateStore.restoreOperator(OP, 1)).toEqual({ keysRestored: 1 });
       expect((await s.stateStore.getItems(OP, [ref])).get('5|big')).toEqual({ value, epoch: 1 });
+    } finally {
+      await s.done();
+    }
+  });
+
+  it('a spilled value keeps one blob: the version record takes over the replaced item\'s blob, an overwrite in the same epoch deletes it', async () => {
+    const s = await freshStores({ spillThresholdBytes: 1_000 });
+    try {
+      await s.checkpoints.putJob(initialJob(1), undefined);
+      await s.stateStore.putInstance(initialInstanceRecord(INSTANCE, 1));
+      const read = async (): Promise<StoredItem> => (await s.stateStore.getItems(OP, [ref])).get('5|big') as StoredItem;
+      await s.stateStore.commitStep(commitOf(0, [{ ...ref, value: { v: big(2_000, 'a') }, epoch: 1, previous: undefined }]));
+      const first = await blobOf(s, Keys.item(OP, ref.keyGroup, ref.key));
+      expect(await spilledBlobs(s)).toEqual([first]);
+
+      // Epoch 2, first write: the epoch-1 value becomes the version record, with the same blob.
+      await s.stateStore.commitStep(commitOf(1, [{ ...ref, value: { v: big(2_000, 'b') }, epoch: 2, previous: await read() }]));
+      const second = await blobOf(s, Keys.item(OP, ref.keyGroup, ref.key));
+      expect(await blobOf(s, Keys.version(OP, ref.keyGroup, ref.key, 1))).toBe(first);
+      expect(await spilledBlobs(s)).toEqual([first, second].sort());
+
+      // Epoch 2 again: the value it replaces belongs to no checkpoint; its blob is deleted.
+      await s.stateStore.commitStep(commitOf(2, [{ ...ref, value: { v: big(2_000, 'c') }, epoch: 2, previous: await read() }]));
+      const third = await blobOf(s, Keys.item(OP, ref.keyGroup, ref.key));
+      expect(await spilledBlobs(s)).toEqual([first, third].sort());
+      expect(await read()).toEqual({ value: { v: big(2_000, 'c') }, epoch: 2 });
+
+      // Back to checkpoint 1: the epoch-1 value from its version record.
+      await s.stateStore.restoreOperator(OP, 1);
+      expect(await read()).toEqual({ value: { v: big(2_000, 'a') }, epoch: 1 });
     } finally {
       await s.done();
     }

@@ -25,7 +25,7 @@ import {
   type Raw,
   type TransactItem,
 } from './dynamo-io.js';
-import { Keys, pad, prefixEnd, type ItemKey } from './table-layout.js';
+import { BLOB_PREFIX, Keys, pad, prefixEnd, type ItemKey } from './table-layout.js';
 
 /**
  * StateStore on one DynamoDB table (layout: table-layout.ts).
@@ -89,6 +89,11 @@ const N = {
 export class DynamoStateStore implements StateStore {
   private readonly sinkTable: string;
   private readonly shards: number;
+  /**
+   * The stored payload (`@s3:` blob reference) of each item getItems returned spilled, by the
+   * object it returned: a later commit that replaces that item knows its blob without a read.
+   */
+  private readonly spilledPayloads = new WeakMap<StoredItem, string>();
 
   constructor(
     private readonly io: DynamoIo,
@@ -136,23 +141,29 @@ export class DynamoStateStore implements StateStore {
   async getItems(operator: string, keys: readonly StateKeyRef[]): Promise<Map<string, StoredItem>> {
     const itemKeys = keys.map((ref) => Keys.item(operator, ref.keyGroup, ref.key));
     const raw = await this.io.batchGet(itemKeys);
-    const values = await this.io.readValues<StoredItem>(itemKeys.map((k) => raw.get(keyId(k))));
+    const payloads = await this.io.effective(itemKeys.map((k) => raw.get(keyId(k))));
     const out = new Map<string, StoredItem>();
-    keys.forEach((ref, i) => {
-      const value = values[i];
-      if (value) out.set(`${ref.keyGroup}|${ref.key}`, value);
-    });
+    await Promise.all(
+      keys.map(async (ref, i) => {
+        const payload = payloads[i];
+        if (payload === undefined) return;
+        const item = await this.io.decode<StoredItem>(payload);
+        if (payload.startsWith(BLOB_PREFIX)) this.spilledPayloads.set(item, payload);
+        out.set(`${ref.keyGroup}|${ref.key}`, item);
+      }),
+    );
     return out;
   }
 
   // ---------- commit ----------
 
   async commitStep(commit: StepCommit): Promise<void> {
-    const { items, liveDelta } = await this.plan(commit);
+    const { items, liveDelta, replacedBlobs } = await this.plan(commit);
     const recordPayload = await this.io.encode(commit.record);
     for (let attempt = 0; ; attempt++) {
       try {
         await this.tryCommit(commit, items, liveDelta, recordPayload);
+        await Promise.all(replacedBlobs.map((b) => this.io.dropBlob(b)));
         return;
       } catch (error) {
         if (error instanceof UnfinishedFold && attempt < 3) {
@@ -168,20 +179,33 @@ export class DynamoStateStore implements StateStore {
     return keyGroup % this.shards;
   }
 
-  /** The items a commit writes, merged per item (the last write of an item wins). */
-  private async plan(commit: StepCommit): Promise<{ items: PlannedItem[]; liveDelta: number }> {
+  /**
+   * The items a commit writes, merged per item (the last write of an item wins), and the blobs
+   * of spilled values that the commit replaces and nothing else refers to afterwards.
+   */
+  private async plan(commit: StepCommit): Promise<{ items: PlannedItem[]; liveDelta: number; replacedBlobs: string[] }> {
     const op = commit.operator;
-    const planned = new Map<string, { key: ItemKey; sink: boolean; attrs: Record<string, string | number>; value: unknown; epoch?: number }>();
-    const add = (key: ItemKey, value: unknown, attrs: Record<string, string | number> = {}, sink = false, epoch?: number): void => {
-      planned.set(`${sink ? 1 : 0}${keyId(key)}`, { key, sink, attrs, value, ...(epoch === undefined ? {} : { epoch }) });
+    const planned = new Map<string, { key: ItemKey; sink: boolean; attrs: Record<string, string | number>; value: unknown; epoch?: number; spilled?: string }>();
+    const add = (key: ItemKey, value: unknown, attrs: Record<string, string | number> = {}, sink = false, epoch?: number, spilled?: string): void => {
+      planned.set(`${sink ? 1 : 0}${keyId(key)}`, { key, sink, attrs, value, ...(epoch === undefined ? {} : { epoch }), ...(spilled === undefined ? {} : { spilled }) });
     };
+    const replacedBlobs: string[] = [];
     let liveDelta = 0;
     for (const write of commit.stateWrites) {
       const previous = write.previous;
+      // The S3 blob of the value this write replaces, if it was read from the store spilled.
+      const previousBlob = previous ? this.spilledPayloads.get(previous) : undefined;
       if (!previous || previous.epoch < write.epoch) {
         // First write of this key in this epoch: keep the value it closes as a version record.
-        if (previous) add(Keys.version(op, write.keyGroup, write.key, previous.epoch), previous.value);
+        // A spilled value moves to the version record as it is (same blob, no second upload).
+        if (previous) {
+          const closed: StoredItem = { value: previous.value, epoch: previous.epoch };
+          add(Keys.version(op, write.keyGroup, write.key, previous.epoch), closed, {}, false, undefined, previousBlob);
+        }
         add(Keys.change(op, this.shard(write.keyGroup), write.epoch, write.keyGroup, write.key), 1, { kg: write.keyGroup, key: write.key });
+      } else if (previousBlob !== undefined) {
+        // Overwritten within its epoch: no checkpoint holds that value, so its blob goes.
+        replacedBlobs.push(previousBlob);
       }
       add(Keys.item(op, write.keyGroup, write.key), { value: write.value, epoch: write.epoch } satisfies StoredItem, {}, false, write.epoch);
       liveDelta += (write.value !== null ? 1 : 0) - (previous && previous.value !== null ? 1 : 0);
@@ -195,9 +219,15 @@ export class DynamoStateStore implements StateStore {
     for (const upsert of commit.upserts) add(Keys.sinkUpsert(upsert.sink, upsert.key), upsert.value, { key: upsert.key }, this.sinkTable !== this.table);
     for (const letter of commit.deadLetters) add(Keys.deadLetter(letter.id), letter);
     const items = await Promise.all(
-      [...planned.values()].map(async (p) => ({ key: p.key, sink: p.sink, attrs: p.attrs, payload: await this.io.encode(p.value), ...(p.epoch === undefined ? {} : { epoch: p.epoch }) })),
+      [...planned.values()].map(async (p) => ({
+        key: p.key,
+        sink: p.sink,
+        attrs: p.attrs,
+        payload: p.spilled ?? (await this.io.encode(p.value)),
+        ...(p.epoch === undefined ? {} : { epoch: p.epoch }),
+      })),
     );
-    return { items, liveDelta };
+    return { items, liveDelta, replacedBlobs };
   }
 
   private instanceCondition(commit: StepCommit): { expr: string; values: Record<string, unknown> } {
@@ -472,7 +502,7 @@ export class DynamoStateStore implements StateStore {
             return {
               raw,
               epoch: Number(raw.sk),
-              value: payload === undefined ? undefined : await this.io.decode<StoredItem['value']>(payload),
+              value: payload === undefined ? undefined : (await this.io.decode<StoredItem>(payload)).value,
               visible: payload !== undefined,
             };
           }),

@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
  * | instance record         | `I#`instance               | `I`                                | d, ver (N), gen (N), tok, fold, claim |
  * | live-key counter        | `N#`op                     | instance, or `~restore`            | n (N) |
  * | keyed-state item        | `K#`op`#`keyGroup          | key                                | d = {value, epoch} |
- * | version record          | `V#`op`#`keyGroup`#`key    | pad(epoch)                         | d = value (copy-on-write of the epoch it closed) |
+ * | version record          | `V#`op`#`keyGroup`#`key    | pad(epoch)                         | d = {value, epoch}: the item as the epoch closed it (copy-on-write; a spilled item's blob moves here as is) |
  * | changed-keys index      | `C#`op`#`shard             | pad(epoch)`#`keyGroup`#`key        | d = `1`, kg (N), key |
  * | operator snapshot       | `SN#`op                    | pad(cp)`#`instance                 | d |
  * | channel state chunk     | `CS#`op                    | pad(cp)`#`instance`#`pad(version)  | d |
