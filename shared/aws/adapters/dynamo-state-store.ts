@@ -185,9 +185,11 @@ export class DynamoStateStore implements StateStore {
    */
   private async plan(commit: StepCommit): Promise<{ items: PlannedItem[]; liveDelta: number; replacedBlobs: string[] }> {
     const op = commit.operator;
-    const planned = new Map<string, { key: ItemKey; sink: boolean; attrs: Record<string, string | number>; value: unknown; epoch?: number; spilled?: string }>();
-    const add = (key: ItemKey, value: unknown, attrs: Record<string, string | number> = {}, sink = false, epoch?: number, spilled?: string): void => {
-      planned.set(`${sink ? 1 : 0}${keyId(key)}`, { key, sink, attrs, value, ...(epoch === undefined ? {} : { epoch }), ...(spilled === undefined ? {} : { spilled }) });
+    /** `spilled`: the value's payload as already stored in S3, written as is instead of encoding `value`. */
+    type ItemOptions = { attrs?: Record<string, string | number>; sink?: boolean; epoch?: number; spilled?: string | undefined };
+    const planned = new Map<string, { key: ItemKey; value: unknown } & ItemOptions>();
+    const add = (key: ItemKey, value: unknown, options: ItemOptions = {}): void => {
+      planned.set(`${options.sink ? 1 : 0}${keyId(key)}`, { key, value, ...options });
     };
     const replacedBlobs: string[] = [];
     let liveDelta = 0;
@@ -200,29 +202,29 @@ export class DynamoStateStore implements StateStore {
         // A spilled value moves to the version record as it is (same blob, no second upload).
         if (previous) {
           const closed: StoredItem = { value: previous.value, epoch: previous.epoch };
-          add(Keys.version(op, write.keyGroup, write.key, previous.epoch), closed, {}, false, undefined, previousBlob);
+          add(Keys.version(op, write.keyGroup, write.key, previous.epoch), closed, { spilled: previousBlob });
         }
-        add(Keys.change(op, this.shard(write.keyGroup), write.epoch, write.keyGroup, write.key), 1, { kg: write.keyGroup, key: write.key });
+        add(Keys.change(op, this.shard(write.keyGroup), write.epoch, write.keyGroup, write.key), 1, { attrs: { kg: write.keyGroup, key: write.key } });
       } else if (previousBlob !== undefined) {
         // Overwritten within its epoch: no checkpoint holds that value, so its blob goes.
         replacedBlobs.push(previousBlob);
       }
-      add(Keys.item(op, write.keyGroup, write.key), { value: write.value, epoch: write.epoch } satisfies StoredItem, {}, false, write.epoch);
+      add(Keys.item(op, write.keyGroup, write.key), { value: write.value, epoch: write.epoch } satisfies StoredItem, { epoch: write.epoch });
       liveDelta += (write.value !== null ? 1 : 0) - (previous && previous.value !== null ? 1 : 0);
     }
     for (const snapshot of commit.snapshots ?? []) add(Keys.snapshot(op, snapshot.checkpointId, commit.instance), snapshot.state);
     for (const part of commit.channelState) add(Keys.channelState(op, part.checkpointId, commit.instance, commit.record.version), part.entries);
     for (const ack of commit.acks) add(Keys.ack(ack.checkpointId, ack.instance), ack);
     for (const staged of commit.staged) {
-      add(Keys.staged(staged.sink, staged.epoch, commit.instance, commit.record.version), staged.records, { inst: commit.instance, ep: staged.epoch });
+      add(Keys.staged(staged.sink, staged.epoch, commit.instance, commit.record.version), staged.records, { attrs: { inst: commit.instance, ep: staged.epoch } });
     }
-    for (const upsert of commit.upserts) add(Keys.sinkUpsert(upsert.sink, upsert.key), upsert.value, { key: upsert.key }, this.sinkTable !== this.table);
+    for (const upsert of commit.upserts) add(Keys.sinkUpsert(upsert.sink, upsert.key), upsert.value, { attrs: { key: upsert.key }, sink: this.sinkTable !== this.table });
     for (const letter of commit.deadLetters) add(Keys.deadLetter(letter.id), letter);
     const items = await Promise.all(
       [...planned.values()].map(async (p) => ({
         key: p.key,
-        sink: p.sink,
-        attrs: p.attrs,
+        sink: p.sink ?? false,
+        attrs: p.attrs ?? {},
         payload: p.spilled ?? (await this.io.encode(p.value)),
         ...(p.epoch === undefined ? {} : { epoch: p.epoch }),
       })),
