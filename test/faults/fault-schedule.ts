@@ -95,13 +95,28 @@ export class FaultInjector {
   private readonly thrownFor = new Set<string>();
   private turn = 0;
   private resumeAtTurn: number | undefined;
+  /** While held, nothing fires and turns are not counted: the schedule starts at arm(). */
+  private held = false;
 
   constructor(readonly plan: FaultPlan) {
     this.random = prng(plan.seed);
   }
 
+  /** Holds every fault back until arm() (e.g. until the job has completed a few checkpoints). */
+  hold(): void {
+    this.held = true;
+  }
+
+  arm(): void {
+    this.held = false;
+  }
+
+  get isHeld(): boolean {
+    return this.held;
+  }
+
   private fire(kind: Exclude<FaultKind, 'checkpoint-timeout'>): boolean {
-    if (this.injected[kind] >= CAP || this.random() >= this.plan.rates[kind]) return false;
+    if (this.held || this.injected[kind] >= CAP || this.random() >= this.plan.rates[kind]) return false;
     this.injected[kind]++;
     return true;
   }
@@ -165,6 +180,7 @@ export class FaultInjector {
         },
       },
       onTurn: async (runtime) => {
+        if (this.held) return;
         this.turn++;
         if (this.turn === this.plan.stallAtTurn) {
           // One counter instance stops being served for longer than the checkpoint timeout.

@@ -1,4 +1,6 @@
 import type { CheckpointConfigInput } from '../../shared/core/config.js';
+import { requestRollback, updateJob } from '../../shared/core/control.js';
+import { JobNotControllableError } from '../../shared/core/errors.js';
 import type { LocalCloudFaults, LocalCloudJob } from '../../shared/aws/runner/index.js';
 import type { EmbeddedRuntime } from '../../shared/embedded/runtime.js';
 import type { FaultInjector } from '../faults/fault-schedule.js';
@@ -51,7 +53,11 @@ export interface FaultRun {
   readonly deadLetterReasons: string[];
   readonly counters: LocalCloudJob['counters'];
   readonly restarts: number;
+  /** Restarts that restored a completed checkpoint (from version records), not the empty state of checkpoint 0. */
+  readonly restartsToLaterCheckpoint: number;
   readonly errors: string[];
+  /** Payloads written to S3 (spilled values), by every client of the run. */
+  readonly s3Puts: number;
   readonly ms: number;
 }
 
@@ -60,9 +66,22 @@ export function realTime(seed: number): Partial<CheckpointConfigInput> {
   return { intervalMs: 100 + (seed % 4) * 100, timeoutMs: 2500 };
 }
 
-export async function runOnce(checkpoint: CheckpointConfigInput, options: { injector?: FaultInjector; throttler?: Throttler } = {}): Promise<FaultRun> {
+export async function runOnce(
+  checkpoint: CheckpointConfigInput,
+  options: {
+    injector?: FaultInjector;
+    throttler?: Throttler;
+    spillThresholdBytes?: number;
+    /**
+     * Faults start once this many checkpoints completed, with a rollback to the latest of them
+     * (as `cairn rollback` asks it): restores then read version records, not the empty state of checkpoint 0.
+     */
+    faultsAfterCheckpoint?: number;
+  } = {},
+): Promise<FaultRun> {
   const started = Date.now();
-  const { injector, throttler } = options;
+  const { injector, throttler, spillThresholdBytes, faultsAfterCheckpoint } = options;
+  if (faultsAfterCheckpoint !== undefined) injector?.hold();
   let faults: LocalCloudFaults | undefined;
   if (injector) {
     const f = injector.faults();
@@ -71,6 +90,13 @@ export async function runOnce(checkpoint: CheckpointConfigInput, options: { inje
       ...(f.transport ? { transport: f.transport } : {}),
       ...(f.coordinator ? { coordinator: f.coordinator } : {}),
       onTurn: async (job) => {
+        const completed = injector.isHeld ? ((await job.checkpoints.getJob())?.lastCompletedId ?? 0) : 0;
+        if (injector.isHeld && completed >= (faultsAfterCheckpoint ?? 0)) {
+          injector.arm();
+          await updateJob(job.checkpoints, (record) => requestRollback(record, record.lastCompletedId)).catch((error: unknown) => {
+            if (!(error instanceof JobNotControllableError)) throw error;
+          });
+        }
         // The schedule's "stall one counter instance past the checkpoint timeout", on SQS: the
         // event source holds that message group back (ChangeMessageVisibility). Operator
         // requests go to the job table, as `cairn ... --target local-cloud` sends them.
@@ -91,6 +117,7 @@ export async function runOnce(checkpoint: CheckpointConfigInput, options: { inje
     visibilityTimeoutSeconds: 1,
     ...(faults ? { faults } : {}),
     ...(throttler ? { onClients: (clients) => throttler.attach(clients.dynamo) } : {}),
+    ...(spillThresholdBytes === undefined ? {} : { spillThresholdBytes }),
   });
   try {
     await job.push(sequenceEvents(KEYS, PER_KEY, POISON));
@@ -105,7 +132,9 @@ export async function runOnce(checkpoint: CheckpointConfigInput, options: { inje
       deadLetterReasons: letters.map((d) => d.reason),
       counters: { ...job.counters },
       restarts: record.restarts.length,
+      restartsToLaterCheckpoint: record.restarts.filter((r) => r.toCheckpoint > 0).length,
       errors: [...job.lastErrors],
+      s3Puts: job.requestSnapshot()['S3.PutObject'] ?? 0,
       ms: Date.now() - started,
     };
   } finally {

@@ -32,14 +32,21 @@ describe('fault suite (local cloud): seeded schedules end exactly like the fault
     const injector = new FaultInjector(plan);
     // Every other seed: one DynamoDB call in 40 is throttled.
     const throttler = seed % 2 === 0 ? new Throttler(40) : undefined;
-    const run = await runOnce(plan.checkpoint, { injector, ...(throttler ? { throttler } : {}) });
+    // Every third seed: payloads over 16 bytes spill to S3 (state values, version records,
+    // instance records, snapshots, staged sink output, log entries), and the faults wait for two
+    // completed checkpoints, so that rollbacks restore spilled version records (most early
+    // faults roll back to checkpoint 0, which restores nothing).
+    const late = seed % 3 === 0 ? { spillThresholdBytes: 16, faultsAfterCheckpoint: 2 } : {};
+    const run = await runOnce(plan.checkpoint, { injector, ...(throttler ? { throttler } : {}), ...late });
     timings.push(run.ms);
     for (const [kind, n] of Object.entries(injector.injected)) totals[kind] = (totals[kind] ?? 0) + n;
     for (const [kind, n] of Object.entries(injector.requests)) totals[`request:${kind}`] = (totals[`request:${kind}`] ?? 0) + n;
     totals.throttled = (totals.throttled ?? 0) + (throttler?.throttled ?? 0);
     totals.redeliveries = (totals.redeliveries ?? 0) + run.counters.redeliveries;
     totals.restarts = (totals.restarts ?? 0) + run.restarts;
+    totals.restartsToLaterCheckpoint = (totals.restartsToLaterCheckpoint ?? 0) + run.restartsToLaterCheckpoint;
     totals.coordinatorCrashes = (totals.coordinatorCrashes ?? 0) + run.counters.coordinatorCrashes;
+    if (seed % 3 === 0) totals.spilledPayloads = (totals.spilledPayloads ?? 0) + run.s3Puts;
     const context = `seed ${seed} plan ${JSON.stringify(plan)} injected ${JSON.stringify(injector.injected)} throttled ${throttler?.throttled ?? 0} counters ${JSON.stringify(run.counters)} errors ${run.errors.slice(-3).join(' | ')}`;
     expect(run.status, context).toBe('FINISHED');
     expect(violations(run.output, KEYS, PER_KEY, 'exactly-once'), context).toEqual([]);
@@ -53,6 +60,8 @@ describe('fault suite (local cloud): seeded schedules end exactly like the fault
     console.log(`local-cloud fault seeds ${FIRST}-${LAST}: ${timings.length} runs in ${total} ms (max ${Math.max(...timings)} ms); totals ${JSON.stringify(totals)}`);
     if (timings.length < seeds.length || seeds.length < 10) return;
     // The schedules really exercised the faults this suite is about.
-    for (const kind of ['crash-between-commit-and-send', 'crash-before-commit', 'redeliveries', 'throttled', 'duplicate-delivery', 'request:pause', 'request:rollback']) expect(totals[kind] ?? 0, kind).toBeGreaterThan(0);
+    for (const kind of ['crash-between-commit-and-send', 'crash-before-commit', 'redeliveries', 'throttled', 'duplicate-delivery', 'request:pause', 'request:rollback', 'spilledPayloads', 'restartsToLaterCheckpoint']) {
+      expect(totals[kind] ?? 0, kind).toBeGreaterThan(0);
+    }
   });
 });

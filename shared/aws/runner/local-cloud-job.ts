@@ -84,6 +84,8 @@ export interface LocalCloudJobOptions {
   readonly telemetry?: Telemetry;
   /** Sees each SDK client set before use (tests add middleware, e.g. throttling). */
   readonly onClients?: (clients: AwsStores['clients'], role: ClientRole) => void;
+  /** Payloads over this many bytes spill to S3 (default: the adapters' threshold, under the 400 KB item limit). */
+  readonly spillThresholdBytes?: number;
   /** Keep the table and queues on destroy() (the CLI leaves them for inspection). */
   readonly keepResources?: boolean;
 }
@@ -203,7 +205,13 @@ export class LocalCloudJob {
       maxReceiveCount: options.maxReceiveCount ?? limits.maxReceiveCount,
     });
     const queueUrls = Object.fromEntries(Object.entries(queues.operators).map(([vertex, q]) => [vertex, q.url]));
-    const storeOptions = { tableName: prefix, bucket: prefix.toLowerCase(), queueUrls, ...base };
+    const storeOptions = {
+      tableName: prefix,
+      bucket: prefix.toLowerCase(),
+      queueUrls,
+      ...base,
+      ...(options.spillThresholdBytes === undefined ? {} : { spillThresholdBytes: options.spillThresholdBytes }),
+    };
     const stores = await createAwsStores({ ...storeOptions, counter: counters.functions, provision: true });
     const coordinatorStores = await createAwsStores({ ...storeOptions, counter: counters.coordinator });
     options.onClients?.(stores.clients, 'functions');
