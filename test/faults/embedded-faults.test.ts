@@ -55,6 +55,8 @@ describe('fault suite (embedded): seeded schedules end exactly like the fault-fr
   /** In-flight records stored as channel state, per alignment mode: unaligned checkpoints must really overtake data. */
   const channelState: Record<string, number> = {};
   let mostTurns = 0;
+  /** Restarts by target: checkpoint 0 restores nothing, a completed checkpoint restores version records. */
+  const restartTargets = { initial: 0, completed: 0, neverArmed: 0 };
 
   beforeAll(async () => {
     reference = await runOnce({ intervalMs: 5 });
@@ -70,7 +72,9 @@ describe('fault suite (embedded): seeded schedules end exactly like the fault-fr
 
   it.each(Array.from({ length: SEEDS }, (_, i) => i + 1))('seed %i', async (seed) => {
     const plan = planFor(seed);
-    const injector = new FaultInjector(plan);
+    // Every fourth seed holds its faults until a checkpoint completed (then rolls back to it):
+    // early faults roll back to checkpoint 0, which restores no keyed state.
+    const injector = seed % 4 === 0 ? new FaultInjector(plan).holdUntilCheckpoint(1) : new FaultInjector(plan);
     const run = await runOnce(plan.checkpoint, injector);
     for (const [kind, n] of Object.entries(injector.injected)) totals[kind] = (totals[kind] ?? 0) + n;
     for (const [kind, n] of Object.entries(injector.requests)) requestTotals[kind] = (requestTotals[kind] ?? 0) + n;
@@ -78,6 +82,8 @@ describe('fault suite (embedded): seeded schedules end exactly like the fault-fr
     alignments[alignment] = (alignments[alignment] ?? 0) + 1;
     channelState[alignment] = (channelState[alignment] ?? 0) + run.channelStateRecords;
     mostTurns = Math.max(mostTurns, run.turns);
+    for (const r of run.job.restarts) restartTargets[r.toCheckpoint > 0 ? 'completed' : 'initial']++;
+    if (injector.held) restartTargets.neverArmed++;
     const context = `seed ${seed} plan ${JSON.stringify(plan)} injected ${JSON.stringify(injector.injected)} counters ${JSON.stringify(run.counters)} errors ${run.errors.slice(-3).join(' | ')}`;
     expect(run.job.status, context).toBe('FINISHED');
     expect(violations(run.output, KEYS, PER_KEY, 'exactly-once'), context).toEqual([]);
@@ -97,6 +103,9 @@ describe('fault suite (embedded): seeded schedules end exactly like the fault-fr
     for (const kind of ['checkpoint', 'pause', 'rollback']) expect(requestTotals[kind] ?? 0, kind).toBeGreaterThan(5);
     for (const mode of ['aligned', 'unaligned', 'aligned-with-timeout']) expect(alignments[mode] ?? 0, mode).toBeGreaterThan(10);
     console.log(`channel state records per alignment mode: ${JSON.stringify(channelState)}; most loop turns in one run: ${mostTurns} of ${MAX_TURNS}`);
+    console.log(`restarts to checkpoint 0 / to a completed checkpoint: ${restartTargets.initial} / ${restartTargets.completed}; held seeds that never armed: ${restartTargets.neverArmed}`);
+    expect(restartTargets.completed).toBeGreaterThan(SEEDS / 4);
+    expect(restartTargets.neverArmed).toBe(0);
     expect(channelState.aligned ?? 0).toBe(0);
     expect(channelState.unaligned ?? 0).toBeGreaterThan(0);
     expect(channelState['aligned-with-timeout'] ?? 0).toBeGreaterThan(0);

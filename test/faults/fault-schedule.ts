@@ -95,28 +95,39 @@ export class FaultInjector {
   private readonly thrownFor = new Set<string>();
   private turn = 0;
   private resumeAtTurn: number | undefined;
-  /** While held, nothing fires and turns are not counted: the schedule starts at arm(). */
-  private held = false;
+  /** Until the job has completed this many checkpoints nothing fires and turns are not counted. */
+  private holdUntil: number | undefined;
 
   constructor(readonly plan: FaultPlan) {
     this.random = prng(plan.seed);
   }
 
-  /** Holds every fault back until arm() (e.g. until the job has completed a few checkpoints). */
-  hold(): void {
-    this.held = true;
+  /**
+   * Holds every fault back until the job has completed `checkpoints` checkpoints, then starts
+   * with a rollback to the latest (as `cairn rollback` asks it). Faults early in a run roll back
+   * to checkpoint 0, which restores nothing; these restore keyed state from version records.
+   */
+  holdUntilCheckpoint(checkpoints: number): this {
+    this.holdUntil = checkpoints;
+    return this;
   }
 
-  arm(): void {
-    this.held = false;
+  /** True while faults are still held back (the job never completed enough checkpoints). */
+  get held(): boolean {
+    return this.holdUntil !== undefined;
   }
 
-  get isHeld(): boolean {
-    return this.held;
+  /** Still holding: arms (and asks for the rollback) once the job has enough completed checkpoints. */
+  private async holding(store: CheckpointStore): Promise<boolean> {
+    if (this.holdUntil === undefined) return false;
+    if (((await store.getJob())?.lastCompletedId ?? 0) < this.holdUntil) return true;
+    this.holdUntil = undefined;
+    if (await updateJob(store, (job) => requestRollback(job, job.lastCompletedId)).catch(ignoreRefusal)) this.requests.rollback++;
+    return false;
   }
 
   private fire(kind: Exclude<FaultKind, 'checkpoint-timeout'>): boolean {
-    if (this.held || this.injected[kind] >= CAP || this.random() >= this.plan.rates[kind]) return false;
+    if (this.holdUntil !== undefined || this.injected[kind] >= CAP || this.random() >= this.plan.rates[kind]) return false;
     this.injected[kind]++;
     return true;
   }
@@ -180,7 +191,7 @@ export class FaultInjector {
         },
       },
       onTurn: async (runtime) => {
-        if (this.held) return;
+        if (await this.holding(runtime.checkpoints)) return;
         this.turn++;
         if (this.turn === this.plan.stallAtTurn) {
           // One counter instance stops being served for longer than the checkpoint timeout.

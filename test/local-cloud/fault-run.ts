@@ -1,6 +1,4 @@
 import type { CheckpointConfigInput } from '../../shared/core/config.js';
-import { requestRollback, updateJob } from '../../shared/core/control.js';
-import { JobNotControllableError } from '../../shared/core/errors.js';
 import type { LocalCloudFaults, LocalCloudJob } from '../../shared/aws/runner/index.js';
 import type { EmbeddedRuntime } from '../../shared/embedded/runtime.js';
 import type { FaultInjector } from '../faults/fault-schedule.js';
@@ -72,16 +70,10 @@ export async function runOnce(
     injector?: FaultInjector;
     throttler?: Throttler;
     spillThresholdBytes?: number;
-    /**
-     * Faults start once this many checkpoints completed, with a rollback to the latest of them
-     * (as `cairn rollback` asks it): restores then read version records, not the empty state of checkpoint 0.
-     */
-    faultsAfterCheckpoint?: number;
   } = {},
 ): Promise<FaultRun> {
   const started = Date.now();
-  const { injector, throttler, spillThresholdBytes, faultsAfterCheckpoint } = options;
-  if (faultsAfterCheckpoint !== undefined) injector?.hold();
+  const { injector, throttler, spillThresholdBytes } = options;
   let faults: LocalCloudFaults | undefined;
   if (injector) {
     const f = injector.faults();
@@ -90,13 +82,6 @@ export async function runOnce(
       ...(f.transport ? { transport: f.transport } : {}),
       ...(f.coordinator ? { coordinator: f.coordinator } : {}),
       onTurn: async (job) => {
-        const completed = injector.isHeld ? ((await job.checkpoints.getJob())?.lastCompletedId ?? 0) : 0;
-        if (injector.isHeld && completed >= (faultsAfterCheckpoint ?? 0)) {
-          injector.arm();
-          await updateJob(job.checkpoints, (record) => requestRollback(record, record.lastCompletedId)).catch((error: unknown) => {
-            if (!(error instanceof JobNotControllableError)) throw error;
-          });
-        }
         // The schedule's "stall one counter instance past the checkpoint timeout", on SQS: the
         // event source holds that message group back (ChangeMessageVisibility). Operator
         // requests go to the job table, as `cairn ... --target local-cloud` sends them.
