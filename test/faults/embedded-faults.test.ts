@@ -72,8 +72,8 @@ describe('fault suite (embedded): seeded schedules end exactly like the fault-fr
 
   it.each(Array.from({ length: SEEDS }, (_, i) => i + 1))('seed %i', async (seed) => {
     const plan = planFor(seed);
-    // Every fourth seed holds its faults until a checkpoint completed (then rolls back to it):
-    // early faults roll back to checkpoint 0, which restores no keyed state.
+    // Every fourth seed holds its faults until a checkpoint completed (then pauses, rolls back
+    // to it and resumes): early faults roll back to checkpoint 0, which restores no keyed state.
     const injector = seed % 4 === 0 ? new FaultInjector(plan).holdUntilCheckpoint(1) : new FaultInjector(plan);
     const run = await runOnce(plan.checkpoint, injector);
     for (const [kind, n] of Object.entries(injector.injected)) totals[kind] = (totals[kind] ?? 0) + n;

@@ -104,8 +104,9 @@ export class FaultInjector {
 
   /**
    * Holds every fault back until the job has completed `checkpoints` checkpoints, then starts
-   * with a rollback to the latest (as `cairn rollback` asks it). Faults early in a run roll back
-   * to checkpoint 0, which restores nothing; these restore keyed state from version records.
+   * as an operator would: `cairn pause`, `cairn rollback --to` the latest, and `cairn resume` a
+   * few turns later. Faults early in a run roll back to checkpoint 0, which restores nothing;
+   * these restore keyed state from version records, and every such run has a pause in it.
    */
   holdUntilCheckpoint(checkpoints: number): this {
     this.holdUntil = checkpoints;
@@ -122,6 +123,10 @@ export class FaultInjector {
     if (this.holdUntil === undefined) return false;
     if (((await store.getJob())?.lastCompletedId ?? 0) < this.holdUntil) return true;
     this.holdUntil = undefined;
+    if (await updateJob(store, pauseJob).catch(ignoreRefusal)) {
+      this.requests.pause++;
+      this.resumeAtTurn = this.turn + 3;
+    }
     if (await updateJob(store, (job) => requestRollback(job, job.lastCompletedId)).catch(ignoreRefusal)) this.requests.rollback++;
     return false;
   }

@@ -31,7 +31,8 @@ describe('fault suite (local cloud): seeded schedules end exactly like the fault
     const plan = planFor(seed, realTime(seed));
     // Every third seed: payloads over 16 bytes spill to S3 (state values, version records,
     // instance records, snapshots, staged sink output, log entries), and the faults wait for a
-    // completed checkpoint, so that rollbacks restore spilled version records.
+    // completed checkpoint (then the job is paused, rolled back to it and resumed), so that
+    // rollbacks restore spilled version records.
     const late = seed % 3 === 0;
     const injector = late ? new FaultInjector(plan).holdUntilCheckpoint(1) : new FaultInjector(plan);
     // Every other seed: one DynamoDB call in 40 is throttled.
