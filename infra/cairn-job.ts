@@ -18,7 +18,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { CheckpointConfigInput } from '../shared/core/config.js';
 import { parseRuntimeLimits } from '../shared/core/config.js';
-import { DEFAULT_RESTART_STRATEGY, validateRestartStrategy, type RestartStrategy } from '../functions/coordinator/restart-strategy.js';
+import { DEFAULT_RESTART_STRATEGY, validateRestartStrategy, type RestartStrategy } from '../shared/core/protocol/restart-strategy.js';
 import { CheckpointCoordinator } from './coordinator.js';
 import { jobSpec, type JobSpec, type VertexSpec } from './job-spec.js';
 

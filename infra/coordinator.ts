@@ -30,9 +30,13 @@ import type { CheckpointConfig } from '../shared/core/config.js';
  *                                   no  -> WaitForNext (seconds from the decision) -> Decide
  *     failed            -> JobFailed
  *
+ *     fail              -> MarkJobFailed -> JobFailed (restart strategy exhausted)
+ *
  * Recovery workflow: PlanRestart (restart strategy) -> [exhausted: MarkFailed -> JobFailed]
- *   -> RestartDelay -> BumpGeneration -> PurgeQueues (Map) -> RestoreOperators (Map over
- *   vertices) -> RestoreInstances (Map over instances) -> Resume -> Recovered.
+ *   -> RestartDelay -> BumpGeneration (a new attempt in its own generation) -> PurgeQueues
+ *   (Map) -> RestoreOperators (Map over vertices) -> RestoreInstances (Map over instances) ->
+ *   Resume (finishes only) -> Recovered. Every item carries the attempt's generation; a state
+ *   of an attempt that a newer one superseded ends the execution as Superseded.
  *
  * Who sends the task token back: the acknowledgement listener, a function on the job table's
  * DynamoDB stream filtered to ack items (`A#...`). Step commits write the acks; the listener
@@ -56,6 +60,8 @@ export interface CheckpointCoordinatorProps {
 }
 
 const APPLY_RETRY: sfn.RetryProps = { errors: ['States.TaskFailed'], interval: Duration.seconds(1), maxAttempts: 2, backoffRate: 2 };
+/** The recovery attempt of a task is no longer the current one (RecoverySupersededError, a literal name that survives minification). */
+const SUPERSEDED = 'RecoverySupersededError';
 /** Errors that mean "the facts moved on since the decision": decide again. */
 const STALE = ['StaleDecisionError', 'ConcurrentStepError'];
 
@@ -102,10 +108,18 @@ export class CheckpointCoordinator extends Construct {
     const purge = new sfn.Map(this, 'PurgeQueues', { itemsPath: '$.targets.queueUrls', maxConcurrency: 10, resultPath: sfn.JsonPath.DISCARD });
     purge.itemProcessor(purgeOne);
 
-    const restoreOperator = invoke('RestoreOperator', { action: 'restore-operator', 'vertex.$': '$.vertex', 'toCheckpoint.$': '$.toCheckpoint' }, sfn.JsonPath.DISCARD, 'Keyed state back to the checkpoint');
+    // A newer attempt (a retried or concurrent BumpGeneration) took over: this one stops, successfully.
+    const superseded = new sfn.Succeed(this, 'Superseded', { comment: 'A newer recovery attempt (generation) took over, or the recovery already finished' });
+    const restoreOperator = invoke(
+      'RestoreOperator',
+      { action: 'restore-operator', 'vertex.$': '$.vertex', 'toCheckpoint.$': '$.toCheckpoint', 'generation.$': '$.generation' },
+      sfn.JsonPath.DISCARD,
+      'Keyed state back to the checkpoint; later sink epochs discarded and withdrawn',
+    );
     restoreOperator.addRetry(APPLY_RETRY);
     const restoreOperators = new sfn.Map(this, 'RestoreOperators', { itemsPath: '$.targets.vertices', maxConcurrency: 10, resultPath: sfn.JsonPath.DISCARD });
     restoreOperators.itemProcessor(restoreOperator);
+    restoreOperators.addCatch(superseded, { errors: [SUPERSEDED], resultPath: '$.superseded' });
 
     const restoreInstance = invoke(
       'RestoreInstance',
@@ -116,9 +130,16 @@ export class CheckpointCoordinator extends Construct {
     restoreInstance.addRetry(APPLY_RETRY);
     const restoreInstances = new sfn.Map(this, 'RestoreInstances', { itemsPath: '$.targets.instances', maxConcurrency: 20, resultPath: sfn.JsonPath.DISCARD });
     restoreInstances.itemProcessor(restoreInstance);
+    restoreInstances.addCatch(superseded, { errors: [SUPERSEDED], resultPath: '$.superseded' });
 
-    const resume = invoke('Resume', { action: 'resume' }, '$.resumed', 'Job RUNNING again: sources rewound to their offsets and polled, replay ticks sent');
+    const resume = invoke(
+      'Resume',
+      { action: 'resume', 'generation.$': '$.targets.generation' },
+      '$.resumed',
+      'Only finishes the attempt (never restores again): job RUNNING, sources polled from their restored offsets, replay ticks sent',
+    );
     resume.addRetry(APPLY_RETRY);
+    resume.addCatch(superseded, { errors: [SUPERSEDED], resultPath: '$.superseded' });
 
     const recoveryDefinition = planRestart.next(
       new sfn.Choice(this, 'RestartAllowed')
@@ -183,6 +204,7 @@ export class CheckpointCoordinator extends Construct {
     const commitSinks = apply('CommitSinks', 'Two-phase commit: publish transactional sink output of completed epochs');
     const abort = apply('AbortCheckpoint', 'Abort N and count the failure');
     const finish = apply('Finish', 'Bounded input fully processed and checkpointed');
+    const markJobFailed = apply('MarkJobFailed', 'Restart strategy exhausted (decideNext): job status FAILED with the reason');
 
     const recover = new tasks.StepFunctionsStartExecution(this, 'Recover', {
       stateMachine: this.recoveryStateMachine,
@@ -211,6 +233,7 @@ export class CheckpointCoordinator extends Construct {
       .when(is('abort'), abort.next(decide))
       .when(sfn.Condition.or(is('start-recovery'), is('continue-recovery')), recover.next(restartConsumed).next(decide))
       .when(is('finish'), finish.next(finished))
+      .when(is('fail'), markJobFailed.next(jobFailed))
       .when(is('finished'), finished)
       .when(is('wait'), handoff)
       .otherwise(jobFailed);

@@ -3,7 +3,7 @@ import { GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { examples } from '../../examples/index.js';
 import { parseCheckpointConfig, type CheckpointConfigInput } from '../../shared/core/config.js';
 import { createAwsStores, type AwsStores } from '../../shared/aws/index.js';
-import { DEFAULT_RESTART_STRATEGY, validateRestartStrategy, type RestartStrategy } from './restart-strategy.js';
+import { DEFAULT_RESTART_STRATEGY, validateRestartStrategy, type RestartStrategy } from '../../shared/core/protocol/restart-strategy.js';
 import { CoordinatorTasks, type DecideInput } from './tasks.js';
 
 /**
@@ -60,9 +60,9 @@ export type CoordinatorEvent =
   | { readonly action: 'plan-restart'; readonly reason: string }
   | { readonly action: 'mark-failed'; readonly reason: string }
   | { readonly action: 'start-recovery'; readonly reason: string }
-  | { readonly action: 'restore-operator'; readonly vertex: string; readonly toCheckpoint: number }
+  | { readonly action: 'restore-operator'; readonly vertex: string; readonly toCheckpoint: number; readonly generation: number }
   | { readonly action: 'restore-instance'; readonly instance: string; readonly toCheckpoint: number; readonly generation: number }
-  | { readonly action: 'resume' };
+  | { readonly action: 'resume'; readonly generation: number };
 
 /** Embedded Metric Format: a log line CloudWatch turns into a metric (no API call, no extra permission). */
 export function emfMetric(job: string, name: string, value: number, unit: 'Count' | 'Milliseconds' = 'Count'): void {
@@ -151,7 +151,7 @@ export async function dispatch(tasks: CoordinatorTasks, event: CoordinatorEvent)
     case 'restore-instance':
       return tasks.restoreInstance(event);
     case 'resume':
-      return tasks.resume();
+      return tasks.resume(event);
     default:
       throw new Error(`unknown coordinator action ${(event as { action?: unknown }).action as string}`);
   }

@@ -1,11 +1,10 @@
 import type { CheckpointConfig } from '../../shared/core/config.js';
 import { CoordinatorDriver, type CoordinatorEnvironment, type ExecutableDecision } from '../../shared/core/coordinator-driver.js';
-import { initialInstanceRecord } from '../../shared/core/instance/step.js';
 import type { JobGraph } from '../../shared/core/job.js';
 import type { CheckpointRecord, CheckpointStore, Clock, JobRecord, QueueTransport, SinkStore, SourceLog, StateStore } from '../../shared/core/ports.js';
-import { decideNext, rollbackTarget } from '../../shared/core/protocol/coordinator.js';
+import { decideNext, restartOrFail, rollbackTarget } from '../../shared/core/protocol/coordinator.js';
+import type { RestartStrategy } from '../../shared/core/protocol/restart-strategy.js';
 import { Topology } from '../../shared/core/topology.js';
-import { decideRestart, type RestartStrategy } from './restart-strategy.js';
 
 /**
  * The task functions of the coordinator state machines. Each one is one state of
@@ -84,11 +83,12 @@ export interface RecoveryPlan {
   readonly toCheckpoint: number;
 }
 
+/** What BumpGeneration hands to the Map states: the attempt's generation travels with every item. */
 export interface RecoveryTargets {
   readonly toCheckpoint: number;
   readonly generation: number;
   readonly queueUrls: string[];
-  readonly vertices: { vertex: string; toCheckpoint: number }[];
+  readonly vertices: { vertex: string; toCheckpoint: number; generation: number }[];
   readonly instances: { instance: string; toCheckpoint: number; generation: number }[];
 }
 
@@ -128,6 +128,7 @@ export class CoordinatorTasks {
       transport: this.deps.transport,
       clock: this.deps.clock,
       env: environment,
+      restartStrategy: this.deps.restartStrategy,
     });
   }
 
@@ -147,7 +148,7 @@ export class CoordinatorTasks {
     if (job.status === 'FINISHED') return { ...base, type: 'finished' };
 
     const facts = await driver.readFacts(job);
-    const decision = decideNext(this.deps.config, facts);
+    const decision = decideNext(this.deps.config, facts, this.deps.restartStrategy);
     if (decision.type !== 'wait') {
       const checkpointId = 'checkpointId' in decision ? decision.checkpointId : 'throughCheckpoint' in decision ? decision.throughCheckpoint : 0;
       const reason =
@@ -236,13 +237,9 @@ export class CoordinatorTasks {
     // An operator's rollback is not a failure: the restart strategy does not apply to it.
     const requested = job.requests?.rollback;
     if (requested) return { action: 'recover', delaySeconds: 0, ...rollbackTarget(job, requested) };
-    const decision = decideRestart(
-      this.deps.restartStrategy,
-      job.restarts.filter((r) => r.byOperator !== true).map((r) => r.at),
-      this.deps.clock.now(),
-    );
-    if (!decision.restart) return { action: 'fail', delaySeconds: 0, reason: `${input.reason}; ${decision.reason}`, toCheckpoint: job.lastCompletedId };
-    return { action: 'recover', delaySeconds: decision.delaySeconds, reason: input.reason, toCheckpoint: job.lastCompletedId };
+    const decision = restartOrFail(this.deps.restartStrategy, job, this.deps.clock.now(), input.reason);
+    if (decision.type === 'fail') return { action: 'fail', delaySeconds: 0, reason: decision.reason, toCheckpoint: job.lastCompletedId };
+    return { action: 'recover', delaySeconds: Math.round((decision.type === 'start-recovery' ? (decision.delayMs ?? 0) : 0) / 1000), reason: input.reason, toCheckpoint: job.lastCompletedId };
   }
 
   /** MarkFailed: restart strategy exhausted. */
@@ -255,63 +252,47 @@ export class CoordinatorTasks {
     return { status: 'FAILED' };
   }
 
-  /** BumpGeneration: the `start-recovery` transition (generation + 1 fences the old one off). */
+  /**
+   * BumpGeneration: the `start-recovery` transition if no recovery is under way (the restart
+   * delay was the RestartDelay state), then a new attempt of it (Recovery.begin: its own
+   * generation unless it is the first). A retried or concurrent BumpGeneration opens a newer
+   * attempt, which fences the earlier one off; that one's later states end as superseded.
+   */
   async startRecovery(input: { readonly reason: string }): Promise<RecoveryTargets> {
     let job = await this.requireJob();
+    const driver = this.driver();
     if (!job.recovery) {
       const requested = job.requests?.rollback;
       const target = requested ? rollbackTarget(job, requested) : { toCheckpoint: job.lastCompletedId, reason: input.reason };
-      await this.driver().execute({ type: 'start-recovery', ...target }, job);
+      await driver.execute({ type: 'start-recovery', ...target }, job);
       this.deps.metric?.('RecoveryStarted', 1);
       job = await this.requireJob();
     }
-    const toCheckpoint = job.recovery?.toCheckpoint ?? job.lastCompletedId;
+    const attempt = await driver.recovery().begin(job);
+    const toCheckpoint = attempt.recovery?.toCheckpoint ?? attempt.lastCompletedId;
+    const { generation } = attempt;
     return {
       toCheckpoint,
-      generation: job.generation,
+      generation,
       queueUrls: Object.values(this.deps.queueUrls),
-      vertices: this.topology.vertices.map((v) => ({ vertex: v.id, toCheckpoint })),
-      instances: this.topology.allInstances().map((instance) => ({ instance, toCheckpoint, generation: job.generation })),
+      vertices: this.topology.vertices.map((v) => ({ vertex: v.id, toCheckpoint, generation })),
+      instances: this.topology.allInstances().map((instance) => ({ instance, toCheckpoint, generation })),
     };
   }
 
-  /**
-   * RestoreOperators (Map over vertices): keyed state back to the checkpoint, staged sink output
-   * of later epochs discarded. The heavy O(changed keys) part, in parallel; Resume then runs the
-   * driver's own recovery, which is idempotent and finds this work done.
-   */
-  async restoreOperator(input: { readonly vertex: string; readonly toCheckpoint: number }): Promise<{ keysRestored: number }> {
-    const vertex = this.topology.vertex(input.vertex);
-    if (!vertex) throw new Error(`unknown vertex ${input.vertex}`);
-    let keysRestored = 0;
-    const head = vertex.head.kind;
-    if (head === 'process' || head === 'reduce' || head === 'window') keysRestored = (await this.deps.state.restoreOperator(vertex.id, input.toCheckpoint)).keysRestored;
-    if (vertex.sink?.mode === 'transactional') await this.deps.state.discardStagedAfter(vertex.sink.uid, input.toCheckpoint);
-    return { keysRestored };
+  /** RestoreOperators (Map over vertices): keyed state back to the checkpoint, later sink epochs discarded and withdrawn. */
+  async restoreOperator(input: { readonly vertex: string; readonly toCheckpoint: number; readonly generation: number }): Promise<{ keysRestored: number }> {
+    return this.driver().recovery().restoreOperator(input.vertex, input.toCheckpoint, input.generation);
   }
 
-  /** RestoreInstances (Map over instances): the instance record as of the checkpoint, in the new generation. */
-  async restoreInstance(input: { readonly instance: string; readonly toCheckpoint: number; readonly generation: number }): Promise<{ restored: string }> {
-    const target = input.toCheckpoint;
-    const old = await this.deps.state.loadInstance(input.instance);
-    const snapshot = target > 0 ? await this.deps.state.loadSnapshot(input.instance, target) : undefined;
-    if (target > 0 && !snapshot) throw new Error(`checkpoint ${target} has no snapshot for ${input.instance}`);
-    await this.deps.state.putInstance({
-      ...initialInstanceRecord(input.instance, input.generation),
-      ...(snapshot?.state ?? {}),
-      version: (old?.version ?? 0) + 1,
-      epoch: target + 1,
-      lastBarrier: target,
-      replay: snapshot?.channelState ?? [],
-    });
-    return { restored: input.instance };
+  /** RestoreInstances (Map over instances): the instance record as of the checkpoint, in the attempt's generation. */
+  async restoreInstance(input: { readonly instance: string; readonly toCheckpoint: number; readonly generation: number }): Promise<{ restored: boolean }> {
+    return this.driver().recovery().restoreInstance(input.instance, input.toCheckpoint, input.generation);
   }
 
-  /** Resume: the driver's `continue-recovery` (checkpoint records, job RUNNING, sources rewound and polled, replay ticks). */
-  async resume(): Promise<{ generation: number; restoredTo: number }> {
-    const job = await this.requireJob();
-    if (job.recovery) await this.driver().execute({ type: 'continue-recovery' }, job);
-    const after = await this.requireJob();
+  /** Resume: only finishes the attempt (job RUNNING, sources polled, replay ticks); it never restores again. */
+  async resume(input: { readonly generation: number }): Promise<{ generation: number; restoredTo: number }> {
+    const after = await this.driver().recovery().finish(input.generation);
     return { generation: after.generation, restoredTo: after.lastCompletedId };
   }
 

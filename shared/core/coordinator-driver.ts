@@ -7,13 +7,15 @@ import {
   aborted,
   completed,
   decideNext,
+  failed,
   initialJob,
-  recoveryFinished,
   recoveryStarted,
   triggered,
   type CoordinatorDecision,
   type CoordinatorFacts,
 } from './protocol/coordinator.js';
+import { DEFAULT_RESTART_STRATEGY, type RestartStrategy } from './protocol/restart-strategy.js';
+import { Recovery, sinkBatchId, sourcePolls, type RecoveryFaults } from './recovery.js';
 import type { Topology } from './topology.js';
 
 /**
@@ -33,8 +35,10 @@ export interface CoordinatorEnvironment {
   takeManualTrigger(): boolean;
 }
 
-export interface CoordinatorFaults {
+export interface CoordinatorFaults extends RecoveryFaults {
   afterDecision?(decision: CoordinatorDecision): void;
+  /** Called after each sink batch commit-sinks publishes (a crash point inside the two-phase commit). */
+  afterSinkPublish?(sink: string, batchId: string): void | Promise<void>;
 }
 
 export interface CoordinatorDeps {
@@ -47,11 +51,11 @@ export interface CoordinatorDeps {
   readonly transport: QueueTransport;
   readonly clock: Clock;
   readonly env: CoordinatorEnvironment;
+  /** Applied to failures (not to operator rollbacks or restores); default: exponential backoff. */
+  readonly restartStrategy?: RestartStrategy;
   readonly faults?: CoordinatorFaults;
   readonly onTransition?: (decision: CoordinatorDecision, checkpoint?: CheckpointRecord) => void;
 }
-
-const pad = (n: number): string => String(n).padStart(12, '0');
 
 export type ExecutableDecision = Exclude<CoordinatorDecision, { type: 'wait' }>;
 
@@ -70,7 +74,7 @@ export class CoordinatorDriver {
       if (!(await this.deps.state.loadInstance(id))) await this.deps.state.putInstance(initialInstanceRecord(id, job.generation));
     }
     await this.deps.checkpoints.putJob(job, undefined);
-    await this.pollSources(job.generation);
+    await this.deps.transport.send(sourcePolls(this.deps.topology, job.generation, 'start'));
     return job;
   }
 
@@ -94,7 +98,7 @@ export class CoordinatorDriver {
     for (let i = 0; i < maxTransitions; i++) {
       const job = await this.requireJob();
       const facts = await this.readFacts(job);
-      const decision = decideNext(this.deps.config, facts);
+      const decision = decideNext(this.deps.config, facts, this.restartStrategy);
       if (decision.type === 'wait') return { progressed, waitUntil: decision.until, job };
       try {
         await this.execute(decision, job);
@@ -108,6 +112,16 @@ export class CoordinatorDriver {
       this.deps.faults?.afterDecision?.(decision);
     }
     return { progressed, waitUntil: this.deps.clock.now(), job: await this.requireJob() };
+  }
+
+  get restartStrategy(): RestartStrategy {
+    return this.deps.restartStrategy ?? DEFAULT_RESTART_STRATEGY;
+  }
+
+  /** The recovery phases over this driver's ports (the Step Functions tasks run them one by one). */
+  recovery(): Recovery {
+    const { topology, checkpoints, state, sinks, transport, clock, env, faults } = this.deps;
+    return new Recovery({ topology, checkpoints, state, sinks, transport, clock, purgeOperatorQueues: () => env.purgeOperatorQueues(), ...(faults ? { faults } : {}) });
   }
 
   private async requireJob(): Promise<JobRecord> {
@@ -167,12 +181,17 @@ export class CoordinatorDriver {
     switch (decision.type) {
       case 'start-recovery': {
         this.failureSignal = undefined;
-        await checkpoints.putJob(recoveryStarted(job, decision.toCheckpoint, decision.reason, now), job.version);
+        await checkpoints.putJob(recoveryStarted(job, decision.toCheckpoint, decision.reason, now, decision.delayMs), job.version);
         this.deps.onTransition?.(decision);
         return;
       }
       case 'continue-recovery':
-        await this.recover(job);
+        await this.recovery().run(job);
+        this.deps.onTransition?.(decision);
+        return;
+      case 'fail':
+        this.failureSignal = undefined;
+        await checkpoints.putJob(failed(job, decision.reason), job.version);
         this.deps.onTransition?.(decision);
         return;
       case 'trigger': {
@@ -229,64 +248,15 @@ export class CoordinatorDriver {
     }
   }
 
-  /** Rollback to job.recovery.toCheckpoint in the (already bumped) generation. Idempotent. */
-  private async recover(job: JobRecord): Promise<void> {
-    const { topology, state, checkpoints } = this.deps;
-    const target = job.recovery?.toCheckpoint ?? 0;
-    for (const checkpoint of await checkpoints.listCheckpoints()) {
-      if (checkpoint.status === 'PENDING') {
-        await checkpoints.putCheckpoint({ ...checkpoint, status: 'ABORTED', finishedAt: this.deps.clock.now(), abortReason: 'rollback' });
-      } else if (checkpoint.status === 'COMPLETED' && checkpoint.id > target) {
-        // Restoring an older checkpoint discards the newer ones' versions: no longer restorable.
-        await checkpoints.putCheckpoint({ ...checkpoint, status: 'ABORTED', abortReason: `discarded by restore to ${target}` });
-      }
-    }
-    await this.deps.env.purgeOperatorQueues();
-    for (const vertex of topology.vertices) {
-      const head = vertex.head.kind;
-      if (head === 'process' || head === 'reduce' || head === 'window') await state.restoreOperator(vertex.id, target);
-      if (vertex.sink?.mode === 'transactional') {
-        await state.discardStagedAfter(vertex.sink.uid, target);
-        // Epochs after the target that were already published are taken back: their replay publishes them again.
-        if (job.sinksCommittedThrough > target) await this.deps.sinks.retractFrom(vertex.sink.uid, pad(target + 1));
-      }
-    }
-    for (const vertex of topology.vertices) {
-      for (const id of topology.instancesOf(vertex)) {
-        const old = await state.loadInstance(id);
-        const snapshot = target > 0 ? await state.loadSnapshot(id, target) : undefined;
-        if (target > 0 && !snapshot) throw new CheckpointNotFoundError(`checkpoint ${target} has no snapshot for ${id}`);
-        await state.putInstance({
-          ...initialInstanceRecord(id, job.generation),
-          ...(snapshot?.state ?? {}),
-          version: (old?.version ?? 0) + 1,
-          epoch: target + 1,
-          lastBarrier: target,
-          replay: snapshot?.channelState ?? [],
-        });
-      }
-    }
-    const lastCompletedAt = target > 0 ? ((await checkpoints.getCheckpoint(target))?.finishedAt ?? 0) : 0;
-    const restored = { ...job, lastCompletedId: target, lastCompletedAt, sinksCommittedThrough: Math.min(job.sinksCommittedThrough, target) };
-    await checkpoints.putJob(recoveryFinished(restored, this.deps.clock.now()), job.version);
-    await this.pollSources(job.generation);
-    // Instances whose restored channel state must be replayed get a tick to start them.
-    await this.deps.transport.send(
-      topology.vertices
-        .filter((v) => v.head.kind !== 'source')
-        .flatMap((v) =>
-          topology.instancesOf(v).map((to) => ({ queue: v.id, groupId: to, dedupId: `g${job.generation}:replay:${to}`, body: { type: 'tick' as const, gen: job.generation, to } })),
-        ),
-    );
-  }
-
   private async commitSinks(through: number): Promise<void> {
     for (const vertex of this.deps.topology.vertices) {
       const sink = vertex.sink;
       if (sink?.mode !== 'transactional') continue;
       const batches = await this.deps.state.readStaged(sink.uid, through);
       for (const batch of batches) {
-        await this.deps.sinks.publish(sink.uid, `${pad(batch.epoch)}|${batch.instance}`, batch.records);
+        const batchId = sinkBatchId(batch.epoch, batch.instance);
+        await this.deps.sinks.publish(sink.uid, batchId, batch.records);
+        await this.deps.faults?.afterSinkPublish?.(sink.uid, batchId);
       }
       await this.deps.state.dropStaged(sink.uid, batches);
     }
@@ -328,18 +298,5 @@ export class CoordinatorDriver {
     let total = 0;
     for (const source of this.deps.topology.sources()) for (let p = 0; p < source.parallelism; p++) total += await this.deps.log.head(p);
     return total;
-  }
-
-  private async pollSources(generation: number): Promise<void> {
-    await this.deps.transport.send(
-      this.deps.topology.sources().flatMap((source) =>
-        this.deps.topology.instancesOf(source).map((to) => ({
-          queue: source.id,
-          groupId: to,
-          dedupId: `g${generation}:start:${to}`,
-          body: { type: 'poll' as const, gen: generation, to },
-        })),
-      ),
-    );
   }
 }

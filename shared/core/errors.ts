@@ -91,3 +91,22 @@ export class JobUpdateConflictError extends CairnError {}
 
 /** Fault injected by a test's fault schedule. Never thrown in production paths. */
 export class InjectedFault extends CairnError {}
+
+/**
+ * A recovery step of an attempt that is no longer the current one: a newer attempt (a new
+ * generation) took over, or the recovery already finished. The step did nothing; the attempt
+ * ends. `name` is a literal so that it survives minified bundles (Step Functions catches it).
+ */
+export class RecoverySupersededError extends CairnError {
+  override readonly name = 'RecoverySupersededError';
+  constructor(
+    readonly attemptGeneration: number,
+    readonly jobGeneration: number | undefined,
+  ) {
+    super(
+      jobGeneration === attemptGeneration
+        ? `recovery attempt of generation ${attemptGeneration} is over: the recovery already finished`
+        : `recovery attempt of generation ${attemptGeneration} was superseded by generation ${jobGeneration ?? 'none'}`,
+    );
+  }
+}

@@ -169,8 +169,13 @@ export interface StagedBatch {
 
 export interface StateStore {
   loadInstance(instance: InstanceId): Promise<InstanceRecord | undefined>;
-  /** Overwrites an instance record (restore). Bumps nothing: the caller sets version. */
-  putInstance(record: InstanceRecord): Promise<void>;
+  /**
+   * Overwrites an instance record (creation, restore). Bumps nothing: the caller sets version.
+   * With `onlyOverOlderGeneration`, writes only if no record exists or the stored one is of an
+   * older generation (atomically: a lagging recovery attempt never resets a live instance).
+   * Returns whether it wrote.
+   */
+  putInstance(record: InstanceRecord, options?: { readonly onlyOverOlderGeneration?: boolean }): Promise<boolean>;
   getItems(operator: string, keys: readonly StateKeyRef[]): Promise<Map<string, StoredItem>>;
   /**
    * Atomically: instance record (conditional on expectedVersion and on the job's
@@ -254,8 +259,13 @@ export interface JobRecord {
   readonly lastCompletedId: number;
   readonly lastCompletedAt: number;
   readonly ingestedAtLastTrigger: number;
-  /** Set while a rollback is in progress (the recovery is redone idempotently after a crash). */
-  readonly recovery: { readonly toCheckpoint: number; readonly reason: string } | undefined;
+  /**
+   * Set while a rollback is in progress. `attempts` counts the restore attempts begun (each
+   * after the first in a generation of its own: see recoveryAttemptStarted); `notBefore` is
+   * when the restore may start (the restart strategy's delay). Records written before these
+   * fields existed have neither: treated as an attempt already begun.
+   */
+  readonly recovery: { readonly toCheckpoint: number; readonly reason: string; readonly attempts?: number; readonly notBefore?: number } | undefined;
   /** Recent restarts, newest last (at most RESTART_HISTORY); `byOperator` marks rollbacks asked for with `cairn rollback`. */
   readonly restarts: readonly { readonly at: number; readonly toCheckpoint: number; readonly reason: string; readonly byOperator?: boolean }[];
   readonly sinksCommittedThrough: number;

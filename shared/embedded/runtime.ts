@@ -10,6 +10,7 @@ import type { JobGraph } from '../core/job.js';
 import { instanceId, type InstanceMessage } from '../core/messages.js';
 import type { CheckpointRecord, DeadLetter, JobRecord, OutboundMessage, QueueTransport } from '../core/ports.js';
 import type { CoordinatorDecision } from '../core/protocol/coordinator.js';
+import type { RestartStrategy } from '../core/protocol/restart-strategy.js';
 import { Topology } from '../core/topology.js';
 import { RealClock, VirtualClock, type RunClock } from './clock.js';
 import { EmbeddedDb } from './db.js';
@@ -51,6 +52,8 @@ export interface RuntimeOptions {
   readonly faults?: RuntimeFaults;
   /** Restore from this retained checkpoint instead of the latest. */
   readonly restoreFrom?: number;
+  /** What a failure does: roll back after a delay, or end FAILED once exhausted (default: exponential backoff). */
+  readonly restartStrategy?: RestartStrategy;
   readonly onTransition?: (decision: CoordinatorDecision, checkpoint?: CheckpointRecord) => void;
 }
 
@@ -162,7 +165,11 @@ export class EmbeddedRuntime {
     this.tickIntervalMs = tickIntervalFor(this.topology, this.config, this.limits);
   }
 
-  /** Opens (or resumes) a job. A job found RUNNING in the state directory rolls back to its last completed checkpoint. */
+  /**
+   * Opens (or resumes) a job. A job found RUNNING in the state directory rolls back to its last
+   * completed checkpoint; one found RECOVERING carries on with that recovery (its target, e.g.
+   * the checkpoint a `--restore` asked for), in a new attempt.
+   */
   static async open(options: RuntimeOptions): Promise<EmbeddedRuntime> {
     const runtime = new EmbeddedRuntime(options);
     try {
@@ -170,7 +177,7 @@ export class EmbeddedRuntime {
       await runtime.coordinator.initialize();
       if (options.restoreFrom !== undefined) {
         await runtime.coordinator.requestRestore(`restore from checkpoint ${options.restoreFrom} requested`, options.restoreFrom);
-      } else if (existing && existing.status !== 'FINISHED' && existing.status !== 'FAILED') {
+      } else if (existing?.status === 'RUNNING') {
         await runtime.coordinator.requestRestore('process restarted');
       }
     } catch (error) {
@@ -280,6 +287,7 @@ export class EmbeddedRuntime {
       sinks: this.sinks,
       transport: this.transport,
       clock: this.clock,
+      ...(this.options.restartStrategy ? { restartStrategy: this.options.restartStrategy } : {}),
       ...(this.options.faults?.coordinator ? { faults: this.options.faults.coordinator } : {}),
       ...(this.options.onTransition ? { onTransition: this.options.onTransition } : {}),
       env: {

@@ -51,9 +51,11 @@ export class EmbeddedStateStore implements StateStore {
     return Promise.resolve(this.db.get<InstanceRecord>('inst', instance));
   }
 
-  putInstance(record: InstanceRecord): Promise<void> {
+  putInstance(record: InstanceRecord, options: { readonly onlyOverOlderGeneration?: boolean } = {}): Promise<boolean> {
+    const stored = this.db.get<InstanceRecord>('inst', record.instance);
+    if (options.onlyOverOlderGeneration && stored && stored.generation >= record.generation) return Promise.resolve(false);
     this.db.write([['inst', record.instance, record]]);
-    return Promise.resolve();
+    return Promise.resolve(true);
   }
 
   getItems(operator: string, keys: readonly StateKeyRef[]): Promise<Map<string, StoredItem>> {

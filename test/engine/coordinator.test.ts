@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseCheckpointConfig, type CheckpointConfigInput } from '../../shared/core/config.js';
 import { CheckpointConfigError } from '../../shared/core/errors.js';
 import type { CheckpointRecord } from '../../shared/core/ports.js';
-import { aborted, decideNext, initialJob, recoveryStarted, retainedCheckpoints } from '../../shared/core/protocol/coordinator.js';
+import { aborted, decideNext, initialJob, recoveryAttemptStarted, recoveryStarted, retainedCheckpoints } from '../../shared/core/protocol/coordinator.js';
 import { facts, T0 } from './facts.js';
 
 const config = (input: CheckpointConfigInput = {}) => parseCheckpointConfig(input);
@@ -42,6 +42,8 @@ describe('checkpoint coordinator decisions', () => {
       type: 'start-recovery',
       toCheckpoint: 0,
       reason: '1 consecutive checkpoint failures (tolerable: 0)',
+      // The default restart strategy (exponential backoff) waits 1 s before the first restore.
+      delayMs: 1000,
     });
   });
 
@@ -80,7 +82,34 @@ describe('checkpoint coordinator decisions', () => {
       type: 'start-recovery',
       toCheckpoint: 7,
       reason: 'operator failed',
+      delayMs: 1000,
     });
+  });
+
+  it('the restart strategy is applied to failures: its delay holds the restore back, exhausted the job fails with both reasons', () => {
+    const strategy = { kind: 'fixed-delay', attempts: 2, delaySeconds: 3 } as const;
+    const once = recoveryStarted(initialJob(T0), 0, 'first failure', T0, 3000);
+    expect(decideNext(config(), facts({ job: once, now: T0 + 2999 }), strategy)).toEqual({ type: 'wait', until: T0 + 3000 });
+    expect(decideNext(config(), facts({ job: once, now: T0 + 3000 }), strategy)).toEqual({ type: 'continue-recovery' });
+    const twice = { ...recoveryStarted({ ...once, recovery: undefined }, 0, 'second failure', T0 + 10, 3000), recovery: undefined, status: 'RUNNING' as const };
+    expect(decideNext(config(), facts({ job: twice, failureSignal: 'third failure' }), strategy)).toEqual({
+      type: 'fail',
+      reason: 'third failure; fixed-delay restart strategy exhausted (2 attempts)',
+    });
+    // An operator's rollback is not a failure: it is served whatever the strategy says.
+    const asked = { ...twice, requests: { rollback: { toCheckpoint: 0, reason: 'rollback by the operator' } } };
+    expect(decideNext(config(), facts({ job: asked }), strategy)).toEqual({ type: 'start-recovery', toCheckpoint: 0, reason: 'rollback by the operator' });
+  });
+
+  it('every recovery attempt after the first runs in a generation of its own', () => {
+    const started = recoveryStarted(initialJob(T0), 4, 'x', T0);
+    expect(started).toMatchObject({ generation: 2, recovery: { toCheckpoint: 4, attempts: 0 } });
+    const first = recoveryAttemptStarted(started);
+    expect(first).toMatchObject({ generation: 2, version: started.version + 1, recovery: { toCheckpoint: 4, reason: 'x', attempts: 1 } });
+    const second = recoveryAttemptStarted(first);
+    expect(second).toMatchObject({ generation: 3, recovery: { toCheckpoint: 4, reason: 'x', attempts: 2 } });
+    // A job record from before attempts were counted: an attempt may have begun, so a new generation.
+    expect(recoveryAttemptStarted({ ...started, recovery: { toCheckpoint: 4, reason: 'x' } }).generation).toBe(3);
   });
 
   it('a recovery in progress is continued before anything else (a coordinator crash mid-rollback resumes it)', () => {

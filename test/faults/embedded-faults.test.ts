@@ -16,6 +16,7 @@ const KEYS = Number(process.env.CAIRN_FAULT_KEYS ?? 8);
 const PER_KEY = Number(process.env.CAIRN_FAULT_PER_KEY ?? 60);
 const POISON = 2;
 const SEEDS = Number(process.env.CAIRN_FAULT_SEEDS ?? 300);
+export const SUITE_RESTARTS = { kind: 'fixed-delay', attempts: 200, delaySeconds: 0 } as const;
 /** A stuck run (a source that never reads again) must fail with its seed, not hang the suite. */
 const MAX_TURNS = 5_000;
 
@@ -25,6 +26,8 @@ async function runOnce(checkpoint: CheckpointConfigInput, injector?: FaultInject
     clock: 'virtual',
     checkpoint,
     limits: { visibilityTimeoutMs: 20, maxReceiveCount: 6, isolatePoisonAfterReceives: 3, sourceReadBatch: 25 },
+    // The schedules inject far more failures than a default strategy allows; exhaustion has its own test.
+    restartStrategy: SUITE_RESTARTS,
     ...(injector ? { faults: injector.faults() } : {}),
   });
   try {
@@ -52,6 +55,8 @@ describe('fault suite (embedded): seeded schedules end exactly like the fault-fr
   const totals: Record<string, number> = {};
   const requestTotals: Record<string, number> = {};
   const alignments: Record<string, number> = {};
+  /** Recovery phases a crash interrupted: every phase must be hit, so that every "recovery run twice" window is. */
+  const recoveryPhases: Record<string, number> = {};
   /** In-flight records stored as channel state, per alignment mode: unaligned checkpoints must really overtake data. */
   const channelState: Record<string, number> = {};
   let mostTurns = 0;
@@ -78,6 +83,7 @@ describe('fault suite (embedded): seeded schedules end exactly like the fault-fr
     const run = await runOnce(plan.checkpoint, injector);
     for (const [kind, n] of Object.entries(injector.injected)) totals[kind] = (totals[kind] ?? 0) + n;
     for (const [kind, n] of Object.entries(injector.requests)) requestTotals[kind] = (requestTotals[kind] ?? 0) + n;
+    for (const [phase, n] of Object.entries(injector.recoveryCrashes)) recoveryPhases[phase] = (recoveryPhases[phase] ?? 0) + n;
     const alignment = String(plan.checkpoint.alignment);
     alignments[alignment] = (alignments[alignment] ?? 0) + 1;
     channelState[alignment] = (channelState[alignment] ?? 0) + run.channelStateRecords;
@@ -95,11 +101,25 @@ describe('fault suite (embedded): seeded schedules end exactly like the fault-fr
   afterAll(() => {
     if (SEEDS < 100) return;
     // The schedules must really mix every fault kind and every alignment mode.
-    const kinds: FaultKind[] = ['operator-throw', 'crash-before-commit', 'crash-between-commit-and-send', 'duplicate-delivery', 'delayed-delivery', 'checkpoint-timeout', 'coordinator-crash', 'lost-poll', 'operator-request'];
+    const kinds: FaultKind[] = [
+      'operator-throw',
+      'crash-before-commit',
+      'crash-between-commit-and-send',
+      'duplicate-delivery',
+      'delayed-delivery',
+      'checkpoint-timeout',
+      'coordinator-crash',
+      'lost-poll',
+      'crash-in-commit-sinks',
+      'rollback-in-commit-sinks',
+      'crash-in-recovery',
+      'operator-request',
+    ];
     console.log(`fault totals over ${SEEDS} seeds: ${JSON.stringify(totals)}; alignment modes: ${JSON.stringify(alignments)}`);
     for (const kind of kinds) expect(totals[kind] ?? 0, kind).toBeGreaterThan(10);
     // Operator requests the job took: manual checkpoints, pauses, rollbacks to retained checkpoints.
-    console.log(`operator requests taken: ${JSON.stringify(requestTotals)}`);
+    console.log(`operator requests taken: ${JSON.stringify(requestTotals)}; recovery phases a crash interrupted: ${JSON.stringify(recoveryPhases)}`);
+    for (const phase of ['begin', 'purge', 'restore-operator', 'restore-instance', 'finish']) expect(recoveryPhases[phase] ?? 0, phase).toBeGreaterThan(3);
     for (const kind of ['checkpoint', 'pause', 'rollback']) expect(requestTotals[kind] ?? 0, kind).toBeGreaterThan(5);
     for (const mode of ['aligned', 'unaligned', 'aligned-with-timeout']) expect(alignments[mode] ?? 0, mode).toBeGreaterThan(10);
     console.log(`channel state records per alignment mode: ${JSON.stringify(channelState)}; most loop turns in one run: ${mostTurns} of ${MAX_TURNS}`);

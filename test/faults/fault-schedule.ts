@@ -21,6 +21,12 @@ export type FaultKind =
   | 'checkpoint-timeout'
   | 'coordinator-crash'
   | 'lost-poll'
+  /** The coordinator dies inside commit-sinks, between two published sink batches (before sinksCommittedThrough moves). */
+  | 'crash-in-commit-sinks'
+  /** `cairn rollback --to <sinksCommittedThrough>` lands while commit-sinks publishes (then the coordinator dies there). */
+  | 'rollback-in-commit-sinks'
+  /** The coordinator dies inside a recovery, after one of its phases: the next one runs the recovery again. */
+  | 'crash-in-recovery'
   /** An operator's request on the job record: a manual checkpoint, a pause (resumed later), a rollback to a retained checkpoint. */
   | 'operator-request';
 
@@ -61,6 +67,9 @@ export function planFor(seed: number, overrides: Partial<CheckpointConfigInput> 
       'delayed-delivery': rate(0.05),
       'coordinator-crash': rate(0.1),
       'lost-poll': rate(0.3),
+      'crash-in-commit-sinks': rate(0.3),
+      'rollback-in-commit-sinks': rate(0.3),
+      'crash-in-recovery': rate(0.15),
       'operator-request': rate(0.08),
     },
     slowChannel: random() < 0.6 ? 'steps#1' : undefined,
@@ -87,8 +96,13 @@ export class FaultInjector {
     'checkpoint-timeout': 0,
     'coordinator-crash': 0,
     'lost-poll': 0,
+    'crash-in-commit-sinks': 0,
+    'rollback-in-commit-sinks': 0,
+    'crash-in-recovery': 0,
     'operator-request': 0,
   };
+  /** Recovery phases a crash hit, and recoveries started by a `--restore`-like rollback that a crash interrupted. */
+  readonly recoveryCrashes: Record<string, number> = {};
   /** What the operator requests did (they only count when the job took them). */
   readonly requests = { checkpoint: 0, pause: 0, rollback: 0 };
   private readonly random: () => number;
@@ -160,6 +174,9 @@ export class FaultInjector {
     }
   }
 
+  /** A store to write operator requests to from inside the coordinator's hooks (set by the first turn). */
+  private store: CheckpointStore | undefined;
+
   faults(): RuntimeFaults {
     return {
       step: {
@@ -194,8 +211,27 @@ export class FaultInjector {
         afterDecision: (decision) => {
           if (this.fire('coordinator-crash')) throw new InjectedFault(`injected coordinator crash after ${decision.type}`);
         },
+        afterSinkPublish: async (_sink, batchId) => {
+          if (this.store && this.fire('rollback-in-commit-sinks')) {
+            // The rollback a user asks for right then: to the epoch the job record says is committed.
+            const toCommitted = (job: JobRecord): JobRecord => {
+              const target = job.sinksCommittedThrough === 0 || job.retainedCheckpoints.includes(job.sinksCommittedThrough) ? job.sinksCommittedThrough : job.lastCompletedId;
+              return requestRollback(job, target);
+            };
+            if (await updateJob(this.store, toCommitted).catch(ignoreRefusal)) this.requests.rollback++;
+            throw new InjectedFault(`injected coordinator crash in commit-sinks after ${batchId} (rollback requested)`);
+          }
+          if (this.fire('crash-in-commit-sinks')) throw new InjectedFault(`injected coordinator crash in commit-sinks after ${batchId}`);
+        },
+        afterRecoveryPhase: (phase) => {
+          if (this.fire('crash-in-recovery')) {
+            this.recoveryCrashes[phase] = (this.recoveryCrashes[phase] ?? 0) + 1;
+            throw new InjectedFault(`injected coordinator crash in recovery after ${phase}`);
+          }
+        },
       },
       onTurn: async (runtime) => {
+        this.store ??= runtime.checkpoints;
         if (await this.holding(runtime.checkpoints)) return;
         this.turn++;
         if (this.turn === this.plan.stallAtTurn) {

@@ -1,13 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { wordCount } from '../../examples/word-count.js';
 import { checkpointsOfAckRecords } from '../../functions/coordinator/handler.js';
-import { decideRestart, validateRestartStrategy, type RestartStrategy } from '../../functions/coordinator/restart-strategy.js';
+import { decideRestart, validateRestartStrategy, type RestartStrategy } from '../../shared/core/protocol/restart-strategy.js';
 import { CoordinatorTasks, type DecideOutput } from '../../functions/coordinator/tasks.js';
 import { parseCheckpointConfig, parseRuntimeLimits } from '../../shared/core/config.js';
 import { pauseJob, requestRollback, resumeJob, updateJob } from '../../shared/core/control.js';
 import { handleOperatorBatch } from '../../shared/core/instance/handler.js';
 import type { InstanceMessage } from '../../shared/core/messages.js';
 import type { OutboundMessage } from '../../shared/core/ports.js';
+import { RecoverySupersededError } from '../../shared/core/errors.js';
 import { Topology } from '../../shared/core/topology.js';
 import { EmbeddedDb } from '../../shared/embedded/db.js';
 import { EmbeddedCheckpointStore, EmbeddedSinkStore, EmbeddedSourceLog, EmbeddedStateStore } from '../../shared/embedded/stores.js';
@@ -20,6 +21,17 @@ import { EmbeddedCheckpointStore, EmbeddedSinkStore, EmbeddedSourceLog, Embedded
 function harness(restartStrategy: RestartStrategy = { kind: 'fixed-delay', attempts: 1, delaySeconds: 2 }) {
   const db = EmbeddedDb.memory();
   const state = new EmbeddedStateStore(db);
+  // A test's hook into the restore: something that happens while an operator's keyed state is being restored.
+  let restoreHook: ((vertex: string) => Promise<void>) | undefined;
+  const restoreOperator = state.restoreOperator.bind(state);
+  state.restoreOperator = async (operator, checkpointId) => {
+    const restored = await restoreOperator(operator, checkpointId);
+    await restoreHook?.(operator);
+    return restored;
+  };
+  const afterRestoreOperator = (hook: typeof restoreHook): void => {
+    restoreHook = hook;
+  };
   const checkpoints = new EmbeddedCheckpointStore(db);
   const log = new EmbeddedSourceLog(db);
   const sinks = new EmbeddedSinkStore(db);
@@ -74,7 +86,7 @@ function harness(restartStrategy: RestartStrategy = { kind: 'fixed-delay', attem
     now += ms;
   };
   const input = { input: { windowSeconds: 300 }, consumed: { manual: false, restart: false }, startedAt: new Date(now).toISOString() };
-  return { tasks, checkpoints, state, log, sinks, tokens, metrics, deliver, deliverBatch, advance, input };
+  return { tasks, checkpoints, state, log, sinks, tokens, metrics, deliver, deliverBatch, advance, afterRestoreOperator, input };
 }
 
 type H = ReturnType<typeof harness>;
@@ -166,13 +178,25 @@ describe('coordinator task functions', () => {
     expect(targets.generation).toBe(2);
     expect(targets.instances.map((i) => i.instance).sort()).toEqual(['count#0', 'count#1', 'lines#0', 'lines#1']);
     expect(targets.queueUrls).toHaveLength(2);
-    // A retried BumpGeneration does not bump twice.
-    expect((await h.tasks.startRecovery({ reason: plan.reason })).generation).toBe(2);
-    for (const v of targets.vertices) await h.tasks.restoreOperator(v);
-    for (const i of targets.instances) await h.tasks.restoreInstance(i);
-    expect(await h.tasks.resume()).toEqual({ generation: 2, restoredTo: 0 });
+    // A retried (or concurrent) BumpGeneration opens a new attempt in a generation of its own;
+    // every later state of the first attempt is refused, so it cannot restore over live instances.
+    const retried = await h.tasks.startRecovery({ reason: plan.reason });
+    expect(retried).toMatchObject({ generation: 3, toCheckpoint: 0 });
+    expect(retried.vertices.every((v) => v.generation === 3)).toBe(true);
+    const superseded = new RecoverySupersededError(2, 3);
+    expect(superseded.message).toBe('recovery attempt of generation 2 was superseded by generation 3');
+    await expect(h.tasks.restoreOperator(targets.vertices[0] as (typeof targets.vertices)[number])).rejects.toThrow(superseded);
+    await expect(h.tasks.restoreInstance(targets.instances[0] as (typeof targets.instances)[number])).rejects.toThrow(superseded);
+    await expect(h.tasks.resume({ generation: 2 })).rejects.toThrow(superseded);
+    for (const v of retried.vertices) await h.tasks.restoreOperator(v);
+    for (const i of retried.instances) expect(await h.tasks.restoreInstance(i)).toEqual({ restored: true });
+    // A retried RestoreInstance finds the record already in the attempt's generation and leaves it alone.
+    for (const i of retried.instances) expect(await h.tasks.restoreInstance(i)).toEqual({ restored: false });
+    expect(await h.tasks.resume({ generation: 3 })).toEqual({ generation: 3, restoredTo: 0 });
+    // A retried Resume after it finished: the recovery is over, nothing is redone.
+    await expect(h.tasks.resume({ generation: 3 })).rejects.toThrow(new RecoverySupersededError(3, 3));
     const job = await h.checkpoints.getJob();
-    expect(job).toMatchObject({ status: 'RUNNING', generation: 2, consecutiveFailures: 0 });
+    expect(job).toMatchObject({ status: 'RUNNING', generation: 3, consecutiveFailures: 0 });
     expect(job?.recovery).toBeUndefined();
 
     // A second rollback: the fixed-delay strategy allows one restart only.
@@ -180,6 +204,51 @@ describe('coordinator task functions', () => {
     expect(again.action).toBe('fail');
     await h.tasks.markFailed({ reason: again.reason });
     expect(await h.tasks.decide(h.input)).toMatchObject({ type: 'failed' });
+  });
+
+  it('a recovery attempt redone while the first attempt\'s instances are live applies every record once (RestoreOperators, RestoreInstances, Resume)', async () => {
+    /** The final checkpoint's committed output. */
+    const finalOutput = async (h: H): Promise<string[]> => {
+      h.advance(1000);
+      await run(h, 'trigger', 'inject-barriers');
+      await h.deliver();
+      await run(h, 'complete', 'commit-sinks');
+      return (await h.sinks.read('counts')).map((r) => JSON.stringify(r)).sort();
+    };
+    const h = harness({ kind: 'fixed-delay', attempts: 5, delaySeconds: 0 });
+    const lines = ['a b a'];
+    await h.log.append(0, [{ id: 'e0', event: { line: lines[0] } }]);
+    await h.tasks.decide(h.input);
+    await h.deliver();
+    // A failure: the recovery workflow's first attempt rewrites every instance (they are live from then on) ...
+    const first = await h.tasks.startRecovery({ reason: 'operator failed' });
+    for (const v of first.vertices) await h.tasks.restoreOperator(v);
+    for (const i of first.instances) await h.tasks.restoreInstance(i);
+    // ... its Resume never comes (the task timed out), and a second attempt runs. Whenever it
+    // restores the counters, a step of the first attempt's generation runs at that moment: a
+    // new line is ingested and its poll reaches the live source instance.
+    h.afterRestoreOperator(async (vertex) => {
+      if (vertex !== 'count') return;
+      const line = `b c${'d'.repeat(lines.length)}`;
+      await h.log.append(0, [{ id: `e${lines.length}`, event: { line } }]);
+      lines.push(line);
+      await h.deliverBatch([{ type: 'poll', gen: first.generation, to: 'lines#0' }]);
+    });
+    const second = await h.tasks.startRecovery({ reason: 'operator failed' });
+    for (const v of second.vertices) await h.tasks.restoreOperator(v);
+    for (const i of second.instances) await h.tasks.restoreInstance(i);
+    await h.tasks.resume(second);
+    h.afterRestoreOperator(undefined);
+    await h.deliver();
+    const output = await finalOutput(h);
+
+    // The oracle: the same lines, no fault.
+    const oracle = harness();
+    for (const [n, line] of lines.entries()) await oracle.log.append(0, [{ id: `e${n}`, event: { line } }]);
+    await oracle.tasks.decide(oracle.input);
+    await oracle.deliver();
+    expect(output).toEqual(await finalOutput(oracle));
+    expect(lines.length).toBeGreaterThan(1);
   });
 
   it('a restart requested in the execution input rolls back once', async () => {
@@ -215,7 +284,7 @@ describe('coordinator task functions', () => {
     expect(targets).toMatchObject({ toCheckpoint: 1, generation: 2 });
     for (const v of targets.vertices) await h.tasks.restoreOperator(v);
     for (const i of targets.instances) await h.tasks.restoreInstance(i);
-    expect(await h.tasks.resume()).toEqual({ generation: 2, restoredTo: 1 });
+    expect(await h.tasks.resume(targets)).toEqual({ generation: 2, restoredTo: 1 });
     const job = await h.checkpoints.getJob();
     expect(job).toMatchObject({ status: 'RUNNING', lastCompletedId: 1, retainedCheckpoints: [1], restarts: [{ toCheckpoint: 1, reason: 'rollback to checkpoint 1 requested by the operator' }] });
     expect(job?.requests).toBeUndefined();
@@ -228,8 +297,8 @@ describe('coordinator task functions', () => {
     for (let i = 0; i < 3; i++) {
       await updateJob(h.checkpoints, (job) => requestRollback(job, 0));
       const plan = await h.tasks.planRestart({ reason: 'rollback' });
-      await h.tasks.startRecovery({ reason: plan.reason });
-      await h.tasks.resume();
+      const targets = await h.tasks.startRecovery({ reason: plan.reason });
+      await h.tasks.resume(targets);
     }
     expect((await h.checkpoints.getJob())?.restarts).toHaveLength(3);
     expect(await h.tasks.planRestart({ reason: 'operator threw' })).toMatchObject({ action: 'recover', delaySeconds: 0 });

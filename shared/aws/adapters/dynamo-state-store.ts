@@ -119,21 +119,29 @@ export class DynamoStateStore implements StateStore {
     return this.io.decode<InstanceRecord>(raw.d as string);
   }
 
-  async putInstance(record: InstanceRecord): Promise<void> {
+  async putInstance(record: InstanceRecord, options: { readonly onlyOverOlderGeneration?: boolean } = {}): Promise<boolean> {
     const key = Keys.instance(record.instance);
     const existing = await this.io.get(key);
     if (existing?.fold !== undefined) await this.finishFold(record.instance, existing);
     const d = await this.io.encode(record);
-    await this.io.retrying(() =>
-      this.io.doc.send(
-        updateCommand(this.table, key, {
-          UpdateExpression: 'SET #d = :d, #ver = :ver, #gen = :gen REMOVE #tok, #claim, #fold',
-          ExpressionAttributeNames: N,
-          ExpressionAttributeValues: { ':d': d, ':ver': record.version, ':gen': record.generation },
-        }),
-      ),
-    );
+    try {
+      await this.io.retrying(() =>
+        this.io.doc.send(
+          updateCommand(this.table, key, {
+            UpdateExpression: 'SET #d = :d, #ver = :ver, #gen = :gen REMOVE #tok, #claim, #fold',
+            ...(options.onlyOverOlderGeneration ? { ConditionExpression: 'attribute_not_exists(#gen) OR #gen < :gen' } : {}),
+            ExpressionAttributeNames: N,
+            ExpressionAttributeValues: { ':d': d, ':ver': record.version, ':gen': record.generation },
+          }),
+        ),
+      );
+    } catch (error) {
+      if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
+      if (d !== existing?.d) await this.io.dropBlob(d);
+      return false;
+    }
     if (existing?.d !== undefined && existing.d !== d) await this.io.dropBlob(existing.d);
+    return true;
   }
 
   // ---------- keyed state ----------

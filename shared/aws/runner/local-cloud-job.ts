@@ -5,6 +5,7 @@ import { createIngestHandler } from '../../../functions/lib/ingest-handler.js';
 import { createOperatorHandler } from '../../../functions/lib/operator-handler.js';
 import { quietTelemetry, type Telemetry } from '../../../functions/lib/telemetry.js';
 import { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfig, type CheckpointConfigInput, type RuntimeLimits, type RuntimeLimitsInput } from '../../core/config.js';
+import type { RestartStrategy } from '../../core/protocol/restart-strategy.js';
 import { CoordinatorDriver, type CoordinatorFaults } from '../../core/coordinator-driver.js';
 import { InjectedFault } from '../../core/errors.js';
 import { murmur3 } from '../../core/hashing.js';
@@ -78,6 +79,8 @@ export interface LocalCloudJobOptions {
   readonly failureCheckMs?: number;
   /** PurgeQueue the operator queues on rollback (an optimization; fencing is what makes it correct). Default true. */
   readonly purgeOnRollback?: boolean;
+  /** What a failure does: roll back after a delay, or end FAILED once exhausted (default: exponential backoff). */
+  readonly restartStrategy?: RestartStrategy;
   readonly faults?: LocalCloudFaults;
   readonly onTransition?: (decision: CoordinatorDecision, checkpoint?: CheckpointRecord) => void;
   /** Handler logging and metrics (default: quiet; the runner keeps its own counters). */
@@ -567,6 +570,7 @@ export class LocalCloudJob {
       sinks: s.sinks,
       transport: this.transportFor(s.transport),
       clock: this.clock,
+      ...(this.options.restartStrategy ? { restartStrategy: this.options.restartStrategy } : {}),
       ...(this.options.faults?.coordinator ? { faults: this.options.faults.coordinator } : {}),
       ...(this.options.onTransition ? { onTransition: this.options.onTransition } : {}),
       env: {

@@ -1,5 +1,6 @@
 import type { CheckpointConfig } from '../config.js';
 import type { CheckpointRecord, JobRecord, JobRequests, TriggerKind } from '../ports.js';
+import { decideRestart, DEFAULT_RESTART_STRATEGY, failureRestarts, RESTART_HISTORY, type RestartStrategy } from './restart-strategy.js';
 
 /**
  * The checkpoint coordinator as a pure state machine (the shape of Flink's
@@ -32,8 +33,12 @@ export interface CoordinatorFacts {
 }
 
 export type CoordinatorDecision =
+  /** A recovery is under way (or was interrupted): run a new attempt of it, in a new generation. */
   | { readonly type: 'continue-recovery' }
-  | { readonly type: 'start-recovery'; readonly toCheckpoint: number; readonly reason: string }
+  /** Roll back to `toCheckpoint`; the restore itself starts `delayMs` later (the restart strategy's delay). */
+  | { readonly type: 'start-recovery'; readonly toCheckpoint: number; readonly reason: string; readonly delayMs?: number }
+  /** The restart strategy is exhausted: the job ends FAILED with the reason. */
+  | { readonly type: 'fail'; readonly reason: string }
   | { readonly type: 'inject-barriers'; readonly checkpointId: number }
   | { readonly type: 'complete'; readonly checkpointId: number }
   | { readonly type: 'abort'; readonly checkpointId: number; readonly reason: string }
@@ -42,15 +47,16 @@ export type CoordinatorDecision =
   | { readonly type: 'finish' }
   | { readonly type: 'wait'; readonly until: number | undefined };
 
-export function decideNext(config: CheckpointConfig, facts: CoordinatorFacts): CoordinatorDecision {
+export function decideNext(config: CheckpointConfig, facts: CoordinatorFacts, restartStrategy: RestartStrategy = DEFAULT_RESTART_STRATEGY): CoordinatorDecision {
   const { job, now } = facts;
   if (job.status === 'FAILED' || job.status === 'FINISHED') return { type: 'wait', until: undefined };
-  if (job.recovery) return { type: 'continue-recovery' };
+  if (job.recovery) {
+    const notBefore = job.recovery.notBefore ?? 0;
+    return now < notBefore ? { type: 'wait', until: notBefore } : { type: 'continue-recovery' };
+  }
   const rollback = job.requests?.rollback;
   if (rollback) return { type: 'start-recovery', ...rollbackTarget(job, rollback) };
-  if (facts.failureSignal) {
-    return { type: 'start-recovery', toCheckpoint: job.lastCompletedId, reason: facts.failureSignal };
-  }
+  if (facts.failureSignal) return restartOrFail(restartStrategy, job, now, facts.failureSignal);
 
   for (const checkpoint of facts.pending) {
     if (!checkpoint.barriersInjected) return { type: 'inject-barriers', checkpointId: checkpoint.id };
@@ -64,11 +70,7 @@ export function decideNext(config: CheckpointConfig, facts: CoordinatorFacts): C
     return { type: 'commit-sinks', throughCheckpoint: job.lastCompletedId };
   }
   if (job.consecutiveFailures > config.tolerableFailures) {
-    return {
-      type: 'start-recovery',
-      toCheckpoint: job.lastCompletedId,
-      reason: `${job.consecutiveFailures} consecutive checkpoint failures (tolerable: ${config.tolerableFailures})`,
-    };
+    return restartOrFail(restartStrategy, job, now, `${job.consecutiveFailures} consecutive checkpoint failures (tolerable: ${config.tolerableFailures})`);
   }
 
   // Paused: triggers stop, but pending checkpoints above may still complete or time out.
@@ -107,6 +109,16 @@ export function decideTrigger(config: CheckpointConfig, facts: CoordinatorFacts)
     case 'manual':
       return { type: 'wait', until: nextTimeout };
   }
+}
+
+/**
+ * A failure (not an operator's rollback): the restart strategy decides whether the job rolls
+ * back to its last completed checkpoint, and after which delay, or ends FAILED.
+ */
+export function restartOrFail(strategy: RestartStrategy, job: JobRecord, now: number, reason: string): CoordinatorDecision {
+  const decision = decideRestart(strategy, failureRestarts(job), now);
+  if (!decision.restart) return { type: 'fail', reason: `${reason}; ${decision.reason}` };
+  return { type: 'start-recovery', toCheckpoint: job.lastCompletedId, reason, ...(decision.delaySeconds > 0 ? { delayMs: decision.delaySeconds * 1000 } : {}) };
 }
 
 /** A rollback request whose checkpoint was pruned meanwhile falls back to the last completed one, and says so. */
@@ -198,21 +210,48 @@ export function aborted(job: JobRecord, checkpointId: number): JobRecord {
   };
 }
 
-/** Restarts kept on the job record: enough for any restart strategy (they allow at most this many attempts). */
-export const RESTART_HISTORY = 200;
+export { RESTART_HISTORY };
 
-/** Rollback begins: generation + 1 fences off every message and commit of the old one. */
-export function recoveryStarted(job: JobRecord, toCheckpoint: number, reason: string, now: number): JobRecord {
+/**
+ * Rollback begins: generation + 1 fences off every message and commit of the old one. The
+ * restore itself waits until `now + delayMs` (the restart strategy's delay; the old generation
+ * is fenced meanwhile, as Flink cancels the tasks before the delay).
+ */
+export function recoveryStarted(job: JobRecord, toCheckpoint: number, reason: string, now: number, delayMs = 0): JobRecord {
   return {
     ...job,
     version: job.version + 1,
     generation: job.generation + 1,
     status: 'RECOVERING',
-    recovery: { toCheckpoint, reason },
+    recovery: { toCheckpoint, reason, attempts: 0, ...(delayMs > 0 ? { notBefore: now + delayMs } : {}) },
     requests: withoutRequest(job.requests, 'rollback'),
     // Bounded: the job record is rewritten at every transition and must stay far below 400 KB.
     restarts: [...job.restarts, { at: now, toCheckpoint, reason, ...(job.requests?.rollback ? { byOperator: true } : {}) }].slice(-RESTART_HISTORY),
   };
+}
+
+/**
+ * One attempt of the recovery begins. The first attempt runs in the generation that
+ * `recoveryStarted` opened; every later one (the previous attempt crashed, timed out, or runs
+ * concurrently elsewhere) opens a generation of its own first. So a restore never runs in a
+ * generation whose instances may already be live: the previous attempt's rewritten instances
+ * and everything they commit are fenced off before this attempt touches any state.
+ */
+export function recoveryAttemptStarted(job: JobRecord): JobRecord {
+  const recovery = job.recovery;
+  if (!recovery) throw new Error('recoveryAttemptStarted: no recovery in progress');
+  const attempts = recovery.attempts ?? 1;
+  return {
+    ...job,
+    version: job.version + 1,
+    generation: attempts > 0 ? job.generation + 1 : job.generation,
+    recovery: { toCheckpoint: recovery.toCheckpoint, reason: recovery.reason, attempts: attempts + 1 },
+  };
+}
+
+/** The restart strategy is exhausted (or the recovery cannot be done): the job ends FAILED. */
+export function failed(job: JobRecord, reason: string): JobRecord {
+  return { ...job, version: job.version + 1, status: 'FAILED', failure: reason, recovery: undefined, pendingCheckpoints: [] };
 }
 
 /** Rollback done: nothing pending; checkpoints newer than the restored one are no longer restorable. */

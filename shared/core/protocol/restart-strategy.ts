@@ -1,9 +1,14 @@
 /**
- * Restart strategies of the recovery state machine (Flink's fixed-delay, exponential-delay and
- * failure-rate), as a pure decision over the job's restart history (`JobRecord.restarts`,
- * appended by the `recoveryStarted` transition). Exhausted = the job goes FAILED.
+ * Restart strategies (Flink's fixed-delay, exponential-delay and failure-rate), as a pure
+ * decision over the job's restart history (`JobRecord.restarts`, appended by the
+ * `recoveryStarted` transition). Exhausted = the job goes FAILED. One implementation for every
+ * runtime: `decideNext` applies it (embedded, local cloud, the Step Functions Decide task) and
+ * so does the recovery workflow's PlanRestart.
  */
-import { RESTART_HISTORY } from '../../shared/core/protocol/coordinator.js';
+import type { JobRecord } from '../ports.js';
+
+/** Restarts kept on the job record: enough for any restart strategy (they allow at most this many attempts). */
+export const RESTART_HISTORY = 200;
 
 export type RestartStrategy =
   | {
@@ -40,6 +45,11 @@ export const DEFAULT_RESTART_STRATEGY: RestartStrategy = {
   resetAfterSeconds: 3600,
   attempts: 10,
 };
+
+/** Times (ms) of the restarts that count against the strategy: failures, not operator rollbacks or restores. */
+export function failureRestarts(job: JobRecord): number[] {
+  return job.restarts.filter((r) => r.byOperator !== true).map((r) => r.at);
+}
 
 export type RestartDecision = { readonly restart: true; readonly delaySeconds: number } | { readonly restart: false; readonly reason: string };
 
