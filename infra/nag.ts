@@ -8,6 +8,14 @@ import type { CairnJob } from './cairn-job.js';
  * exact wildcard it accepts (`appliesTo`) where the rule supports it, and why it is needed.
  */
 
+/**
+ * Region and account inside a finding's ARN: `<AWS::Region>` / `<AWS::AccountId>` tokens when
+ * the stack is environment-agnostic, literals when it has an env (infra/app.ts passes one when
+ * CDK_DEFAULT_ACCOUNT is set). A suppression naming one must accept either form, and only those.
+ */
+const REGION = '(?:<AWS::Region>|[a-z]{2}(?:-[a-z]+)+-\\d)';
+const ACCOUNT = '(?:<AWS::AccountId>|\\d{12})';
+
 /** Node.js 22 is the runtime the job code is developed and tested against (TESTING.md); moving to a newer one is a deliberate upgrade. */
 const RUNTIME: NagPackSuppression = {
   id: 'AwsSolutions-L1',
@@ -58,7 +66,7 @@ export function suppressFindings(_stack: Stack, job: CairnJob): void {
       {
         id: 'AwsSolutions-IAM5',
         reason: 'The .sync start of the recovery workflow must describe/stop its executions, whose ARNs (execution:<recovery state machine name>:*) are only known at run time.',
-        appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:.*\\*$/' }],
+        appliesTo: [{ regex: `/^Resource::arn:<AWS::Partition>:states:${REGION}:${ACCOUNT}:execution:.*\\*$/` }],
       },
     ],
     true,

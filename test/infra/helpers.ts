@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { App, Aspects } from 'aws-cdk-lib';
+import { App, Aspects, type Environment } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { CairnStack } from '../../infra/cairn-stack.js';
@@ -14,11 +14,13 @@ export function cdkContext(): Record<string, unknown> {
 
 /**
  * A Cairn stack with cdk-nag applied. Bundling is skipped (`aws:cdk:bundling-stacks: []`):
- * the entries must exist, esbuild does not run; `npx cdk synth` bundles for real.
+ * the entries must exist, esbuild does not run; `npx cdk synth` bundles for real. `env` as
+ * infra/app.ts passes it when CDK_DEFAULT_ACCOUNT is set; without it region and account
+ * stay tokens (`AWS::Region`, `AWS::AccountId`).
  */
-export function synthStack(job: CairnJobProps = {}, id = `Cairn-${job.job ?? 'word-count'}`): { stack: CairnStack; template: Template } {
+export function synthStack(job: CairnJobProps = {}, id = `Cairn-${job.job ?? 'word-count'}`, env?: Environment): { stack: CairnStack; template: Template } {
   const app = new App({ context: { ...cdkContext(), 'aws:cdk:bundling-stacks': [] } });
-  const stack = new CairnStack(app, id, { job });
+  const stack = new CairnStack(app, id, { job, ...(env ? { env } : {}) });
   Aspects.of(app).add(new AwsSolutionsChecks({ verbose: true }));
   app.synth();
   return { stack, template: Template.fromStack(stack) };

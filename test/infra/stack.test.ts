@@ -1,5 +1,5 @@
 import { Stack } from 'aws-cdk-lib';
-import { Annotations, Match } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, type Template } from 'aws-cdk-lib/assertions';
 import type * as iam from 'aws-cdk-lib/aws-iam';
 import { describe, expect, it } from 'vitest';
 import { jobNames, jobSpec } from '../../infra/job-spec.js';
@@ -273,5 +273,75 @@ describe('cdk-nag AwsSolutions', () => {
     expect(errors.map((e) => `${e.id}: ${JSON.stringify(e.entry.data)}`)).toEqual([]);
     expect(warnings.map((e) => `${e.id}: ${JSON.stringify(e.entry.data)}`)).toEqual([]);
     expect(Stack.isStack(s)).toBe(true);
+  });
+});
+
+/**
+ * Every ARN in a template's resource properties (policies, conditions, state machine
+ * definitions), Fn::Join joined, pseudo parameters and references as cdk-nag renders them
+ * (`<AWS::Region>`, `<Logical>`, `<Logical.Attr>`), other intrinsics as `<Fn::Name>`. With
+ * an env, region and account are literals; without one, tokens.
+ */
+function arnsOf(t: Template): string[] {
+  const render = (x: unknown): string => {
+    if (typeof x === 'string') return x;
+    const o = x as Record<string, unknown>;
+    if ('Fn::Join' in o) {
+      const [sep, parts] = o['Fn::Join'] as [string, unknown[]];
+      return parts.map(render).join(sep);
+    }
+    if ('Ref' in o) return `<${String(o.Ref)}>`;
+    if ('Fn::GetAtt' in o) return `<${(o['Fn::GetAtt'] as string[]).join('.')}>`;
+    return `<${Object.keys(o).join(',')}>`;
+  };
+  const isIntrinsic = (o: object): boolean => Object.keys(o).length === 1 && /^(Ref|Fn::)/.test(Object.keys(o)[0] ?? '');
+  const out: string[] = [];
+  const walk = (x: unknown): void => {
+    if (typeof x === 'string' || (x !== null && typeof x === 'object' && !Array.isArray(x) && isIntrinsic(x))) {
+      out.push(...(render(x).match(/arn:[^"\s,]*/g) ?? []));
+    } else if (Array.isArray(x)) {
+      x.forEach(walk);
+    } else if (x !== null && typeof x === 'object') {
+      Object.values(x).forEach(walk);
+    }
+  };
+  // Properties only: Metadata holds the cdk-nag suppressions, whose patterns are no ARNs.
+  for (const r of Object.values((t.toJSON() as { Resources: Record<string, { Properties?: unknown }> }).Resources)) walk(r.Properties);
+  return out;
+}
+
+/** arn:partition:service:region:account:..., where region and account may be tokens (they hold colons). */
+const ARN_FIELDS = /^arn:(<AWS::Partition>|aws[a-z-]*):([a-z0-9-]+):(<AWS::Region>|[^:]*):(<AWS::AccountId>|[^:]*):/;
+const RECOVERY_EXECUTIONS = (region: string, account: string): RegExp => new RegExp(`^arn:<AWS::Partition>:states:${region}:${account}:execution:.*\\*$`);
+
+describe('cdk-nag AwsSolutions with an explicit env (CDK_DEFAULT_ACCOUNT/REGION set, as infra/app.ts passes them)', () => {
+  const env = { account: '123456789012', region: 'eu-west-1' };
+
+  it('without an env, the recovery executions ARN holds region and account tokens', () => {
+    expect(arnsOf(template)).toContainEqual(expect.stringMatching(RECOVERY_EXECUTIONS('<AWS::Region>', '<AWS::AccountId>')));
+  });
+
+  it.each(jobNames())('%s: no unsuppressed errors or warnings; literal ARNs name eu-west-1 and 123456789012', (name) => {
+    const { stack: s, template: t } = synthStack({ job: name }, `Cairn-${name}`, env);
+    expect(s.region).toBe('eu-west-1');
+    expect(s.account).toBe('123456789012');
+    const errors = Annotations.fromStack(s).findError('*', Match.stringLikeRegexp('AwsSolutions-.*'));
+    const warnings = Annotations.fromStack(s).findWarning('*', Match.stringLikeRegexp('AwsSolutions-.*'));
+    expect(errors.map((e) => `${e.id}: ${JSON.stringify(e.entry.data)}`)).toEqual([]);
+    expect(warnings.map((e) => `${e.id}: ${JSON.stringify(e.entry.data)}`)).toEqual([]);
+
+    const arns = arnsOf(t);
+    // The IAM5 finding this guards: the checkpoint workflow's describe/stop on the recovery executions.
+    expect(arns).toContainEqual(expect.stringMatching(RECOVERY_EXECUTIONS('eu-west-1', '123456789012')));
+    const literal = arns.filter((arn) => ARN_FIELDS.exec(arn)?.[3] === 'eu-west-1');
+    expect(literal.length).toBeGreaterThan(3);
+    for (const arn of arns) {
+      const fields = ARN_FIELDS.exec(arn);
+      expect(fields, arn).not.toBeNull();
+      const [, , , region, account] = fields as RegExpExecArray;
+      // Region-less ARNs (S3, IAM, `states:::lambda:invoke`) have an empty region; AWS managed policies the account `aws`.
+      expect(region, arn).toMatch(/^(eu-west-1)?$/);
+      expect(account, arn).toMatch(/^(123456789012|aws)?$/);
+    }
   });
 });
