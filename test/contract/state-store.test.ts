@@ -73,6 +73,24 @@ describe.each(implementationsOf('store-family'))('StateStore contract: $name', (
     );
 
     it(
+      'putInstance onlyOverOlderGeneration replaces a record of an older generation, never one of the same or a newer one',
+      run(async ({ stateStore }) => {
+        const gen2 = { ...initialInstanceRecord('counter#0', 2), version: 3 };
+        expect(await stateStore.putInstance(gen2, { onlyOverOlderGeneration: true })).toBe(true);
+        // A retried restore of the same attempt, and a lagging attempt of an older generation: both refused.
+        expect(await stateStore.putInstance({ ...gen2, version: 4, epoch: 9 }, { onlyOverOlderGeneration: true })).toBe(false);
+        expect(await stateStore.putInstance({ ...initialInstanceRecord('counter#0', 1), version: 5 }, { onlyOverOlderGeneration: true })).toBe(false);
+        expect(await stateStore.loadInstance('counter#0')).toEqual(gen2);
+        const gen3 = { ...initialInstanceRecord('counter#0', 3), version: 4 };
+        expect(await stateStore.putInstance(gen3, { onlyOverOlderGeneration: true })).toBe(true);
+        expect(await stateStore.loadInstance('counter#0')).toEqual(gen3);
+        // Without the option it overwrites whatever is there.
+        expect(await stateStore.putInstance(gen2)).toBe(true);
+        expect(await stateStore.loadInstance('counter#0')).toEqual(gen2);
+      }),
+    );
+
+    it(
       'a committed record is stored as given, and later changes to the caller\'s objects do not reach the store',
       run(async (family) => {
         await startJob(family.checkpoints);

@@ -68,11 +68,11 @@ describe('recovery after a process death (embedded)', () => {
     async (publishes) => {
       // Checkpoints complete several at a time, so one commit-sinks publishes several epochs.
       let dieAfter: number | undefined;
-      let runtime: EmbeddedRuntime | undefined;
+      const opened: EmbeddedRuntime[] = [];
       const faults: RuntimeFaults = {
         coordinator: {
           afterSinkPublish: async () => {
-            const job = await runtime?.job();
+            const job = await opened[0]?.job();
             if (!job || job.sinksCommittedThrough < 2 || !job.retainedCheckpoints.includes(job.sinksCommittedThrough)) return;
             dieAfter ??= publishes;
             if (--dieAfter === 0) throw new ProcessDied('killed inside commit-sinks');
@@ -80,7 +80,8 @@ describe('recovery after a process death (embedded)', () => {
         },
       };
       const checkpoint = { maxConcurrent: 3, intervalMs: 1 };
-      runtime = await EmbeddedRuntime.open(options(checkpoint, faults));
+      const runtime = await EmbeddedRuntime.open(options(checkpoint, faults));
+      opened.push(runtime);
       expect(await runUntilDeath(runtime)).toBe(true);
       const dead = await EmbeddedRuntime.open(options(checkpoint));
       const job = await dead.job();

@@ -16,12 +16,14 @@ describe('the synthesized checkpoint workflow on moto', () => {
   let cpl: Deployed;
   let tmo: Deployed;
   let rec: Deployed;
+  let twice: Deployed;
 
   beforeAll(async () => {
     cpl = await deploy('cpl', { trigger: 'manual', timeoutMs: 60_000 });
     tmo = await deploy('tmo', { trigger: 'manual', timeoutMs: 3_000, tolerableFailures: 1 });
     rec = await deploy('rec', { trigger: 'manual', timeoutMs: 60_000 });
-    deployed.push(cpl, tmo, rec);
+    twice = await deploy('twice', { trigger: 'manual', timeoutMs: 60_000 });
+    deployed.push(cpl, tmo, rec, twice);
   });
   afterAll(async () => {
     for (const d of deployed) {
@@ -102,6 +104,43 @@ describe('the synthesized checkpoint workflow on moto', () => {
     await acknowledge(d, 2);
     expect(await finished(d, second.executionArn as string)).toBe('SUCCEEDED');
     expect((await d.stores.checkpoints.getCheckpoint(2))?.status).toBe('COMPLETED');
+    const lines = [{ line: 'replay replay' }, { line: 'barrier replay state' }];
+    expect(wordCount.canonical(await d.stores.sinks.read('counts'))).toEqual(wordCount.oracle(lines));
+  });
+
+  it('two recovery executions at once (a rollback and a looping coordinator): a later attempt supersedes the earlier one; the sink equals the oracle', async () => {
+    const d = twice;
+    await d.stores.sourceLog.append(0, [{ id: 't1', event: { line: 'replay replay' } }]);
+    const first = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, input: JSON.stringify({ manual: true, windowSeconds: 0 }) }));
+    await acknowledge(d, 1);
+    expect(await finished(d, first.executionArn as string)).toBe('SUCCEEDED');
+    await d.stores.sourceLog.append(0, [{ id: 't2', event: { line: 'barrier replay state' } }]);
+    await d.runtime.stores.transport?.send([{ queue: 'lines', groupId: 'lines#0', dedupId: 'g1:poll:t2', body: { type: 'poll', gen: 1, to: 'lines#0' } }]);
+    await drainOperators(d);
+
+    const start = async (name: string): Promise<string> => {
+      const { executionArn } = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.recoveryArn, name, input: JSON.stringify({ reason: `restart by ${name}` }) }));
+      if (!executionArn) throw new Error('no execution');
+      return executionArn;
+    };
+    const [a, b] = await Promise.all([start('rollback'), start('coordinator')]);
+    expect([await finished(d, a), await finished(d, b)]).toEqual(['SUCCEEDED', 'SUCCEEDED']);
+    const visited = [await visitedStates(d, a), await visitedStates(d, b)];
+    // Both began an attempt; each attempt after the first has a generation of its own.
+    expect(visited.map((states) => states.includes('BumpGeneration'))).toEqual([true, true]);
+    const job = await d.stores.checkpoints.getJob();
+    expect(job).toMatchObject({ status: 'RUNNING', lastCompletedId: 1 });
+    expect(job?.recovery).toBeUndefined();
+    expect(job?.generation).toBeGreaterThanOrEqual(3);
+    for (const instance of new Topology(wordCount.build()).allInstances()) {
+      expect(await d.stores.stateStore.loadInstance(instance)).toMatchObject({ generation: job?.generation, lastBarrier: 1 });
+    }
+
+    await drainOperators(d);
+    const second = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, name: 'after-both', input: JSON.stringify({ manual: true, windowSeconds: 0 }) }));
+    const next = job?.nextCheckpointId ?? 2;
+    await acknowledge(d, next);
+    expect(await finished(d, second.executionArn as string)).toBe('SUCCEEDED');
     const lines = [{ line: 'replay replay' }, { line: 'barrier replay state' }];
     expect(wordCount.canonical(await d.stores.sinks.read('counts'))).toEqual(wordCount.oracle(lines));
   });

@@ -50,13 +50,15 @@ describe('checkpoint workflow', () => {
   it('routes every decision of decideNext to its own transition state', () => {
     const route = state(checkpoints, 'Route');
     const choices = (route.Choices as Array<Record<string, unknown>>).map((c) => JSON.stringify(c));
-    for (const type of ['trigger', 'inject-barriers', 'complete', 'commit-sinks', 'abort', 'start-recovery', 'continue-recovery', 'finish', 'finished', 'wait']) {
+    for (const type of ['trigger', 'inject-barriers', 'complete', 'commit-sinks', 'abort', 'start-recovery', 'continue-recovery', 'finish', 'finished', 'wait', 'fail']) {
       expect(choices.some((c) => c.includes(`"${type}"`)), type).toBe(true);
     }
     expect(route.Default).toBe('JobFailed');
     expect(state(checkpoints, 'InjectBarriers').Next).toBe('AwaitAcks');
     expect(state(checkpoints, 'Trigger').Next).toBe('ManualConsumed');
-    for (const name of ['Trigger', 'InjectBarriers', 'CompleteCheckpoint', 'CommitSinks', 'AbortCheckpoint', 'Finish']) {
+    // An exhausted restart strategy (decideNext's 'fail') marks the job FAILED before the execution fails.
+    expect(state(checkpoints, 'MarkJobFailed').Next).toBe('JobFailed');
+    for (const name of ['Trigger', 'InjectBarriers', 'CompleteCheckpoint', 'CommitSinks', 'AbortCheckpoint', 'Finish', 'MarkJobFailed']) {
       const s = state(checkpoints, name);
       expect(s.Parameters, name).toEqual({ action: 'apply', 'decision.$': '$.step.decision', 'jobVersion.$': '$.step.jobVersion' });
       // A stale decision goes back to Decide; transient failures are retried.
@@ -106,5 +108,19 @@ describe('recovery workflow', () => {
     expect(inner(instances).RestoreInstance?.Parameters).toEqual({ action: 'restore-instance', 'instance.$': '$.instance', 'toCheckpoint.$': '$.toCheckpoint', 'generation.$': '$.generation' });
     expect(state(recovery, 'Resume').Next).toBe('Recovered');
     expect(recovery.TimeoutSeconds).toBe(7200);
+  });
+
+  it('every restore step carries the attempt\'s generation; a superseded attempt ends as Superseded, and Resume only finishes', () => {
+    expect(inner(state(recovery, 'RestoreOperators')).RestoreOperator?.Parameters).toEqual({
+      action: 'restore-operator',
+      'vertex.$': '$.vertex',
+      'toCheckpoint.$': '$.toCheckpoint',
+      'generation.$': '$.generation',
+    });
+    expect(state(recovery, 'Resume').Parameters).toEqual({ action: 'resume', 'generation.$': '$.targets.generation' });
+    for (const name of ['RestoreOperators', 'RestoreInstances', 'Resume']) {
+      expect(state(recovery, name).Catch, name).toEqual([{ ErrorEquals: ['RecoverySupersededError'], ResultPath: '$.superseded', Next: 'Superseded' }]);
+    }
+    expect(state(recovery, 'Superseded').Type).toBe('Succeed');
   });
 });
