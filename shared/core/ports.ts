@@ -184,8 +184,13 @@ export interface StateStore {
    */
   commitStep(commit: StepCommit): Promise<void>;
   loadSnapshot(instance: InstanceId, checkpointId: number): Promise<OperatorSnapshot | undefined>;
-  /** Makes the newest version <= checkpointId current for every key changed after it (0 = empty). */
-  restoreOperator(operator: string, checkpointId: number): Promise<{ keysRestored: number }>;
+  /**
+   * Makes the newest version <= checkpointId current for every key changed after it (0 = empty).
+   * With `fence`, its writes are conditional on the job still being in that generation
+   * (GenerationFencedError otherwise): a superseded recovery attempt cannot restore over the
+   * instances of a newer one.
+   */
+  restoreOperator(operator: string, checkpointId: number, fence?: { readonly generation: number }): Promise<{ keysRestored: number }>;
   /** Drops version records no retained checkpoint >= keepFrom needs, and snapshots before it. */
   prune(operator: string, keepFrom: number): Promise<void>;
   readStaged(sink: string, throughEpoch: number): Promise<StagedBatch[]>;

@@ -1,4 +1,4 @@
-import { CheckpointNotFoundError, RecoverySupersededError } from './errors.js';
+import { CheckpointNotFoundError, GenerationFencedError, RecoverySupersededError } from './errors.js';
 import { initialInstanceRecord } from './instance/step.js';
 import type { CheckpointStore, Clock, JobRecord, OutboundMessage, QueueTransport, SinkStore, StateStore } from './ports.js';
 import { recoveryAttemptStarted, recoveryFinished } from './protocol/coordinator.js';
@@ -109,7 +109,14 @@ export class Recovery {
     const vertex = this.deps.topology.vertex(vertexId);
     if (!vertex) throw new Error(`unknown vertex ${vertexId}`);
     let keysRestored = 0;
-    if (hasKeyedState(vertex)) keysRestored = (await this.deps.state.restoreOperator(vertex.id, target)).keysRestored;
+    if (hasKeyedState(vertex)) {
+      try {
+        keysRestored = (await this.deps.state.restoreOperator(vertex.id, target, { generation })).keysRestored;
+      } catch (error) {
+        if (error instanceof GenerationFencedError) throw new RecoverySupersededError(generation, error.actual);
+        throw error;
+      }
+    }
     if (vertex.sink?.mode === 'transactional') {
       await this.deps.state.discardStagedAfter(vertex.sink.uid, target);
       await this.deps.sinks.retractFrom(vertex.sink.uid, pad(target + 1));

@@ -126,7 +126,10 @@ export class EmbeddedStateStore implements StateStore {
     return Promise.resolve({ state, channelState });
   }
 
-  restoreOperator(operator: string, checkpointId: number): Promise<{ keysRestored: number }> {
+  restoreOperator(operator: string, checkpointId: number, fence?: { readonly generation: number }): Promise<{ keysRestored: number }> {
+    // Checked and written in one synchronous run: nothing can move the generation in between.
+    const generation = this.db.get<JobRecord>('job', 'job')?.generation;
+    if (fence && generation !== undefined && generation !== fence.generation) return Promise.reject(new GenerationFencedError(fence.generation, generation));
     const byEpoch = this.operatorChanges(operator);
     const ops: WriteOp[] = [];
     const keys = new Set<string>();

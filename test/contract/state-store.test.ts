@@ -258,6 +258,21 @@ describe.each(implementationsOf('store-family'))('StateStore contract: $name', (
     );
 
     it(
+      'a restore fenced by an older generation changes nothing and says so; in the current generation it restores',
+      run(async (family) => {
+        await startJob(family.checkpoints);
+        const d = await new InstanceDriver(family.stateStore, OP).init();
+        await d.write(1, { a: v(1) }, { snapshot: true });
+        await d.write(2, { a: v(2), b: v(2) });
+        await bumpGeneration(family.checkpoints);
+        await expect(family.stateStore.restoreOperator(OP, 1, { generation: 1 })).rejects.toThrow(new GenerationFencedError(1, 2));
+        expect(await d.read(['a', 'b'])).toEqual({ a: v(2), b: v(2) });
+        expect(await family.stateStore.restoreOperator(OP, 1, { generation: 2 })).toEqual({ keysRestored: 2 });
+        expect(await d.read(['a', 'b'])).toEqual({ a: v(1), b: null });
+      }),
+    );
+
+    it(
       'after a restore, the re-executed epochs version correctly again (restore, rewrite, restore)',
       run(async (family) => {
         await startJob(family.checkpoints);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CheckpointConfigInput } from '../../shared/core/config.js';
 import { EmbeddedRuntime } from '../../shared/embedded/runtime.js';
-import { FaultInjector, planFor, type FaultKind } from './fault-schedule.js';
+import { FaultInjector, planFor, SUITE_RESTARTS, type FaultKind } from './fault-schedule.js';
 import { canonical, finalState, sequenceEvents, sequenceJob, sequenceOracle, violations, POISON_KEY } from './sequence-job.js';
 
 /**
@@ -16,7 +16,6 @@ const KEYS = Number(process.env.CAIRN_FAULT_KEYS ?? 8);
 const PER_KEY = Number(process.env.CAIRN_FAULT_PER_KEY ?? 60);
 const POISON = 2;
 const SEEDS = Number(process.env.CAIRN_FAULT_SEEDS ?? 300);
-export const SUITE_RESTARTS = { kind: 'fixed-delay', attempts: 200, delaySeconds: 0 } as const;
 /** A stuck run (a source that never reads again) must fail with its seed, not hang the suite. */
 const MAX_TURNS = 5_000;
 

@@ -83,6 +83,9 @@ function ignoreRefusal(error: unknown): undefined {
   throw error;
 }
 
+/** The schedules inject far more failures than a default restart strategy allows; its exhaustion has tests of its own. */
+export const SUITE_RESTARTS = { kind: 'fixed-delay', attempts: 200, delaySeconds: 0 } as const;
+
 /** Caps keep a run finite: past the cap a fault kind stops firing. */
 const CAP = 25;
 

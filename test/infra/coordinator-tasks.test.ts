@@ -24,8 +24,8 @@ function harness(restartStrategy: RestartStrategy = { kind: 'fixed-delay', attem
   // A test's hook into the restore: something that happens while an operator's keyed state is being restored.
   let restoreHook: ((vertex: string) => Promise<void>) | undefined;
   const restoreOperator = state.restoreOperator.bind(state);
-  state.restoreOperator = async (operator, checkpointId) => {
-    const restored = await restoreOperator(operator, checkpointId);
+  state.restoreOperator = async (operator, checkpointId, fence) => {
+    const restored = await restoreOperator(operator, checkpointId, fence);
     await restoreHook?.(operator);
     return restored;
   };

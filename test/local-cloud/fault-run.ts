@@ -1,7 +1,7 @@
 import type { CheckpointConfigInput } from '../../shared/core/config.js';
 import type { LocalCloudFaults, LocalCloudJob } from '../../shared/aws/runner/index.js';
 import type { EmbeddedRuntime } from '../../shared/embedded/runtime.js';
-import type { FaultInjector } from '../faults/fault-schedule.js';
+import { SUITE_RESTARTS, type FaultInjector } from '../faults/fault-schedule.js';
 import { canonical, finalState, sequenceEvents, sequenceJob } from '../faults/sequence-job.js';
 import { localJob } from './helpers.js';
 
@@ -100,6 +100,7 @@ export async function runOnce(
     checkpoint,
     limits: { maxReceiveCount: 6, isolatePoisonAfterReceives: 3, sourceReadBatch: 10 },
     visibilityTimeoutSeconds: 1,
+    restartStrategy: SUITE_RESTARTS,
     ...(faults ? { faults } : {}),
     ...(throttler ? { onClients: (clients) => throttler.attach(clients.dynamo) } : {}),
     ...(spillThresholdBytes === undefined ? {} : { spillThresholdBytes }),

@@ -251,13 +251,17 @@ export class DynamoStateStore implements StateStore {
   }
 
   private jobCheck(commit: StepCommit): TransactItem {
+    return this.fenceCheck(commit.generation);
+  }
+
+  private fenceCheck(generation: number): TransactItem {
     return {
       ConditionCheck: {
         TableName: this.table,
         Key: Keys.generationFence(),
         ConditionExpression: 'attribute_not_exists(pk) OR #gen = :g',
         ExpressionAttributeNames: { '#gen': 'gen' },
-        ExpressionAttributeValues: { ':g': commit.generation },
+        ExpressionAttributeValues: { ':g': generation },
       },
     };
   }
@@ -522,7 +526,7 @@ export class DynamoStateStore implements StateStore {
     );
   }
 
-  async restoreOperator(operator: string, checkpointId: number): Promise<{ keysRestored: number }> {
+  async restoreOperator(operator: string, checkpointId: number, fence?: { readonly generation: number }): Promise<{ keysRestored: number }> {
     const entries = await this.changedEntries(operator, pad(checkpointId + 1), '\uffff');
     const visible = await this.io.effective(entries);
     const refs = new Map<string, StateKeyRef>();
@@ -567,24 +571,37 @@ export class DynamoStateStore implements StateStore {
       groups.push({ actions, delta: (isLive ? 1 : 0) - (wasLive ? 1 : 0), blobs });
     }
     for (const stray of strays) groups.push({ actions: [{ Delete: { TableName: this.table, Key: { pk: stray.pk, sk: stray.sk } } }], delta: 0, blobs: [stray.p] });
-    await this.runGroups(groups, Keys.liveRestore(operator));
+    await this.runGroups(groups, Keys.liveRestore(operator), fence?.generation);
     return { keysRestored: refs.size };
   }
 
   /** Executes groups of actions in transactions of <= 100 actions (a group is split only if it alone is larger). */
-  private async runGroups(groups: ReadonlyArray<{ actions: TransactItem[]; delta: number; blobs: unknown[] }>, liveKey?: ItemKey): Promise<void> {
+  /**
+   * With `generation`, every transaction also checks the generation fence: a restore of a
+   * superseded recovery attempt stops at its next transaction (GenerationFencedError).
+   */
+  private async runGroups(groups: ReadonlyArray<{ actions: TransactItem[]; delta: number; blobs: unknown[] }>, liveKey?: ItemKey, generation?: number): Promise<void> {
     let batch: TransactItem[] = [];
     let delta = 0;
     let blobs: unknown[] = [];
+    const room = MAX_TRANSACT_ACTIONS - 1 - (generation === undefined ? 0 : 1);
     const flush = async (): Promise<void> => {
       if (batch.length === 0 && delta === 0) return;
-      const actions = [...batch];
+      const actions = generation === undefined ? [...batch] : [this.fenceCheck(generation), ...batch];
       if (delta !== 0 && liveKey) {
         actions.push({
           Update: { TableName: this.table, Key: liveKey, UpdateExpression: 'ADD #n :n', ExpressionAttributeNames: { '#n': 'n' }, ExpressionAttributeValues: { ':n': delta } },
         });
       }
-      await this.io.transact(actions);
+      try {
+        await this.io.transact(actions);
+      } catch (error) {
+        if (generation !== undefined && cancellationReasons(error)?.[0]?.Code === 'ConditionalCheckFailed') {
+          const current = await this.io.get(Keys.generationFence());
+          throw new GenerationFencedError(generation, (current?.gen as number | undefined) ?? -1);
+        }
+        throw error;
+      }
       await Promise.all(blobs.map((b) => this.io.dropBlob(b)));
       batch = [];
       delta = 0;
@@ -593,14 +610,14 @@ export class DynamoStateStore implements StateStore {
     let bytes = 0;
     for (const group of groups) {
       const size = group.actions.reduce((sum, a) => sum + transactItemSize(a), 0);
-      if (batch.length + group.actions.length > MAX_TRANSACT_ACTIONS - 1 || (batch.length > 0 && bytes + size > MAX_TRANSACT_BYTES)) {
+      if (batch.length + group.actions.length > room || (batch.length > 0 && bytes + size > MAX_TRANSACT_BYTES)) {
         await flush();
         bytes = 0;
       }
       let actions = group.actions;
-      while (actions.length > MAX_TRANSACT_ACTIONS - 1) {
-        batch = actions.slice(0, MAX_TRANSACT_ACTIONS - 1);
-        actions = actions.slice(MAX_TRANSACT_ACTIONS - 1);
+      while (actions.length > room) {
+        batch = actions.slice(0, room);
+        actions = actions.slice(room);
         await flush();
       }
       batch.push(...actions);
