@@ -24,7 +24,7 @@ export type RecoveryPhase = 'begin' | 'purge' | 'restore-operator' | 'restore-in
 
 export interface RecoveryFaults {
   /** Called after each phase step (a test's crash point inside a recovery). */
-  afterRecoveryPhase?(phase: RecoveryPhase, detail: string): void;
+  afterRecoveryPhase?(phase: RecoveryPhase, detail: string): void | Promise<void>;
 }
 
 export interface RecoveryDeps {
@@ -68,7 +68,7 @@ export class Recovery {
     const { generation } = attempt;
     const target = attempt.recovery?.toCheckpoint ?? 0;
     await this.deps.purgeOperatorQueues?.();
-    this.after('purge', `generation ${generation}`);
+    await this.after('purge', `generation ${generation}`);
     for (const vertex of this.deps.topology.vertices) await this.restoreOperator(vertex.id, target, generation);
     for (const id of this.deps.topology.allInstances()) await this.restoreInstance(id, target, generation);
     return this.finish(generation);
@@ -94,7 +94,7 @@ export class Recovery {
         await checkpoints.putCheckpoint({ ...checkpoint, status: 'ABORTED', abortReason: `discarded by restore to ${target}` });
       }
     }
-    this.after('begin', `generation ${next.generation}, attempt ${next.recovery?.attempts ?? 0}`);
+    await this.after('begin', `generation ${next.generation}, attempt ${next.recovery?.attempts ?? 0}`);
     return next;
   }
 
@@ -121,7 +121,7 @@ export class Recovery {
       await this.deps.state.discardStagedAfter(vertex.sink.uid, target);
       await this.deps.sinks.retractFrom(vertex.sink.uid, pad(target + 1));
     }
-    this.after('restore-operator', vertex.id);
+    await this.after('restore-operator', vertex.id);
     return { keysRestored };
   }
 
@@ -144,7 +144,7 @@ export class Recovery {
       },
       { onlyOverOlderGeneration: true },
     );
-    this.after('restore-instance', id);
+    await this.after('restore-instance', id);
     return { restored };
   }
 
@@ -157,7 +157,7 @@ export class Recovery {
     const restored = { ...job, lastCompletedId: target, lastCompletedAt, sinksCommittedThrough: Math.min(job.sinksCommittedThrough, target) };
     const running = recoveryFinished(restored, clock.now());
     await checkpoints.putJob(running, job.version);
-    this.after('finish', `generation ${generation}`);
+    await this.after('finish', `generation ${generation}`);
     await this.deps.transport.send(sourcePolls(topology, generation, 'recovered'));
     await this.deps.transport.send(
       topology.vertices
@@ -174,7 +174,7 @@ export class Recovery {
     return job;
   }
 
-  private after(phase: RecoveryPhase, detail: string): void {
-    this.deps.faults?.afterRecoveryPhase?.(phase, detail);
+  private async after(phase: RecoveryPhase, detail: string): Promise<void> {
+    await this.deps.faults?.afterRecoveryPhase?.(phase, detail);
   }
 }
