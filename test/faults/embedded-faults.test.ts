@@ -118,7 +118,7 @@ describe('fault suite (embedded): seeded schedules end exactly like the fault-fr
     for (const kind of kinds) expect(totals[kind] ?? 0, kind).toBeGreaterThan(10);
     // Operator requests the job took: manual checkpoints, pauses, rollbacks to retained checkpoints.
     console.log(`operator requests taken: ${JSON.stringify(requestTotals)}; recovery phases a crash interrupted: ${JSON.stringify(recoveryPhases)}`);
-    for (const phase of ['begin', 'purge', 'restore-operator', 'restore-instance', 'finish']) expect(recoveryPhases[phase] ?? 0, phase).toBeGreaterThan(3);
+    for (const phase of ['begin', 'purge', 'restore-operator', 'restore-instance', 'finish', 'of-operator-rollback']) expect(recoveryPhases[phase] ?? 0, phase).toBeGreaterThan(3);
     for (const kind of ['checkpoint', 'pause', 'rollback']) expect(requestTotals[kind] ?? 0, kind).toBeGreaterThan(5);
     for (const mode of ['aligned', 'unaligned', 'aligned-with-timeout']) expect(alignments[mode] ?? 0, mode).toBeGreaterThan(10);
     console.log(`channel state records per alignment mode: ${JSON.stringify(channelState)}; most loop turns in one run: ${mostTurns} of ${MAX_TURNS}`);

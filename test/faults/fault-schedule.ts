@@ -226,9 +226,11 @@ export class FaultInjector {
           }
           if (this.fire('crash-in-commit-sinks')) throw new InjectedFault(`injected coordinator crash in commit-sinks after ${batchId}`);
         },
-        afterRecoveryPhase: (phase) => {
+        afterRecoveryPhase: async (phase) => {
           if (this.fire('crash-in-recovery')) {
             this.recoveryCrashes[phase] = (this.recoveryCrashes[phase] ?? 0) + 1;
+            // A recovery an operator asked for (`cairn rollback`, like `--restore`), interrupted.
+            if ((await this.store?.getJob())?.restarts.at(-1)?.byOperator) this.recoveryCrashes['of-operator-rollback'] = (this.recoveryCrashes['of-operator-rollback'] ?? 0) + 1;
             throw new InjectedFault(`injected coordinator crash in recovery after ${phase}`);
           }
         },
