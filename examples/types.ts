@@ -1,13 +1,9 @@
-import type { CheckpointConfigInput } from '../shared/core/config.js';
-import type { JobGraph } from '../shared/core/job.js';
+import type { JobDefinition } from '../shared/core/definition.js';
 
-/** A runnable example: the job, a deterministic input generator and an oracle for its output. */
-export interface Example<E = unknown, O = unknown> {
-  readonly name: string;
+/** A runnable example: a job definition, plus a deterministic input generator and an oracle for its output. */
+export interface Example<E = unknown, O = unknown> extends JobDefinition {
   readonly description: string;
   readonly sink: string;
-  readonly checkpoint?: CheckpointConfigInput;
-  build(): JobGraph;
   /** Events number 0..count-1 for a seed; ids are stable so re-pushing them is harmless. */
   generate(count: number, seed: number): Array<{ id: string; event: E }>;
   /** What a single fault-free run must put in the sink, in canonical order. */

@@ -42,7 +42,7 @@ export function program(setExitCode: (code: number) => void): Command {
   cli
     .command('run')
     .description('run a job on the embedded runtime, with live progress and a checkpoint timeline')
-    .argument('<job>', `an example (${Object.keys(examples).join(', ')}) or a path to a .ts module exporting an Example as default`)
+    .argument('<job>', `an example (${Object.keys(examples).join(', ')}) or a path to a module whose default export is a job definition (defineJob)`)
     .option('--events <n>', `events to generate (default ${DEFAULT_EVENTS}; a resumed run reuses the first run's)`, integer(0))
     .option('--seed <n>', `seed of the event generator (default ${DEFAULT_SEED})`, integer(0))
     .option('--interval <ms>', 'checkpoint interval of the time trigger (default 1000)', integer(1))
@@ -58,6 +58,12 @@ export function program(setExitCode: (code: number) => void): Command {
     .option('--crash-at <n>', 'inject a crash: an operator throws once when the n-th record passes, and the job restarts from its last checkpoint', integer(1))
     .option('--kill-at <n>', 'kill this process (SIGKILL) after n events were ingested; run again to resume', integer(1))
     .option('--restore <checkpointId>', 'start from this retained checkpoint', integer(1))
+    .option('--input <file>', 'the events: a JSONL file (one JSON event per line), or - for stdin; bad lines become dead letters with their line number')
+    .option('--output <file>', 'write the committed sink output (JSONL) to this file instead of printing it')
+    .option('--sink <uid>', 'the sink whose output is written (default: the job\'s only sink)')
+    .option('--max-concurrent <n>', 'checkpoints in progress at once (default 1)', integer(1))
+    .option('--min-pause <ms>', 'pause between the end of one checkpoint and the start of the next (default 0)', integer(0))
+    .option('--tolerable-failures <n>', 'consecutive aborted checkpoints tolerated before a rollback (default 0)', integer(0))
     .option('--rate <events/s>', 'pace the producer (default: as fast as possible)', integer(1))
     .option('--fresh', 'delete the state directory first')
     .addOption(

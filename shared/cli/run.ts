@@ -1,4 +1,7 @@
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { JobDefinition } from '../core/definition.js';
+import { sinksOf } from '../core/definition.js';
+import type { IngressMessage } from '../core/ingest.js';
 import { join } from 'node:path';
 import type { Example } from '../../examples/types.js';
 import type { CheckpointConfigInput } from '../core/config.js';
@@ -8,7 +11,8 @@ import type { CoordinatorDecision } from '../core/protocol/coordinator.js';
 import { isAlive, StateDirLock } from '../embedded/lock.js';
 import { EmbeddedRuntime } from '../embedded/runtime.js';
 import { bar, checkpointDuration, count, LiveArea, ms, timeline } from './format.js';
-import { defaultStateDir, resolveJob, UsageError } from './jobs.js';
+import { inputLineOf, readInput } from './input.js';
+import { defaultStateDir, isExample, resolveJob, UsageError } from './jobs.js';
 import { checkpointState, readState, stateOf } from './read-state.js';
 import { indent, InjectedCrash, latestCheckpointLine, perSecond, printVerdict, restartsReport, sourceProgress } from './run-status.js';
 
@@ -32,6 +36,15 @@ export interface RunOptions {
   readonly fresh?: boolean;
   /** Where the job runs: the embedded runtime (default) or the local cloud (AWS adapters against the emulators). */
   readonly target?: 'embedded' | 'local-cloud';
+  /** The events: a JSONL file, or `-` for stdin (instead of an example's generator). */
+  readonly input?: string;
+  /** Where the committed output goes (JSONL); default: printed after the report. */
+  readonly output?: string;
+  /** Which sink's output (default: the job's only sink). */
+  readonly sink?: string;
+  readonly maxConcurrent?: number;
+  readonly minPause?: number;
+  readonly tolerableFailures?: number;
 }
 
 export interface RunIo {
@@ -51,8 +64,14 @@ const PARAMS_FILE = 'cli-run.json';
 
 /** `cairn run`: returns the process exit code (0 ok, 1 wrong results or failed job, 2 refused). */
 export async function runCommand(jobArg: string, options: RunOptions, io: RunIo = { out: process.stdout, live: new LiveArea() }): Promise<number> {
-  const example = await resolveJob(jobArg);
+  const definition = await resolveJob(jobArg);
+  const example = isExample(definition) && options.input === undefined ? definition : undefined;
+  if (!example && options.input === undefined) {
+    throw new UsageError(`job '${definition.name}' has no demo input: pass --input <events.jsonl> (one JSON event per line) or --input - for stdin`);
+  }
+  const sink = outputSink(definition, options.sink);
   if (options.target === 'local-cloud') {
+    if (!example) throw new UsageError('--input with --target local-cloud is not supported yet: run it embedded (the default)');
     // Loaded on demand: the embedded run never touches the AWS SDK.
     const { refuseEmbeddedOnly, runOnLocalCloud } = await import('../aws/runner/cli.js');
     refuseEmbeddedOnly(options);
@@ -70,7 +89,8 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
   }
   if (options.memory && options.restore !== undefined) throw new UsageError('--restore needs a state directory (it cannot be combined with --memory)');
   if (options.memory && options.stateDir !== undefined) throw new UsageError('--memory and --state-dir exclude each other');
-  const stateDir = options.memory ? undefined : (options.stateDir ?? defaultStateDir(jobArg));
+  // One name per job: a module's job keeps its state under the name it defines.
+  const stateDir = options.memory ? undefined : (options.stateDir ?? (example ? defaultStateDir(jobArg) : defaultStateDir(definition.name)));
   const { live, out } = io;
   const print = (line = ''): void => void out.write(`${line}\n`);
 
@@ -85,7 +105,7 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
   // A resumed run keeps the job's checkpointing flags (retention above all: a lower --retained
   // has already pruned checkpoints a higher one would think restorable); flags given now win.
   const flags = { ...stored?.checkpoint, ...checkpointFlags(options) };
-  const checkpoint: CheckpointConfigInput = { ...example.checkpoint, ...flags };
+  const checkpoint: CheckpointConfigInput = { ...definition.checkpoint, ...flags };
   if (stateDir && options.restore !== undefined) {
     const refusal = restoreRefusal(stateDir, options.restore);
     if (refusal) return refuse(new CheckpointNotFoundError(refusal), live);
@@ -156,7 +176,8 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
   try {
     try {
       runtime = await EmbeddedRuntime.open({
-        job: example.build(),
+        job: definition.build(),
+        ...(definition.restartStrategy ? { restartStrategy: definition.restartStrategy } : {}),
         checkpoint,
         limits: { visibilityTimeoutMs: VISIBILITY_TIMEOUT_MS },
         clock: 'real',
@@ -173,18 +194,21 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
     }
     if (manualPending) runtime.triggerCheckpoint();
     if (stateDir) writeParams(stateDir, { events: total, seed, checkpoint: flags });
+    const generated: readonly IngressMessage[] = example
+      ? example.generate(total, seed).map((e) => ({ id: e.id, body: JSON.stringify(e.event) }))
+      : await readInput(options.input ?? '-');
+    const inputSize = generated.length;
 
     const rt = runtime;
     const startJob = await rt.job();
     lastCheckpoint ??= (await rt.checkpoints.listCheckpoints()).at(-1);
     const alreadyFinished = startJob.status === 'FINISHED' || startJob.status === 'FAILED';
     print(
-      `cairn run ${example.name}: ${count(total)} events (seed ${seed}), ${describeCheckpointing(rt)}, ` +
+      `cairn run ${definition.name}: ${example ? `${count(total)} events (seed ${seed})` : `${count(inputSize)} events from ${options.input === '-' ? 'stdin' : options.input}`}, ${describeCheckpointing(rt)}, ` +
         (stateDir ? `state in ${stateDir} (pid ${process.pid}; \`cairn trigger ${jobArg}${stateFlag}\` takes a checkpoint now)` : 'in memory'),
     );
     if (alreadyFinished) live.log(`the job in ${stateDir ?? 'memory'} already ${startJob.status === 'FINISHED' ? 'finished' : 'failed'}; showing that run (pass --fresh to start over)`);
 
-    const generated = example.generate(total, seed);
     const started = Date.now();
     let pushed = 0;
     let closed = false;
@@ -202,13 +226,13 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
       if (alreadyFinished || closed) return;
       const accounted = rt.counters.ingested + rt.counters.ingestDuplicates + rt.counters.deadLetters;
       if (pushed - accounted >= BACKLOG) return;
-      const allowed = options.rate === undefined ? total : Math.min(total, Math.floor((options.rate * (Date.now() - started)) / 1000));
+      const allowed = options.rate === undefined ? inputSize : Math.min(inputSize, Math.floor((options.rate * (Date.now() - started)) / 1000));
       const upTo = Math.min(allowed, pushed + CHUNK);
       if (upTo > pushed) {
-        rt.push(generated.slice(pushed, upTo).map((e) => ({ id: e.id, body: JSON.stringify(e.event) })));
+        rt.push(generated.slice(pushed, upTo));
         pushed = upTo;
       }
-      if (pushed >= total) {
+      if (pushed >= inputSize) {
         rt.closeInput();
         closed = true;
       }
@@ -221,7 +245,7 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
       job = await rt.job();
       const c = rt.counters;
       return [
-        `${bar(processed, total)} ingested ${count(ingested)}/${count(total)} · processed ${count(processed)} · ${perSecond(c.ingested, Date.now() - started)} events/s · ${job.status.toLowerCase()} gen ${job.generation}`,
+        `${bar(processed, inputSize)} ingested ${count(ingested)}/${count(inputSize)} · processed ${count(processed)} · ${perSecond(c.ingested, Date.now() - started)} events/s · ${job.status.toLowerCase()} gen ${job.generation}`,
         `${latestCheckpointLine(lastCheckpoint)} · dead letters ${c.deadLetters + c.redriven} · restarts ${job.restarts.length} · duplicates dropped ${c.duplicatesDropped + c.ingestDuplicates} · step failures ${c.stepFailures}`,
       ];
     };
@@ -237,7 +261,7 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
     // ---------- the report ----------
     const elapsed = Date.now() - started;
     print();
-    print(`${example.name}: ${job.status} after ${ms(elapsed)} · generation ${job.generation} · ${job.lastCompletedId > 0 ? `last completed checkpoint ${job.lastCompletedId}` : 'no completed checkpoint'}${resumedFrom !== undefined ? ` · resumed from checkpoint ${resumedFrom}` : ''}`);
+    print(`${definition.name}: ${job.status} after ${ms(elapsed)} · generation ${job.generation} · ${job.lastCompletedId > 0 ? `last completed checkpoint ${job.lastCompletedId}` : 'no completed checkpoint'}${resumedFrom !== undefined ? ` · resumed from checkpoint ${resumedFrom}` : ''}`);
     if (job.failure) print(`failure: ${job.failure}`);
     print();
     const { shown, hidden } = elide(await rt.checkpoints.listCheckpoints());
@@ -270,6 +294,7 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
           'and published again by the replay',
       );
     }
+    if (!example) return (await writeOutput(rt, sink, options.output, print)) ? 0 : 1;
     return (await checkResults(rt, example, generated, print)) ? 0 : 1;
   } finally {
     process.off('SIGUSR2', onUsr2);
@@ -288,7 +313,37 @@ function checkpointFlags(o: RunOptions): CheckpointConfigInput {
     ...(o.mode !== undefined ? { mode: o.mode } : {}),
     ...(o.timeout !== undefined ? { timeoutMs: o.timeout } : {}),
     ...(o.retained !== undefined ? { retained: o.retained } : {}),
+    ...(o.maxConcurrent !== undefined ? { maxConcurrent: o.maxConcurrent } : {}),
+    ...(o.minPause !== undefined ? { minPauseMs: o.minPause } : {}),
+    ...(o.tolerableFailures !== undefined ? { tolerableFailures: o.tolerableFailures } : {}),
   };
+}
+
+/** The sink whose output `--output` writes: the one named, or the job's only one. */
+function outputSink(definition: JobDefinition, named: string | undefined): string {
+  const sinks = sinksOf(definition.build());
+  if (named !== undefined) {
+    if (!sinks.includes(named)) throw new UsageError(`job '${definition.name}' has no sink '${named}' (sinks: ${sinks.join(', ')})`);
+    return named;
+  }
+  const [only, ...more] = sinks;
+  if (only === undefined) throw new UsageError(`job '${definition.name}' has no sink`);
+  if (more.length > 0) throw new UsageError(`job '${definition.name}' has several sinks (${sinks.join(', ')}): pass --sink <uid>`);
+  return only;
+}
+
+/** The sink's committed output, one JSON record per line: to `--output`, or printed. */
+async function writeOutput(rt: EmbeddedRuntime, sink: string, output: string | undefined, print: (line?: string) => void): Promise<boolean> {
+  const records = await rt.results(sink);
+  const lines = records.map((r) => JSON.stringify(r));
+  if (output !== undefined) {
+    writeFileSync(output, lines.length > 0 ? `${lines.join('\n')}\n` : '');
+    print(`output: ${count(records.length)} committed records of sink '${sink}' written to ${output}`);
+  } else {
+    print(`output: ${count(records.length)} committed records of sink '${sink}'`);
+    for (const line of lines) print(line);
+  }
+  return true;
 }
 
 function describeCheckpointing(rt: EmbeddedRuntime): string {
@@ -316,7 +371,10 @@ async function printDeadLetters(rt: EmbeddedRuntime, print: (line?: string) => v
   const letters = await rt.deadLetters();
   const redriven = rt.redriven();
   const all: { reason: string; where: string; message: string; payload: string }[] = [
-    ...letters.map((l) => ({ reason: l.reason, where: l.vertex, message: l.message, payload: l.payload })),
+    ...letters.map((l) => {
+      const line = inputLineOf(l.id);
+      return { reason: l.reason, where: line === undefined ? l.vertex : `input line ${line}`, message: l.message, payload: l.payload };
+    }),
     ...redriven.map((r) => ({ reason: `redriven (${r.reason || 'max receive count'})`, where: r.queue, message: '', payload: JSON.stringify(r.body) })),
   ];
   if (all.length === 0) {
@@ -336,13 +394,13 @@ async function printDeadLetters(rt: EmbeddedRuntime, print: (line?: string) => v
 }
 
 /** Compares the sink's committed output with the example's oracle over the events that were ingested. */
-async function checkResults(rt: EmbeddedRuntime, example: Example, generated: readonly { id: string; event: unknown }[], print: (line?: string) => void): Promise<boolean> {
+async function checkResults(rt: EmbeddedRuntime, example: Example, generated: readonly IngressMessage[], print: (line?: string) => void): Promise<boolean> {
   const ingestedIds = new Set<string>();
   for (const key of rt.db.table('logid').keys()) ingestedIds.add(key.slice(key.indexOf('|') + 1));
   const events = generated.filter((e) => ingestedIds.has(e.id));
   const foreign = ingestedIds.size - events.length;
   if (foreign > 0) print(`note: the source log holds ${count(foreign)} events this run did not generate (another --events/--seed?); pass --fresh to start over`);
-  const expected = example.oracle(events.map((e) => e.event));
+  const expected = example.oracle(events.map((e) => JSON.parse(e.body) as unknown));
   const actual = example.canonical(await rt.results(example.sink));
   return printVerdict(expected, actual, print);
 }

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -194,7 +194,66 @@ describe('cairn run', () => {
     writeFileSync(join(dir, 'bad.ts'), 'export default 42;\n');
     const bad = await cairn('run', join(dir, 'bad.ts'), '--memory');
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toMatch(/must export an Example as default/);
+    expect(bad.stderr).toContain(`error: the default export of ${join(dir, 'bad.ts')} is not a job definition (defineJob({ name, build }))`);
+  });
+
+  it('runs a user job (defineJob) over --input: bad lines are dead letters with their line number and reason, the rest is committed exactly once', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cairn-input-'));
+    dirs.push(dir);
+    const input = join(dir, 'events.jsonl');
+    const lines = [
+      '{"user":"a","amount":5}',
+      '{"user":"b","amount":2}',
+      'not json',
+      '',
+      '{"user":"a","amount":"x"}',
+      JSON.stringify({ user: 'big', amount: 1, note: 'x'.repeat(210 * 1024) }),
+      '{"user":"a","amount":3}',
+      '{"user":"b","amount":1}',
+    ];
+    writeFileSync(input, `${lines.join('\n')}\n`);
+    const output = join(dir, 'out.jsonl');
+    const state = tempStateDir();
+    const job = join(ROOT, 'test/fixtures/totals-job.ts');
+    const r = await cairn('run', job, '--input', input, '--output', output, '--state-dir', state, '--max-concurrent', '2', '--min-pause', '0', '--tolerable-failures', '1');
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/cairn run totals: 7 events from .*events\.jsonl, checkpoints every 20 ms/);
+    expect(r.stdout).toMatch(/totals: FINISHED/);
+    expect(r.stdout).toMatch(/^\s+\d+\s+final\s+COMPLETED/m);
+    expect(r.stdout).toContain('dead letters: 3 (malformed-json 1, schema-violation 1, oversize-record 1)');
+    expect(r.stdout).toMatch(/malformed-json at input line 3: malformed JSON: Unexpected token/);
+    expect(r.stdout).toMatch(/schema-violation at input line 5: schema violation: .*expected number, received string/);
+    expect(r.stdout).toMatch(/oversize-record at input line 6: event of 215\d{3} bytes exceeds the limit of 204800 bytes/);
+    expect(r.stdout).toContain(`output: 4 committed records of sink 'totals' written to ${output}`);
+    const committed = readFileSync(output, 'utf8').trim().split('\n').sort();
+    expect(committed).toEqual(['{"user":"a","total":5}', '{"user":"a","total":8}', '{"user":"b","total":2}', '{"user":"b","total":3}']);
+  });
+
+  it('--input - reads the events from stdin and prints the committed output', async () => {
+    const job = join(ROOT, 'test/fixtures/totals-job.ts');
+    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'run', job, '--input', '-', '--memory'], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stdin.end('{"user":"c","amount":4}\n{"user":"c","amount":6}\n');
+    const code = await new Promise<number | null>((done) => child.on('close', done));
+    expect(code, stdout).toBe(0);
+    expect(stdout).toMatch(/cairn run totals: 2 events from stdin/);
+    expect(stdout).toContain(`output: 2 committed records of sink 'totals'\n{"user":"c","total":4}\n{"user":"c","total":10}\n`);
+  });
+
+  it('a user job without --input, a module that is not a job, and an unknown sink are refused with one line (exit 2)', async () => {
+    const job = join(ROOT, 'test/fixtures/totals-job.ts');
+    const noInput = await cairn('run', job, '--memory');
+    expect(noInput.code).toBe(2);
+    expect(noInput.stderr).toContain("error: job 'totals' has no demo input: pass --input <events.jsonl> (one JSON event per line) or --input - for stdin");
+    const notJob = await cairn('run', join(ROOT, 'test/fixtures/not-a-job.ts'), '--memory');
+    expect(notJob.code).toBe(2);
+    expect(notJob.stderr).toContain(`error: the default export of ${join(ROOT, 'test/fixtures/not-a-job.ts')} is not a job definition (defineJob({ name, build }))`);
+    const missing = await cairn('run', join(ROOT, 'test/fixtures/missing.ts'), '--memory');
+    expect(missing.stderr).toContain(`error: job module ${join(ROOT, 'test/fixtures/missing.ts')} does not exist`);
+    const sink = await cairn('run', job, '--input', '-', '--sink', 'nope', '--memory');
+    expect(sink.code).toBe(2);
+    expect(sink.stderr).toContain("error: job 'totals' has no sink 'nope' (sinks: totals)");
   });
 
   it('rejects an unknown job with exit 2', async () => {

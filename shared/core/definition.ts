@@ -1,0 +1,59 @@
+import type { CheckpointConfigInput } from './config.js';
+import { JobDefinitionError } from './errors.js';
+import { job, type JobBuilder, type JobGraph } from './job.js';
+import type { RestartStrategy } from './protocol/restart-strategy.js';
+
+/**
+ * A job as a user defines it, once, for every runtime: a name, its checkpointing and restart
+ * strategy, and the graph (built by a function, so every runtime gets a fresh graph). The module
+ * that holds it exports it as default; `cairn run`, `cairn/testing`, the Lambda handlers and the
+ * `CairnJob` construct all take this object. An Example (examples/) is a definition plus a demo
+ * input generator and an oracle.
+ */
+export interface JobDefinition {
+  readonly name: string;
+  readonly checkpoint?: CheckpointConfigInput;
+  readonly restartStrategy?: RestartStrategy;
+  build(): JobGraph;
+}
+
+/** The job's name: one name for its state directory, its local-cloud records and `cairn status`. */
+const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+/**
+ * Defines a job: `export default defineJob({ name: 'fraud', build: (j) => { j.source(...)... } })`.
+ * The graph is built (and so validated) here, once: a broken job fails at definition time with
+ * the operator's uid, not per record at run time.
+ */
+export function defineJob(spec: {
+  readonly name: string;
+  readonly checkpoint?: CheckpointConfigInput;
+  readonly restartStrategy?: RestartStrategy;
+  readonly maxParallelism?: number;
+  readonly build: (j: JobBuilder) => void;
+}): JobDefinition {
+  if (!NAME.test(spec.name)) throw new JobDefinitionError(`job name '${spec.name}' must be 1-63 lowercase letters, digits and dashes, starting with a letter or digit`);
+  const build = (): JobGraph => {
+    const builder = job(spec.name, spec.maxParallelism === undefined ? {} : { maxParallelism: spec.maxParallelism });
+    spec.build(builder);
+    return builder.build();
+  };
+  build();
+  return {
+    name: spec.name,
+    ...(spec.checkpoint ? { checkpoint: spec.checkpoint } : {}),
+    ...(spec.restartStrategy ? { restartStrategy: spec.restartStrategy } : {}),
+    build,
+  };
+}
+
+export function isJobDefinition(value: unknown): value is JobDefinition {
+  if (typeof value !== 'object' || value === null) return false;
+  const d = value as Record<string, unknown>;
+  return typeof d.name === 'string' && typeof d.build === 'function';
+}
+
+/** Uids of the job's sinks, in graph order. */
+export function sinksOf(graph: JobGraph): string[] {
+  return graph.vertices.flatMap((v) => (v.sink ? [v.sink.uid] : []));
+}
