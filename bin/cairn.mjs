@@ -1,7 +1,15 @@
 #!/usr/bin/env node
-// `npx cairn ...`: runs the TypeScript CLI through tsx in this process (no child process,
-// so `cairn trigger` can signal the pid that holds a state directory's lock).
-import { register } from 'tsx/esm/api';
+// `npx cairn ...`: the compiled CLI of the installed package (dist/); in a source checkout, the
+// TypeScript CLI through tsx. Either way in this process (no child process, so `cairn trigger`
+// can signal the pid that holds a state directory's lock).
+import { existsSync } from 'node:fs';
+import { URL } from 'node:url';
 
-register();
-await import('../shared/cli/main.ts');
+const source = new URL('../shared/cli/main.ts', import.meta.url);
+if (existsSync(source)) {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import(source.href);
+} else {
+  await import(new URL('../dist/shared/cli/main.js', import.meta.url).href);
+}

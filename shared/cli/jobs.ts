@@ -25,6 +25,7 @@ export async function resolveJob(job: string): Promise<JobDefinition | Example> 
   if (!existsSync(path)) throw new UsageError(`job module ${path} does not exist`);
   let module: { default?: unknown };
   try {
+    if (/\.(c|m)?ts$/.test(path)) await loadTypeScript();
     module = (await import(pathToFileURL(path).href)) as { default?: unknown };
   } catch (error) {
     throw new UsageError(`job module ${job} failed to load: ${(error as Error).message}`);
@@ -33,6 +34,13 @@ export async function resolveJob(job: string): Promise<JobDefinition | Example> 
   if (candidate === undefined) throw new UsageError(`job module ${job} has no default export: \`export default defineJob({ name, build })\``);
   if (!isJobDefinition(candidate)) throw new UsageError(`the default export of ${job} is not a job definition (defineJob({ name, build }))`);
   return candidate;
+}
+
+let typeScript: Promise<void> | undefined;
+/** A job module in TypeScript: the installed (compiled) CLI loads it through tsx, as a source checkout runs. */
+function loadTypeScript(): Promise<void> {
+  typeScript ??= import('tsx/esm/api').then(({ register }) => void register());
+  return typeScript;
 }
 
 /** An Example also carries a demo generator and an oracle for its output. */
