@@ -66,7 +66,9 @@ export type DeadLetterReason =
   | 'oversize-record'
   | 'unknown-operator'
   | 'operator-error'
-  | 'max-receive-count';
+  | 'max-receive-count'
+  /** An event-time record behind the watermark (kept, until side outputs exist; never dropped silently). */
+  | 'late';
 
 /** A second process tried to open a state directory that is in use. */
 export class StateDirectoryLockedError extends CairnError {

@@ -16,6 +16,9 @@ describe.each(Object.values(examples))('example $name on the embedded runtime', 
       expect(completed.length).toBeGreaterThan(2);
       expect(completed.at(-1)?.trigger).toBe('final');
       expect(runtime.counters.stepFailures).toBe(0);
+      // Every example's demo input is on time: nothing late, no dead letter.
+      expect(runtime.counters.lateDropped).toBe(0);
+      expect(await runtime.deadLetters()).toEqual([]);
     } finally {
       runtime.close();
     }

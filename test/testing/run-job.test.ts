@@ -48,6 +48,39 @@ describe('cairn/testing runJob', () => {
     ]);
   });
 
+  it('late records are never dropped silently: each is a dead letter with reason late, where it was decided and why', async () => {
+    const clicks = defineJob({
+      name: 'clicks',
+      build: (j) =>
+        j
+          .source('clicks', { schema: z.object({ page: z.string(), ts: z.number() }), partitions: 1, eventTime: (c) => c.ts, maxOutOfOrdernessMs: 100 })
+          .keyBy((c) => c.page)
+          .window({ sizeMs: 1000, time: 'event' })
+          .count('per-page')
+          .sink('counts'),
+    });
+    const run = await runJob(clicks, [
+      { page: 'a', ts: 100 },
+      { page: 'a', ts: 5000 },
+      { page: 'a', ts: 4950 },
+      { page: 'a', ts: 4000 },
+      { page: 'a', ts: 9000 },
+    ]);
+    expect(run.status).toBe('FINISHED');
+    expect(run.deadLetters.map((d) => ({ id: d.id, reason: d.reason, vertex: d.vertex, message: d.message, payload: d.payload }))).toEqual([
+      { id: 'clicks:0:3', reason: 'late', vertex: 'clicks', message: "event time 4000 is at or behind the watermark 4899 of source 'clicks'", payload: '{"page":"a","ts":4000}' },
+    ]);
+    expect(run.job.status).toBe('FINISHED');
+    expect([...(run.output.counts ?? [])].sort(byUser)).toEqual(
+      [
+        { key: 'a', start: 0, end: 1000, count: 1 },
+        { key: 'a', start: 4000, end: 5000, count: 1 },
+        { key: 'a', start: 5000, end: 6000, count: 1 },
+        { key: 'a', start: 9000, end: 10000, count: 1 },
+      ].sort(byUser),
+    );
+  });
+
   it('a run with injected faults commits exactly what the fault-free run does', async () => {
     const many = Array.from({ length: 300 }, (_, i) => ({ user: `u${i % 7}`, amount: 1 + (i % 5) }));
     const clean = await runJob(totals, many);

@@ -322,9 +322,12 @@ class InstanceStep {
       const envelope: RecordEnvelope = { v: entry.event, o: `${this.index}:${entry.offset}`, ...(t === undefined ? {} : { t }) };
       this.rec.sourceOffset = entry.offset + 1;
       if (t !== undefined) {
-        // Late at the source (behind its own watermark): dropped here, deterministically.
-        if (t <= this.sourceWatermark()) {
+        // Late at the source (behind its own watermark): decided here, deterministically, and
+        // kept as a dead letter with reason 'late' (Flink drops it, or sends it to a side output).
+        const watermark = this.sourceWatermark();
+        if (t <= watermark) {
           this.stats.late++;
+          this.deadLetter(envelope, 'late', `event time ${t} is at or behind the watermark ${watermark} of source '${this.vertex.id}'`);
           continue;
         }
         this.rec.sourceMaxEventTime = Math.max(this.rec.sourceMaxEventTime, t);
@@ -439,8 +442,10 @@ class InstanceStep {
         if (time === undefined) throw new Error(`window '${head.uid}' on event time needs a source eventTime`);
         const start = time - (((time % size) + size) % size);
         const end = start + size;
-        if (head.window.time === 'event' && end - 1 <= this.currentWatermark()) {
+        const watermark = this.currentWatermark();
+        if (head.window.time === 'event' && end - 1 <= watermark) {
           this.stats.late++;
+          this.deadLetter(record, 'late', `event time ${time} falls in the window [${start}, ${end}) of '${head.uid}', already closed by the watermark ${watermark}`);
           return;
         }
         const slot = state.value<unknown>(`w:${start}`);
