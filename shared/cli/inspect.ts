@@ -1,5 +1,6 @@
 import { isAlive, StateDirLock } from '../embedded/lock.js';
 import { checkpointDuration, count, ms, sumOffsets, table, timeline } from './format.js';
+import { inputLineOf } from './input.js';
 import { defaultStateDir, UsageError } from './jobs.js';
 import { readState, stateOf, type StateView } from './read-state.js';
 
@@ -105,4 +106,57 @@ function header(view: StateView): string {
     `${view.dir}: job ${job.status} · generation ${job.generation} · last completed checkpoint ${job.lastCompletedId || '-'} · ` +
     `restarts ${job.restarts.length} · ${count(ingested)} events ingested${sealed ? ' (input closed)' : ''} · dead letters ${view.deadLetters.length} · ${running}`
   );
+}
+
+/** `cairn output <job>`: the committed output of each sink (or `--sink`), one JSON record per line; `--json` for one document. */
+export function outputCommand(job: string, options: { stateDir?: string; sink?: string; json?: boolean }, print: Print = stdoutPrint): number {
+  const view = readState(options.stateDir ?? defaultStateDir(job));
+  const sinks = [...view.sinkOutput.keys()];
+  if (options.sink !== undefined && !view.sinkOutput.has(options.sink)) {
+    throw new UsageError(`no committed output of sink '${options.sink}' in ${view.dir} (sinks with output: ${sinks.join(', ') || 'none'})`);
+  }
+  const chosen = options.sink !== undefined ? [options.sink] : sinks;
+  if (options.json) {
+    print(JSON.stringify(Object.fromEntries(chosen.map((s) => [s, view.sinkOutput.get(s) ?? []]))));
+    return 0;
+  }
+  if (chosen.length === 0) print(`no committed output yet in ${view.dir}`);
+  for (const sink of chosen) {
+    const records = view.sinkOutput.get(sink) ?? [];
+    if (options.sink === undefined) print(`# sink ${sink}: ${count(records.length)} committed records`);
+    for (const record of records) print(JSON.stringify(record));
+  }
+  return 0;
+}
+
+/**
+ * `cairn dead-letters <job>`: every dead letter with its reason, where it came from (operator,
+ * or the `--input` line), the message and the payload; then the messages redriven to a
+ * dead-letter queue. `--json` for scripts. The last step errors are in the run's report.
+ */
+export function deadLettersCommand(job: string, options: { stateDir?: string; json?: boolean }, print: Print = stdoutPrint): number {
+  const view = readState(options.stateDir ?? defaultStateDir(job));
+  const letters = view.deadLetters.map((l) => {
+    const line = inputLineOf(l.id);
+    return { id: l.id, reason: l.reason, vertex: l.vertex, ...(line === undefined ? {} : { line }), message: l.message, payload: l.payload, at: l.at };
+  });
+  if (options.json) {
+    print(JSON.stringify({ deadLetters: letters, redriven: view.redriven }));
+    return 0;
+  }
+  print(`${view.dir}: ${count(letters.length)} dead letters, ${count(view.redriven.length)} messages in dead-letter queues`);
+  if (letters.length > 0) {
+    print();
+    print(
+      table(
+        ['reason', 'from', 'message', 'payload'],
+        letters.map((l) => [l.reason, l.line === undefined ? l.vertex : `input line ${l.line}`, l.message, l.payload.length > 60 ? `${l.payload.slice(0, 60)}…` : l.payload]),
+      ),
+    );
+  }
+  if (view.redriven.length > 0) {
+    print();
+    print(table(['queue', 'reason', 'message'], view.redriven.map((r) => [r.queue, r.reason || 'max receive count', JSON.stringify(r.body)])));
+  }
+  return 0;
 }

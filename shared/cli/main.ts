@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { examples } from '../../examples/index.js';
 import { CairnError, CheckpointNotFoundError, JobNotControllableError } from '../core/errors.js';
-import { checkpointShowCommand, checkpointsCommand, embeddedStatusCommand, triggerCommand } from './inspect.js';
+import { checkpointShowCommand, checkpointsCommand, deadLettersCommand, embeddedStatusCommand, outputCommand, triggerCommand } from './inspect.js';
 import { isRemote, pauseCommand, remoteCheckpointsCommand, remoteTriggerCommand, resumeCommand, rollbackCommand, statusCommand, type RemoteOptions } from './operate.js';
 import { UsageError } from './jobs.js';
 import { NoStateError } from './read-state.js';
@@ -111,6 +111,23 @@ export function program(setExitCode: (code: number) => void): Command {
     .argument('<id>', 'checkpoint id')
     .option('--state-dir <dir>', 'state directory (default .cairn/<job>)')
     .action((job: string, id: string, options: { stateDir?: string }) => setExitCode(checkpointShowCommand(job, id, options)));
+
+  cli
+    .command('output')
+    .description('the committed output of a job\'s sinks (one JSON record per line), read from its state directory')
+    .argument('<job>', 'the job\'s name (example or defineJob name)')
+    .option('--sink <uid>', 'only this sink')
+    .option('--json', 'one JSON document: sink uid -> records')
+    .option('--state-dir <dir>', 'state directory (default .cairn/<job>)')
+    .action((job: string, options: { stateDir?: string; sink?: string; json?: boolean }) => setExitCode(outputCommand(job, options)));
+
+  cli
+    .command('dead-letters')
+    .description('every dead letter of a job with its reason, origin and payload, and the messages in its dead-letter queues')
+    .argument('<job>', 'the job\'s name (example or defineJob name)')
+    .option('--json', 'one JSON document for scripts')
+    .option('--state-dir <dir>', 'state directory (default .cairn/<job>)')
+    .action((job: string, options: { stateDir?: string; json?: boolean }) => setExitCode(deadLettersCommand(job, options)));
 
   remote(
     cli

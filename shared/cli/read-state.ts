@@ -2,12 +2,14 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CheckpointRecord, DeadLetter, JobRecord, OperatorSnapshotState } from '../core/ports.js';
 import { isAlive, StateDirLock } from '../embedded/lock.js';
+import { committedOutput } from '../embedded/stores.js';
 
 /**
  * A read-only view of a state directory, for `cairn checkpoints` while a run holds the lock.
  * `EmbeddedDb.open` would replay the journal and compact it (a write), so this reads the
  * snapshot and the journal itself, never writing. It knows the embedded stores' table
- * layout (shared/embedded/stores.ts): job, cp, snap, chst, loghead, dlq.
+ * layout (shared/embedded/stores.ts): job, cp, snap, chst, loghead, dlq, sinkb, sinku, and the
+ * durable dead-letter queues (queue:<name>-dlq, shared/embedded/fifo-queue.ts).
  *
  * A torn last journal line (a write in progress, or a killed process) is ignored, as the
  * database does on open. A compaction racing with the read (only done when a run opens the
@@ -16,7 +18,8 @@ import { isAlive, StateDirLock } from '../embedded/lock.js';
 
 const JOURNAL = 'journal.jsonl';
 const SNAPSHOT = 'snapshot.json';
-const TABLES = new Set(['job', 'cp', 'snap', 'chst', 'loghead', 'dlq']);
+const TABLES = new Set(['job', 'cp', 'snap', 'chst', 'loghead', 'dlq', 'sinkb', 'sinku']);
+const isDlqTable = (name: string): boolean => name.startsWith('queue:') && name.endsWith('-dlq');
 
 export interface StateView {
   readonly dir: string;
@@ -29,6 +32,10 @@ export interface StateView {
   readonly channelState: ReadonlyMap<number, number>;
   readonly partitions: readonly { readonly partition: number; readonly head: number; readonly sealed: boolean }[];
   readonly deadLetters: readonly DeadLetter[];
+  /** Sink uid -> its committed output, in commit order. */
+  readonly sinkOutput: ReadonlyMap<string, readonly unknown[]>;
+  /** Messages redriven to a dead-letter queue after max receive count, with the reason. */
+  readonly redriven: readonly { readonly queue: string; readonly reason: string; readonly body: unknown }[];
   /** Pid of the live process holding the directory's lock, if any. */
   readonly runningPid: number | undefined;
 }
@@ -51,7 +58,7 @@ export function readState(stateDir: string): StateView {
     const snapshot = readIfExists(join(dbDir, SNAPSHOT));
     if (snapshot !== undefined && snapshot.length > 0) {
       const data = JSON.parse(snapshot) as Record<string, [string, unknown][]>;
-      for (const [name, entries] of Object.entries(data)) if (TABLES.has(name)) tables.set(name, new Map(entries));
+      for (const [name, entries] of Object.entries(data)) if (TABLES.has(name) || isDlqTable(name)) tables.set(name, new Map(entries));
     }
     const journal = readIfExists(join(dbDir, JOURNAL)) ?? '';
     for (const line of journal.split('\n')) {
@@ -63,7 +70,9 @@ export function readState(stateDir: string): StateView {
         break; // torn last line: that write has not happened (yet)
       }
       for (const op of ops) {
-        const table = tables.get(op[0] as string);
+        const name = op[0] as string;
+        if (isDlqTable(name) && !tables.has(name)) tables.set(name, new Map());
+        const table = tables.get(name);
         if (!table) continue;
         if (op.length === 2) table.delete(op[1] as string);
         else table.set(op[1] as string, op[2]);
@@ -111,9 +120,26 @@ function view(dir: string, tables: Map<string, Map<string, unknown>>): StateView
     partitions: [...table<{ head: number; sealed: boolean }>('loghead')]
       .map(([partition, h]) => ({ partition: Number(partition), head: h.head, sealed: h.sealed }))
       .sort((a, b) => a.partition - b.partition),
-    deadLetters: [...table<DeadLetter>('dlq').values()],
+    deadLetters: [...table<DeadLetter>('dlq').values()].sort((a, b) => a.at - b.at || a.id.localeCompare(b.id)),
+    sinkOutput: sinkOutputOf(table<unknown[]>('sinkb'), table<unknown>('sinku')),
+    redriven: [...tables]
+      .filter(([name]) => isDlqTable(name))
+      .flatMap(([name, messages]) =>
+        [...(messages as Map<string, { reason?: string; body: unknown }>).values()].map((m) => ({ queue: name.slice('queue:'.length, -'-dlq'.length), reason: m.reason ?? '', body: m.body })),
+      ),
     runningPid: owner !== undefined && owner !== process.pid && isAlive(owner) ? owner : undefined,
   };
+}
+
+function sinkOutputOf(batches: Map<string, unknown[]>, upserts: Map<string, unknown>): Map<string, unknown[]> {
+  const sinkOf = (key: string): string => key.slice(0, key.indexOf('|'));
+  const sinks = new Set([...batches.keys(), ...upserts.keys()].map(sinkOf));
+  const out = new Map<string, unknown[]>();
+  for (const sink of [...sinks].sort()) {
+    const mine = <V>(m: Map<string, V>): [string, V][] => [...m].filter(([key]) => sinkOf(key) === sink);
+    out.set(sink, committedOutput(mine(batches), mine(upserts)));
+  }
+  return out;
 }
 
 function readIfExists(path: string): string | undefined {

@@ -407,12 +407,18 @@ export class EmbeddedSinkStore implements SinkStore {
   }
 
   read(sink: string): Promise<unknown[]> {
-    // Plain code-unit order (as a DynamoDB sort key orders), never localeCompare: locale-dependent.
-    const byKey = ([a]: [string, unknown], [b]: [string, unknown]): number => (a < b ? -1 : a > b ? 1 : 0);
-    const batches = [...this.db.scan<unknown[]>('sinkb', `${sink}|`)].sort(byKey);
-    const upserts = [...this.db.scan<unknown>('sinku', `${sink}|`)].sort(byKey);
-    return Promise.resolve([...batches.flatMap(([, records]) => records), ...upserts.map(([, value]) => value)]);
+    return Promise.resolve(committedOutput(this.db.scan<unknown[]>('sinkb', `${sink}|`), this.db.scan<unknown>('sinku', `${sink}|`)));
   }
+}
+
+/**
+ * A sink's committed output from its stored entries: transactional batches in batch id order,
+ * then upserted values by key. Plain code-unit order (as a DynamoDB sort key orders), never
+ * localeCompare: locale-dependent. (Also read by the CLI's read-only view of a state directory.)
+ */
+export function committedOutput(batches: Iterable<[string, unknown[]]>, upserts: Iterable<[string, unknown]>): unknown[] {
+  const byKey = ([a]: [string, unknown], [b]: [string, unknown]): number => (a < b ? -1 : a > b ? 1 : 0);
+  return [...[...batches].sort(byKey).flatMap(([, records]) => records), ...[...upserts].sort(byKey).map(([, value]) => value)];
 }
 
 export class EmbeddedDeadLetterStore implements DeadLetterStore {

@@ -227,6 +227,26 @@ describe('cairn run', () => {
     expect(r.stdout).toContain(`output: 4 committed records of sink 'totals' written to ${output}`);
     const committed = readFileSync(output, 'utf8').trim().split('\n').sort();
     expect(committed).toEqual(['{"user":"a","total":5}', '{"user":"a","total":8}', '{"user":"b","total":2}', '{"user":"b","total":3}']);
+
+    // After the run: its results and its failures, read from the state directory.
+    const out = await cairn('output', 'totals', '--state-dir', state);
+    expect(out.code, out.stderr).toBe(0);
+    expect(out.stdout.split('\n')[0]).toBe('# sink totals: 4 committed records');
+    expect(out.stdout.trim().split('\n').slice(1).sort()).toEqual(committed);
+    const json = await cairn('output', 'totals', '--state-dir', state, '--sink', 'totals', '--json');
+    expect((JSON.parse(json.stdout) as { totals: unknown[] }).totals.map((r) => JSON.stringify(r)).sort()).toEqual(committed);
+    const letters = await cairn('dead-letters', 'totals', '--state-dir', state, '--json');
+    expect(letters.code, letters.stderr).toBe(0);
+    const parsed = JSON.parse(letters.stdout) as { deadLetters: Array<{ id: string; reason: string; vertex: string; line: number; payload: string }>; redriven: unknown[] };
+    expect(parsed.deadLetters.map((l) => [l.line, l.reason, l.id, l.vertex, l.payload.slice(0, 30)]).sort()).toEqual([
+      [3, 'malformed-json', 'ingress:line:3', 'payments', 'not json'],
+      [5, 'schema-violation', 'ingress:line:5', 'payments', '{"user":"a","amount":"x"}'],
+      [6, 'oversize-record', 'ingress:line:6', 'payments', '{"user":"big","amount":1,"note'],
+    ]);
+    expect(parsed.redriven).toEqual([]);
+    const human = await cairn('dead-letters', 'totals', '--state-dir', state);
+    expect(human.stdout).toContain(`${state}: 3 dead letters, 0 messages in dead-letter queues`);
+    expect(human.stdout).toMatch(/schema-violation\s+input line 5\s+schema violation/);
   });
 
   it('--input - reads the events from stdin and prints the committed output', async () => {
