@@ -83,12 +83,7 @@ async function runOne(example: Example, endpoint: string, options: AwsCostOption
   }
 }
 
-function costPerMillion(
-  requests: Readonly<Record<string, number>>,
-  units: { read: number; write: number },
-  invocations: number,
-  options: AwsCostOptions,
-): AwsCostRow['costPerMillionEvents'] {
+function costPerMillion(requests: Readonly<Record<string, number>>, units: { read: number; write: number }, invocations: number, options: AwsCostOptions): AwsCostRow['costPerMillionEvents'] {
   const scale = 1e6 / options.events;
   const count = (service: string, ops?: readonly string[]): number =>
     Object.entries(requests)

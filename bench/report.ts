@@ -12,7 +12,10 @@ const yes = (b: boolean): string => (b ? 'yes' : 'NO');
 function table(header: readonly string[], rows: readonly (readonly string[])[], leftColumns = 1): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]): string =>
-    cells.map((c, i) => (i < leftColumns ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ').trimEnd();
+    cells
+      .map((c, i) => (i < leftColumns ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
@@ -45,7 +48,12 @@ export function formatReport(result: SuiteResult, command = 'npm run bench'): st
   ];
   if (smallOff && largeOff) {
     rows.push(['bytes per epoch with checkpointing off', kb(smallOff.mean.bytes), kb(largeOff.mean.bytes), x(largeOff.mean.bytes / smallOff.mean.bytes)]);
-    rows.push(['  on - off (cost of checkpointing)', kb(s.mean.bytes - smallOff.mean.bytes), kb(l.mean.bytes - largeOff.mean.bytes), x((l.mean.bytes - largeOff.mean.bytes) / (s.mean.bytes - smallOff.mean.bytes))]);
+    rows.push([
+      '  on - off (cost of checkpointing)',
+      kb(s.mean.bytes - smallOff.mean.bytes),
+      kb(l.mean.bytes - largeOff.mean.bytes),
+      x((l.mean.bytes - largeOff.mean.bytes) / (s.mean.bytes - smallOff.mean.bytes)),
+    ]);
     rows.push(['processing ms per epoch, on / off', `${ms(s.mean.processMs)} / ${ms(smallOff.mean.processMs)}`, `${ms(l.mean.processMs)} / ${ms(largeOff.mean.processMs)}`, '']);
   } else {
     rows.push(['processing ms per epoch', ms(s.mean.processMs), ms(l.mean.processMs), x(l.mean.processMs / s.mean.processMs)]);

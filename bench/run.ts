@@ -43,9 +43,7 @@ const options: SuiteOptions = {
 
 const result = await runSuite(options);
 // 3. AWS requests and cost per event, on the local cloud (needs the emulators: npm run cloud:install).
-const aws = values['no-aws']
-  ? undefined
-  : await runAwsCost({ ...DEFAULT_AWS_COST, events: Number(values['aws-events'] ?? (values.quick ? 300 : DEFAULT_AWS_COST.events)), log: options.log });
+const aws = values['no-aws'] ? undefined : await runAwsCost({ ...DEFAULT_AWS_COST, events: Number(values['aws-events'] ?? (values.quick ? 300 : DEFAULT_AWS_COST.events)), log: options.log });
 const displayed = process.argv.length > 2 ? `npm run bench -- ${process.argv.slice(2).join(' ')}` : 'npm run bench';
 process.stdout.write(`\n${formatReport(result, displayed)}\n`);
 if (aws) process.stdout.write(`\n${formatAwsCost(aws)}\n`);

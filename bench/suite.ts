@@ -183,7 +183,14 @@ export async function runSuite(options: SuiteOptions = DEFAULT_SUITE): Promise<S
     const best = (list: readonly ThroughputResult[]): ThroughputResult => list.reduce((a, b) => (b.eventsPerSec > a.eventsPerSec ? b : a));
     const on = best(ons);
     const off = best(offs);
-    throughput.push({ durable, on, off, runs: { on: ons.map((r) => r.eventsPerSec), off: offs.map((r) => r.eventsPerSec) }, ratio: on.eventsPerSec / off.eventsPerSec, processingRatio: on.processingEventsPerSec / off.processingEventsPerSec });
+    throughput.push({
+      durable,
+      on,
+      off,
+      runs: { on: ons.map((r) => r.eventsPerSec), off: offs.map((r) => r.eventsPerSec) },
+      ratio: on.eventsPerSec / off.eventsPerSec,
+      processingRatio: on.processingEventsPerSec / off.processingEventsPerSec,
+    });
   }
 
   const { log: _log, ...rest } = options;

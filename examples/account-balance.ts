@@ -9,9 +9,7 @@ const Transaction = z.object({
 });
 type Transaction = z.infer<typeof Transaction>;
 
-export type BalanceUpdate =
-  | { kind: 'balance'; account: string; balance: number; txId: string }
-  | { kind: 'alert'; account: string; balance: number; txId: string };
+export type BalanceUpdate = { kind: 'balance'; account: string; balance: number; txId: string } | { kind: 'alert'; account: string; balance: number; txId: string };
 
 /**
  * Per-account running balance with an alert when an account goes negative (once per dip:

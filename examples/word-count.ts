@@ -16,7 +16,12 @@ export const wordCount: Example<Line, Count> = {
   build() {
     const j = job('word-count');
     j.source('lines', { schema: Line, partitions: 2 })
-      .flatMap('split', (e) => e.line.toLowerCase().split(/[^a-z]+/).filter((w) => w.length > 0))
+      .flatMap('split', (e) =>
+        e.line
+          .toLowerCase()
+          .split(/[^a-z]+/)
+          .filter((w) => w.length > 0),
+      )
       .keyBy((word) => word)
       .process<Count>(
         'count',
@@ -43,7 +48,10 @@ export const wordCount: Example<Line, Count> = {
     const counts = new Map<string, number>();
     const out: Count[] = [];
     for (const e of events) {
-      for (const word of e.line.toLowerCase().split(/[^a-z]+/).filter((w) => w.length > 0)) {
+      for (const word of e.line
+        .toLowerCase()
+        .split(/[^a-z]+/)
+        .filter((w) => w.length > 0)) {
         const next = (counts.get(word) ?? 0) + 1;
         counts.set(word, next);
         out.push({ word, count: next });

@@ -250,11 +250,17 @@ export class CairnJob extends Construct {
     });
     this.allowTable(this.ingestFunction);
     this.allowBucket(this.ingestFunction);
-    this.allowSend(this.ingestFunction, sources.map((s) => queueOf(s.id)));
+    this.allowSend(
+      this.ingestFunction,
+      sources.map((s) => queueOf(s.id)),
+    );
     const ingestSource = new lambdaEvents.SqsEventSource(this.ingressQueue, {
       batchSize,
       reportBatchItemFailures: true,
-      maxConcurrency: Math.max(2, sources.reduce((n, s) => n + s.parallelism, 0)),
+      maxConcurrency: Math.max(
+        2,
+        sources.reduce((n, s) => n + s.parallelism, 0),
+      ),
     });
     this.ingestFunction.addEventSource(ingestSource);
     this.queueEventSources.push(ingestSource);
@@ -276,13 +282,9 @@ export class CairnJob extends Construct {
     this.allowBucket(this.coordinatorFunction);
     const allQueues = [...queues.values()].map((q) => q.queue);
     this.allowSend(this.coordinatorFunction, allQueues);
-    this.coordinatorFunction.addToRolePolicy(
-      new iam.PolicyStatement({ sid: 'QueueDepth', actions: ['sqs:GetQueueAttributes'], resources: allQueues.map((q) => q.queueArn) }),
-    );
+    this.coordinatorFunction.addToRolePolicy(new iam.PolicyStatement({ sid: 'QueueDepth', actions: ['sqs:GetQueueAttributes'], resources: allQueues.map((q) => q.queueArn) }));
     // Formatted ARN, not a reference: the state machine refers to this function.
-    this.coordinatorFunction.addToRolePolicy(
-      new iam.PolicyStatement({ sid: 'AckTaskToken', actions: ['states:SendTaskSuccess'], resources: [checkpointsArn] }),
-    );
+    this.coordinatorFunction.addToRolePolicy(new iam.PolicyStatement({ sid: 'AckTaskToken', actions: ['states:SendTaskSuccess'], resources: [checkpointsArn] }));
 
     this.ackListener = this.fn('AckListener', props.entries?.ackListener ?? ENTRIES.ackListener, {
       description: `Cairn ${spec.name}: sends the checkpoint task token when the last acknowledgement is in`,
@@ -362,7 +364,12 @@ export class CairnJob extends Construct {
     const cairnMetric = (name: string): cloudwatch.Metric =>
       new cloudwatch.Metric({ namespace: 'Cairn', metricName: name, dimensionsMap: { Job: spec.name }, statistic: cloudwatch.Stats.SUM, period: Duration.minutes(5) });
     alarm('CheckpointFailures', cairnMetric('CheckpointAborted'), Math.max(1, spec.checkpoint.tolerableFailures + 1), 'Checkpoints are being aborted (timeouts or failures)');
-    alarm('JobFailedAlarm', this.coordinator.recoveryStateMachine.metricFailed({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }), 1, 'The restart strategy is exhausted: the job is FAILED');
+    alarm(
+      'JobFailedAlarm',
+      this.coordinator.recoveryStateMachine.metricFailed({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
+      1,
+      'The restart strategy is exhausted: the job is FAILED',
+    );
     alarm('CoordinatorFailures', this.coordinator.checkpointStateMachine.metricFailed({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }), 1, 'A coordinator execution failed');
 
     // A message in an operator's dead-letter queue is a failure the job rolls back from.
@@ -388,12 +395,19 @@ export class CairnJob extends Construct {
       new cloudwatch.GraphWidget({ title: 'Checkpoints', left: [cairnMetric('CheckpointCompleted'), cairnMetric('CheckpointAborted'), cairnMetric('RecoveryStarted')], width: 12 }),
       new cloudwatch.GraphWidget({
         title: 'Coordinator executions',
-        left: [this.coordinator.checkpointStateMachine.metricSucceeded(fiveMin), this.coordinator.checkpointStateMachine.metricFailed(fiveMin), this.coordinator.recoveryStateMachine.metricStarted(fiveMin)],
+        left: [
+          this.coordinator.checkpointStateMachine.metricSucceeded(fiveMin),
+          this.coordinator.checkpointStateMachine.metricFailed(fiveMin),
+          this.coordinator.recoveryStateMachine.metricStarted(fiveMin),
+        ],
         width: 12,
       }),
       new cloudwatch.GraphWidget({
         title: 'Queue depth',
-        left: [this.ingressQueue.metricApproximateNumberOfMessagesVisible({ label: 'ingress' }), ...[...vertices.values()].map((v) => v.queue.metricApproximateNumberOfMessagesVisible({ label: v.spec.id }))],
+        left: [
+          this.ingressQueue.metricApproximateNumberOfMessagesVisible({ label: 'ingress' }),
+          ...[...vertices.values()].map((v) => v.queue.metricApproximateNumberOfMessagesVisible({ label: v.spec.id })),
+        ],
         width: 12,
       }),
       new cloudwatch.GraphWidget({
@@ -403,7 +417,10 @@ export class CairnJob extends Construct {
       }),
       new cloudwatch.GraphWidget({
         title: 'Dead-letter queues',
-        left: [this.ingressDlq.metricApproximateNumberOfMessagesVisible({ label: 'ingress' }), ...[...vertices.values()].map((v) => v.dlq.metricApproximateNumberOfMessagesVisible({ label: v.spec.id }))],
+        left: [
+          this.ingressDlq.metricApproximateNumberOfMessagesVisible({ label: 'ingress' }),
+          ...[...vertices.values()].map((v) => v.dlq.metricApproximateNumberOfMessagesVisible({ label: v.spec.id })),
+        ],
         width: 12,
       }),
       new cloudwatch.GraphWidget({
@@ -428,12 +445,22 @@ export class CairnJob extends Construct {
     output('RecoveryStateMachineArn', this.coordinator.recoveryStateMachine.stateMachineArn);
     output('OperatorQueueUrls', queueUrls);
     output('DeadLetterQueueUrls', Stack.of(this).toJsonString({ ingress: this.ingressDlq.queueUrl, ...Object.fromEntries([...queues].map(([id, q]) => [id, q.dlq.queueUrl])) }));
-    output('EventSourceMappingIds', Fn.join(',', this.queueEventSources.map((source) => source.eventSourceMappingId)));
+    output(
+      'EventSourceMappingIds',
+      Fn.join(
+        ',',
+        this.queueEventSources.map((source) => source.eventSourceMappingId),
+      ),
+    );
     if (this.schedule) output('ScheduleName', this.schedule.scheduleName);
   }
 
   /** A Node.js 22 arm64 function bundled by esbuild, with its own role and log group. */
-  private fn(id: string, entry: { entry: string; handler: string }, options: { description: string; memorySize: number; timeout: Duration; environment: Record<string, string> }): nodejs.NodejsFunction {
+  private fn(
+    id: string,
+    entry: { entry: string; handler: string },
+    options: { description: string; memorySize: number; timeout: Duration; environment: Record<string, string> },
+  ): nodejs.NodejsFunction {
     const logGroup = new logs.LogGroup(this, `${id}-Logs`, { retention: this.logRetention, removalPolicy: this.removalPolicy });
     const role = new iam.Role(this, `${id}-Role`, {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),

@@ -1,4 +1,4 @@
-import type { RemovalPolicy} from 'aws-cdk-lib';
+import type { RemovalPolicy } from 'aws-cdk-lib';
 import { Duration, Stack } from 'aws-cdk-lib';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -220,9 +220,7 @@ export class CheckpointCoordinator extends Construct {
 
     const finished = new sfn.Succeed(this, 'Finished');
     const waitForNext = new sfn.Wait(this, 'WaitForNext', { time: sfn.WaitTime.secondsPath('$.step.waitSeconds') });
-    const handoff = new sfn.Choice(this, 'Handoff')
-      .when(sfn.Condition.booleanEquals('$.step.handoff', true), new sfn.Succeed(this, 'HandedOver'))
-      .otherwise(waitForNext.next(decide));
+    const handoff = new sfn.Choice(this, 'Handoff').when(sfn.Condition.booleanEquals('$.step.handoff', true), new sfn.Succeed(this, 'HandedOver')).otherwise(waitForNext.next(decide));
 
     const is = (type: string): sfn.Condition => sfn.Condition.stringEquals('$.step.type', type);
     const route = new sfn.Choice(this, 'Route')

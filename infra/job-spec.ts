@@ -37,14 +37,12 @@ export function jobSpec(name: string, overrides: CheckpointConfigInput = {}): Jo
   if (!example) throw new Error(`unknown job '${name}'; the examples registry has: ${jobNames().join(', ')}`);
   const graph = example.build();
   const checkpointInput: CheckpointConfigInput = { ...example.checkpoint, ...overrides };
-  const vertices = graph.vertices.map(
-    (v): VertexSpec => ({
-      id: v.id,
-      parallelism: v.parallelism,
-      isSource: v.head.kind === 'source',
-      downstream: graph.edges.filter((e) => e.from === v.id).map((e) => e.to),
-      sink: v.sink ? { uid: v.sink.uid, mode: v.sink.mode } : undefined,
-    }),
-  );
+  const vertices = graph.vertices.map((v): VertexSpec => ({
+    id: v.id,
+    parallelism: v.parallelism,
+    isSource: v.head.kind === 'source',
+    downstream: graph.edges.filter((e) => e.from === v.id).map((e) => e.to),
+    sink: v.sink ? { uid: v.sink.uid, mode: v.sink.mode } : undefined,
+  }));
   return { name, graph, vertices, checkpoint: parseCheckpointConfig(checkpointInput), checkpointInput };
 }

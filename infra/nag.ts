@@ -25,7 +25,7 @@ const RUNTIME: NagPackSuppression = {
 /** Spilled state values live under `spill/<table>/<content-derived key>`; the keys are not known in advance. */
 const SPILL_OBJECTS: NagPackSuppression = {
   id: 'AwsSolutions-IAM5',
-  reason: 'State values above the DynamoDB item limit spill to S3 under content-derived keys; access is scoped to the spill/ prefix of this job\'s own bucket and to Get/Put/DeleteObject.',
+  reason: "State values above the DynamoDB item limit spill to S3 under content-derived keys; access is scoped to the spill/ prefix of this job's own bucket and to Get/Put/DeleteObject.",
   appliesTo: [{ regex: '/^Resource::<JobStateBucket[A-Za-z0-9]*\\.Arn>\\/spill\\/\\*$/' }],
 };
 
@@ -41,7 +41,7 @@ export function suppressFindings(_stack: Stack, job: CairnJob): void {
   fnSuppressions(job.ackListener, [
     {
       id: 'AwsSolutions-IAM5',
-      reason: 'dynamodb:ListStreams does not support resource-level permissions (the event source mapping needs it); every other stream action is scoped to this table\'s stream.',
+      reason: "dynamodb:ListStreams does not support resource-level permissions (the event source mapping needs it); every other stream action is scoped to this table's stream.",
       appliesTo: ['Resource::*'],
     },
   ]);

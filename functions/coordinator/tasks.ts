@@ -152,7 +152,11 @@ export class CoordinatorTasks {
     if (decision.type !== 'wait') {
       const checkpointId = 'checkpointId' in decision ? decision.checkpointId : 'throughCheckpoint' in decision ? decision.throughCheckpoint : 0;
       const reason =
-        'reason' in decision ? decision.reason : decision.type === 'continue-recovery' ? (job.recovery?.reason ?? 'recovery in progress') : `timed out after ${this.deps.config.timeoutMs} ms waiting for acknowledgements`;
+        'reason' in decision
+          ? decision.reason
+          : decision.type === 'continue-recovery'
+            ? (job.recovery?.reason ?? 'recovery in progress')
+            : `timed out after ${this.deps.config.timeoutMs} ms waiting for acknowledgements`;
       return {
         ...base,
         type: decision.type,

@@ -64,7 +64,9 @@ export function createIngestHandler(deps: IngestHandlerDeps): IngestHandler {
         const now = await deps.checkpoints.getJob();
         if (now && now.generation !== job.generation) {
           await deps.transport.send(
-            topology.instancesOf(source).map((to) => ({ queue: source.id, groupId: to, dedupId: `g${now.generation}:ingest-poll:${to}:${clock.now()}`, body: { type: 'poll' as const, gen: now.generation, to } })),
+            topology
+              .instancesOf(source)
+              .map((to) => ({ queue: source.id, groupId: to, dedupId: `g${now.generation}:ingest-poll:${to}:${clock.now()}`, body: { type: 'poll' as const, gen: now.generation, to } })),
           );
         }
       }

@@ -13,15 +13,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  defaultCacheDir,
-  defaultEdgePort,
-  LocalCloudUnavailableError,
-  locateInstallation,
-  REPO_ROOT,
-  startLocalCloud,
-  type EmulatorInfo,
-} from '../../shared/aws/local-cloud/local-cloud.js';
+import { defaultCacheDir, defaultEdgePort, LocalCloudUnavailableError, locateInstallation, REPO_ROOT, startLocalCloud, type EmulatorInfo } from '../../shared/aws/local-cloud/local-cloud.js';
 
 interface CloudState {
   readonly pid: number;

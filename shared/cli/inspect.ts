@@ -58,7 +58,13 @@ export function checkpointShowCommand(job: string, idArg: string, options: { sta
   if (offsets.length === 0) print('source offsets: none recorded');
   else {
     print(`source offsets (replay resumes here; total ${count(sumOffsets(c) ?? 0)}):`);
-    print(table(['instance', 'offset'], offsets.map(([instance, offset]) => [instance, count(offset)]), new Set([1])).replace(/^/gm, '  '));
+    print(
+      table(
+        ['instance', 'offset'],
+        offsets.map(([instance, offset]) => [instance, count(offset)]),
+        new Set([1]),
+      ).replace(/^/gm, '  '),
+    );
   }
   const snapshots = view.snapshots.get(c.id);
   print();
@@ -156,7 +162,12 @@ export function deadLettersCommand(job: string, options: { stateDir?: string; js
   }
   if (view.redriven.length > 0) {
     print();
-    print(table(['queue', 'reason', 'message'], view.redriven.map((r) => [r.queue, r.reason || 'max receive count', JSON.stringify(r.body)])));
+    print(
+      table(
+        ['queue', 'reason', 'message'],
+        view.redriven.map((r) => [r.queue, r.reason || 'max receive count', JSON.stringify(r.body)]),
+      ),
+    );
   }
   return 0;
 }

@@ -60,7 +60,7 @@ export function program(setExitCode: (code: number) => void): Command {
     .option('--restore <checkpointId>', 'start from this retained checkpoint', integer(1))
     .option('--input <file>', 'the events: a JSONL file (one JSON event per line), or - for stdin; bad lines become dead letters with their line number')
     .option('--output <file>', 'write the committed sink output (JSONL) to this file instead of printing it')
-    .option('--sink <uid>', 'the sink whose output is written (default: the job\'s only sink)')
+    .option('--sink <uid>', "the sink whose output is written (default: the job's only sink)")
     .option('--max-concurrent <n>', 'checkpoints in progress at once (default 1)', integer(1))
     .option('--min-pause <ms>', 'pause between the end of one checkpoint and the start of the next (default 0)', integer(0))
     .option('--tolerable-failures <n>', 'consecutive aborted checkpoints tolerated before a rollback (default 0)', integer(0))
@@ -88,9 +88,7 @@ export function program(setExitCode: (code: number) => void): Command {
       .description('a running job: status, generation, checkpoints, queue depths, dead letters, event source mappings, schedule')
       .argument('<job>', 'example name or module path')
       .option('--state-dir <dir>', 'embedded: state directory (default .cairn/<job>)'),
-  ).action(async (job: string, options: RemoteOptions & { stateDir?: string }) =>
-    setExitCode(isRemote(options) ? await statusCommand(job, options) : embeddedStatusCommand(job, options)),
-  );
+  ).action(async (job: string, options: RemoteOptions & { stateDir?: string }) => setExitCode(isRemote(options) ? await statusCommand(job, options) : embeddedStatusCommand(job, options)));
 
   remote(
     cli
@@ -98,9 +96,7 @@ export function program(setExitCode: (code: number) => void): Command {
       .description("list a job's checkpoints: from its state directory (read-only; works while a run is active), or of a running job with --stack / --target local-cloud")
       .argument('<job>', 'example name or module path (names the default state directory)')
       .option('--state-dir <dir>', 'state directory (default .cairn/<job>)'),
-  ).action(async (job: string, options: RemoteOptions & { stateDir?: string }) =>
-    setExitCode(isRemote(options) ? await remoteCheckpointsCommand(job, options) : checkpointsCommand(job, options)),
-  );
+  ).action(async (job: string, options: RemoteOptions & { stateDir?: string }) => setExitCode(isRemote(options) ? await remoteCheckpointsCommand(job, options) : checkpointsCommand(job, options)));
 
   cli
     .command('checkpoint')
@@ -114,8 +110,8 @@ export function program(setExitCode: (code: number) => void): Command {
 
   cli
     .command('output')
-    .description('the committed output of a job\'s sinks (one JSON record per line), read from its state directory')
-    .argument('<job>', 'the job\'s name (example or defineJob name)')
+    .description("the committed output of a job's sinks (one JSON record per line), read from its state directory")
+    .argument('<job>', "the job's name (example or defineJob name)")
     .option('--sink <uid>', 'only this sink')
     .option('--json', 'one JSON document: sink uid -> records')
     .option('--state-dir <dir>', 'state directory (default .cairn/<job>)')
@@ -124,7 +120,7 @@ export function program(setExitCode: (code: number) => void): Command {
   cli
     .command('dead-letters')
     .description('every dead letter of a job with its reason, origin and payload, and the messages in its dead-letter queues')
-    .argument('<job>', 'the job\'s name (example or defineJob name)')
+    .argument('<job>', "the job's name (example or defineJob name)")
     .option('--json', 'one JSON document for scripts')
     .option('--state-dir <dir>', 'state directory (default .cairn/<job>)')
     .action((job: string, options: { stateDir?: string; json?: boolean }) => setExitCode(deadLettersCommand(job, options)));
@@ -148,12 +144,9 @@ export function program(setExitCode: (code: number) => void): Command {
       .option('--drain <seconds>', 'how long pending checkpoints get to finish first (default 30)', integer(0)),
   ).action(async (job: string, options: RemoteOptions & { drain?: number }) => setExitCode(await pauseCommand(job, requireRemote(options, 'pause'))));
 
-  remote(
-    cli
-      .command('resume')
-      .description('restart the operators and the checkpoint schedule of a paused job')
-      .argument('<job>', 'example name or module path'),
-  ).action(async (job: string, options: RemoteOptions) => setExitCode(await resumeCommand(job, requireRemote(options, 'resume'))));
+  remote(cli.command('resume').description('restart the operators and the checkpoint schedule of a paused job').argument('<job>', 'example name or module path')).action(
+    async (job: string, options: RemoteOptions) => setExitCode(await resumeCommand(job, requireRemote(options, 'resume'))),
+  );
 
   remote(
     cli

@@ -139,9 +139,7 @@ export async function remoteTriggerCommand(job: string, options: RemoteOptions &
 }
 
 function describeFinished(c: CheckpointRecord): string {
-  return c.status === 'COMPLETED'
-    ? `checkpoint ${c.id} COMPLETED in ${ms(checkpointDuration(c))} (${c.trigger})`
-    : `checkpoint ${c.id} ABORTED: ${c.abortReason ?? 'no reason recorded'}`;
+  return c.status === 'COMPLETED' ? `checkpoint ${c.id} COMPLETED in ${ms(checkpointDuration(c))} (${c.trigger})` : `checkpoint ${c.id} ABORTED: ${c.abortReason ?? 'no reason recorded'}`;
 }
 
 export async function pauseCommand(job: string, options: RemoteOptions & { drain?: number }, print: Print = stdoutPrint): Promise<number> {

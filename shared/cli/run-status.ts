@@ -77,7 +77,9 @@ export function printVerdict(expected: readonly unknown[], actual: readonly unkn
     print(`results: exactly-once ✔ (${count(actual.length)} records match the oracle${matchedNote})`);
     return true;
   }
-  print(`results: MISMATCH ✘ expected ${count(expected.length)} records, got ${count(actual.length)}: ${count(missing.length)} missing, ${count(unexpected.length)} unexpected (duplicates or wrong values)`);
+  print(
+    `results: MISMATCH ✘ expected ${count(expected.length)} records, got ${count(actual.length)}: ${count(missing.length)} missing, ${count(unexpected.length)} unexpected (duplicates or wrong values)`,
+  );
   for (const m of missing.slice(0, 5)) print(`  missing     ${JSON.stringify(m)}`);
   for (const u of unexpected.slice(0, 5)) print(`  unexpected  ${JSON.stringify(u)}`);
   return false;

@@ -194,9 +194,7 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
     }
     if (manualPending) runtime.triggerCheckpoint();
     if (stateDir) writeParams(stateDir, { events: total, seed, checkpoint: flags });
-    const generated: readonly IngressMessage[] = example
-      ? example.generate(total, seed).map((e) => ({ id: e.id, body: JSON.stringify(e.event) }))
-      : await readInput(options.input ?? '-');
+    const generated: readonly IngressMessage[] = example ? example.generate(total, seed).map((e) => ({ id: e.id, body: JSON.stringify(e.event) })) : await readInput(options.input ?? '-');
     const inputSize = generated.length;
 
     const rt = runtime;
@@ -261,7 +259,9 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
     // ---------- the report ----------
     const elapsed = Date.now() - started;
     print();
-    print(`${definition.name}: ${job.status} after ${ms(elapsed)} · generation ${job.generation} · ${job.lastCompletedId > 0 ? `last completed checkpoint ${job.lastCompletedId}` : 'no completed checkpoint'}${resumedFrom !== undefined ? ` · resumed from checkpoint ${resumedFrom}` : ''}`);
+    print(
+      `${definition.name}: ${job.status} after ${ms(elapsed)} · generation ${job.generation} · ${job.lastCompletedId > 0 ? `last completed checkpoint ${job.lastCompletedId}` : 'no completed checkpoint'}${resumedFrom !== undefined ? ` · resumed from checkpoint ${resumedFrom}` : ''}`,
+    );
     if (job.failure) print(`failure: ${job.failure}`);
     print();
     const { shown, hidden } = elide(await rt.checkpoints.listCheckpoints());
@@ -289,10 +289,7 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
       return 1;
     }
     if (options.restore !== undefined && committedBefore > options.restore) {
-      print(
-        `note: the sink output already committed for checkpoints ${options.restore + 1}..${committedBefore} was withdrawn by this restore ` +
-          'and published again by the replay',
-      );
+      print(`note: the sink output already committed for checkpoints ${options.restore + 1}..${committedBefore} was withdrawn by this restore ` + 'and published again by the replay');
     }
     if (!example) return (await writeOutput(rt, sink, options.output, print)) ? 0 : 1;
     return (await checkResults(rt, example, generated, print)) ? 0 : 1;
@@ -349,14 +346,7 @@ async function writeOutput(rt: EmbeddedRuntime, sink: string, output: string | u
 function describeCheckpointing(rt: EmbeddedRuntime): string {
   const c = rt.config;
   if (!c.enabled) return 'checkpointing off';
-  const when =
-    c.trigger === 'time'
-      ? `every ${ms(c.intervalMs)}`
-      : c.trigger === 'count'
-        ? `every ${count(c.everyRecords)} records`
-        : c.trigger === 'continuous'
-          ? 'continuously'
-          : 'on request only';
+  const when = c.trigger === 'time' ? `every ${ms(c.intervalMs)}` : c.trigger === 'count' ? `every ${count(c.everyRecords)} records` : c.trigger === 'continuous' ? 'continuously' : 'on request only';
   const alignment = c.alignment === 'aligned-with-timeout' ? `aligned for ${ms(c.alignmentTimeoutMs)}, then unaligned` : c.alignment;
   return `checkpoints ${when} (${alignment}, ${c.mode}, retain ${c.retained})`;
 }
@@ -417,7 +407,6 @@ function restorability(rt: EmbeddedRuntime): (c: CheckpointRecord) => string {
   for (const key of rt.db.table('snap').keys()) snapshotted.add(Number(key.slice(key.lastIndexOf('|') + 1)));
   return (c) => checkpointState({ status: c.status, abortReason: c.abortReason, snapshotted: snapshotted.has(c.id) });
 }
-
 
 function refuse(error: Error, live: LiveArea): number {
   live.log(`error: ${error.message}`);

@@ -58,9 +58,17 @@ export function parseCheckpointConfig(input: CheckpointConfigInput = {}): Checkp
 export const runtimeLimitsSchema = z
   .object({
     /** SQS message body limit (256 KiB; SQS now allows 1 MiB). Records are packed up to this. */
-    maxMessageBytes: z.number().int().positive().default(256 * 1024),
+    maxMessageBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(256 * 1024),
     /** One serialized record larger than this is bad input and goes to the dead-letter queue. */
-    maxRecordBytes: z.number().int().positive().default(200 * 1024),
+    maxRecordBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(200 * 1024),
     /** Keep a partly filled output buffer this long before sending it (0 = send at step end). */
     flushTimeoutMs: z.number().int().nonnegative().default(0),
     /** Lambda SQS batch size for FIFO queues (max 10). */
@@ -74,7 +82,11 @@ export const runtimeLimitsSchema = z
     /** Source instance: log entries read per step. */
     sourceReadBatch: z.number().int().positive().default(500),
     /** State values above this size spill to the blob store (DynamoDB items are limited to 400 KB). */
-    maxInlineValueBytes: z.number().int().positive().default(300 * 1024),
+    maxInlineValueBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(300 * 1024),
   })
   .strict();
 

@@ -3,17 +3,7 @@ import { CheckpointNotFoundError, ConcurrentStepError } from './errors.js';
 import { initialInstanceRecord } from './instance/step.js';
 import { instanceId } from './messages.js';
 import type { CheckpointAck, CheckpointRecord, CheckpointStore, Clock, JobRecord, QueueTransport, SinkStore, SourceLog, StateStore } from './ports.js';
-import {
-  aborted,
-  completed,
-  decideNext,
-  failed,
-  initialJob,
-  recoveryStarted,
-  triggered,
-  type CoordinatorDecision,
-  type CoordinatorFacts,
-} from './protocol/coordinator.js';
+import { aborted, completed, decideNext, failed, initialJob, recoveryStarted, triggered, type CoordinatorDecision, type CoordinatorFacts } from './protocol/coordinator.js';
 import { DEFAULT_RESTART_STRATEGY, type RestartStrategy } from './protocol/restart-strategy.js';
 import { Recovery, sinkBatchId, sourcePolls, type RecoveryFaults } from './recovery.js';
 import type { Topology } from './topology.js';
@@ -225,7 +215,10 @@ export class CoordinatorDriver {
         const next = completed(job, done, now, this.deps.config.retained);
         await checkpoints.putJob(next, job.version);
         this.deps.onTransition?.(decision, done);
-        await this.prune(job.retainedCheckpoints.filter((id) => !next.retainedCheckpoints.includes(id)), next.retainedCheckpoints[0]);
+        await this.prune(
+          job.retainedCheckpoints.filter((id) => !next.retainedCheckpoints.includes(id)),
+          next.retainedCheckpoints[0],
+        );
         return;
       }
       case 'abort': {

@@ -76,9 +76,7 @@ export class StateDirectoryLockedError extends CairnError {
     readonly dir: string,
     readonly pid: number,
   ) {
-    super(
-      `state directory ${dir} is in use by process ${pid}; stop that process first or pass another --state-dir`,
-    );
+    super(`state directory ${dir} is in use by process ${pid}; stop that process first or pass another --state-dir`);
   }
 }
 

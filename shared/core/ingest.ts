@@ -87,9 +87,7 @@ export async function ingestBatch(deps: IngestDeps, messages: readonly IngressMe
       appended += result.appended;
       duplicates += result.duplicates;
       const to = instanceId(deps.source.id, partition);
-      await deps.transport.send([
-        { queue: deps.source.id, groupId: to, dedupId: `g${deps.generation}:poll:${to}:${result.head}`, body: { type: 'poll', gen: deps.generation, to } },
-      ]);
+      await deps.transport.send([{ queue: deps.source.id, groupId: to, dedupId: `g${deps.generation}:poll:${to}:${result.head}`, body: { type: 'poll', gen: deps.generation, to } }]);
     } catch {
       failedIds.push(...entries.map((e) => e.id));
     }

@@ -174,18 +174,14 @@ export class JobBuilder {
   }
 
   source<T>(uid: string, options: SourceOptions<T>): DataStream<T> {
-    const vertex = this.addVertex(
+    const vertex = this.addVertex(uid, options.partitions ?? 1, {
+      kind: 'source',
       uid,
-      options.partitions ?? 1,
-      {
-        kind: 'source',
-        uid,
-        schema: options.schema,
-        partitionKey: options.partitionKey as ((event: unknown) => string) | undefined,
-        eventTime: options.eventTime as ((event: unknown) => number) | undefined,
-        maxOutOfOrdernessMs: options.maxOutOfOrdernessMs ?? 0,
-      },
-    );
+      schema: options.schema,
+      partitionKey: options.partitionKey as ((event: unknown) => string) | undefined,
+      eventTime: options.eventTime as ((event: unknown) => number) | undefined,
+      maxOutOfOrdernessMs: options.maxOutOfOrdernessMs ?? 0,
+    });
     return new DataStream<T>(this, vertex);
   }
 
@@ -356,17 +352,10 @@ export class WindowedStream<T> {
   ) {}
 
   aggregate<A, O>(uid: string, aggregate: WindowAggregate<T, A, O>, options: OperatorOptions = {}): DataStream<O> {
-    return this.add(
-      { kind: 'window', uid, window: this.spec, aggregate: aggregate as unknown as WindowAggregate<unknown, unknown, unknown> },
-      options,
-    ) as DataStream<O>;
+    return this.add({ kind: 'window', uid, window: this.spec, aggregate: aggregate as unknown as WindowAggregate<unknown, unknown, unknown> }, options) as DataStream<O>;
   }
 
   count(uid: string, options: OperatorOptions = {}): DataStream<WindowInfo & { count: number }> {
-    return this.aggregate(
-      uid,
-      { create: () => 0, add: (acc: number) => acc + 1, result: (count, window) => ({ ...window, count }) },
-      options,
-    );
+    return this.aggregate(uid, { create: () => 0, add: (acc: number) => acc + 1, result: (count, window) => ({ ...window, count }) }, options);
   }
 }

@@ -54,9 +54,11 @@ export function hasKeyedState(vertex: VertexDef): boolean {
 
 /** One poll per source instance: they read the log from their (restored) offsets. */
 export function sourcePolls(topology: Topology, generation: number, reason: 'start' | 'recovered'): OutboundMessage[] {
-  return topology.sources().flatMap((source) =>
-    topology.instancesOf(source).map((to) => ({ queue: source.id, groupId: to, dedupId: `g${generation}:${reason}:${to}`, body: { type: 'poll' as const, gen: generation, to } })),
-  );
+  return topology
+    .sources()
+    .flatMap((source) =>
+      topology.instancesOf(source).map((to) => ({ queue: source.id, groupId: to, dedupId: `g${generation}:${reason}:${to}`, body: { type: 'poll' as const, gen: generation, to } })),
+    );
 }
 
 export class Recovery {

@@ -10,7 +10,12 @@ import { OP, cloudEndpoint, credentials, freshStores, interceptingHandler } from
 
 const refs = Array.from({ length: 250 }, (_, i) => ({ keyGroup: i % 16, key: `key-${i}` }));
 
-function storesWith(table: string, handler: ReturnType<typeof interceptingHandler>, counter: RequestCounter, blobs: S3BlobStore): { state: DynamoStateStore; checkpoints: DynamoCheckpointStore; dynamo: DynamoDBClient } {
+function storesWith(
+  table: string,
+  handler: ReturnType<typeof interceptingHandler>,
+  counter: RequestCounter,
+  blobs: S3BlobStore,
+): { state: DynamoStateStore; checkpoints: DynamoCheckpointStore; dynamo: DynamoDBClient } {
   const dynamo = new DynamoDBClient({ endpoint: cloudEndpoint(), region: 'us-east-1', credentials, maxAttempts: 8, retryMode: 'standard', requestHandler: handler as never });
   counter.attach(dynamo);
   const io = new DynamoIo({ doc: DynamoDBDocumentClient.from(dynamo), table, blobs, retryBaseMs: 5 });

@@ -18,7 +18,12 @@ const refs = KEYS.map((key, i) => ({ keyGroup: i % 128, key }));
 async function seed(s: AwsStores): Promise<void> {
   await s.checkpoints.putJob(initialJob(1), undefined);
   await s.stateStore.putInstance(initialInstanceRecord(INSTANCE, 1));
-  await s.stateStore.commitStep(commitOf(0, refs.slice(0, 10).map((r) => ({ ...r, value: { n: 0 }, epoch: 1, previous: undefined }))));
+  await s.stateStore.commitStep(
+    commitOf(
+      0,
+      refs.slice(0, 10).map((r) => ({ ...r, value: { n: 0 }, epoch: 1, previous: undefined })),
+    ),
+  );
 }
 
 /** 250 writes in epoch 2: 250 items + 250 index entries + 10 version records = 510 items. */
@@ -28,10 +33,12 @@ function bigWrites(n: unknown): StateWrite[] {
 
 async function readAll(s: AwsStores): Promise<Record<string, unknown>> {
   const items = await s.stateStore.getItems(OP, refs);
-  return Object.fromEntries(refs.flatMap((r) => {
-    const item = items.get(`${r.keyGroup}|${r.key}`);
-    return item ? [[r.key, item.value]] : [];
-  }));
+  return Object.fromEntries(
+    refs.flatMap((r) => {
+      const item = items.get(`${r.keyGroup}|${r.key}`);
+      return item ? [[r.key, item.value]] : [];
+    }),
+  );
 }
 
 const seeded = Object.fromEntries(KEYS.slice(0, 10).map((k) => [k, { n: 0 }]));

@@ -69,7 +69,7 @@ describe('generation fence (DynamoDB)', () => {
       await other.checkpoints.putJob({ ...job, version: job.version + 1, generation: 2 }, job.version);
       await expect(s.checkpoints.putJob({ ...job, version: job.version + 1 }, job.version)).rejects.toBeInstanceOf(ConcurrentStepError);
       expect((await s.io.get(Keys.generationFence()))?.gen).toBe(2);
-      expect((await s.io.get(Keys.job()))).toMatchObject({ ver: job.version + 1, gen: 2 });
+      expect(await s.io.get(Keys.job())).toMatchObject({ ver: job.version + 1, gen: 2 });
       // Read again, this store's put keeps generation 2 and the fence stays.
       const now = (await s.checkpoints.getJob()) as JobRecord;
       await s.checkpoints.putJob({ ...now, version: now.version + 1 }, now.version);

@@ -38,7 +38,6 @@ export async function freshStores(options: Partial<AwsStoresOptions> = {}): Prom
   };
 }
 
-
 interface RawRequest {
   readonly headers: Record<string, string>;
   readonly body?: unknown;
@@ -54,9 +53,9 @@ interface RawResponse {
  * itself): `intercept(operation, attempt)` returns a replacement response, or a function that
  * rewrites the real response's JSON body, or undefined to pass through.
  */
-export function interceptingHandler(
-  intercept: (operation: string, call: number) => { status: number; body: unknown } | ((json: Record<string, unknown>) => Record<string, unknown>) | undefined,
-): { handle(request: RawRequest, options?: unknown): Promise<{ response: RawResponse }> } {
+export function interceptingHandler(intercept: (operation: string, call: number) => { status: number; body: unknown } | ((json: Record<string, unknown>) => Record<string, unknown>) | undefined): {
+  handle(request: RawRequest, options?: unknown): Promise<{ response: RawResponse }>;
+} {
   const inner = new NodeHttpHandler();
   const calls = new Map<string, number>();
   return {
@@ -68,7 +67,13 @@ export function interceptingHandler(
       const action = intercept(operation, call);
       if (action && typeof action !== 'function') {
         const text = JSON.stringify(action.body);
-        return { response: { statusCode: action.status, headers: { 'content-type': 'application/x-amz-json-1.0', 'content-length': String(Buffer.byteLength(text)) }, body: Readable.from([Buffer.from(text)]) } };
+        return {
+          response: {
+            statusCode: action.status,
+            headers: { 'content-type': 'application/x-amz-json-1.0', 'content-length': String(Buffer.byteLength(text)) },
+            body: Readable.from([Buffer.from(text)]),
+          },
+        };
       }
       const out = (await inner.handle(request as never, options as never)) as unknown as { response: RawResponse };
       if (!action) return out;

@@ -45,9 +45,7 @@ describe('RequestCounter', () => {
       await s.sourceLog.read(0, 0, 10); // Query
       await s.blobs.put('x', new Uint8Array([1, 2, 3])); // PutObject
       await s.blobs.get('x'); // GetObject
-      await new SqsFifoTransport({ client: s.clients.sqs, queueUrls: urls }).send([
-        { queue: 'op', groupId: 'op#0', dedupId: 'd1', body: { type: 'tick', gen: 1, to: 'op#0' } },
-      ]); // SendMessageBatch
+      await new SqsFifoTransport({ client: s.clients.sqs, queueUrls: urls }).send([{ queue: 'op', groupId: 'op#0', dedupId: 'd1', body: { type: 'tick', gen: 1, to: 'op#0' } }]); // SendMessageBatch
       expect(counter.snapshot()).toEqual({
         'DynamoDB.BatchGetItem': 1,
         'DynamoDB.GetItem': 2,
@@ -71,16 +69,25 @@ describe('RequestCounter', () => {
       await s.checkpoints.putJob(initialJob(1), undefined);
       await s.stateStore.putInstance(initialInstanceRecord(INSTANCE, 1));
       const refs = Array.from({ length: 20 }, (_, i) => ({ keyGroup: i, key: `k${i}` }));
-      await s.stateStore.commitStep(commitOf(0, refs.map((r) => ({ ...r, value: { n: 1 }, epoch: 1, previous: undefined }))));
+      await s.stateStore.commitStep(
+        commitOf(
+          0,
+          refs.map((r) => ({ ...r, value: { n: 1 }, epoch: 1, previous: undefined })),
+        ),
+      );
       counter.reset();
       // Epoch 2: every key's first write in the epoch -> 20 items + 20 version records + 20 index entries.
       await s.stateStore.loadInstance(INSTANCE);
       await s.stateStore.getItems(OP, refs);
       await s.stateStore.commitStep(
-        commitOf(1, refs.map((r) => ({ ...r, value: { n: 2 }, epoch: 2, previous: { value: { n: 1 }, epoch: 1 } })), {
-          snapshots: [{ checkpointId: 2, state: initialInstanceRecord(INSTANCE, 1) }],
-          acks: [{ checkpointId: 2, instance: INSTANCE, generation: 1, alignmentMs: 0, unaligned: false, channelStateRecords: 0, stateWrites: 20, at: 1 }],
-        }),
+        commitOf(
+          1,
+          refs.map((r) => ({ ...r, value: { n: 2 }, epoch: 2, previous: { value: { n: 1 }, epoch: 1 } })),
+          {
+            snapshots: [{ checkpointId: 2, state: initialInstanceRecord(INSTANCE, 1) }],
+            acks: [{ checkpointId: 2, instance: INSTANCE, generation: 1, alignmentMs: 0, unaligned: false, channelStateRecords: 0, stateWrites: 20, at: 1 }],
+          },
+        ),
       );
       expect(counter.snapshot()).toEqual({ 'DynamoDB.BatchGetItem': 1, 'DynamoDB.GetItem': 1, 'DynamoDB.TransactWriteItems': 1 });
     } finally {

@@ -41,7 +41,7 @@ describe('spill to S3 over the size threshold', () => {
     }
   });
 
-  it('a spilled value keeps one blob: the version record takes over the replaced item\'s blob, an overwrite in the same epoch deletes it', async () => {
+  it("a spilled value keeps one blob: the version record takes over the replaced item's blob, an overwrite in the same epoch deletes it", async () => {
     const s = await freshStores({ spillThresholdBytes: 1_000 });
     try {
       await s.checkpoints.putJob(initialJob(1), undefined);
@@ -81,9 +81,14 @@ describe('spill to S3 over the size threshold', () => {
       expect(await s.stateStore.loadInstance(INSTANCE)).toEqual(record);
 
       await s.stateStore.commitStep(
-        commitOf(0, [{ ...ref, value: { v: 'tiny' }, epoch: 1, previous: undefined }], {
-          snapshots: [{ checkpointId: 1, state: { ...record, timers: { '1': [big(3_000, 's')] } } }],
-        }, record),
+        commitOf(
+          0,
+          [{ ...ref, value: { v: 'tiny' }, epoch: 1, previous: undefined }],
+          {
+            snapshots: [{ checkpointId: 1, state: { ...record, timers: { '1': [big(3_000, 's')] } } }],
+          },
+          record,
+        ),
       );
       expect(String((await s.io.get(Keys.item(OP, ref.keyGroup, ref.key)))?.d).startsWith('{')).toBe(true);
       expect((await s.stateStore.loadSnapshot(INSTANCE, 1))?.state.timers).toEqual({ '1': [big(3_000, 's')] });

@@ -4,8 +4,16 @@ import { InjectedFault } from '../../shared/core/errors.js';
 
 describe('multisetDiff', () => {
   it('counts repeats: a record emitted twice is unexpected once, a record never emitted is missing', () => {
-    const expected = [{ k: 'a', n: 1 }, { k: 'b', n: 2 }, { k: 'b', n: 2 }];
-    const actual = [{ k: 'b', n: 2 }, { k: 'a', n: 1 }, { k: 'a', n: 1 }];
+    const expected = [
+      { k: 'a', n: 1 },
+      { k: 'b', n: 2 },
+      { k: 'b', n: 2 },
+    ];
+    const actual = [
+      { k: 'b', n: 2 },
+      { k: 'a', n: 1 },
+      { k: 'a', n: 1 },
+    ];
     expect(multisetDiff(expected, actual)).toEqual({ missing: [{ k: 'b', n: 2 }], unexpected: [{ k: 'a', n: 1 }] });
   });
 });

@@ -10,8 +10,7 @@ import { backendFor, invokedFunction, serviceOf, startEdgeRouter, type Backend, 
 import { freePort } from '../../shared/aws/local-cloud/local-cloud.js';
 import { startLambdaInvokeServer } from '../../shared/aws/runner/lambda-invoke-server.js';
 
-const auth = (service: string): string =>
-  `AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/${service}/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc123`;
+const auth = (service: string): string => `AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/${service}/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc123`;
 
 describe('choosing the emulator', () => {
   it('reads the service from the SigV4 credential scope', () => {

@@ -7,16 +7,7 @@ import { CreateTableCommand, DynamoDBClient, GetItemCommand, ListTablesCommand, 
 import { DynamoDBDocumentClient, GetCommand, PutCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { CreateBucketCommand, GetObjectCommand, ListBucketsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateStateMachineCommand, DescribeExecutionCommand, ListStateMachinesCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
-import {
-  CreateQueueCommand,
-  ListQueuesCommand,
-  DeleteMessageCommand,
-  GetQueueAttributesCommand,
-  ReceiveMessageCommand,
-  SendMessageCommand,
-  SQSClient,
-  type Message,
-} from '@aws-sdk/client-sqs';
+import { CreateQueueCommand, ListQueuesCommand, DeleteMessageCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient, type Message } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { acquireCloud, type AcquiredCloud } from './acquire-cloud.js';
 
@@ -157,9 +148,7 @@ describe('SQS (ElasticMQ)', () => {
 
   it('delivers a FIFO group in order and drops a duplicate deduplication id', async () => {
     const client = sqs();
-    const { QueueUrl } = await client.send(
-      new CreateQueueCommand({ QueueName: `${unique('cairn-fifo')}.fifo`, Attributes: { FifoQueue: 'true', ContentBasedDeduplication: 'false' } }),
-    );
+    const { QueueUrl } = await client.send(new CreateQueueCommand({ QueueName: `${unique('cairn-fifo')}.fifo`, Attributes: { FifoQueue: 'true', ContentBasedDeduplication: 'false' } }));
     const queueUrl = QueueUrl ?? '';
     for (const n of [1, 2, 3]) {
       await client.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: `m${n}`, MessageGroupId: 'g', MessageDeduplicationId: `d${n}` }));
@@ -293,7 +282,7 @@ describe('Step Functions (moto, executing the ASL)', () => {
         Announce: {
           Type: 'Task',
           Resource: 'arn:aws:states:::sqs:sendMessage',
-          Parameters: { QueueUrl, 'MessageBody.$': 'States.Format(\'checkpoint {} done\', $.id.N)' },
+          Parameters: { QueueUrl, 'MessageBody.$': "States.Format('checkpoint {} done', $.id.N)" },
           ResultPath: null,
           End: true,
         },

@@ -41,7 +41,7 @@ describe.each(implementationsOf('blob-store'))('BlobStore contract: $name', (imp
   );
 
   it(
-    'a view into a larger buffer stores only the view; later changes to the caller\'s bytes do not reach the store',
+    "a view into a larger buffer stores only the view; later changes to the caller's bytes do not reach the store",
     run(async ({ blobs }) => {
       const backing = pattern(100, 3);
       const view = backing.subarray(10, 30);

@@ -66,10 +66,7 @@ describe.each(implementationsOf('store-family'))('CheckpointStore contract: $nam
       'of two coordinators racing from the same job version, exactly one wins',
       run(async ({ checkpoints }) => {
         const v0 = await startJob(checkpoints);
-        const results = await Promise.allSettled([
-          checkpoints.putJob({ ...v0, version: 1, nextCheckpointId: 2 }, 0),
-          checkpoints.putJob({ ...v0, version: 1, nextCheckpointId: 3 }, 0),
-        ]);
+        const results = await Promise.allSettled([checkpoints.putJob({ ...v0, version: 1, nextCheckpointId: 2 }, 0), checkpoints.putJob({ ...v0, version: 1, nextCheckpointId: 3 }, 0)]);
         expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
         expect(results.find((r) => r.status === 'rejected')?.reason).toBeInstanceOf(ConcurrentStepError);
         const won = results.findIndex((r) => r.status === 'fulfilled');
@@ -176,10 +173,7 @@ describe.each(implementationsOf('store-family'))('CheckpointStore contract: $nam
 
         const family = await reopen();
         expect(await family.checkpoints.getJob()).toEqual(job);
-        expect(await family.checkpoints.listCheckpoints()).toEqual([
-          checkpoint(1, { status: 'COMPLETED', finishedAt: 3, sourceOffsets: { 'src#0': 5 } }),
-          checkpoint(2),
-        ]);
+        expect(await family.checkpoints.listCheckpoints()).toEqual([checkpoint(1, { status: 'COMPLETED', finishedAt: 3, sourceOffsets: { 'src#0': 5 } }), checkpoint(2)]);
         expect(await family.checkpoints.listAcks(2)).toEqual([ackOf(2, d.instance)]);
         expect(await rejection(family.checkpoints.putJob({ ...job, version: 1 }, undefined))).toBeInstanceOf(ConcurrentStepError);
         await family.checkpoints.putJob({ ...job, version: 1 }, 0);

@@ -16,9 +16,7 @@ describe.each(implementationsOf('store-family'))('DeadLetterStore contract: $nam
     'list is empty at first, then returns every letter with reason, message, vertex, payload and time intact',
     run(async ({ deadLetters }) => {
       expect(await deadLetters.list()).toEqual([]);
-      const letters = REASONS.map((reason, i) =>
-        letterOf(`ingress:m-${i}`, { reason, message: `${reason}: line ${i} ✗ "quoted"`, vertex: i % 2 ? 'src' : 'op', at: 10_000 - i }),
-      );
+      const letters = REASONS.map((reason, i) => letterOf(`ingress:m-${i}`, { reason, message: `${reason}: line ${i} ✗ "quoted"`, vertex: i % 2 ? 'src' : 'op', at: 10_000 - i }));
       const big = letterOf('op:0:99', { payload: `${'{"text":"zoë 🚀'.repeat(300)}…`, message: 'x'.repeat(5_000) });
       const raw = letterOf('ingress:raw', { reason: 'malformed-json', payload: '{"unterminated": ', message: 'malformed JSON: Unexpected end of JSON input' });
       await deadLetters.put(letters);
@@ -48,11 +46,7 @@ describe.each(implementationsOf('store-family'))('DeadLetterStore contract: $nam
       // The same poison record dead-lettered again after a rollback-replay.
       await d.commit({ deadLetters: [letterOf('op:0:5')] });
       await family.deadLetters.put([letterOf('op:0:6', { reason: 'oversize-record' })]);
-      expect(byId(await family.deadLetters.list())).toEqual([
-        letterOf('ingress:1', { reason: 'schema-violation' }),
-        letterOf('op:0:5'),
-        letterOf('op:0:6', { reason: 'oversize-record' }),
-      ]);
+      expect(byId(await family.deadLetters.list())).toEqual([letterOf('ingress:1', { reason: 'schema-violation' }), letterOf('op:0:5'), letterOf('op:0:6', { reason: 'oversize-record' })]);
     }),
   );
 

@@ -29,13 +29,22 @@ describe('EmbeddedDb journal (backing store of the embedded implementations)', (
   it('a multi-table write is atomic across a torn last line: earlier writes survive, the torn one never happened', () => {
     const path = dir();
     const db = EmbeddedDb.open(path);
-    db.write([['a', 'k1', { v: 1 }], ['b', 'k1', 1]]);
+    db.write([
+      ['a', 'k1', { v: 1 }],
+      ['b', 'k1', 1],
+    ]);
     db.write([['a', 'k2', { v: 2 }]]);
     db.close();
-    tearWrite(path, [['a', 'k3', { v: 3 }], ['b', 'k3', 3]]);
+    tearWrite(path, [
+      ['a', 'k3', { v: 3 }],
+      ['b', 'k3', 3],
+    ]);
 
     const reopened = EmbeddedDb.open(path);
-    expect([...reopened.table('a')]).toEqual([['k1', { v: 1 }], ['k2', { v: 2 }]]);
+    expect([...reopened.table('a')]).toEqual([
+      ['k1', { v: 1 }],
+      ['k2', { v: 2 }],
+    ]);
     expect([...reopened.table('b')]).toEqual([['k1', 1]]);
     reopened.write([['a', 'k4', { v: 4 }]]);
     reopened.close();
@@ -70,7 +79,10 @@ describe('EmbeddedDb journal (backing store of the embedded implementations)', (
   it('a deletion survives a reopen (the journal replays deletes, the snapshot does not resurrect them)', () => {
     const path = dir();
     const db = EmbeddedDb.open(path);
-    db.write([['a', 'k1', 1], ['a', 'k2', 2]]);
+    db.write([
+      ['a', 'k1', 1],
+      ['a', 'k2', 2],
+    ]);
     db.close();
     const second = EmbeddedDb.open(path);
     second.write([['a', 'k1', undefined]]);

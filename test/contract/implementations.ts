@@ -4,14 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BlobStore, CheckpointStore, DeadLetterStore, SinkStore, SourceLog, StateStore } from '../../shared/core/ports.js';
 import { EmbeddedDb } from '../../shared/embedded/db.js';
-import {
-  EmbeddedBlobStore,
-  EmbeddedCheckpointStore,
-  EmbeddedDeadLetterStore,
-  EmbeddedSinkStore,
-  EmbeddedSourceLog,
-  EmbeddedStateStore,
-} from '../../shared/embedded/stores.js';
+import { EmbeddedBlobStore, EmbeddedCheckpointStore, EmbeddedDeadLetterStore, EmbeddedSinkStore, EmbeddedSourceLog, EmbeddedStateStore } from '../../shared/embedded/stores.js';
 import { awsImplementations } from './aws-implementations.js';
 
 /**

@@ -60,19 +60,11 @@ describe.each(implementationsOf('store-family'))('SinkStore contract: $name', (i
     'batchId and key order is plain string (code unit) order, independent of the locale: "B" < "_" < "a"',
     run(async ({ sinks }) => {
       for (const id of ['a', '_', 'B', 'b', 'A1', 'A']) await sinks.publish('out', id, [`batch ${id}`]);
-      await sinks.upsert('out', ['z', 'Z', '_', 'a'].map((key) => ({ key, value: `upsert ${key}` })));
-      expect(await sinks.read('out')).toEqual([
-        'batch A',
-        'batch A1',
-        'batch B',
-        'batch _',
-        'batch a',
-        'batch b',
-        'upsert Z',
-        'upsert _',
-        'upsert a',
-        'upsert z',
-      ]);
+      await sinks.upsert(
+        'out',
+        ['z', 'Z', '_', 'a'].map((key) => ({ key, value: `upsert ${key}` })),
+      );
+      expect(await sinks.read('out')).toEqual(['batch A', 'batch A1', 'batch B', 'batch _', 'batch a', 'batch b', 'upsert Z', 'upsert _', 'upsert a', 'upsert z']);
     }),
   );
 
@@ -108,7 +100,12 @@ describe.each(implementationsOf('store-family'))('SinkStore contract: $name', (i
     run(async (family) => {
       await startJob(family.checkpoints);
       const d = await new InstanceDriver(family.stateStore, 'sink').init();
-      await d.commit({ upserts: [{ sink: 'totals', key: 'b', value: { total: 1 } }, { sink: 'totals', key: 'a', value: { total: 5 } }] });
+      await d.commit({
+        upserts: [
+          { sink: 'totals', key: 'b', value: { total: 1 } },
+          { sink: 'totals', key: 'a', value: { total: 5 } },
+        ],
+      });
       expect(await family.sinks.read('totals')).toEqual([{ total: 5 }, { total: 1 }]);
       await family.sinks.upsert('totals', [{ key: 'c', value: { total: 0 } }]);
       await d.commit({ upserts: [{ sink: 'totals', key: 'b', value: { total: 2 } }] });

@@ -3,8 +3,7 @@ import type { LogEntry, SourceLog } from '../../shared/core/ports.js';
 import { implementationsOf, withResource, type SourceLogResource } from './implementations.js';
 import { itWhen } from './implementations.js';
 
-const entries = (prefix: string, from: number, count: number) =>
-  Array.from({ length: count }, (_, i) => ({ id: `${prefix}-${from + i}`, event: { id: `${prefix}-${from + i}`, n: from + i } }));
+const entries = (prefix: string, from: number, count: number) => Array.from({ length: count }, (_, i) => ({ id: `${prefix}-${from + i}`, event: { id: `${prefix}-${from + i}`, n: from + i } }));
 
 async function readAll(log: SourceLog, partition: number): Promise<LogEntry[]> {
   return log.read(partition, 0, 1_000_000);

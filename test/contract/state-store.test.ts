@@ -2,21 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ConcurrentStepError, GenerationFencedError } from '../../shared/core/errors.js';
 import { initialInstanceRecord } from '../../shared/core/instance/step.js';
 import type { StepCommit } from '../../shared/core/ports.js';
-import {
-  ackOf,
-  bumpGeneration,
-  channelEntries,
-  InstanceDriver,
-  type CommitParts,
-  itemId,
-  keys,
-  letterOf,
-  refOf,
-  snapshotState,
-  startJob,
-  v,
-  type Value,
-} from './fixtures.js';
+import { ackOf, bumpGeneration, channelEntries, InstanceDriver, type CommitParts, itemId, keys, letterOf, refOf, snapshotState, startJob, v, type Value } from './fixtures.js';
 import { implementationsOf, withResource, type StoreFamily } from './implementations.js';
 import { describeWhen, itWhen } from './implementations.js';
 
@@ -91,7 +77,7 @@ describe.each(implementationsOf('store-family'))('StateStore contract: $name', (
     );
 
     it(
-      'a committed record is stored as given, and later changes to the caller\'s objects do not reach the store',
+      "a committed record is stored as given, and later changes to the caller's objects do not reach the store",
       run(async (family) => {
         await startJob(family.checkpoints);
         const driver = await new InstanceDriver(family.stateStore, OP).init();
@@ -153,7 +139,7 @@ describe.each(implementationsOf('store-family'))('StateStore contract: $name', (
     );
 
     it(
-      'a commit from an older generation than the job\'s throws GenerationFencedError and writes nothing',
+      "a commit from an older generation than the job's throws GenerationFencedError and writes nothing",
       run(async (family) => {
         await startJob(family.checkpoints);
         const driver = await new InstanceDriver(family.stateStore, OP).init();
@@ -500,7 +486,12 @@ describe.each(implementationsOf('store-family'))('StateStore contract: $name', (
         await d.commit({ snapshots: [{ checkpointId: 4, state: snapshotState(4) }], channelState: [{ checkpointId: 4, entries: channelEntries('up#0', 1, 2) }] });
         await other.commit({ snapshots: [{ checkpointId: 4, state: snapshotState(40) }], channelState: [{ checkpointId: 4, entries: channelEntries('up#0', 100) }] });
         await d.commit({ channelState: [{ checkpointId: 4, entries: channelEntries('up#1', 3) }] });
-        await d.commit({ channelState: [{ checkpointId: 4, entries: channelEntries('up#0', 4, 5) }, { checkpointId: 5, entries: channelEntries('up#0', 6) }] });
+        await d.commit({
+          channelState: [
+            { checkpointId: 4, entries: channelEntries('up#0', 4, 5) },
+            { checkpointId: 5, entries: channelEntries('up#0', 6) },
+          ],
+        });
         await d.commit({ snapshots: [{ checkpointId: 5, state: snapshotState(5) }] });
 
         expect(await family.stateStore.loadSnapshot(d.instance, 4)).toEqual({
@@ -524,9 +515,19 @@ describe.each(implementationsOf('store-family'))('StateStore contract: $name', (
         const b = await new InstanceDriver(family.stateStore, 'sink', 1).init();
         for (let i = 0; i < 8; i++) await a.commit(); // a's parts land at versions 9, 10, 11: order must not be lexical
         await a.commit({ staged: [{ sink: 'out', epoch: 1, records: [{ r: 'a1' }, { r: 'a2' }] }] });
-        await b.commit({ staged: [{ sink: 'out', epoch: 1, records: [{ r: 'b1' }] }, { sink: 'other', epoch: 1, records: [{ r: 'o1' }] }] });
+        await b.commit({
+          staged: [
+            { sink: 'out', epoch: 1, records: [{ r: 'b1' }] },
+            { sink: 'other', epoch: 1, records: [{ r: 'o1' }] },
+          ],
+        });
         // A barrier inside a's step: output of two epochs in one commit.
-        await a.commit({ staged: [{ sink: 'out', epoch: 1, records: [{ r: 'a3' }] }, { sink: 'out', epoch: 2, records: [{ r: 'a4' }] }] });
+        await a.commit({
+          staged: [
+            { sink: 'out', epoch: 1, records: [{ r: 'a3' }] },
+            { sink: 'out', epoch: 2, records: [{ r: 'a4' }] },
+          ],
+        });
         await b.commit({ staged: [{ sink: 'out', epoch: 3, records: [{ r: 'b3' }] }] });
         await a.commit({ staged: [{ sink: 'out', epoch: 2, records: [{ r: 'a5' }] }] });
 
@@ -557,9 +558,24 @@ describe.each(implementationsOf('store-family'))('StateStore contract: $name', (
         const a = await new InstanceDriver(family.stateStore, 'sink', 0).init();
         const b = await new InstanceDriver(family.stateStore, 'sink', 1).init();
         await a.commit({ staged: [{ sink: 'out', epoch: 1, records: [1] }] });
-        await a.commit({ staged: [{ sink: 'out', epoch: 1, records: [2] }, { sink: 'out', epoch: 2, records: [3] }] });
-        await b.commit({ staged: [{ sink: 'out', epoch: 1, records: [10] }, { sink: 'other', epoch: 1, records: [20] }] });
-        await b.commit({ staged: [{ sink: 'out', epoch: 3, records: [11] }, { sink: 'other', epoch: 3, records: [21] }] });
+        await a.commit({
+          staged: [
+            { sink: 'out', epoch: 1, records: [2] },
+            { sink: 'out', epoch: 2, records: [3] },
+          ],
+        });
+        await b.commit({
+          staged: [
+            { sink: 'out', epoch: 1, records: [10] },
+            { sink: 'other', epoch: 1, records: [20] },
+          ],
+        });
+        await b.commit({
+          staged: [
+            { sink: 'out', epoch: 3, records: [11] },
+            { sink: 'other', epoch: 3, records: [21] },
+          ],
+        });
 
         await family.stateStore.dropStaged('out', [{ instance: a.instance, epoch: 1 }]);
         const left = (await family.stateStore.readStaged('out', 10)).sort((p, q) => p.epoch - q.epoch || (p.instance < q.instance ? -1 : 1));

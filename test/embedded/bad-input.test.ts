@@ -40,7 +40,10 @@ describe('bad input goes to the dead-letter store with the reason; the job goes 
     ];
     const result = await run(sumJob(), events, { maxRecordBytes: 2048 });
     expect(result.finished.status).toBe('FINISHED');
-    expect(result.output).toEqual([{ sensor: 's', value: 1 }, { sensor: 's', value: 3 }]);
+    expect(result.output).toEqual([
+      { sensor: 's', value: 1 },
+      { sensor: 's', value: 3 },
+    ]);
     expect(result.letters.map((l) => [l.id, l.reason, l.message.split('\n')[0]])).toEqual([
       ['ingress:bad-json', 'malformed-json', expect.stringMatching(/^malformed JSON: /)],
       ['ingress:bad-schema', 'schema-violation', 'schema violation: ✖ Invalid input: expected number, received string'],
@@ -53,9 +56,11 @@ describe('bad input goes to the dead-letter store with the reason; the job goes 
     const result = await run(sumJob({ throwOn: 13 }), events);
     expect(result.finished.status).toBe('FINISHED');
     expect(result.restarts).toBe(0);
-    expect(result.output).toEqual([{ sensor: 's', value: 1 }, { sensor: 's', value: 3 }, { sensor: 's', value: 7 }]);
-    expect(result.letters.map((l) => [l.id, l.reason, l.message, l.payload])).toEqual([
-      ['sum:0:2', 'operator-error', "operator 'sum' threw: cannot add 13", '{"sensor":"s","value":13}'],
+    expect(result.output).toEqual([
+      { sensor: 's', value: 1 },
+      { sensor: 's', value: 3 },
+      { sensor: 's', value: 7 },
     ]);
+    expect(result.letters.map((l) => [l.id, l.reason, l.message, l.payload])).toEqual([['sum:0:2', 'operator-error', "operator 'sum' threw: cannot add 13", '{"sensor":"s","value":13}']]);
   });
 });

@@ -63,40 +63,37 @@ async function runUntilDeath(runtime: EmbeddedRuntime, push = true): Promise<boo
 }
 
 describe('recovery after a process death (embedded)', () => {
-  it.each([1, 2, 3])(
-    'a restore to sinksCommittedThrough after a death inside commit-sinks (maxConcurrent 3, publish %i of a pass) publishes nothing twice',
-    async (publishes) => {
-      // Checkpoints complete several at a time, so one commit-sinks publishes several epochs.
-      let dieAfter: number | undefined;
-      const opened: EmbeddedRuntime[] = [];
-      const faults: RuntimeFaults = {
-        coordinator: {
-          afterSinkPublish: async () => {
-            const job = await opened[0]?.job();
-            if (!job || job.sinksCommittedThrough < 2 || !job.retainedCheckpoints.includes(job.sinksCommittedThrough)) return;
-            dieAfter ??= publishes;
-            if (--dieAfter === 0) throw new ProcessDied('killed inside commit-sinks');
-          },
+  it.each([1, 2, 3])('a restore to sinksCommittedThrough after a death inside commit-sinks (maxConcurrent 3, publish %i of a pass) publishes nothing twice', async (publishes) => {
+    // Checkpoints complete several at a time, so one commit-sinks publishes several epochs.
+    let dieAfter: number | undefined;
+    const opened: EmbeddedRuntime[] = [];
+    const faults: RuntimeFaults = {
+      coordinator: {
+        afterSinkPublish: async () => {
+          const job = await opened[0]?.job();
+          if (!job || job.sinksCommittedThrough < 2 || !job.retainedCheckpoints.includes(job.sinksCommittedThrough)) return;
+          dieAfter ??= publishes;
+          if (--dieAfter === 0) throw new ProcessDied('killed inside commit-sinks');
         },
-      };
-      const checkpoint = { maxConcurrent: 3, intervalMs: 1 };
-      const runtime = await EmbeddedRuntime.open(options(checkpoint, faults));
-      opened.push(runtime);
-      expect(await runUntilDeath(runtime)).toBe(true);
-      const dead = await EmbeddedRuntime.open(options(checkpoint));
-      const job = await dead.job();
-      dead.close();
-      // The published batches of the epochs above it are in the sink already.
-      const target = job.sinksCommittedThrough;
-      expect(job.lastCompletedId).toBeGreaterThan(target);
-      const reopened = await EmbeddedRuntime.open({ ...options(checkpoint), restoreFrom: target });
-      reopened.closeInput();
-      const restored = await finish(reopened);
-      expect(restored.status).toBe('FINISHED');
-      expect(violations(restored.output, KEYS, PER_KEY, 'exactly-once')).toEqual([]);
-      expect(restored.output).toEqual(sequenceOracle(KEYS, PER_KEY));
-    },
-  );
+      },
+    };
+    const checkpoint = { maxConcurrent: 3, intervalMs: 1 };
+    const runtime = await EmbeddedRuntime.open(options(checkpoint, faults));
+    opened.push(runtime);
+    expect(await runUntilDeath(runtime)).toBe(true);
+    const dead = await EmbeddedRuntime.open(options(checkpoint));
+    const job = await dead.job();
+    dead.close();
+    // The published batches of the epochs above it are in the sink already.
+    const target = job.sinksCommittedThrough;
+    expect(job.lastCompletedId).toBeGreaterThan(target);
+    const reopened = await EmbeddedRuntime.open({ ...options(checkpoint), restoreFrom: target });
+    reopened.closeInput();
+    const restored = await finish(reopened);
+    expect(restored.status).toBe('FINISHED');
+    expect(violations(restored.output, KEYS, PER_KEY, 'exactly-once')).toEqual([]);
+    expect(restored.output).toEqual(sequenceOracle(KEYS, PER_KEY));
+  });
 
   it.each<RecoveryPhase>(['begin', 'purge', 'restore-operator', 'restore-instance', 'finish'])(
     'a death inside the recovery of a restore (after %s) continues that restore on the next start',

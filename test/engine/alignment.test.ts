@@ -85,7 +85,7 @@ describe('barrier alignment', () => {
     expect(result.kinds).toEqual(['process 2', 'snapshot 1', 'ack 1']);
   });
 
-  it('the next checkpoint\'s barrier on an already-barriered channel waits behind the held data', () => {
+  it("the next checkpoint's barrier on an already-barriered channel waits behind the held data", () => {
     const result = run([barrier('a#0', 1), data('a#0', 2), barrier('a#0', 2), data('a#0', 3), barrier('b#0', 1), barrier('b#0', 2)], ALIGNED);
     expect(result.kinds).toEqual([
       'hold data',

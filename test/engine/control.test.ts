@@ -68,7 +68,7 @@ describe('operator requests on the job record (cairn trigger | pause | resume | 
     expect(decideNext(config, facts({ job: recovering }))).toEqual({ type: 'continue-recovery' });
   });
 
-  it('the restart a rollback request starts is marked as the operator\'s; the restart history stays bounded', () => {
+  it("the restart a rollback request starts is marked as the operator's; the restart history stays bounded", () => {
     const requested = recoveryStarted(requestRollback(jobWithCompleted(2), 1, 'user'), 1, 'user', T0);
     expect(requested.restarts).toEqual([{ at: T0, toCheckpoint: 1, reason: 'user', byOperator: true }]);
     expect(recoveryStarted(jobWithCompleted(2), 2, 'dead letter', T0).restarts).toEqual([{ at: T0, toCheckpoint: 2, reason: 'dead letter' }]);

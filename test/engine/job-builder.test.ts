@@ -36,9 +36,7 @@ describe('job builder', () => {
     const noSink = job('demo');
     noSink.source('in', { schema }).map('m', (e) => e);
     expect(() => noSink.build()).toThrow(new JobDefinitionError("stream ending at 'in' has no sink; end it with .sink(...)"));
-    expect(() => job('demo').source('in', { schema }).sink('out', { mode: 'idempotent' })).toThrow(
-      new JobDefinitionError("idempotent sink 'out' needs a deterministic key function"),
-    );
+    expect(() => job('demo').source('in', { schema }).sink('out', { mode: 'idempotent' })).toThrow(new JobDefinitionError("idempotent sink 'out' needs a deterministic key function"));
     expect(() => job('Bad Name')).toThrow(JobDefinitionError);
     expect(() => job('demo').source('in', { schema, partitions: 0 })).toThrow(new JobDefinitionError("parallelism of 'in' must be in 1..128, got 0"));
   });

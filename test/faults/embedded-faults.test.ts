@@ -69,9 +69,7 @@ describe('fault suite (embedded): seeded schedules end exactly like the fault-fr
   it('the fault-free run itself passes the ITCase checks', () => {
     expect(reference.job.status).toBe('FINISHED');
     expect(reference.output).toEqual(sequenceOracle(KEYS, PER_KEY));
-    expect(reference.deadLetters.map((d) => [d.reason, JSON.parse(d.payload) as unknown])).toEqual(
-      Array.from({ length: POISON }, (_, i) => ['operator-error', { key: POISON_KEY, value: i + 1 }]),
-    );
+    expect(reference.deadLetters.map((d) => [d.reason, JSON.parse(d.payload) as unknown])).toEqual(Array.from({ length: POISON }, (_, i) => ['operator-error', { key: POISON_KEY, value: i + 1 }]));
   });
 
   it.each(Array.from({ length: SEEDS }, (_, i) => i + 1))('seed %i', async (seed) => {

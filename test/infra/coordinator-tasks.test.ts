@@ -78,7 +78,10 @@ function harness(restartStrategy: RestartStrategy = { kind: 'fixed-delay', attem
   };
   /** One batch of exactly these messages, then whatever they sent. */
   const deliverBatch = async (bodies: readonly InstanceMessage[]): Promise<void> => {
-    const outcome = await handleOperatorBatch(stepDeps, bodies.map((body) => ({ id: `m${delivered++}`, groupId: body.to, receiveCount: 1, body })));
+    const outcome = await handleOperatorBatch(
+      stepDeps,
+      bodies.map((body) => ({ id: `m${delivered++}`, groupId: body.to, receiveCount: 1, body })),
+    );
     expect(outcome.errors).toEqual([]);
     await deliver();
   };
@@ -206,7 +209,7 @@ describe('coordinator task functions', () => {
     expect(await h.tasks.decide(h.input)).toMatchObject({ type: 'failed' });
   });
 
-  it('a recovery attempt redone while the first attempt\'s instances are live applies every record once (RestoreOperators, RestoreInstances, Resume)', async () => {
+  it("a recovery attempt redone while the first attempt's instances are live applies every record once (RestoreOperators, RestoreInstances, Resume)", async () => {
     /** The final checkpoint's committed output. */
     const finalOutput = async (h: H): Promise<string[]> => {
       h.advance(1000);
@@ -291,7 +294,7 @@ describe('coordinator task functions', () => {
     expect((await h.checkpoints.getCheckpoint(2))?.status).toBe('ABORTED');
   });
 
-  it('restarts by the operator do not use up a fixed-delay strategy\'s attempts', async () => {
+  it("restarts by the operator do not use up a fixed-delay strategy's attempts", async () => {
     const h = harness({ kind: 'fixed-delay', attempts: 1, delaySeconds: 0 });
     await h.tasks.decide(h.input);
     for (let i = 0; i < 3; i++) {
@@ -341,7 +344,9 @@ describe('restart strategies', () => {
   const minute = 60_000;
   it('counts no further back than the job record keeps restarts', () => {
     expect(() => validateRestartStrategy({ kind: 'fixed-delay', attempts: 201, delaySeconds: 1 })).toThrow('restart strategy fixed-delay: attempts must be <= 200, got 201');
-    expect(() => validateRestartStrategy({ kind: 'failure-rate', maxFailures: 500, intervalSeconds: 60, delaySeconds: 1 })).toThrow('restart strategy failure-rate: maxFailures must be <= 200, got 500');
+    expect(() => validateRestartStrategy({ kind: 'failure-rate', maxFailures: 500, intervalSeconds: 60, delaySeconds: 1 })).toThrow(
+      'restart strategy failure-rate: maxFailures must be <= 200, got 500',
+    );
     expect(() => validateRestartStrategy({ kind: 'fixed-delay', attempts: 200, delaySeconds: 1 })).not.toThrow();
   });
 

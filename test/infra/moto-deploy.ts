@@ -72,7 +72,11 @@ export async function deploy(name: string, checkpoint: CheckpointConfigInput): P
   await ensureJobTable(stores.clients.dynamo, table, { stream: true });
   await ensureBucket(stores.clients.s3, bucket);
   const topology = new Topology(wordCount.build());
-  const queueUrls = await ensureFifoQueues(stores.clients.sqs, topology.vertices.map((v) => v.id), `sfn-${suffix}-`);
+  const queueUrls = await ensureFifoQueues(
+    stores.clients.sqs,
+    topology.vertices.map((v) => v.id),
+    `sfn-${suffix}-`,
+  );
   const env: CoordinatorEnv = { job: 'word-count', table, bucket, queueUrls, checkpoint, restartStrategy: { kind: 'fixed-delay', attempts: 3, delaySeconds: 0 }, endpoint: cloud, region: 'us-east-1' };
   const runtime = await createCoordinatorRuntime(env);
   wired.handlers = createCoordinatorHandler(() => Promise.resolve(runtime));
@@ -101,7 +105,23 @@ export async function deploy(name: string, checkpoint: CheckpointConfigInput): P
   const filter = (ackMapping?.Properties.FilterCriteria as { Filters: Array<{ Pattern: string }> } | undefined)?.Filters[0]?.Pattern;
   if (!filter) throw new Error('the synthesized ack listener mapping has no filter');
   const ackStream = await AckStream.open(table, cloud, JSON.parse(filter) as FilterPattern);
-  return { endpoint: cloud, motoEndpoint, lambda, sfn, stores, runtime, checkpointsArn, recoveryArn: refs[recoveryId], queueUrls, checkpoint, table, bucket, suffix, outputKeys: Object.keys(synthesized.Outputs ?? {}), ackStream };
+  return {
+    endpoint: cloud,
+    motoEndpoint,
+    lambda,
+    sfn,
+    stores,
+    runtime,
+    checkpointsArn,
+    recoveryArn: refs[recoveryId],
+    queueUrls,
+    checkpoint,
+    table,
+    bucket,
+    suffix,
+    outputKeys: Object.keys(synthesized.Outputs ?? {}),
+    ackStream,
+  };
 }
 
 /**
@@ -190,7 +210,9 @@ export async function drainOperators(d: Deployed): Promise<void> {
   for (let round = 0; round < 100 && emptyRounds < 2; round++) {
     let received = 0;
     for (const url of Object.values(d.queueUrls)) {
-      const { Messages = [] } = await sqs.send(new ReceiveMessageCommand({ QueueUrl: url, MaxNumberOfMessages: 10, WaitTimeSeconds: 0, MessageSystemAttributeNames: ['MessageGroupId', 'ApproximateReceiveCount'] }));
+      const { Messages = [] } = await sqs.send(
+        new ReceiveMessageCommand({ QueueUrl: url, MaxNumberOfMessages: 10, WaitTimeSeconds: 0, MessageSystemAttributeNames: ['MessageGroupId', 'ApproximateReceiveCount'] }),
+      );
       if (Messages.length === 0) continue;
       received += Messages.length;
       const batch = Messages.map((m) => ({
@@ -233,4 +255,3 @@ export async function visitedStates(d: Deployed, executionArn: string): Promise<
   const { events = [] } = await d.sfn.send(new GetExecutionHistoryCommand({ executionArn, maxResults: 1000 }));
   return events.filter((e) => e.type?.endsWith('StateEntered')).map((e) => e.stateEnteredEventDetails?.name as string);
 }
-

@@ -76,7 +76,12 @@ async function createStackOnMoto(d: Deployed): Promise<Fixture> {
   };
   // The stack outputs the ops read are exactly those the synthesized CairnJob writes (this
   // one was synthesized without a schedule: ScheduleName is checked in stack.test.ts).
-  expect(d.outputKeys.sort()).toEqual(Object.keys(values).filter((k) => k !== 'ScheduleName').map((k) => `Job${k}`).sort());
+  expect(d.outputKeys.sort()).toEqual(
+    Object.keys(values)
+      .filter((k) => k !== 'ScheduleName')
+      .map((k) => `Job${k}`)
+      .sort(),
+  );
   const template = {
     Resources: { Placeholder: { Type: 'AWS::CloudFormation::WaitConditionHandle' } },
     Outputs: Object.fromEntries(Object.entries(values).map(([k, v]) => [`Job${k}`, { Value: v }])),
@@ -118,7 +123,12 @@ describe('operating a deployed job: cairn status | checkpoints | trigger | pause
     expect(out.lines).toContain('event source mappings: 3 Enabled');
     expect(out.lines).toContain(`schedule ${f.scheduleName}: ENABLED (rate(5 minutes))`);
     const queueTable = out.lines.find((l) => l.startsWith('queue'));
-    expect(queueTable?.split('\n').slice(2).map((row) => row.split(/\s{2,}/).slice(0, 2))).toEqual([
+    expect(
+      queueTable
+        ?.split('\n')
+        .slice(2)
+        .map((row) => row.split(/\s{2,}/).slice(0, 2)),
+    ).toEqual([
       ['ingress', 'ingress'],
       ['lines', 'operator'],
       ['count', 'operator'],
@@ -151,15 +161,25 @@ describe('operating a deployed job: cairn status | checkpoints | trigger | pause
     }
     const out = capture();
     expect(await remoteCheckpointsCommand('word-count', opts, out.print)).toBe(0);
-    const rows = out.lines.join('\n').split('\n').filter((l) => /^\s*\d+\s/.test(l));
-    expect(rows.map((r) => r.trim().split(/\s{2,}/).slice(0, 4))).toEqual([
+    const rows = out.lines
+      .join('\n')
+      .split('\n')
+      .filter((l) => /^\s*\d+\s/.test(l));
+    expect(
+      rows.map((r) =>
+        r
+          .trim()
+          .split(/\s{2,}/)
+          .slice(0, 4),
+      ),
+    ).toEqual([
       ['1', 'manual', 'COMPLETED', 'retained'],
       ['2', 'manual', 'COMPLETED', 'retained'],
     ]);
     expect(out.lines.at(-1)).toBe('retained (restorable with `cairn rollback word-count --to <id>`): 1, 2');
   });
 
-  it('pause disables the event source mappings and the schedule and stops triggers; resume turns them back on and starts the schedule\'s execution', async () => {
+  it("pause disables the event source mappings and the schedule and stops triggers; resume turns them back on and starts the schedule's execution", async () => {
     const { d } = f;
     const out = capture();
     expect(await pauseCommand('word-count', { ...opts, drain: 5 }, out.print)).toBe(0);

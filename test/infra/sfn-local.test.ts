@@ -94,7 +94,7 @@ describe('the synthesized checkpoint workflow on moto', () => {
     expect(job).toMatchObject({ status: 'RUNNING', generation: 2, lastCompletedId: 1 });
     expect(job?.restarts).toEqual([expect.objectContaining({ toCheckpoint: 1, reason: 'restart requested by the test' })]);
     for (const instance of new Topology(wordCount.build()).allInstances()) {
-      expect((await d.stores.stateStore.loadInstance(instance))).toMatchObject({ generation: 2, lastBarrier: 1, epoch: 2 });
+      expect(await d.stores.stateStore.loadInstance(instance)).toMatchObject({ generation: 2, lastBarrier: 1, epoch: 2 });
     }
 
     // Replay from checkpoint 1's source offsets, then checkpoint 2 through the workflow: the

@@ -43,9 +43,7 @@ describe('CairnJob: queues', () => {
     const covered = new Set(policies.flatMap(([, p]) => (p.Queues as Array<{ Ref: string }>).map((q) => q.Ref)));
     for (const [id] of queues) expect(covered.has(id), id).toBe(true);
     for (const [, p] of policies) {
-      expect((p.PolicyDocument as { Statement: unknown[] }).Statement).toContainEqual(
-        expect.objectContaining({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
-      );
+      expect((p.PolicyDocument as { Statement: unknown[] }).Statement).toContainEqual(expect.objectContaining({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }));
     }
   });
 
@@ -69,7 +67,11 @@ describe('CairnJob: outputs the operations CLI reads (cairn status|pause|... --s
   const outputs = template.toJSON().Outputs as Record<string, { Value: unknown }>;
 
   it('writes every output under a fixed key (construct id + name), the schedule included', () => {
-    expect(Object.keys(outputs).sort()).toEqual(Object.keys(STACK_OUTPUTS).map((name) => `Job${name}`).sort());
+    expect(Object.keys(outputs).sort()).toEqual(
+      Object.keys(STACK_OUTPUTS)
+        .map((name) => `Job${name}`)
+        .sort(),
+    );
     expect(outputs.JobJobName?.Value).toBe('word-count');
     expect(outputs.JobScheduleName?.Value).toEqual({ Ref: logicalId(stack.job.schedule as never) });
   });
@@ -84,7 +86,18 @@ describe('CairnJob: outputs the operations CLI reads (cairn status|pause|... --s
   });
 
   it('resolves into the job resources; a stack with several jobs needs the construct id, and missing outputs are named', () => {
-    const values = { JobName: 'word-count', IngressQueueUrl: 'https://q/ingress', JobTableName: 't', StateBucketName: 'b', CheckpointStateMachineArn: 'arn:cp', RecoveryStateMachineArn: 'arn:rec', OperatorQueueUrls: '{"lines":"https://q/lines.fifo"}', DeadLetterQueueUrls: '{"ingress":"https://q/dlq"}', EventSourceMappingIds: 'u1,u2', ScheduleName: 's' };
+    const values = {
+      JobName: 'word-count',
+      IngressQueueUrl: 'https://q/ingress',
+      JobTableName: 't',
+      StateBucketName: 'b',
+      CheckpointStateMachineArn: 'arn:cp',
+      RecoveryStateMachineArn: 'arn:rec',
+      OperatorQueueUrls: '{"lines":"https://q/lines.fifo"}',
+      DeadLetterQueueUrls: '{"ingress":"https://q/dlq"}',
+      EventSourceMappingIds: 'u1,u2',
+      ScheduleName: 's',
+    };
     const one = Object.fromEntries(Object.entries(values).map(([k, v]) => [`Job${k}`, v]));
     expect(jobResourcesFromOutputs(one)).toEqual({
       jobName: 'word-count',
@@ -154,7 +167,7 @@ describe('CairnJob: functions and event source mappings', () => {
 });
 
 describe('CairnJob: table and bucket', () => {
-  it('has the adapters\' single-table key schema, point-in-time recovery and encryption', () => {
+  it("has the adapters' single-table key schema, point-in-time recovery and encryption", () => {
     template.hasResourceProperties('AWS::DynamoDB::Table', {
       KeySchema: [
         { AttributeName: 'pk', KeyType: 'HASH' },
@@ -202,7 +215,7 @@ describe('CairnJob: least-privilege IAM', () => {
     }
   });
 
-  it('lets each operator send only to its own queue and its downstream vertices\' queues', () => {
+  it("lets each operator send only to its own queue and its downstream vertices' queues", () => {
     for (const vertex of spec.vertices) {
       const v = stack.job.vertices.get(vertex.id);
       if (!v?.fn.role) throw new Error(vertex.id);

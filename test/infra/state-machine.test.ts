@@ -51,7 +51,10 @@ describe('checkpoint workflow', () => {
     const route = state(checkpoints, 'Route');
     const choices = (route.Choices as Array<Record<string, unknown>>).map((c) => JSON.stringify(c));
     for (const type of ['trigger', 'inject-barriers', 'complete', 'commit-sinks', 'abort', 'start-recovery', 'continue-recovery', 'finish', 'finished', 'wait', 'fail']) {
-      expect(choices.some((c) => c.includes(`"${type}"`)), type).toBe(true);
+      expect(
+        choices.some((c) => c.includes(`"${type}"`)),
+        type,
+      ).toBe(true);
     }
     expect(route.Default).toBe('JobFailed');
     expect(state(checkpoints, 'InjectBarriers').Next).toBe('AwaitAcks');
@@ -110,7 +113,7 @@ describe('recovery workflow', () => {
     expect(recovery.TimeoutSeconds).toBe(7200);
   });
 
-  it('every restore step carries the attempt\'s generation; a superseded attempt ends as Superseded, and Resume only finishes', () => {
+  it("every restore step carries the attempt's generation; a superseded attempt ends as Superseded, and Resume only finishes", () => {
     expect(inner(state(recovery, 'RestoreOperators')).RestoreOperator?.Parameters).toEqual({
       action: 'restore-operator',
       'vertex.$': '$.vertex',

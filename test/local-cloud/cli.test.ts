@@ -17,7 +17,14 @@ function cairn(args: readonly string[], onOutput?: (output: string) => void): Pr
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     // (This machine's Node 20 makes the SDK print a deprecation notice on stderr; the outputs are compared exactly.)
-    env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', AWS_ENDPOINT_URL: cloudEndpoint(), AWS_REGION: region, AWS_ACCESS_KEY_ID: credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey },
+    env: {
+      ...process.env,
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+      AWS_ENDPOINT_URL: cloudEndpoint(),
+      AWS_REGION: region,
+      AWS_ACCESS_KEY_ID: credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
+    },
   });
   let output = '';
   const on = (chunk: string): void => {

@@ -61,7 +61,17 @@ describe('fault suite (local cloud): seeded schedules end exactly like the fault
     console.log(`local-cloud fault seeds ${FIRST}-${LAST}: ${timings.length} runs in ${total} ms (max ${Math.max(...timings)} ms); totals ${JSON.stringify(totals)}`);
     if (timings.length < seeds.length || seeds.length < 10) return;
     // The schedules really exercised the faults this suite is about.
-    const kinds = ['crash-between-commit-and-send', 'crash-before-commit', 'redeliveries', 'throttled', 'duplicate-delivery', 'request:pause', 'request:rollback', 'spilledPayloads', 'restartsToLaterCheckpoint'];
+    const kinds = [
+      'crash-between-commit-and-send',
+      'crash-before-commit',
+      'redeliveries',
+      'throttled',
+      'duplicate-delivery',
+      'request:pause',
+      'request:rollback',
+      'spilledPayloads',
+      'restartsToLaterCheckpoint',
+    ];
     // The windows of #10: a death or an operator rollback inside commit-sinks, a death inside a recovery (which then runs again).
     kinds.push('crash-in-commit-sinks', 'rollback-in-commit-sinks', 'crash-in-recovery');
     for (const kind of kinds) {

@@ -176,7 +176,10 @@ describe('handlers built from the environment', () => {
       const pushed = await ingest.handler({ Records: [record('e1', JSON.stringify({ line: 'cairn cairn' })), record('e2', JSON.stringify({ line: 'flink' }))] }, context);
       expect(pushed).toEqual({ batchItemFailures: [] });
       expect((await job.log.head(0)) + (await job.log.head(1))).toBe(2);
-      const polled = await operator.handler({ Records: [record('p0', JSON.stringify({ type: 'poll', gen: 1, to: 'lines#0' }), 'lines#0'), record('p1', JSON.stringify({ type: 'poll', gen: 1, to: 'lines#1' }), 'lines#1')] }, context);
+      const polled = await operator.handler(
+        { Records: [record('p0', JSON.stringify({ type: 'poll', gen: 1, to: 'lines#0' }), 'lines#0'), record('p1', JSON.stringify({ type: 'poll', gen: 1, to: 'lines#1' }), 'lines#1')] },
+        context,
+      );
       expect(polled).toEqual({ batchItemFailures: [] });
       const offsets = await Promise.all([0, 1].map(async (p) => (await job.state.loadInstance(`lines#${p}`))?.sourceOffset ?? 0));
       expect(offsets[0]! + offsets[1]!).toBe(2);

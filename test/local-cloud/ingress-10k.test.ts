@@ -31,7 +31,11 @@ it(`${EVENTS} events pushed with a plain SQSClient end in the sink exactly as th
       }
     };
     for (let offset = 0; offset < events.length; offset += 80) {
-      await Promise.all(Array.from({ length: 8 }, (_, i) => offset + i * 10).filter((o) => o < events.length).map(sendBatch));
+      await Promise.all(
+        Array.from({ length: 8 }, (_, i) => offset + i * 10)
+          .filter((o) => o < events.length)
+          .map(sendBatch),
+      );
     }
     expect(sent).toBe(EVENTS);
     const pushedAt = Date.now();

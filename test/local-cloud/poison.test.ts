@@ -29,12 +29,7 @@ it('bad input and poison records end as dead letters with the reason; every grou
       new SendMessageBatchCommand({ QueueUrl: validate, Entries: raw.map((r, i) => ({ Id: String(i), MessageBody: r.body, MessageGroupId: 'validate#0', MessageDeduplicationId: r.id })) }),
     );
     const events = sequenceEvents(KEYS, PER_KEY, 1);
-    await job.push([
-      ...events.slice(0, 5),
-      { id: 'bad-json', body: '{"key": "k0", ' },
-      { id: 'bad-schema', body: JSON.stringify({ key: 'k0', value: -3 }) },
-      ...events.slice(5),
-    ]);
+    await job.push([...events.slice(0, 5), { id: 'bad-json', body: '{"key": "k0", ' }, { id: 'bad-schema', body: JSON.stringify({ key: 'k0', value: -3 }) }, ...events.slice(5)]);
     job.closeInput();
     const record = await job.run({ timeoutMs: 90_000 });
     const context = `counters ${JSON.stringify(job.counters)} errors ${job.lastErrors.slice(-3).join(' | ')}`;
@@ -76,7 +71,9 @@ it('a message that fails on every delivery reaches the DLQ after maxReceiveCount
     await job.sqs.send(
       new SendMessageBatchCommand({
         QueueUrl: count,
-        Entries: [{ Id: '0', MessageBody: JSON.stringify({ type: 'data', gen: 1, from: 'validate#0', to: 'count#0', seq: 999, records: [] }), MessageGroupId: 'count#0', MessageDeduplicationId: 'gap' }],
+        Entries: [
+          { Id: '0', MessageBody: JSON.stringify({ type: 'data', gen: 1, from: 'validate#0', to: 'count#0', seq: 999, records: [] }), MessageGroupId: 'count#0', MessageDeduplicationId: 'gap' },
+        ],
       }),
     );
     await job.push(sequenceEvents(KEYS, PER_KEY));

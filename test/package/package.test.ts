@@ -14,7 +14,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const run = (cmd: string, args: readonly string[], cwd: string, input?: string): string =>
-  execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], ...(input === undefined ? {} : { input }), env: { ...process.env, npm_config_fund: 'false', npm_config_audit: 'false' } });
+  execFileSync(cmd, args, {
+    cwd,
+    encoding: 'utf8',
+    stdio: ['pipe', 'pipe', 'pipe'],
+    ...(input === undefined ? {} : { input }),
+    env: { ...process.env, npm_config_fund: 'false', npm_config_audit: 'false' },
+  });
 
 const JOB = `import { defineJob } from 'cairn';
 import { z } from 'zod';
@@ -62,7 +68,10 @@ describe('the package, installed in a project outside the repo', () => {
     writeFileSync(join(project, 'test.ts'), TEST);
     writeFileSync(
       join(project, 'tsconfig.json'),
-      JSON.stringify({ compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, lib: ['ES2023', 'DOM'], types: [] }, include: ['src', 'test.ts'] }),
+      JSON.stringify({
+        compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, lib: ['ES2023', 'DOM'], types: [] },
+        include: ['src', 'test.ts'],
+      }),
     );
     run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund'], project);
   }, 300_000);
@@ -84,7 +93,7 @@ describe('the package, installed in a project outside the repo', () => {
     expect(() => run('node', ['-e', "import('aws-cdk-lib')"], project)).toThrow();
   });
 
-  it('`cairn run ./src/job.ts --input events.jsonl` runs the user\'s job with the installed bin: exact output, the bad line as a dead letter', () => {
+  it("`cairn run ./src/job.ts --input events.jsonl` runs the user's job with the installed bin: exact output, the bad line as a dead letter", () => {
     writeFileSync(join(project, 'events.jsonl'), ['{"card":"c1","amount":60}', '{"card":"c2","amount":10}', '{"card":"c1","amount":50}', 'broken', '{"card":"c2","amount":95}', ''].join('\n'));
     const out = run(join(project, 'node_modules/.bin/cairn'), ['run', './src/job.ts', '--input', 'events.jsonl', '--output', 'out.jsonl', '--memory'], project);
     expect(out).toMatch(/cairn run fraud: 5 events from events\.jsonl/);
@@ -93,7 +102,7 @@ describe('the package, installed in a project outside the repo', () => {
     expect(readFileSync(join(project, 'out.jsonl'), 'utf8').trim().split('\n').sort()).toEqual(['{"card":"c1","total":110}', '{"card":"c2","total":105}']);
   });
 
-  it('cairn/testing runs the job in the user\'s own script, and the user\'s code type-checks against the published types', () => {
+  it("cairn/testing runs the job in the user's own script, and the user's code type-checks against the published types", () => {
     const line = run('node', ['--import', 'tsx', 'test.ts'], project).trim();
     expect(JSON.parse(line)).toEqual({
       status: 'FINISHED',

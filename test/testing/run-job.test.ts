@@ -22,14 +22,7 @@ describe('defineJob', () => {
 });
 
 describe('cairn/testing runJob', () => {
-  const events = [
-    { user: 'a', amount: 5 },
-    { user: 'b', amount: 2 },
-    '{"user": "a", "amount": ',
-    { user: 'a', amount: 'x' },
-    { user: 'a', amount: 3 },
-    { user: 'b', amount: 1 },
-  ];
+  const events = [{ user: 'a', amount: 5 }, { user: 'b', amount: 2 }, '{"user": "a", "amount": ', { user: 'a', amount: 'x' }, { user: 'a', amount: 3 }, { user: 'b', amount: 1 }];
 
   it('runs a job over given events: committed output per sink, bad input as dead letters with reasons', async () => {
     const run = await runJob(totals, events);

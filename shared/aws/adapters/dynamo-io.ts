@@ -46,7 +46,14 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export const keyId = (k: ItemKey): string => `${k.pk}\u0000${k.sk}`;
 
 const RETRYABLE_REASONS = new Set(['TransactionConflict', 'ThrottlingError', 'ProvisionedThroughputExceeded', 'RequestLimitExceeded', 'InternalServerError']);
-const RETRYABLE_ERRORS = new Set(['TransactionConflictException', 'TransactionInProgressException', 'ProvisionedThroughputExceededException', 'ThrottlingException', 'RequestLimitExceeded', 'InternalServerError']);
+const RETRYABLE_ERRORS = new Set([
+  'TransactionConflictException',
+  'TransactionInProgressException',
+  'ProvisionedThroughputExceededException',
+  'ThrottlingException',
+  'RequestLimitExceeded',
+  'InternalServerError',
+]);
 
 /** Rough DynamoDB item size: attribute names + values (strings in UTF-8 bytes, numbers ~ 8). */
 export function itemSize(item: Record<string, unknown>): number {
@@ -173,9 +180,7 @@ export class DynamoIo {
     // One call must not name an item twice: the last op per key wins.
     const byKey = new Map<string, { put: Raw } | { delete: ItemKey }>();
     for (const op of ops) byKey.set(keyId('put' in op ? op.put : op.delete), op);
-    const requests = [...byKey.values()].map((op) =>
-      'put' in op ? { PutRequest: { Item: op.put } } : { DeleteRequest: { Key: { pk: op.delete.pk, sk: op.delete.sk } } },
-    );
+    const requests = [...byKey.values()].map((op) => ('put' in op ? { PutRequest: { Item: op.put } } : { DeleteRequest: { Key: { pk: op.delete.pk, sk: op.delete.sk } } }));
     const chunks: (typeof requests)[] = [];
     let chunk: typeof requests = [];
     let bytes = 0;
@@ -215,10 +220,7 @@ export class DynamoIo {
 
   /** Items of one partition with lo <= sk <= hi. */
   queryRange(pk: string, lo: string, hi: string, table = this.table): Promise<Raw[]> {
-    return this.query(
-      { KeyConditionExpression: 'pk = :pk AND sk BETWEEN :lo AND :hi', ExpressionAttributeValues: { ':pk': pk, ':lo': lo, ':hi': hi } },
-      table,
-    );
+    return this.query({ KeyConditionExpression: 'pk = :pk AND sk BETWEEN :lo AND :hi', ExpressionAttributeValues: { ':pk': pk, ':lo': lo, ':hi': hi } }, table);
   }
 
   queryPartition(pk: string, table = this.table): Promise<Raw[]> {
@@ -277,7 +279,10 @@ export class DynamoIo {
         else out[t.i] = t.item.d as string | undefined;
       }
       if (reread.length === 0) break;
-      const fresh = await this.batchGet(reread.map((t) => t.item), table);
+      const fresh = await this.batchGet(
+        reread.map((t) => t.item),
+        table,
+      );
       todo = [];
       for (const t of reread) {
         const item = fresh.get(keyId(t.item));

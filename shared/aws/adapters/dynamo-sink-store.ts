@@ -28,7 +28,10 @@ export class DynamoSinkStore implements SinkStore {
     // Sort keys keep the batch ids' order up to escaping; the exact cut is made on the stored id.
     const raws = await this.io.queryRange(Keys.sinkBatchPk(sink), Keys.sinkBatch(sink, fromBatchId).sk, '\uffff', this.table);
     const doomed = raws.filter((raw) => ((raw.id as string | undefined) ?? raw.sk) >= fromBatchId);
-    await this.io.batchWrite(doomed.map((raw) => ({ delete: { pk: raw.pk, sk: raw.sk } })), this.table);
+    await this.io.batchWrite(
+      doomed.map((raw) => ({ delete: { pk: raw.pk, sk: raw.sk } })),
+      this.table,
+    );
     await Promise.all(doomed.map((raw) => this.io.dropBlob(raw.d)));
   }
 

@@ -25,7 +25,11 @@ export class DynamoSourceLog implements SourceLog {
     const unique = entries.filter((e) => (seen.has(e.id) ? false : (seen.add(e.id), true)));
     let duplicates = entries.length - unique.length;
     if (unique.length === 0) return { appended: 0, duplicates, head: await this.head(partition) };
-    const existing = await this.io.batchGet(unique.map((e) => Keys.logDedup(partition, e.id)), this.io.table, ['pk', 'sk']);
+    const existing = await this.io.batchGet(
+      unique.map((e) => Keys.logDedup(partition, e.id)),
+      this.io.table,
+      ['pk', 'sk'],
+    );
     let fresh = unique.filter((e) => !existing.has(keyId(Keys.logDedup(partition, e.id))));
     duplicates += unique.length - fresh.length;
     const payloads = new Map<string, string>();
@@ -33,7 +37,7 @@ export class DynamoSourceLog implements SourceLog {
 
     let appended = 0;
     let headAfter: number | undefined;
-    for (let attempt = 0; fresh.length > 0; ) {
+    for (let attempt = 0; fresh.length > 0;) {
       const head = await this.io.get(Keys.logHead(partition));
       const start = (head?.head as number | undefined) ?? 0;
       const headAction = (n: number): TransactItem => ({

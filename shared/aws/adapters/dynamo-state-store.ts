@@ -2,29 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { UpdateCommand, type UpdateCommandInput } from '@aws-sdk/lib-dynamodb';
 import { ConcurrentStepError, GenerationFencedError } from '../../core/errors.js';
 import { parseInstanceId } from '../../core/messages.js';
-import type {
-  ChannelStateEntry,
-  InstanceRecord,
-  OperatorSnapshot,
-  OperatorSnapshotState,
-  StagedBatch,
-  StateKeyRef,
-  StateStore,
-  StepCommit,
-  StoredItem,
-} from '../../core/ports.js';
-import type {
-  DynamoIo} from './dynamo-io.js';
-import {
-  MAX_TRANSACT_ACTIONS,
-  MAX_TRANSACT_BYTES,
-  cancellationReasons,
-  keyId,
-  transactItemSize,
-  usedNames,
-  type Raw,
-  type TransactItem,
-} from './dynamo-io.js';
+import type { ChannelStateEntry, InstanceRecord, OperatorSnapshot, OperatorSnapshotState, StagedBatch, StateKeyRef, StateStore, StepCommit, StoredItem } from '../../core/ports.js';
+import type { DynamoIo } from './dynamo-io.js';
+import { MAX_TRANSACT_ACTIONS, MAX_TRANSACT_BYTES, cancellationReasons, keyId, transactItemSize, usedNames, type Raw, type TransactItem } from './dynamo-io.js';
 import { BLOB_PREFIX, Keys, pad, prefixEnd, type ItemKey } from './table-layout.js';
 
 /**
@@ -498,7 +478,10 @@ export class DynamoStateStore implements StateStore {
     return shards.flat();
   }
 
-  private async keyState(operator: string, refs: readonly StateKeyRef[]): Promise<Array<{ ref: StateKeyRef; raw: Raw | undefined; item: StoredItem | undefined; versions: Array<{ raw: Raw; epoch: number; value: StoredItem['value'] | undefined; visible: boolean }> }>> {
+  private async keyState(
+    operator: string,
+    refs: readonly StateKeyRef[],
+  ): Promise<Array<{ ref: StateKeyRef; raw: Raw | undefined; item: StoredItem | undefined; versions: Array<{ raw: Raw; epoch: number; value: StoredItem['value'] | undefined; visible: boolean }> }>> {
     const itemKeys = refs.map((r) => Keys.item(operator, r.keyGroup, r.key));
     const raws = await this.io.batchGet(itemKeys);
     const itemRaws = itemKeys.map((k) => raws.get(keyId(k)));

@@ -337,14 +337,7 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
     );
     started.push(dynamodb);
 
-    const sqs = spawnEmulator(
-      'sqs',
-      'java',
-      [...javaOpts, `-Dconfig.file=${elasticmqConf}`, '-cp', path.join(install.elasticmqLib, '*'), 'org.elasticmq.server.Main'],
-      sqsPort,
-      runDir,
-      baseEnv,
-    );
+    const sqs = spawnEmulator('sqs', 'java', [...javaOpts, `-Dconfig.file=${elasticmqConf}`, '-cp', path.join(install.elasticmqLib, '*'), 'org.elasticmq.server.Main'], sqsPort, runDir, baseEnv);
     started.push(sqs);
 
     // moto's Step Functions interpreter makes its own SDK calls to http://localhost:$MOTO_PORT;
@@ -359,11 +352,7 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
     });
     started.push(moto);
 
-    await Promise.all([
-      waitUntilAnswers(dynamodb, '/', timeoutMs),
-      waitUntilAnswers(sqs, '/', timeoutMs),
-      waitUntilAnswers(moto, '/moto-api/', timeoutMs),
-    ]);
+    await Promise.all([waitUntilAnswers(dynamodb, '/', timeoutMs), waitUntilAnswers(sqs, '/', timeoutMs), waitUntilAnswers(moto, '/moto-api/', timeoutMs)]);
     edge.setTargets({
       dynamodb: { host: '127.0.0.1', port: dynamoPort },
       sqs: { host: '127.0.0.1', port: sqsPort },

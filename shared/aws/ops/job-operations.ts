@@ -273,5 +273,8 @@ export class JobOperations {
 
 /** Execution names must be unique per state machine for 90 days (and moto rejects repeated unnamed ones). */
 function executionName(why: string): string {
-  return `cairn-${why}-${new Date().toISOString().replace(/[^0-9]/g, '').slice(0, 14)}-${randomUUID().slice(0, 8)}`;
+  return `cairn-${why}-${new Date()
+    .toISOString()
+    .replace(/[^0-9]/g, '')
+    .slice(0, 14)}-${randomUUID().slice(0, 8)}`;
 }

@@ -82,7 +82,9 @@ export function jobResourcesFromOutputs(outputs: Readonly<Record<string, string>
     deadLetterQueueUrls: jsonOf(get('DeadLetterQueueUrls')),
     checkpointStateMachineArn: get('CheckpointStateMachineArn'),
     recoveryStateMachineArn: get('RecoveryStateMachineArn'),
-    eventSourceMappingIds: get('EventSourceMappingIds')?.split(',').filter((id) => id !== ''),
+    eventSourceMappingIds: get('EventSourceMappingIds')
+      ?.split(',')
+      .filter((id) => id !== ''),
     scheduleName: get('ScheduleName'),
   });
   if (!parsed.success) throw new JobResourcesNotFoundError(`stack outputs of job '${chosen}' are incomplete: ${z.prettifyError(parsed.error)}`);

@@ -185,11 +185,18 @@ export async function runOnLocalCloud(example: Example, options: LocalCloudRunOp
     const elapsed = Date.now() - started;
     if (producerError) print(`producer failed: ${producerError.message}`);
     print();
-    print(`${example.name}: ${record.status} after ${ms(elapsed)} · generation ${record.generation} · ${record.lastCompletedId > 0 ? `last completed checkpoint ${record.lastCompletedId}` : 'no completed checkpoint'}`);
+    print(
+      `${example.name}: ${record.status} after ${ms(elapsed)} · generation ${record.generation} · ${record.lastCompletedId > 0 ? `last completed checkpoint ${record.lastCompletedId}` : 'no completed checkpoint'}`,
+    );
     if (record.failure) print(`failure: ${record.failure}`);
     print();
     const checkpoints = await rt.checkpoints.listCheckpoints();
-    const retained = new Set(checkpoints.filter((c) => c.status === 'COMPLETED').slice(-rt.config.retained).map((c) => c.id));
+    const retained = new Set(
+      checkpoints
+        .filter((c) => c.status === 'COMPLETED')
+        .slice(-rt.config.retained)
+        .map((c) => c.id),
+    );
     const shown = checkpoints.length <= 60 ? checkpoints : [...checkpoints.slice(0, 10), ...checkpoints.slice(-40)];
     print(`checkpoint timeline${shown.length < checkpoints.length ? ` (${count(checkpoints.length - shown.length)} checkpoints in the middle left out)` : ''}`);
     print(indent(timeline(shown, (c) => checkpointState({ status: c.status, abortReason: c.abortReason, snapshotted: retained.has(c.id) }))));
@@ -275,7 +282,7 @@ async function checkResults(rt: LocalCloudJob, example: Example, print: (line?: 
   const events: unknown[] = [];
   for (const source of rt.topology.sources()) {
     for (let p = 0; p < source.parallelism; p++) {
-      for (let from = 0; ; ) {
+      for (let from = 0; ;) {
         const page = await rt.log.read(p, from, 1000);
         events.push(...page.map((e) => e.event));
         if (page.length < 1000) break;

@@ -120,7 +120,10 @@ export interface RequestCounters {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function resourcePrefix(name: string): string {
-  const clean = name.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 30);
+  const clean = name
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, '-')
+    .slice(0, 30);
   return `cairn-${clean}-${randomUUID().slice(0, 8)}`;
 }
 
@@ -578,9 +581,7 @@ export class LocalCloudJob {
         purgeOperatorQueues: () => {
           if (this.options.purgeOnRollback === false) return;
           // Sends wait for the purge, so the new generation's first messages are never purged.
-          this.purging = Promise.all(
-            Object.values(this.queues.operators).map((q) => this.sqs.send(new PurgeQueueCommand({ QueueUrl: q.url })).catch(() => undefined)),
-          ).then(() => undefined);
+          this.purging = Promise.all(Object.values(this.queues.operators).map((q) => this.sqs.send(new PurgeQueueCommand({ QueueUrl: q.url })).catch(() => undefined))).then(() => undefined);
         },
         takeFailureSignal: () => {
           const signal = this.failureSignal;

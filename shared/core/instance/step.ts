@@ -2,17 +2,7 @@ import type { CheckpointConfig, RuntimeLimits } from '../config.js';
 import { ChannelGapError, InstanceNotReadyError } from '../errors.js';
 import { keyGroupOf } from '../hashing.js';
 import type { KeyedContext, VertexDef } from '../job.js';
-import {
-  WATERMARK_MAX,
-  WATERMARK_MIN,
-  dedupIdOf,
-  isChannelMessage,
-  parseInstanceId,
-  type ChannelMessage,
-  type InstanceId,
-  type InstanceMessage,
-  type RecordEnvelope,
-} from '../messages.js';
+import { WATERMARK_MAX, WATERMARK_MIN, dedupIdOf, isChannelMessage, parseInstanceId, type ChannelMessage, type InstanceId, type InstanceMessage, type RecordEnvelope } from '../messages.js';
 import type {
   ChannelStateEntry,
   CheckpointAck,

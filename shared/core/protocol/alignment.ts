@@ -36,11 +36,7 @@ export interface AlignmentContext {
   readonly now: number;
 }
 
-export function onChannelMessage(
-  alignment: AlignmentState | undefined,
-  message: ChannelMessage,
-  ctx: AlignmentContext,
-): AlignmentDecision {
+export function onChannelMessage(alignment: AlignmentState | undefined, message: ChannelMessage, ctx: AlignmentContext): AlignmentDecision {
   if (message.type === 'data') return onData(alignment, message, ctx);
   return onBarrier(alignment, message, ctx);
 }
@@ -107,9 +103,7 @@ function firstBarrier(id: number, from: InstanceId, ctx: AlignmentContext): Alig
       ],
     };
   }
-  const startsUnaligned =
-    ctx.config.mode === 'exactly-once' &&
-    (ctx.config.alignment === 'unaligned' || (ctx.config.alignment === 'aligned-with-timeout' && ctx.config.alignmentTimeoutMs === 0));
+  const startsUnaligned = ctx.config.mode === 'exactly-once' && (ctx.config.alignment === 'unaligned' || (ctx.config.alignment === 'aligned-with-timeout' && ctx.config.alignmentTimeoutMs === 0));
   if (startsUnaligned) {
     return {
       alignment: { checkpointId: id, startedAt: ctx.now, barriered: [from], phase: 'unaligned', held: [] },
@@ -121,12 +115,7 @@ function firstBarrier(id: number, from: InstanceId, ctx: AlignmentContext): Alig
 
 /** Called on every step and tick: switches a long alignment to unaligned. */
 export function onTimePassing(alignment: AlignmentState | undefined, ctx: AlignmentContext): AlignmentDecision {
-  if (
-    !alignment ||
-    alignment.phase !== 'aligning' ||
-    ctx.config.alignment !== 'aligned-with-timeout' ||
-    ctx.now - alignment.startedAt < ctx.config.alignmentTimeoutMs
-  ) {
+  if (!alignment || alignment.phase !== 'aligning' || ctx.config.alignment !== 'aligned-with-timeout' || ctx.now - alignment.startedAt < ctx.config.alignmentTimeoutMs) {
     return { alignment, effects: [] };
   }
   const alignmentMs = ctx.now - alignment.startedAt;

@@ -161,7 +161,12 @@ export function initialJob(now: number): JobRecord {
   };
 }
 
-export function triggered(job: JobRecord, decision: { checkpointId: number; trigger: TriggerKind }, now: number, ingestedTotal: number): {
+export function triggered(
+  job: JobRecord,
+  decision: { checkpointId: number; trigger: TriggerKind },
+  now: number,
+  ingestedTotal: number,
+): {
   job: JobRecord;
   checkpoint: CheckpointRecord;
 } {
