@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { wordCount } from '../../examples/word-count.js';
-import { checkpointsOfAckRecords } from '../../functions/coordinator/handler.js';
+import { checkpointsOfAckRecords } from '../../shared/lambda/coordinator-handler.js';
 import { decideRestart, validateRestartStrategy, type RestartStrategy } from '../../shared/core/protocol/restart-strategy.js';
-import { CoordinatorTasks, type DecideOutput } from '../../functions/coordinator/tasks.js';
+import { CoordinatorTasks, type DecideOutput } from '../../shared/lambda/coordinator-tasks.js';
 import { parseCheckpointConfig, parseRuntimeLimits } from '../../shared/core/config.js';
 import { pauseJob, requestRollback, resumeJob, updateJob } from '../../shared/core/control.js';
 import { handleOperatorBatch } from '../../shared/core/instance/handler.js';

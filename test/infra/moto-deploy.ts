@@ -4,7 +4,14 @@ import { CreateStateMachineCommand, DescribeExecutionCommand, GetExecutionHistor
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { expect, inject } from 'vitest';
 import { wordCount } from '../../examples/word-count.js';
-import { createCoordinatorHandler, createCoordinatorRuntime, type AckStreamEvent, type CoordinatorEnv, type CoordinatorEvent, type CoordinatorRuntime } from '../../functions/coordinator/handler.js';
+import {
+  createCoordinatorHandler,
+  createCoordinatorRuntime,
+  type AckStreamEvent,
+  type CoordinatorEnv,
+  type CoordinatorEvent,
+  type CoordinatorRuntime,
+} from '../../shared/lambda/coordinator-handler.js';
 import { createAwsStores, ensureBucket, ensureFifoQueues, ensureJobTable, type AwsStores } from '../../shared/aws/index.js';
 import { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfigInput } from '../../shared/core/config.js';
 import { handleOperatorBatch } from '../../shared/core/instance/handler.js';
@@ -77,8 +84,8 @@ export async function deploy(name: string, checkpoint: CheckpointConfigInput): P
     topology.vertices.map((v) => v.id),
     `sfn-${suffix}-`,
   );
-  const env: CoordinatorEnv = { job: 'word-count', table, bucket, queueUrls, checkpoint, restartStrategy: { kind: 'fixed-delay', attempts: 3, delaySeconds: 0 }, endpoint: cloud, region: 'us-east-1' };
-  const runtime = await createCoordinatorRuntime(env);
+  const env: CoordinatorEnv = { table, bucket, queueUrls, checkpoint, restartStrategy: { kind: 'fixed-delay', attempts: 3, delaySeconds: 0 }, endpoint: cloud, region: 'us-east-1' };
+  const runtime = await createCoordinatorRuntime(wordCount, env);
   wired.handlers = createCoordinatorHandler(() => Promise.resolve(runtime));
 
   // Synthesize with the same checkpoint config; create both workflows from the template.

@@ -1,7 +1,7 @@
 import { DescribeExecutionCommand, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { wordCount } from '../../examples/word-count.js';
-import { createCoordinatorHandler } from '../../functions/coordinator/handler.js';
+import { createCoordinatorHandler } from '../../shared/lambda/coordinator-handler.js';
 import { Topology } from '../../shared/core/topology.js';
 import { acknowledge, deploy, drainOperators, finished, until, visitedStates, type Deployed } from './moto-deploy.js';
 

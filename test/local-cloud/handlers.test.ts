@@ -6,11 +6,10 @@
 import type { SQSEvent, SQSRecord } from 'aws-lambda';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { examples } from '../../examples/index.js';
-import { createIngestHandler } from '../../functions/ingest.js';
-import { environmentFrom, HandlerConfigError } from '../../functions/lib/env.js';
-import { withRestOfGroupFailed } from '../../functions/lib/sqs-records.js';
-import { powertools } from '../../functions/lib/telemetry.js';
-import { createOperatorHandler } from '../../functions/operator.js';
+import { exampleJob } from '../../functions/lib/example-job.js';
+import { createIngestHandler, createOperatorHandler, environmentFrom, HandlerConfigError } from '../../shared/lambda/index.js';
+import { withRestOfGroupFailed } from '../../shared/lambda/sqs-records.js';
+import { powertools } from '../../shared/lambda/telemetry.js';
 import { parseCheckpointConfig, parseRuntimeLimits } from '../../shared/core/config.js';
 import { InjectedFault } from '../../shared/core/errors.js';
 import { initialJob } from '../../shared/core/protocol/coordinator.js';
@@ -148,9 +147,10 @@ describe('ingest handler', () => {
 
 describe('handlers built from the environment', () => {
   it('refuses a missing or wrong variable with its name', async () => {
-    await expect(environmentFrom({})).rejects.toThrow(new HandlerConfigError('environment variable CAIRN_JOB is not set'));
-    await expect(environmentFrom({ CAIRN_JOB: 'nope' })).rejects.toThrow(/CAIRN_JOB 'nope' is not in the examples registry/);
-    await expect(environmentFrom({ CAIRN_JOB: 'word-count', CAIRN_QUEUE_URLS: '{"lines": "u"}' })).rejects.toThrow(/CAIRN_QUEUE_URLS has no queue for count/);
+    expect(() => exampleJob({})).toThrow(new HandlerConfigError("CAIRN_JOB '' is not in the examples registry (word-count, account-balance, windowed-count)"));
+    expect(() => exampleJob({ CAIRN_JOB: 'nope' })).toThrow(/CAIRN_JOB 'nope' is not in the examples registry/);
+    await expect(environmentFrom(wordCount, {})).rejects.toThrow(new HandlerConfigError('environment variable CAIRN_QUEUE_URLS must be a JSON object of vertex id -> queue URL'));
+    await expect(environmentFrom(wordCount, { CAIRN_QUEUE_URLS: '{"lines": "u"}' })).rejects.toThrow(/CAIRN_QUEUE_URLS has no queue for count/);
   });
 
   it('the default handlers of functions/ingest.ts and functions/operator.ts run against the local cloud from CAIRN_* variables', async () => {

@@ -114,4 +114,10 @@ describe('the package, installed in a project outside the repo', () => {
     });
     expect(run('node', [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', '.'], project)).toBe('');
   });
+
+  it("cairn/lambda makes the handlers of the user's job (what a function entry file bundles)", () => {
+    const entry = "import job from './src/job.ts'; import { createHandlers } from 'cairn/lambda'; const h = createHandlers(job, {}); console.log(Object.keys(h).sort().join(','));";
+    writeFileSync(join(project, 'entry.ts'), entry);
+    expect(run('node', ['--import', 'tsx', 'entry.ts'], project).trim()).toBe('ackListener,coordinator,ingest,operator');
+  });
 });

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { GetQueueAttributesCommand, PurgeQueueCommand, ReceiveMessageCommand, SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { Example } from '../../../examples/types.js';
-import { createIngestHandler } from '../../../functions/lib/ingest-handler.js';
-import { createOperatorHandler } from '../../../functions/lib/operator-handler.js';
-import { quietTelemetry, type Telemetry } from '../../../functions/lib/telemetry.js';
+import { createIngestHandler } from '../../lambda/ingest-handler.js';
+import { createOperatorHandler } from '../../lambda/operator-handler.js';
+import { quietTelemetry, type Telemetry } from '../../lambda/telemetry.js';
 import { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfig, type CheckpointConfigInput, type RuntimeLimits, type RuntimeLimitsInput } from '../../core/config.js';
 import type { RestartStrategy } from '../../core/protocol/restart-strategy.js';
 import { CoordinatorDriver, type CoordinatorFaults } from '../../core/coordinator-driver.js';

@@ -1,10 +1,10 @@
-import type { CheckpointConfig } from '../../shared/core/config.js';
-import { CoordinatorDriver, type CoordinatorEnvironment, type ExecutableDecision } from '../../shared/core/coordinator-driver.js';
-import type { JobGraph } from '../../shared/core/job.js';
-import type { CheckpointRecord, CheckpointStore, Clock, JobRecord, QueueTransport, SinkStore, SourceLog, StateStore } from '../../shared/core/ports.js';
-import { decideNext, restartOrFail, rollbackTarget } from '../../shared/core/protocol/coordinator.js';
-import type { RestartStrategy } from '../../shared/core/protocol/restart-strategy.js';
-import { Topology } from '../../shared/core/topology.js';
+import type { CheckpointConfig } from '../core/config.js';
+import { CoordinatorDriver, type CoordinatorEnvironment, type ExecutableDecision } from '../core/coordinator-driver.js';
+import type { JobGraph } from '../core/job.js';
+import type { CheckpointRecord, CheckpointStore, Clock, JobRecord, QueueTransport, SinkStore, SourceLog, StateStore } from '../core/ports.js';
+import { decideNext, restartOrFail, rollbackTarget } from '../core/protocol/coordinator.js';
+import type { RestartStrategy } from '../core/protocol/restart-strategy.js';
+import { Topology } from '../core/topology.js';
 
 /**
  * The task functions of the coordinator state machines. Each one is one state of

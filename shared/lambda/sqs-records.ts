@@ -1,5 +1,5 @@
 import type { SQSRecord } from 'aws-lambda';
-import type { DeadLetter } from '../../shared/core/ports.js';
+import type { DeadLetter } from '../core/ports.js';
 
 /** Helpers shared by the SQS-triggered handlers. */
 

@@ -1,9 +1,9 @@
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
-import type { RuntimeLimits } from '../../shared/core/config.js';
-import { ingestBatch } from '../../shared/core/ingest.js';
-import type { JobGraph } from '../../shared/core/job.js';
-import type { CheckpointStore, Clock, DeadLetterStore, QueueTransport, SourceLog } from '../../shared/core/ports.js';
-import { Topology } from '../../shared/core/topology.js';
+import type { RuntimeLimits } from '../core/config.js';
+import { ingestBatch } from '../core/ingest.js';
+import type { JobGraph } from '../core/job.js';
+import type { CheckpointStore, Clock, DeadLetterStore, QueueTransport, SourceLog } from '../core/ports.js';
+import { Topology } from '../core/topology.js';
 import { withRestOfGroupFailed } from './sqs-records.js';
 import { MetricName, publishCounts, quietTelemetry, type Telemetry } from './telemetry.js';
 

@@ -1,18 +1,17 @@
-import { examples } from '../../examples/index.js';
-import { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfig, type RuntimeLimits } from '../../shared/core/config.js';
-import { Topology } from '../../shared/core/topology.js';
-import { createAwsStores, type AwsStores } from '../../shared/aws/index.js';
+import type { JobDefinition } from '../core/definition.js';
+import { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfig, type RuntimeLimits } from '../core/config.js';
+import { Topology } from '../core/topology.js';
+import { createAwsStores, type AwsStores } from '../aws/index.js';
 
 /**
  * What the deployed handlers read from their environment (set by the CDK stack):
  *
  * | variable | meaning |
  * | --- | --- |
- * | `CAIRN_JOB` | job name in the examples registry (examples/index.ts) |
  * | `CAIRN_TABLE` | the job's DynamoDB table (single-table layout) |
  * | `CAIRN_BUCKET` | S3 bucket for spilled values |
  * | `CAIRN_QUEUE_URLS` | JSON object: vertex id -> URL of its FIFO queue (every vertex of the job) |
- * | `CAIRN_CHECKPOINT` | optional JSON checkpoint config, merged over the example's own |
+ * | `CAIRN_CHECKPOINT` | optional JSON checkpoint config, merged over the job definition's own |
  * | `CAIRN_LIMITS` | optional JSON runtime limits (batch size, visibility timeout, ...) |
  * | `CAIRN_SINK_TABLE` | optional table of the idempotent sink (default: the job table) |
  * | `AWS_ENDPOINT_URL` | optional single endpoint (local cloud, LocalStack) |
@@ -47,16 +46,14 @@ function json<T>(env: NodeJS.ProcessEnv, name: string): T | undefined {
   }
 }
 
-export async function environmentFrom(env: NodeJS.ProcessEnv = process.env): Promise<HandlerEnvironment> {
-  const jobName = required(env, 'CAIRN_JOB');
-  const example = examples[jobName];
-  if (!example) throw new HandlerConfigError(`CAIRN_JOB '${jobName}' is not in the examples registry (${Object.keys(examples).join(', ')})`);
+/** The handlers' wiring for `definition` (the job is bundled into the function; the environment says where its resources are). */
+export async function environmentFrom(definition: JobDefinition, env: NodeJS.ProcessEnv = process.env): Promise<HandlerEnvironment> {
   const queueUrls = json<Record<string, string>>(env, 'CAIRN_QUEUE_URLS');
   if (!queueUrls || typeof queueUrls !== 'object') throw new HandlerConfigError('environment variable CAIRN_QUEUE_URLS must be a JSON object of vertex id -> queue URL');
-  const topology = new Topology(example.build());
+  const topology = new Topology(definition.build());
   const missing = topology.vertices.map((v) => v.id).filter((id) => typeof queueUrls[id] !== 'string');
   if (missing.length > 0) throw new HandlerConfigError(`CAIRN_QUEUE_URLS has no queue for ${missing.join(', ')}`);
-  const config = parseCheckpointConfig({ ...example.checkpoint, ...json<object>(env, 'CAIRN_CHECKPOINT') });
+  const config = parseCheckpointConfig({ ...definition.checkpoint, ...json<object>(env, 'CAIRN_CHECKPOINT') });
   const limits = parseRuntimeLimits(json<object>(env, 'CAIRN_LIMITS') ?? {});
   const endpoint = env.AWS_ENDPOINT_URL;
   const stores = await createAwsStores({

@@ -1,11 +1,11 @@
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import type { CheckpointConfig, RuntimeLimits } from '../../shared/core/config.js';
-import { handleOperatorBatch, type BatchMessage } from '../../shared/core/instance/handler.js';
-import type { StepFaults } from '../../shared/core/instance/step.js';
-import type { JobGraph } from '../../shared/core/job.js';
-import { isChannelMessage, parseInstanceId, type InstanceMessage } from '../../shared/core/messages.js';
-import type { Clock, DeadLetter, DeadLetterStore, QueueTransport, SourceLog, StateStore } from '../../shared/core/ports.js';
-import { Topology } from '../../shared/core/topology.js';
+import type { CheckpointConfig, RuntimeLimits } from '../core/config.js';
+import { handleOperatorBatch, type BatchMessage } from '../core/instance/handler.js';
+import type { StepFaults } from '../core/instance/step.js';
+import type { JobGraph } from '../core/job.js';
+import { isChannelMessage, parseInstanceId, type InstanceMessage } from '../core/messages.js';
+import type { Clock, DeadLetter, DeadLetterStore, QueueTransport, SourceLog, StateStore } from '../core/ports.js';
+import { Topology } from '../core/topology.js';
 import { receiveCountOf, queueNameOf, truncatePayload, type Rejection } from './sqs-records.js';
 import { MetricName, publishCounts, quietTelemetry, type Telemetry } from './telemetry.js';
 

@@ -1,0 +1,187 @@
+import { SFNClient, SendTaskSuccessCommand } from '@aws-sdk/client-sfn';
+import { GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { JobDefinition } from '../core/definition.js';
+import { parseCheckpointConfig, type CheckpointConfigInput } from '../core/config.js';
+import { createAwsStores, type AwsStores } from '../aws/index.js';
+import { DEFAULT_RESTART_STRATEGY, validateRestartStrategy, type RestartStrategy } from '../core/protocol/restart-strategy.js';
+import { CoordinatorTasks, type DecideInput } from './coordinator-tasks.js';
+
+/**
+ * Lambda entry of the coordinator's task states. One function, one `action` per state (the
+ * states are listed in infra/coordinator.ts); `ackListener` is the entry of the DynamoDB
+ * stream consumer that sends the waiting task token when the last acknowledgement arrives.
+ *
+ * Environment (set by the CairnJob construct):
+ *   CAIRN_TABLE             job table (single-table layout, shared/aws/adapters/table-layout.ts)
+ *   CAIRN_BUCKET            bucket for spilled state values
+ *   CAIRN_QUEUE_URLS        JSON: vertex id -> FIFO queue URL
+ *   CAIRN_CHECKPOINT        JSON: checkpoint config (the one the state machine's timeouts come from)
+ *   CAIRN_RESTART_STRATEGY  JSON: restart strategy (functions/coordinator/restart-strategy.ts)
+ *   AWS_ENDPOINT_URL        optional single endpoint (local cloud, LocalStack)
+ */
+
+export interface CoordinatorEnv {
+  readonly table: string;
+  readonly bucket: string;
+  readonly queueUrls: Readonly<Record<string, string>>;
+  readonly checkpoint: CheckpointConfigInput;
+  readonly restartStrategy: RestartStrategy;
+  readonly endpoint?: string;
+  readonly region?: string;
+}
+
+export function coordinatorEnvFrom(env: NodeJS.ProcessEnv): CoordinatorEnv {
+  const required = (name: string): string => {
+    const value = env[name];
+    if (!value) throw new Error(`environment variable ${name} is not set`);
+    return value;
+  };
+  const restartStrategy = env.CAIRN_RESTART_STRATEGY ? (JSON.parse(env.CAIRN_RESTART_STRATEGY) as RestartStrategy) : DEFAULT_RESTART_STRATEGY;
+  validateRestartStrategy(restartStrategy);
+  return {
+    table: required('CAIRN_TABLE'),
+    bucket: required('CAIRN_BUCKET'),
+    queueUrls: JSON.parse(required('CAIRN_QUEUE_URLS')) as Record<string, string>,
+    checkpoint: env.CAIRN_CHECKPOINT ? (JSON.parse(env.CAIRN_CHECKPOINT) as CheckpointConfigInput) : {},
+    restartStrategy,
+    ...(env.AWS_ENDPOINT_URL ? { endpoint: env.AWS_ENDPOINT_URL } : {}),
+    ...(env.AWS_REGION ? { region: env.AWS_REGION } : {}),
+  };
+}
+
+export type CoordinatorEvent =
+  | ({ readonly action: 'decide' } & DecideInput)
+  | { readonly action: 'apply'; readonly decision: Parameters<CoordinatorTasks['apply']>[0]['decision']; readonly jobVersion: number }
+  | { readonly action: 'await-acks'; readonly checkpointId: number; readonly token: string }
+  | { readonly action: 'abort'; readonly checkpointId: number; readonly reason: string }
+  | { readonly action: 'plan-restart'; readonly reason: string }
+  | { readonly action: 'mark-failed'; readonly reason: string }
+  | { readonly action: 'start-recovery'; readonly reason: string }
+  | { readonly action: 'restore-operator'; readonly vertex: string; readonly toCheckpoint: number; readonly generation: number }
+  | { readonly action: 'restore-instance'; readonly instance: string; readonly toCheckpoint: number; readonly generation: number }
+  | { readonly action: 'resume'; readonly generation: number };
+
+/** Embedded Metric Format: a log line CloudWatch turns into a metric (no API call, no extra permission). */
+export function emfMetric(job: string, name: string, value: number, unit: 'Count' | 'Milliseconds' = 'Count'): void {
+  console.log(
+    JSON.stringify({
+      _aws: { Timestamp: Date.now(), CloudWatchMetrics: [{ Namespace: 'Cairn', Dimensions: [['Job']], Metrics: [{ Name: name, Unit: unit }] }] },
+      Job: job,
+      [name]: value,
+    }),
+  );
+}
+
+async function queuesIdle(sqs: SQSClient, urls: readonly string[]): Promise<boolean> {
+  const counts = await Promise.all(
+    urls.map(async (QueueUrl) => {
+      const { Attributes = {} } = await sqs.send(
+        new GetQueueAttributesCommand({
+          QueueUrl,
+          AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed'],
+        }),
+      );
+      return Number(Attributes.ApproximateNumberOfMessages ?? 0) + Number(Attributes.ApproximateNumberOfMessagesNotVisible ?? 0) + Number(Attributes.ApproximateNumberOfMessagesDelayed ?? 0);
+    }),
+  );
+  return counts.every((n) => n === 0);
+}
+
+export interface CoordinatorRuntime {
+  readonly tasks: CoordinatorTasks;
+  readonly stores: AwsStores;
+  readonly sfn: SFNClient;
+}
+
+/** Wires the task functions to AWS (SDK v3 adapters of shared/aws). */
+export async function createCoordinatorRuntime(definition: JobDefinition, env: CoordinatorEnv): Promise<CoordinatorRuntime> {
+  const stores = await createAwsStores({
+    tableName: env.table,
+    bucket: env.bucket,
+    queueUrls: env.queueUrls,
+    ...(env.endpoint ? { endpoint: env.endpoint } : {}),
+    ...(env.region ? { region: env.region } : {}),
+  });
+  const sfn = new SFNClient({ ...(env.endpoint ? { endpoint: env.endpoint } : {}), ...(env.region ? { region: env.region } : {}) });
+  const transport = stores.transport;
+  if (!transport) throw new Error('no queue transport');
+  const tasks = new CoordinatorTasks({
+    graph: definition.build(),
+    config: parseCheckpointConfig({ ...definition.checkpoint, ...env.checkpoint }),
+    restartStrategy: env.restartStrategy,
+    checkpoints: stores.checkpoints,
+    state: stores.stateStore,
+    log: stores.sourceLog,
+    sinks: stores.sinks,
+    transport,
+    clock: { now: () => Date.now() },
+    queueUrls: env.queueUrls,
+    queuesIdle: () => queuesIdle(stores.clients.sqs, Object.values(env.queueUrls)),
+    sendTaskSuccess: async (token, output) => {
+      await sfn.send(new SendTaskSuccessCommand({ taskToken: token, output: JSON.stringify(output) }));
+    },
+    metric: (name, value, unit) => emfMetric(definition.name, name, value, unit),
+  });
+  return { tasks, stores, sfn };
+}
+
+export async function dispatch(tasks: CoordinatorTasks, event: CoordinatorEvent): Promise<unknown> {
+  switch (event.action) {
+    case 'decide':
+      return tasks.decide(event);
+    case 'apply':
+      return tasks.apply(event);
+    case 'await-acks':
+      return tasks.awaitAcks(event);
+    case 'abort':
+      return tasks.abort(event);
+    case 'plan-restart':
+      return tasks.planRestart(event);
+    case 'mark-failed':
+      return tasks.markFailed(event);
+    case 'start-recovery':
+      return tasks.startRecovery(event);
+    case 'restore-operator':
+      return tasks.restoreOperator(event);
+    case 'restore-instance':
+      return tasks.restoreInstance(event);
+    case 'resume':
+      return tasks.resume(event);
+    default:
+      throw new Error(`unknown coordinator action ${(event as { action?: unknown }).action as string}`);
+  }
+}
+
+/** DynamoDB stream records (keys only) of the job table. */
+export interface AckStreamEvent {
+  readonly Records: readonly { readonly eventName?: string; readonly dynamodb?: { readonly Keys?: Record<string, { S?: string }> } }[];
+}
+
+/** Checkpoint ids whose ack partition (`A#<pad(id)>`) changed in the stream batch. */
+export function checkpointsOfAckRecords(event: AckStreamEvent): number[] {
+  const ids = new Set<number>();
+  for (const record of event.Records) {
+    if (record.eventName === 'REMOVE') continue;
+    const pk = record.dynamodb?.Keys?.pk?.S;
+    if (pk?.startsWith('A#')) {
+      const id = Number(pk.slice(2));
+      if (Number.isInteger(id) && id > 0) ids.add(id);
+    }
+  }
+  return [...ids].sort((a, b) => a - b);
+}
+
+export function createCoordinatorHandler(runtime: () => Promise<CoordinatorRuntime>): {
+  handler: (event: CoordinatorEvent) => Promise<unknown>;
+  ackListener: (event: AckStreamEvent) => Promise<{ notified: number[] }>;
+} {
+  return {
+    handler: async (event) => dispatch((await runtime()).tasks, event),
+    ackListener: async (event) => {
+      const { tasks } = await runtime();
+      const notified: number[] = [];
+      for (const id of checkpointsOfAckRecords(event)) if (await tasks.notifyIfComplete(id)) notified.push(id);
+      return { notified };
+    },
+  };
+}

@@ -1,0 +1,78 @@
+import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import type { JobDefinition } from '../core/definition.js';
+import { coordinatorEnvFrom, createCoordinatorHandler, createCoordinatorRuntime, type AckStreamEvent, type CoordinatorEvent } from './coordinator-handler.js';
+import { environmentFrom, once } from './environment.js';
+import { createIngestHandler } from './ingest-handler.js';
+import { createOperatorHandler } from './operator-handler.js';
+import { powertools } from './telemetry.js';
+
+/**
+ * `cairn/lambda`: the Lambda handlers of a job, as thin factories over its definition (in the
+ * spirit of Restate's createEndpointHandler). A function's entry file bundles the job with them:
+ *
+ *   import job from './job.js';
+ *   export const { operator, ingest, coordinator, ackListener } = createHandlers(job);
+ *
+ * Each handler builds its wiring from the environment the CairnJob construct sets (table,
+ * bucket, queue URLs, checkpoint config) once per execution environment, at the first call.
+ */
+export interface JobHandlers {
+  /** Every operator vertex (SQS FIFO event source with ReportBatchItemFailures). */
+  readonly operator: (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
+  /** The ingress queue's event source. */
+  readonly ingest: (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
+  /** The coordinator state machines' task states. */
+  readonly coordinator: (event: CoordinatorEvent) => Promise<unknown>;
+  /** The job table's stream: sends the waiting task token when a checkpoint's last ack arrives. */
+  readonly ackListener: (event: AckStreamEvent) => Promise<{ notified: number[] }>;
+}
+
+export function createHandlers(definition: JobDefinition, env: NodeJS.ProcessEnv = process.env): JobHandlers {
+  const service = (role: string): string => env.POWERTOOLS_SERVICE_NAME ?? `cairn-${definition.name}-${role}`;
+  const operator = once(async () => {
+    const { topology, config, limits, stores } = await environmentFrom(definition, env);
+    return createOperatorHandler({
+      job: topology,
+      config,
+      limits,
+      state: stores.stateStore,
+      log: stores.sourceLog,
+      transport: stores.transport,
+      deadLetters: stores.deadLetters,
+      telemetry: powertools(service('operator')),
+    });
+  });
+  const ingest = once(async () => {
+    const { topology, limits, stores } = await environmentFrom(definition, env);
+    return createIngestHandler({
+      job: topology,
+      limits,
+      log: stores.sourceLog,
+      deadLetters: stores.deadLetters,
+      transport: stores.transport,
+      checkpoints: stores.checkpoints,
+      telemetry: powertools(service('ingest')),
+    });
+  });
+  const coordinator = createCoordinatorHandler(once(() => createCoordinatorRuntime(definition, coordinatorEnvFrom(env))));
+  return {
+    operator: async (event, context) => (await operator())(event, context),
+    ingest: async (event, context) => (await ingest())(event, context),
+    coordinator: coordinator.handler,
+    ackListener: coordinator.ackListener,
+  };
+}
+
+export {
+  createCoordinatorHandler,
+  createCoordinatorRuntime,
+  checkpointsOfAckRecords,
+  coordinatorEnvFrom,
+  type AckStreamEvent,
+  type CoordinatorEnv,
+  type CoordinatorEvent,
+} from './coordinator-handler.js';
+export { CoordinatorTasks, type DecideOutput } from './coordinator-tasks.js';
+export { environmentFrom, HandlerConfigError, type HandlerEnvironment } from './environment.js';
+export { createIngestHandler, type IngestHandler, type IngestHandlerDeps } from './ingest-handler.js';
+export { createOperatorHandler, type OperatorHandler, type OperatorHandlerDeps } from './operator-handler.js';
