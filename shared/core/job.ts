@@ -187,6 +187,15 @@ export class JobBuilder {
 
   build(): JobGraph {
     if (this.vertices.length === 0) throw new JobDefinitionError(`job '${this.name}' has no source`);
+    const sources = this.vertices.filter((v) => v.head.kind === 'source');
+    // One ingress queue feeds one source log: a second source would never receive an event.
+    if (sources.length > 1) throw new JobDefinitionError(`job '${this.name}' has ${sources.length} sources (${sources.map((v) => v.id).join(', ')}); a job has exactly one source`);
+    const source = sources[0]?.head;
+    for (const vertex of this.vertices) {
+      if (vertex.head.kind === 'window' && vertex.head.window.time === 'event' && source?.kind === 'source' && !source.eventTime) {
+        throw new JobDefinitionError(`event-time window '${vertex.id}' needs event time: give the source '${source.uid}' an eventTime function`);
+      }
+    }
     for (const vertex of this.vertices) {
       const hasOut = this.edges.some((e) => e.from === vertex.id);
       if (!hasOut && !vertex.sink) {

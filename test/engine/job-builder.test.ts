@@ -41,6 +41,29 @@ describe('job builder', () => {
     expect(() => job('demo').source('in', { schema, partitions: 0 })).toThrow(new JobDefinitionError("parallelism of 'in' must be in 1..128, got 0"));
   });
 
+  it('rejects at build time what used to fail per record or be ignored: a second source, an event-time window without event time', () => {
+    const two = job('demo');
+    two.source('a', { schema }).sink('out-a');
+    two.source('b', { schema }).sink('out-b');
+    expect(() => two.build()).toThrow(new JobDefinitionError("job 'demo' has 2 sources (a, b); a job has exactly one source"));
+    const untimed = job('demo');
+    untimed
+      .source('in', { schema })
+      .keyBy((e) => e.k)
+      .window({ sizeMs: 1000, time: 'event' })
+      .count('per-key')
+      .sink('out');
+    expect(() => untimed.build()).toThrow(new JobDefinitionError("event-time window 'per-key' needs event time: give the source 'in' an eventTime function"));
+    const timed = job('demo');
+    timed
+      .source('in', { schema, eventTime: (e) => e.n })
+      .keyBy((e) => e.k)
+      .window({ sizeMs: 1000, time: 'event' })
+      .count('per-key')
+      .sink('out');
+    expect(timed.build().vertices.map((v) => v.id)).toEqual(['in', 'per-key']);
+  });
+
   it('key groups follow Flink: contiguous ranges per instance covering every group once', () => {
     const maxParallelism = 128;
     for (const parallelism of [1, 3, 7, 128]) {
