@@ -254,6 +254,50 @@ describe('coordinator task functions', () => {
     expect(lines.length).toBeGreaterThan(1);
   });
 
+  it('a recovery to sinksCommittedThrough withdraws the batches an interrupted CommitSinks had published (two epochs)', async () => {
+    const h = harness({ kind: 'fixed-delay', attempts: 5, delaySeconds: 0 });
+    const lines = ['a b', 'b c', 'c d'];
+    await h.log.append(0, [{ id: 'e0', event: { line: lines[0] } }]);
+    await h.tasks.decide(h.input);
+    await h.deliver();
+    h.advance(1000);
+    await run(h, 'trigger', 'inject-barriers');
+    await h.deliver();
+    await run(h, 'complete', 'commit-sinks');
+    // Checkpoints 2 and 3 complete before any CommitSinks runs (two checkpoints in flight at once).
+    for (const id of [2, 3]) {
+      await h.log.append(0, [{ id: `e${id - 1}`, event: { line: lines[id - 1] } }]);
+      h.advance(1000);
+      for (const type of ['trigger', 'inject-barriers'] as const) {
+        const job = await h.checkpoints.getJob();
+        const decision = type === 'trigger' ? { type, checkpointId: id, trigger: 'manual' as const } : { type, checkpointId: id };
+        await h.tasks.apply({ decision, jobVersion: job?.version ?? 0 });
+      }
+      await h.deliver();
+      const job = await h.checkpoints.getJob();
+      await h.tasks.apply({ decision: { type: 'complete', checkpointId: id }, jobVersion: job?.version ?? 0 });
+    }
+    expect(await h.checkpoints.getJob()).toMatchObject({ lastCompletedId: 3, sinksCommittedThrough: 1, retainedCheckpoints: [1, 2, 3] });
+    // CommitSinks through 3 published epochs 2 and 3, then died before the job record said so.
+    const staged = await h.state.readStaged('counts', 3);
+    expect(staged.map((b) => b.epoch).sort()).toEqual([2, 3]);
+    for (const batch of staged) await h.sinks.publish('counts', `${String(batch.epoch).padStart(12, '0')}|${batch.instance}`, batch.records);
+    // `cairn rollback --to 1` (= sinksCommittedThrough), through the recovery workflow's tasks.
+    await updateJob(h.checkpoints, (job) => requestRollback(job, 1));
+    const plan = await h.tasks.planRestart({ reason: 'rollback' });
+    const targets = await h.tasks.startRecovery({ reason: plan.reason });
+    for (const v of targets.vertices) await h.tasks.restoreOperator(v);
+    for (const i of targets.instances) await h.tasks.restoreInstance(i);
+    await h.tasks.resume(targets);
+    await h.deliver();
+    h.advance(1000);
+    await run(h, 'trigger', 'inject-barriers');
+    await h.deliver();
+    await run(h, 'complete', 'commit-sinks');
+    const counts = (await h.sinks.read('counts')).map((r) => JSON.stringify(r)).sort();
+    expect(counts).toEqual(['{"word":"a","count":1}', '{"word":"b","count":1}', '{"word":"b","count":2}', '{"word":"c","count":1}', '{"word":"c","count":2}', '{"word":"d","count":1}']);
+  });
+
   it('a restart requested in the execution input rolls back once', async () => {
     const h = harness();
     await h.tasks.decide(h.input);

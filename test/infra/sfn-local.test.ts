@@ -17,13 +17,15 @@ describe('the synthesized checkpoint workflow on moto', () => {
   let tmo: Deployed;
   let rec: Deployed;
   let twice: Deployed;
+  let live: Deployed;
 
   beforeAll(async () => {
     cpl = await deploy('cpl', { trigger: 'manual', timeoutMs: 60_000 });
     tmo = await deploy('tmo', { trigger: 'manual', timeoutMs: 3_000, tolerableFailures: 1 });
     rec = await deploy('rec', { trigger: 'manual', timeoutMs: 60_000 });
     twice = await deploy('twice', { trigger: 'manual', timeoutMs: 60_000 });
-    deployed.push(cpl, tmo, rec, twice);
+    live = await deploy('live', { trigger: 'manual', timeoutMs: 60_000 });
+    deployed.push(cpl, tmo, rec, twice, live);
   });
   afterAll(async () => {
     for (const d of deployed) {
@@ -105,6 +107,52 @@ describe('the synthesized checkpoint workflow on moto', () => {
     expect(await finished(d, second.executionArn as string)).toBe('SUCCEEDED');
     expect((await d.stores.checkpoints.getCheckpoint(2))?.status).toBe('COMPLETED');
     const lines = [{ line: 'replay replay' }, { line: 'barrier replay state' }];
+    expect(wordCount.canonical(await d.stores.sinks.read('counts'))).toEqual(wordCount.oracle(lines));
+  });
+
+  it('the recovery workflow never restores keyed state while instances of its generation are live (Resume only finishes); the sink equals the oracle', async () => {
+    const d = live;
+    const lines = [{ line: 'replay replay' }];
+    await d.stores.sourceLog.append(0, [{ id: 'l0', event: lines[0] }]);
+    const first = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, input: JSON.stringify({ manual: true, windowSeconds: 0 }) }));
+    await acknowledge(d, 1);
+    expect(await finished(d, first.executionArn as string)).toBe('SUCCEEDED');
+
+    // Whenever the workflow restores the counters, look whether the instances of the job's
+    // current generation are live; if they are, let them work at that moment (a new line is
+    // ingested and polled), as the event source mappings would.
+    const store = d.runtime.stores.stateStore;
+    const restore = store.restoreOperator.bind(store);
+    const restoresWhileLive: number[] = [];
+    store.restoreOperator = async (operator, checkpointId, fence) => {
+      const restored = await restore(operator, checkpointId, fence);
+      const job = await d.stores.checkpoints.getJob();
+      const source = await d.stores.stateStore.loadInstance('lines#0');
+      if (operator === 'count' && job && source?.generation === job.generation) {
+        restoresWhileLive.push(job.generation);
+        const line = { line: `state ${'barrier '.repeat(restoresWhileLive.length)}`.trim() };
+        lines.push(line);
+        await d.stores.sourceLog.append(0, [{ id: `l${lines.length - 1}`, event: line }]);
+        await d.runtime.stores.transport?.send([{ queue: 'lines', groupId: 'lines#0', dedupId: `live-${lines.length}`, body: { type: 'poll', gen: job.generation, to: 'lines#0' } }]);
+        await drainOperators(d);
+      }
+      return restored;
+    };
+    try {
+      const { executionArn } = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.recoveryArn, input: JSON.stringify({ reason: 'restart requested by the test' }) }));
+      expect(await finished(d, executionArn as string)).toBe('SUCCEEDED');
+    } finally {
+      store.restoreOperator = restore;
+    }
+    expect(restoresWhileLive).toEqual([]);
+    await d.stores.sourceLog.append(0, [{ id: 'l-after', event: { line: 'flink state' } }]);
+    lines.push({ line: 'flink state' });
+    const job = await d.stores.checkpoints.getJob();
+    await d.runtime.stores.transport?.send([{ queue: 'lines', groupId: 'lines#0', dedupId: 'after', body: { type: 'poll', gen: job?.generation ?? 0, to: 'lines#0' } }]);
+    await drainOperators(d);
+    const second = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, name: 'after-live', input: JSON.stringify({ manual: true, windowSeconds: 0 }) }));
+    await acknowledge(d, job?.nextCheckpointId ?? 2);
+    expect(await finished(d, second.executionArn as string)).toBe('SUCCEEDED');
     expect(wordCount.canonical(await d.stores.sinks.read('counts'))).toEqual(wordCount.oracle(lines));
   });
 
