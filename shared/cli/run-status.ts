@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { InjectedFault } from '../core/errors.js';
 import { instanceId } from '../core/messages.js';
 import type { CheckpointRecord, JobRecord, SourceLog, StateStore } from '../core/ports.js';
@@ -107,4 +108,16 @@ export class InjectedCrash {
     if (this.reason !== undefined) return undefined;
     return `note: --crash-at ${count(this.atRecord)} never fired: only ${count(this.seen)} records passed the operators`;
   }
+}
+
+/** A sink's committed output, one JSON record per line: to `--output`, or printed after the report. */
+export function writeOutput(records: readonly unknown[], sink: string, output: string | undefined, print: (line?: string) => void): void {
+  const lines = records.map((r) => JSON.stringify(r));
+  if (output !== undefined) {
+    writeFileSync(output, lines.length > 0 ? `${lines.join('\n')}\n` : '');
+    print(`output: ${count(records.length)} committed records of sink '${sink}' written to ${output}`);
+    return;
+  }
+  print(`output: ${count(records.length)} committed records of sink '${sink}'`);
+  for (const line of lines) print(line);
 }

@@ -14,7 +14,7 @@ import { bar, checkpointDuration, count, LiveArea, ms, timeline } from './format
 import { inputLineOf, readInput } from './input.js';
 import { defaultStateDir, isExample, resolveJob, UsageError } from './jobs.js';
 import { checkpointState, readState, stateOf } from './read-state.js';
-import { indent, InjectedCrash, latestCheckpointLine, perSecond, printVerdict, restartsReport, sourceProgress } from './run-status.js';
+import { indent, InjectedCrash, latestCheckpointLine, perSecond, printVerdict, restartsReport, sourceProgress, writeOutput } from './run-status.js';
 
 export interface RunOptions {
   readonly events?: number;
@@ -71,16 +71,15 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
   }
   const sink = outputSink(definition, options.sink);
   if (options.target === 'local-cloud') {
-    if (!example) throw new UsageError('--input with --target local-cloud is not supported yet: run it embedded (the default)');
     // Loaded on demand: the embedded run never touches the AWS SDK.
     const { refuseEmbeddedOnly, runOnLocalCloud } = await import('../aws/runner/cli.js');
     refuseEmbeddedOnly(options);
     return runOnLocalCloud(
-      example,
+      example ? { example } : { definition, input: await readInput(options.input ?? '-'), sink, ...(options.output !== undefined ? { output: options.output } : {}) },
       {
         events: options.events ?? DEFAULT_EVENTS,
         seed: options.seed ?? DEFAULT_SEED,
-        checkpoint: { ...example.checkpoint, ...checkpointFlags(options) },
+        checkpoint: { ...definition.checkpoint, ...checkpointFlags(options) },
         ...(options.rate !== undefined ? { rate: options.rate } : {}),
         ...(options.crashAt !== undefined ? { crashAt: options.crashAt } : {}),
       },
@@ -291,7 +290,10 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
     if (options.restore !== undefined && committedBefore > options.restore) {
       print(`note: the sink output already committed for checkpoints ${options.restore + 1}..${committedBefore} was withdrawn by this restore ` + 'and published again by the replay');
     }
-    if (!example) return (await writeOutput(rt, sink, options.output, print)) ? 0 : 1;
+    if (!example) {
+      writeOutput(await rt.results(sink), sink, options.output, print);
+      return 0;
+    }
     return (await checkResults(rt, example, generated, print)) ? 0 : 1;
   } finally {
     process.off('SIGUSR2', onUsr2);
@@ -327,20 +329,6 @@ function outputSink(definition: JobDefinition, named: string | undefined): strin
   if (only === undefined) throw new UsageError(`job '${definition.name}' has no sink`);
   if (more.length > 0) throw new UsageError(`job '${definition.name}' has several sinks (${sinks.join(', ')}): pass --sink <uid>`);
   return only;
-}
-
-/** The sink's committed output, one JSON record per line: to `--output`, or printed. */
-async function writeOutput(rt: EmbeddedRuntime, sink: string, output: string | undefined, print: (line?: string) => void): Promise<boolean> {
-  const records = await rt.results(sink);
-  const lines = records.map((r) => JSON.stringify(r));
-  if (output !== undefined) {
-    writeFileSync(output, lines.length > 0 ? `${lines.join('\n')}\n` : '');
-    print(`output: ${count(records.length)} committed records of sink '${sink}' written to ${output}`);
-  } else {
-    print(`output: ${count(records.length)} committed records of sink '${sink}'`);
-    for (const line of lines) print(line);
-  }
-  return true;
 }
 
 function describeCheckpointing(rt: EmbeddedRuntime): string {

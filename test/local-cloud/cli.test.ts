@@ -4,6 +4,8 @@
  * an event pushed by another SQS client while it runs, and the oracle check.
  */
 import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { expect, it } from 'vitest';
@@ -54,6 +56,26 @@ it('runs a job on the local cloud with an injected crash and an event from anoth
   expect(output).toMatch(/AWS requests: DynamoDB [\d,]+ · S3 [\d,]+ · SQS [\d,]+ \(per 1,000 events: /);
   expect(output).toMatch(/results: exactly-once ✔ \([\d,]+ records match the oracle over the 301 events in the source log\)/);
   expect(code, output).toBe(0);
+}, 120_000);
+
+it('runs a user job (defineJob) over --input on the local cloud: the bad line as a dead letter, the committed output written', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-lc-input-'));
+  try {
+    const input = join(dir, 'events.jsonl');
+    writeFileSync(input, ['{"user":"a","amount":5}', '{"user":"b","amount":2}', 'not json', '{"user":"a","amount":3}', ''].join('\n'));
+    const output = join(dir, 'out.jsonl');
+    const { code, output: text } = await cairn(['run', join(ROOT, 'test/fixtures/totals-job.ts'), '--target', 'local-cloud', '--input', input, '--output', output, '--interval', '200']);
+    expect(text).toMatch(/cairn run totals on the local cloud at http:\/\/127\.0\.0\.1:\d+: 4 events from the input, checkpoints every 200 ms/);
+    expect(text).toMatch(/totals: FINISHED after/);
+    expect(text).toContain('dead letters: 1 (malformed-json 1)');
+    // Through SQS the ingest id is the SQS message id, so the dead letter names the source, not the line (yet).
+    expect(text).toMatch(/malformed-json at payments: malformed JSON: .* · not json/);
+    expect(text).toContain(`output: 3 committed records of sink 'totals' written to ${output}`);
+    expect(code, text).toBe(0);
+    expect(readFileSync(output, 'utf8').trim().split('\n').sort()).toEqual(['{"user":"a","total":5}', '{"user":"a","total":8}', '{"user":"b","total":2}']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }, 120_000);
 
 it('refuses the embedded-only options', async () => {

@@ -1,9 +1,12 @@
 import { rmSync } from 'node:fs';
 import type { Example } from '../../../examples/types.js';
 import { bar, checkpointDuration, count, ms, timeline, type LiveArea } from '../../cli/format.js';
+import { inputLineOf } from '../../cli/input.js';
 import { UsageError } from '../../cli/jobs.js';
 import { checkpointState } from '../../cli/read-state.js';
-import { indent, InjectedCrash, latestCheckpointLine, perSecond, printVerdict, restartsReport, sourceProgress } from '../../cli/run-status.js';
+import { indent, InjectedCrash, latestCheckpointLine, perSecond, printVerdict, restartsReport, sourceProgress, writeOutput } from '../../cli/run-status.js';
+import type { JobDefinition } from '../../core/definition.js';
+import type { IngressMessage } from '../../core/ingest.js';
 import type { CheckpointConfig, CheckpointConfigInput } from '../../core/config.js';
 import type { CheckpointRecord, JobRecord } from '../../core/ports.js';
 import type { CoordinatorDecision } from '../../core/protocol/coordinator.js';
@@ -49,7 +52,12 @@ export function refuseEmbeddedOnly(options: { stateDir?: string; memory?: boolea
   if (given.length > 0) throw new UsageError(`${given.join(', ')} only apply to the embedded target (the local cloud keeps its state in DynamoDB; every run starts a new job)`);
 }
 
-export async function runOnLocalCloud(example: Example, options: LocalCloudRunOptions, io: RunIo): Promise<number> {
+/** What runs: an example (its generator and oracle), or a job definition over `--input` events (its committed output is the result). */
+export type LocalCloudRunJob = { readonly example: Example } | { readonly definition: JobDefinition; readonly input: readonly IngressMessage[]; readonly sink: string; readonly output?: string };
+
+export async function runOnLocalCloud(what: LocalCloudRunJob, options: LocalCloudRunOptions, io: RunIo): Promise<number> {
+  const example = 'example' in what ? what.example : undefined;
+  const definition: JobDefinition = 'example' in what ? what.example : what.definition;
   const { out, live } = io;
   const print = (line = ''): void => void out.write(`${line}\n`);
 
@@ -95,13 +103,14 @@ export async function runOnLocalCloud(example: Example, options: LocalCloudRunOp
     live.log('interrupted: stopping after the current step (Ctrl-C again to quit at once)');
   };
   let job: LocalCloudJob | undefined;
-  const manifest = localCloudManifestPath(example.name);
+  const manifest = localCloudManifestPath(definition.name);
   const onUsr2 = (): void => job?.triggerCheckpoint();
   process.on('SIGINT', onSigint);
   process.on('SIGUSR2', onUsr2);
   try {
     job = await createLocalCloudJob({
-      example,
+      ...(example ? { example } : { job: definition.build() }),
+      ...(definition.restartStrategy ? { restartStrategy: definition.restartStrategy } : {}),
       endpoint,
       region: process.env.AWS_REGION ?? 'us-east-1',
       ...localCredentials,
@@ -110,15 +119,17 @@ export async function runOnLocalCloud(example: Example, options: LocalCloudRunOp
       ...(faults ? { faults } : {}),
     });
     const rt = job;
-    const total = options.events;
-    const streaming = total === 0;
+    const generated: readonly IngressMessage[] = 'example' in what ? what.example.generate(options.events, options.seed).map((e) => ({ id: e.id, body: JSON.stringify(e.event) })) : what.input;
+    const total = generated.length;
+    const streaming = example !== undefined && total === 0;
+    const source = example ? `${count(total)} events (seed ${options.seed})` : `${count(total)} events from the input`;
     print(
-      `cairn run ${example.name} on the local cloud at ${endpoint}: ${streaming ? 'no generated events (streaming: push your own)' : `${count(total)} events (seed ${options.seed})`}, ` +
+      `cairn run ${definition.name} on the local cloud at ${endpoint}: ${streaming ? 'no generated events (streaming: push your own)' : source}, ` +
         `${describe(rt.config)}, table ${rt.prefix} (pid ${process.pid})`,
     );
     // Lets `cairn status|checkpoints|trigger|pause|resume|rollback <job> --target local-cloud` find this run.
     writeLocalCloudManifest(manifest, rt.resources());
-    print(`operate it from another terminal: cairn status ${example.name} --target local-cloud (also checkpoints, trigger, pause, resume, rollback --to <id>)`);
+    print(`operate it from another terminal: cairn status ${definition.name} --target local-cloud (also checkpoints, trigger, pause, resume, rollback --to <id>)`);
     print(
       `ingress queue: ${rt.ingressQueueUrl}\n` +
         `  events any SQS client sends there are processed while the job runs (FIFO: give a MessageGroupId and a MessageDeduplicationId), e.g.\n` +
@@ -126,7 +137,6 @@ export async function runOnLocalCloud(example: Example, options: LocalCloudRunOp
     );
 
     // ---------- producer ----------
-    const generated = example.generate(total, options.seed);
     const started = Date.now();
     let pushed = 0;
     let producerError: Error | undefined;
@@ -140,7 +150,7 @@ export async function runOnLocalCloud(example: Example, options: LocalCloudRunOp
           await sleep(50);
           continue;
         }
-        await rt.push(generated.slice(pushed, upTo).map((e) => ({ id: e.id, body: JSON.stringify(e.event) })));
+        await rt.push(generated.slice(pushed, upTo));
         pushed = upTo;
       }
       if (!streaming && !interrupted) rt.closeInput();
@@ -186,7 +196,7 @@ export async function runOnLocalCloud(example: Example, options: LocalCloudRunOp
     if (producerError) print(`producer failed: ${producerError.message}`);
     print();
     print(
-      `${example.name}: ${record.status} after ${ms(elapsed)} · generation ${record.generation} · ${record.lastCompletedId > 0 ? `last completed checkpoint ${record.lastCompletedId}` : 'no completed checkpoint'}`,
+      `${definition.name}: ${record.status} after ${ms(elapsed)} · generation ${record.generation} · ${record.lastCompletedId > 0 ? `last completed checkpoint ${record.lastCompletedId}` : 'no completed checkpoint'}`,
     );
     if (record.failure) print(`failure: ${record.failure}`);
     print();
@@ -231,7 +241,9 @@ export async function runOnLocalCloud(example: Example, options: LocalCloudRunOp
       print(`results: not checked, the job is ${record.status}`);
       return 1;
     }
-    return (await checkResults(rt, example, print)) ? 0 : 1;
+    if ('example' in what) return (await checkResults(rt, what.example, print)) ? 0 : 1;
+    writeOutput(await rt.results(what.sink), what.sink, what.output, print);
+    return 0;
   } finally {
     process.off('SIGINT', onSigint);
     process.off('SIGUSR2', onUsr2);
@@ -252,7 +264,10 @@ async function printDeadLetters(rt: LocalCloudJob, print: (line?: string) => voi
   const letters = await rt.deadLetters();
   const redriven = await rt.redriven();
   const all = [
-    ...letters.map((l) => ({ reason: l.reason, where: l.vertex, message: l.message, payload: l.payload })),
+    ...letters.map((l) => {
+      const line = inputLineOf(l.id);
+      return { reason: l.reason, where: line === undefined ? l.vertex : `input line ${line}`, message: l.message, payload: l.payload };
+    }),
     ...redriven.flatMap((r) => r.bodies.map((body) => ({ reason: 'in the SQS dead-letter queue', where: r.queue, message: '', payload: body }))),
   ];
   const total = letters.length + redriven.reduce((s, r) => s + r.count, 0);
