@@ -26,7 +26,7 @@ export interface CoordinatorEnvironment {
 }
 
 export interface CoordinatorFaults extends RecoveryFaults {
-  afterDecision?(decision: CoordinatorDecision): void;
+  afterDecision?(decision: CoordinatorDecision): void | Promise<void>;
   /** Called after each sink batch commit-sinks publishes (a crash point inside the two-phase commit). */
   afterSinkPublish?(sink: string, batchId: string): void | Promise<void>;
 }
@@ -99,7 +99,7 @@ export class CoordinatorDriver {
         throw error;
       }
       progressed = true;
-      this.deps.faults?.afterDecision?.(decision);
+      await this.deps.faults?.afterDecision?.(decision);
     }
     return { progressed, waitUntil: this.deps.clock.now(), job: await this.requireJob() };
   }

@@ -27,30 +27,49 @@ async function finishExactly(job: LocalCloudJob, perKey = PER_KEY): Promise<void
 }
 
 it('`cairn rollback --to <sinksCommittedThrough>` landing while commit-sinks publishes two epochs publishes nothing twice', async () => {
-  let rolledBack = false;
+  // first: wait for checkpoint N+1 to have every ack when N completes (so that one CommitSinks
+  // pass publishes both epochs); two: that pass is under way; done: the rollback landed in it.
+  let stage: 'first' | 'two' | 'done' = 'first';
   const ref: { job?: LocalCloudJob } = {};
+  const expectedAcks = new Topology(sequenceJob()).allInstances().length;
   const job = await localJob({
     job: sequenceJob(),
-    checkpoint: { intervalMs: 40, maxConcurrent: 3 },
+    checkpoint: { intervalMs: 20, maxConcurrent: 3 },
     limits,
     restartStrategy,
     faults: {
       coordinator: {
-        afterSinkPublish: async (_sink, batchId) => {
+        afterDecision: async (decision) => {
           const job = ref.job;
-          if (!job || rolledBack) return;
+          if (!job || stage !== 'first' || decision.type !== 'complete') return;
           const current = await job.job();
           const committed = current.sinksCommittedThrough;
-          // A pass that publishes two epochs or more (checkpoints completing together), the
-          // second one just published: the replay of the first would not overwrite it.
-          if (Number(batchId.split('|')[0]) < committed + 2) return;
           // (`cairn rollback` takes a retained checkpoint, never 0 once one completed.)
-          if (!current.retainedCheckpoints.includes(committed)) return;
+          if (committed < 1 || decision.checkpointId !== committed + 1 || !current.retainedCheckpoints.includes(committed)) return;
+          const next = current.pendingCheckpoints[0];
+          if (next === undefined || !(await job.checkpoints.getCheckpoint(next))?.barriersInjected) return;
+          // The coordinator decides the pending checkpoints before CommitSinks: once N+1 has every
+          // ack, its next decision completes it, and the one after publishes epochs N+1 and N+2.
+          for (let i = 0; i < 400; i++) {
+            const acks = (await job.checkpoints.listAcks(next)).filter((a) => a.generation === current.generation);
+            if (acks.length >= expectedAcks) {
+              stage = 'two';
+              return;
+            }
+            await new Promise((r) => setTimeout(r, 25));
+          }
+        },
+        afterSinkPublish: async (_sink, batchId) => {
+          const job = ref.job;
+          if (!job || stage !== 'two') return;
+          const current = await job.job();
+          const committed = current.sinksCommittedThrough;
+          if (Number(batchId.split('|')[0]) < committed + 2) return;
           // The operator's request reaches the job record between two publishes; the
           // coordinator's own write of sinksCommittedThrough then loses, and it serves the
           // rollback first (to the epoch the job record says is committed).
           await updateJob(job.checkpoints, (j) => requestRollback(j, committed));
-          rolledBack = true;
+          stage = 'done';
           throw new InjectedFault('coordinator lost its job-record write inside commit-sinks');
         },
       },
@@ -70,7 +89,7 @@ it('`cairn rollback --to <sinksCommittedThrough>` landing while commit-sinks pub
     })();
     await finishExactly(job, perKey);
     await trickle;
-    expect(rolledBack).toBe(true);
+    expect(stage).toBe('done');
     const record = await job.job();
     expect(record.restarts.map((r) => r.byOperator)).toEqual([true]);
   } finally {
