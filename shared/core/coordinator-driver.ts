@@ -200,7 +200,7 @@ export class CoordinatorDriver {
             queue: source.id,
             groupId: to,
             dedupId: `g${job.generation}:barrier:${decision.checkpointId}:${to}`,
-            body: { type: 'inject-barrier' as const, gen: job.generation, to, checkpointId: decision.checkpointId },
+            body: { type: 'inject-barrier' as const, gen: job.generation, to, checkpointId: decision.checkpointId, ...(checkpoint.trigger === 'final' ? { final: true as const } : {}) },
           })),
         );
         await this.deps.transport.send(messages);

@@ -38,12 +38,14 @@ export interface ChannelMessage {
   /** Sender's watermark after this message. */
   readonly wm?: number;
   readonly checkpointId?: number;
+  /** Barrier of the final checkpoint (trigger 'final'): aligned everywhere (protocol/alignment.ts). */
+  readonly final?: true;
 }
 
 /** Coordinator and runtime -> instance. Not sequenced; each kind is idempotent. */
 export type ControlMessage =
   | { readonly type: 'poll'; readonly gen: number; readonly to: InstanceId }
-  | { readonly type: 'inject-barrier'; readonly gen: number; readonly to: InstanceId; readonly checkpointId: number }
+  | { readonly type: 'inject-barrier'; readonly gen: number; readonly to: InstanceId; readonly checkpointId: number; readonly final?: true }
   | { readonly type: 'tick'; readonly gen: number; readonly to: InstanceId };
 
 export type InstanceMessage = ChannelMessage | ControlMessage;

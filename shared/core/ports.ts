@@ -58,6 +58,8 @@ export interface AlignmentState {
   /** 'aligned': waiting, records of barriered channels are held in `held`. 'unaligned': snapshot taken, recording in-flight data. */
   readonly phase: 'aligning' | 'unaligned';
   readonly held: readonly ChannelMessage[];
+  /** The final checkpoint of a bounded run: aligned in every mode, never switched to unaligned. */
+  readonly final?: boolean;
 }
 
 export interface InstanceRecord extends OperatorSnapshotState {

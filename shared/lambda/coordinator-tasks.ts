@@ -185,7 +185,7 @@ export class CoordinatorTasks {
     const job = await this.requireJob();
     if (job.version !== input.jobVersion) throw new StaleDecisionError(`job moved from version ${input.jobVersion} to ${job.version} since the decision`);
     await this.driver().execute(decision, job);
-    this.afterTransition(decision);
+    await this.afterTransition(decision);
     return { applied: decision.type };
   }
 
@@ -228,7 +228,7 @@ export class CoordinatorTasks {
     const job = await this.requireJob();
     const decision: ExecutableDecision = { type: 'abort', checkpointId: input.checkpointId, reason: input.reason };
     await this.driver().execute(decision, job);
-    this.afterTransition(decision);
+    await this.afterTransition(decision);
     return { aborted: true };
   }
 
@@ -302,9 +302,15 @@ export class CoordinatorTasks {
 
   // ---------- helpers ----------
 
-  private afterTransition(decision: ExecutableDecision): void {
-    if (decision.type === 'complete') this.deps.metric?.('CheckpointCompleted', 1);
-    if (decision.type === 'abort') this.deps.metric?.('CheckpointAborted', 1);
+  /** Metrics: CheckpointCompleted with CheckpointDuration (trigger to completion, ms), CheckpointAborted. */
+  private async afterTransition(decision: ExecutableDecision): Promise<void> {
+    if (!this.deps.metric) return;
+    if (decision.type === 'complete') {
+      this.deps.metric('CheckpointCompleted', 1);
+      const checkpoint = await this.deps.checkpoints.getCheckpoint(decision.checkpointId);
+      if (checkpoint?.finishedAt !== undefined) this.deps.metric('CheckpointDuration', checkpoint.finishedAt - checkpoint.triggeredAt, 'Milliseconds');
+    }
+    if (decision.type === 'abort') this.deps.metric('CheckpointAborted', 1);
   }
 
   private async succeed(token: string, output: unknown): Promise<void> {

@@ -13,6 +13,7 @@ const inputs = ['a#0', 'b#0'];
 let seq = 0;
 const data = (from: string, ...values: number[]): ChannelMessage => ({ type: 'data', gen: 1, from, to: 'x#0', seq: ++seq, records: values.map((v) => ({ v, o: `${from}:${v}` })) });
 const barrier = (from: string, checkpointId: number): ChannelMessage => ({ type: 'barrier', gen: 1, from, to: 'x#0', seq: ++seq, checkpointId });
+const finalBarrier = (from: string, checkpointId: number): ChannelMessage => ({ ...barrier(from, checkpointId), final: true });
 
 /** Runs messages through the pure alignment logic like the step does (released messages go first). */
 function run(messages: ChannelMessage[], config: Config, now = 0): { kinds: string[]; processed: number[]; channelState: number[]; alignment: AlignmentState | undefined } {
@@ -45,7 +46,7 @@ function describeEffect(effect: AlignmentEffect): string {
     case 'hold':
       return `hold ${effect.message.type}`;
     case 'snapshot':
-      return `snapshot ${effect.checkpointId}${effect.unaligned ? ' unaligned' : ''}`;
+      return `snapshot ${effect.checkpointId}${effect.unaligned ? ' unaligned' : ''}${effect.final ? ' final' : ''}`;
     case 'ack':
       return `ack ${effect.checkpointId}`;
     case 'release':
@@ -78,6 +79,22 @@ describe('barrier alignment', () => {
     expect(switched.alignment?.phase).toBe('unaligned');
     const inFlight = onChannelMessage(switched.alignment, data('b#0', 3), { inputs, config, now: 11 });
     expect(inFlight.effects.map(describeEffect)).toEqual(['process 3 (channel state)']);
+  });
+
+  it('the final checkpoint is aligned even when unaligned is configured: no record of it is left to the epoch after it', () => {
+    // Unaligned, record 3 would be channel state and its output would land in epoch 2, which no checkpoint commits.
+    const result = run([finalBarrier('a#0', 1), data('b#0', 3), finalBarrier('b#0', 1)], UNALIGNED);
+    expect(result.kinds).toEqual(['process 3', 'snapshot 1 final', 'ack 1']);
+    expect(result.channelState).toEqual([]);
+  });
+
+  it('the final checkpoint never times out to unaligned', () => {
+    const config: Config = { mode: 'exactly-once', alignment: 'aligned-with-timeout', alignmentTimeoutMs: 10 };
+    const first = onChannelMessage(undefined, finalBarrier('a#0', 1), { inputs, config, now: 0 });
+    expect(first.alignment?.final).toBe(true);
+    expect(onTimePassing(first.alignment, { inputs, config, now: 1_000 })).toEqual({ alignment: first.alignment, effects: [] });
+    const single = onChannelMessage(undefined, finalBarrier('a#0', 2), { inputs: ['a#0'], config: UNALIGNED, now: 0 });
+    expect(single.effects.map(describeEffect)).toEqual(['snapshot 2 final', 'ack 2']);
   });
 
   it('at-least-once: nothing is held; the snapshot comes with the last barrier', () => {

@@ -248,7 +248,7 @@ class InstanceStep {
           await this.processData(effect.message);
           break;
         case 'snapshot':
-          this.takeSnapshot(effect.checkpointId);
+          this.takeSnapshot(effect.checkpointId, effect.final);
           break;
         case 'ack':
           this.acks.push(this.ack(effect.checkpointId, effect.alignmentMs, effect.unaligned));
@@ -279,7 +279,7 @@ class InstanceStep {
     // Read what the log holds first: a source whose poll was lost (a purge racing the new
     // generation's polls, a rollback between ingest and its poll) is woken by every checkpoint.
     await this.pollSource();
-    this.takeSnapshot(message.checkpointId);
+    this.takeSnapshot(message.checkpointId, message.final === true);
     this.acks.push(this.ack(message.checkpointId, 0, false));
   }
 
@@ -568,7 +568,7 @@ class InstanceStep {
 
   // ---------- checkpoints ----------
 
-  private takeSnapshot(checkpointId: number): void {
+  private takeSnapshot(checkpointId: number, final: boolean): void {
     // Everything produced so far belongs to the closing epoch and must precede the barrier.
     this.flushOutputs(true);
     this.persistTimers();
@@ -576,7 +576,7 @@ class InstanceStep {
     this.snapshots.push({ checkpointId, state: snapshotStateOf(this.rec) });
     const wm = this.currentWatermark();
     for (const target of this.deps.topology.outputsOf(this.vertex, this.index)) {
-      this.pushChannelMessage(target, { type: 'barrier', checkpointId, wm });
+      this.pushChannelMessage(target, { type: 'barrier', checkpointId, wm, ...(final ? { final } : {}) });
     }
     this.rec.emittedWatermark = Math.max(this.rec.emittedWatermark, wm);
     this.rec.epoch = checkpointId + 1;
@@ -646,7 +646,7 @@ class InstanceStep {
     return chunks;
   }
 
-  private pushChannelMessage(target: InstanceId, body: { type: 'data' | 'barrier'; records?: RecordEnvelope[]; wm?: number; checkpointId?: number }): void {
+  private pushChannelMessage(target: InstanceId, body: { type: 'data' | 'barrier'; records?: RecordEnvelope[]; wm?: number; checkpointId?: number; final?: true }): void {
     const seq = (this.rec.produced[target] ?? 0) + 1;
     this.rec.produced = { ...this.rec.produced, [target]: seq };
     const message: ChannelMessage = { ...body, gen: this.rec.generation, from: this.rec.instance, to: target, seq };

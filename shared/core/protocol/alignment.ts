@@ -14,12 +14,17 @@ import type { AlignmentState } from '../ports.js';
  * - aligned-with-timeout: aligned until `alignmentTimeoutMs` passed since the first barrier,
  *   then switch to unaligned.
  * - at-least-once: nothing is held; snapshot when the last barrier arrives.
+ *
+ * The final checkpoint of a bounded run (its barriers carry `final`) is always aligned: an
+ * unaligned one would leave the in-flight records' output in the epoch after it, which no
+ * checkpoint ever commits. Aligned, every record precedes the final barrier on every channel
+ * (the sources have read their input to the end), so the final epoch holds all output.
  */
 
 export type AlignmentEffect =
   | { readonly kind: 'process'; readonly message: ChannelMessage; readonly recordAsChannelState: boolean }
   | { readonly kind: 'hold'; readonly message: ChannelMessage }
-  | { readonly kind: 'snapshot'; readonly checkpointId: number; readonly unaligned: boolean; readonly alignmentMs: number }
+  | { readonly kind: 'snapshot'; readonly checkpointId: number; readonly unaligned: boolean; readonly alignmentMs: number; readonly final: boolean }
   | { readonly kind: 'ack'; readonly checkpointId: number; readonly alignmentMs: number; readonly unaligned: boolean }
   /** Held messages go back to the front of the input, in their original order. */
   | { readonly kind: 'release'; readonly messages: readonly ChannelMessage[] }
@@ -70,7 +75,7 @@ function onBarrier(alignment: AlignmentState | undefined, message: ChannelMessag
     const next = onBarrier(undefined, message, ctx);
     return { alignment: next.alignment, effects: [...released, ...next.effects] };
   }
-  if (!alignment) return firstBarrier(id, message.from, ctx);
+  if (!alignment) return firstBarrier(id, message.from, message.final === true, ctx);
   if (alignment.barriered.includes(message.from)) {
     return { alignment, effects: [{ kind: 'drop-stale-barrier', checkpointId: id }] };
   }
@@ -86,40 +91,41 @@ function onBarrier(alignment: AlignmentState | undefined, message: ChannelMessag
     return { alignment: undefined, effects };
   }
   const effects: AlignmentEffect[] = [
-    { kind: 'snapshot', checkpointId: id, unaligned: false, alignmentMs },
+    { kind: 'snapshot', checkpointId: id, unaligned: false, alignmentMs, final: alignment.final === true },
     { kind: 'ack', checkpointId: id, alignmentMs, unaligned: false },
   ];
   if (alignment.held.length > 0) effects.push({ kind: 'release', messages: alignment.held });
   return { alignment: undefined, effects };
 }
 
-function firstBarrier(id: number, from: InstanceId, ctx: AlignmentContext): AlignmentDecision {
+function firstBarrier(id: number, from: InstanceId, final: boolean, ctx: AlignmentContext): AlignmentDecision {
   if (ctx.inputs.length <= 1) {
     return {
       alignment: undefined,
       effects: [
-        { kind: 'snapshot', checkpointId: id, unaligned: false, alignmentMs: 0 },
+        { kind: 'snapshot', checkpointId: id, unaligned: false, alignmentMs: 0, final },
         { kind: 'ack', checkpointId: id, alignmentMs: 0, unaligned: false },
       ],
     };
   }
-  const startsUnaligned = ctx.config.mode === 'exactly-once' && (ctx.config.alignment === 'unaligned' || (ctx.config.alignment === 'aligned-with-timeout' && ctx.config.alignmentTimeoutMs === 0));
+  const startsUnaligned =
+    !final && ctx.config.mode === 'exactly-once' && (ctx.config.alignment === 'unaligned' || (ctx.config.alignment === 'aligned-with-timeout' && ctx.config.alignmentTimeoutMs === 0));
   if (startsUnaligned) {
     return {
       alignment: { checkpointId: id, startedAt: ctx.now, barriered: [from], phase: 'unaligned', held: [] },
-      effects: [{ kind: 'snapshot', checkpointId: id, unaligned: true, alignmentMs: 0 }],
+      effects: [{ kind: 'snapshot', checkpointId: id, unaligned: true, alignmentMs: 0, final: false }],
     };
   }
-  return { alignment: { checkpointId: id, startedAt: ctx.now, barriered: [from], phase: 'aligning', held: [] }, effects: [] };
+  return { alignment: { checkpointId: id, startedAt: ctx.now, barriered: [from], phase: 'aligning', held: [], ...(final ? { final } : {}) }, effects: [] };
 }
 
-/** Called on every step and tick: switches a long alignment to unaligned. */
+/** Called on every step and tick: switches a long alignment to unaligned (never the final checkpoint's). */
 export function onTimePassing(alignment: AlignmentState | undefined, ctx: AlignmentContext): AlignmentDecision {
-  if (!alignment || alignment.phase !== 'aligning' || ctx.config.alignment !== 'aligned-with-timeout' || ctx.now - alignment.startedAt < ctx.config.alignmentTimeoutMs) {
+  if (!alignment || alignment.phase !== 'aligning' || alignment.final || ctx.config.alignment !== 'aligned-with-timeout' || ctx.now - alignment.startedAt < ctx.config.alignmentTimeoutMs) {
     return { alignment, effects: [] };
   }
   const alignmentMs = ctx.now - alignment.startedAt;
-  const effects: AlignmentEffect[] = [{ kind: 'snapshot', checkpointId: alignment.checkpointId, unaligned: true, alignmentMs }];
+  const effects: AlignmentEffect[] = [{ kind: 'snapshot', checkpointId: alignment.checkpointId, unaligned: true, alignmentMs, final: false }];
   // Held messages came from channels that already delivered the barrier: they belong to
   // the next epoch, so they are processed now, not recorded as channel state.
   if (alignment.held.length > 0) effects.push({ kind: 'release', messages: alignment.held });
