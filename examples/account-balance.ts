@@ -68,3 +68,5 @@ export const accountBalance: Example<Transaction, BalanceUpdate> = {
   },
   canonical: (output) => [...(output as BalanceUpdate[])].sort(byJson),
 };
+
+export default accountBalance;

@@ -1,16 +1,4 @@
-import type { JobDefinition } from '../shared/core/definition.js';
-
-/** A runnable example: a job definition, plus a deterministic input generator and an oracle for its output. */
-export interface Example<E = unknown, O = unknown> extends JobDefinition {
-  readonly description: string;
-  readonly sink: string;
-  /** Events number 0..count-1 for a seed; ids are stable so re-pushing them is harmless. */
-  generate(count: number, seed: number): Array<{ id: string; event: E }>;
-  /** What a single fault-free run must put in the sink, in canonical order. */
-  oracle(events: readonly E[]): O[];
-  /** Canonical order of sink output, for comparison with the oracle. */
-  canonical(output: readonly unknown[]): O[];
-}
+export type { Example } from '../shared/core/definition.js';
 
 /** Small deterministic PRNG (mulberry32): examples and fault schedules replay from a seed. */
 export function prng(seed: number): () => number {

@@ -65,3 +65,5 @@ import { murmur3 } from '../shared/core/hashing.js';
 function partitionOfUser(user: string): number {
   return murmur3(user) % 2;
 }
+
+export default windowedCount;

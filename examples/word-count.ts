@@ -61,3 +61,5 @@ export const wordCount: Example<Line, Count> = {
   },
   canonical: (output) => [...(output as Count[])].sort(byJson),
 };
+
+export default wordCount;

@@ -1,5 +1,5 @@
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ArnFormat, CfnOutput, Duration, Fn, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { outputPrefix, STACK_OUTPUTS } from '../shared/aws/ops/job-resources.js';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -17,28 +17,33 @@ import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { CheckpointConfigInput } from '../shared/core/config.js';
+import { describeJob, type JobDefinition, type JobDescription } from '../shared/core/definition.js';
 import { parseRuntimeLimits } from '../shared/core/config.js';
 import { DEFAULT_RESTART_STRATEGY, validateRestartStrategy, type RestartStrategy } from '../shared/core/protocol/restart-strategy.js';
 import { CheckpointCoordinator } from './coordinator.js';
-import { jobSpec, type JobSpec, type VertexSpec } from './job-spec.js';
+import { describeJobModule, findProjectRoot, handlerEntryFor, jobSpecOf, type JobSpec, type VertexSpec } from './job-spec.js';
 
-export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-
-/** Lambda entry files (relative to the repository root) and their exported handlers. */
-export const ENTRIES = {
-  operator: { entry: 'functions/operator.ts', handler: 'handler' },
-  ingest: { entry: 'functions/ingest.ts', handler: 'handler' },
-  coordinator: { entry: 'functions/coordinator/handler.ts', handler: 'handler' },
-  ackListener: { entry: 'functions/coordinator/handler.ts', handler: 'ackListener' },
-} as const;
+/** The Lambda handlers of the job's entry file (handlerEntryFor): one export per kind of function. */
+const HANDLERS = { operator: 'operator', ingest: 'ingest', coordinator: 'coordinator', ackListener: 'ackListener' } as const;
 
 export interface CairnJobProps {
-  /** Job name in the examples registry (examples/index.ts). @default 'word-count' */
-  readonly job?: string;
   /**
-   * Checkpoint options, merged over the example's own `checkpoint` and then the engine's
+   * The job: a module path (relative to `projectRoot`) whose default export is a job
+   * definition (`export default defineJob({...})`), or the definition itself together with
+   * `entry`, the module it is the default export of. Every function bundles that module with
+   * esbuild from the project.
+   */
+  readonly job: string | JobDefinition;
+  /** With a definition object as `job`: its module (relative to `projectRoot`), whose default export it is. */
+  readonly entry?: string;
+  /** The project the job is bundled from. @default the nearest directory above the working directory with a lock file */
+  readonly projectRoot?: string;
+  /** @default the lock file found in projectRoot (package-lock.json, yarn.lock, pnpm-lock.yaml, bun.lockb) */
+  readonly depsLockFilePath?: string;
+  /**
+   * Checkpoint options, merged over the job's own `checkpoint` and then the engine's
    * defaults (shared/core/config.ts: time trigger every 1 s, 10 min timeout, ...).
-   * @default the example's checkpoint config
+   * @default the job's checkpoint config
    */
   readonly checkpoint?: CheckpointConfigInput;
   /** What happens after a rollback-worthy failure. @default exponential backoff 1 s .. 5 min, 10 attempts, reset after 1 h */
@@ -68,8 +73,6 @@ export interface CairnJobProps {
   readonly removalPolicy?: RemovalPolicy;
   /** @default one month */
   readonly logRetention?: logs.RetentionDays;
-  /** Other Lambda entry files (relative to the repository root). @default ENTRIES */
-  readonly entries?: Partial<Record<keyof typeof ENTRIES, { entry: string; handler: string }>>;
   /** Skip the scheduled trigger (tests, or checkpoints triggered only by hand). @default false */
   readonly disableSchedule?: boolean;
 }
@@ -107,11 +110,26 @@ export class CairnJob extends Construct {
   private readonly removalPolicy: RemovalPolicy;
   private readonly logRetention: logs.RetentionDays;
   private readonly prefix: string;
+  private readonly bundle: { readonly entry: string; readonly projectRoot: string; readonly depsLockFilePath: string };
 
-  constructor(scope: Construct, id: string, props: CairnJobProps = {}) {
+  constructor(scope: Construct, id: string, props: CairnJobProps) {
     super(scope, id);
-    const spec = jobSpec(props.job ?? 'word-count', props.checkpoint);
+    const project = props.projectRoot === undefined ? findProjectRoot(process.cwd()) : { root: path.resolve(props.projectRoot), lockFile: undefined };
+    const depsLockFilePath = props.depsLockFilePath ?? project.lockFile ?? findProjectRoot(project.root).lockFile;
+    let modulePath: string;
+    let description: JobDescription;
+    if (typeof props.job === 'string') {
+      modulePath = path.resolve(project.root, props.job);
+      description = describeJobModule(modulePath, project.root);
+    } else {
+      if (props.entry === undefined) throw new Error(`CairnJob ${id}: a job definition needs \`entry\`, the module whose default export it is (or pass the module path as \`job\`)`);
+      modulePath = path.resolve(project.root, props.entry);
+      if (!existsSync(modulePath)) throw new Error(`CairnJob ${id}: entry ${modulePath} does not exist`);
+      description = describeJob(props.job);
+    }
+    const spec = jobSpecOf(description, props.checkpoint);
     this.spec = spec;
+    this.bundle = { entry: handlerEntryFor(modulePath, project.root, spec.name), projectRoot: project.root, depsLockFilePath };
     const restartStrategy = props.restartStrategy ?? DEFAULT_RESTART_STRATEGY;
     validateRestartStrategy(restartStrategy);
     const limits = parseRuntimeLimits();
@@ -219,7 +237,7 @@ export class CairnJob extends Construct {
     const vertices = new Map<string, VertexResources>();
     for (const vertex of spec.vertices) {
       const { queue, dlq } = queues.get(vertex.id) as { queue: sqs.Queue; dlq: sqs.Queue };
-      const fn = this.fn(`${vertex.id}-Operator`, props.entries?.operator ?? ENTRIES.operator, {
+      const fn = this.fn(`${vertex.id}-Operator`, HANDLERS.operator, {
         description: `Cairn ${spec.name}: operator ${vertex.id} (${vertex.parallelism} instances)`,
         memorySize: props.memorySize ?? 512,
         timeout: functionTimeout,
@@ -242,7 +260,7 @@ export class CairnJob extends Construct {
 
     // ---------- ingest ----------
     const sources = spec.vertices.filter((v) => v.isSource);
-    this.ingestFunction = this.fn('Ingest', props.entries?.ingest ?? ENTRIES.ingest, {
+    this.ingestFunction = this.fn('Ingest', HANDLERS.ingest, {
       description: `Cairn ${spec.name}: ingress queue -> source log`,
       memorySize: 512,
       timeout: functionTimeout,
@@ -272,7 +290,7 @@ export class CairnJob extends Construct {
       resourceName: `${this.prefix}-checkpoints`,
       arnFormat: ArnFormat.COLON_RESOURCE_NAME,
     });
-    this.coordinatorFunction = this.fn('Coordinator', props.entries?.coordinator ?? ENTRIES.coordinator, {
+    this.coordinatorFunction = this.fn('Coordinator', HANDLERS.coordinator, {
       description: `Cairn ${spec.name}: coordinator task states`,
       memorySize: 512,
       timeout: Duration.minutes(5),
@@ -286,7 +304,7 @@ export class CairnJob extends Construct {
     // Formatted ARN, not a reference: the state machine refers to this function.
     this.coordinatorFunction.addToRolePolicy(new iam.PolicyStatement({ sid: 'AckTaskToken', actions: ['states:SendTaskSuccess'], resources: [checkpointsArn] }));
 
-    this.ackListener = this.fn('AckListener', props.entries?.ackListener ?? ENTRIES.ackListener, {
+    this.ackListener = this.fn('AckListener', HANDLERS.ackListener, {
       description: `Cairn ${spec.name}: sends the checkpoint task token when the last acknowledgement is in`,
       memorySize: 256,
       timeout: Duration.seconds(60),
@@ -361,9 +379,7 @@ export class CairnJob extends Construct {
       operatorDlqAlarms.push(alarm(`${v.spec.id}-DlqDepth`, v.dlq.metricApproximateNumberOfMessagesVisible(minute), 1, `A message of ${v.spec.id} reached its dead-letter queue: the job rolls back`));
       alarm(`${v.spec.id}-Age`, v.queue.metricApproximateAgeOfOldestMessage(minute), maxAge, `Operator ${v.spec.id} is falling behind (or an instance is stuck)`, 3);
     }
-    const cairnMetric = (name: string): cloudwatch.Metric =>
-      new cloudwatch.Metric({ namespace: 'Cairn', metricName: name, dimensionsMap: { Job: spec.name }, statistic: cloudwatch.Stats.SUM, period: Duration.minutes(5) });
-    alarm('CheckpointFailures', cairnMetric('CheckpointAborted'), Math.max(1, spec.checkpoint.tolerableFailures + 1), 'Checkpoints are being aborted (timeouts or failures)');
+    alarm('CheckpointFailures', this.metricCheckpointsAborted(), Math.max(1, spec.checkpoint.tolerableFailures + 1), 'Checkpoints are being aborted (timeouts or failures)');
     alarm(
       'JobFailedAlarm',
       this.coordinator.recoveryStateMachine.metricFailed({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
@@ -392,7 +408,12 @@ export class CairnJob extends Construct {
     this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', { dashboardName: `${this.prefix}-cairn`.replace(/[^A-Za-z0-9_-]/g, '-') });
     const fiveMin = { period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM };
     this.dashboard.addWidgets(
-      new cloudwatch.GraphWidget({ title: 'Checkpoints', left: [cairnMetric('CheckpointCompleted'), cairnMetric('CheckpointAborted'), cairnMetric('RecoveryStarted')], width: 12 }),
+      new cloudwatch.GraphWidget({
+        title: 'Checkpoints',
+        left: [this.metricCheckpointsCompleted(), this.metricCheckpointsAborted(), this.metric('RecoveryStarted')],
+        right: [this.metricCheckpointDuration()],
+        width: 12,
+      }),
       new cloudwatch.GraphWidget({
         title: 'Coordinator executions',
         left: [
@@ -455,12 +476,38 @@ export class CairnJob extends Construct {
     if (this.schedule) output('ScheduleName', this.schedule.scheduleName);
   }
 
+  /** Lets `grantee` send events to the job's ingress queue (producers, other stacks' functions). */
+  grantPush(grantee: iam.IGrantable): iam.Grant {
+    return this.ingressQueue.grantSendMessages(grantee);
+  }
+
+  /** Lets `grantee` read the job table: its results, checkpoints and dead letters (`cairn output --stack`, dashboards). */
+  grantReadResults(grantee: iam.IGrantable): iam.Grant {
+    return this.table.grantReadData(grantee);
+  }
+
+  /** Milliseconds from a checkpoint's trigger to its completion (the coordinator's CheckpointDuration). @default average over 5 minutes */
+  metricCheckpointDuration(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric('CheckpointDuration', { statistic: cloudwatch.Stats.AVERAGE, ...props });
+  }
+
+  /** Checkpoints completed. @default sum over 5 minutes */
+  metricCheckpointsCompleted(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric('CheckpointCompleted', props);
+  }
+
+  /** Checkpoints aborted (timeouts, failures). @default sum over 5 minutes */
+  metricCheckpointsAborted(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric('CheckpointAborted', props);
+  }
+
+  /** A metric the job's functions publish (namespace Cairn, dimension Job). @default sum over 5 minutes */
+  metric(metricName: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return new cloudwatch.Metric({ namespace: 'Cairn', metricName, dimensionsMap: { Job: this.spec.name }, statistic: cloudwatch.Stats.SUM, period: Duration.minutes(5), ...props });
+  }
+
   /** A Node.js 22 arm64 function bundled by esbuild, with its own role and log group. */
-  private fn(
-    id: string,
-    entry: { entry: string; handler: string },
-    options: { description: string; memorySize: number; timeout: Duration; environment: Record<string, string> },
-  ): nodejs.NodejsFunction {
+  private fn(id: string, handler: string, options: { description: string; memorySize: number; timeout: Duration; environment: Record<string, string> }): nodejs.NodejsFunction {
     const logGroup = new logs.LogGroup(this, `${id}-Logs`, { retention: this.logRetention, removalPolicy: this.removalPolicy });
     const role = new iam.Role(this, `${id}-Role`, {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
@@ -468,10 +515,10 @@ export class CairnJob extends Construct {
     });
     role.addToPolicy(new iam.PolicyStatement({ sid: 'Logs', actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [logGroup.logGroupArn] }));
     return new nodejs.NodejsFunction(this, id, {
-      entry: path.join(REPO_ROOT, entry.entry),
-      handler: entry.handler,
-      projectRoot: REPO_ROOT,
-      depsLockFilePath: path.join(REPO_ROOT, 'package-lock.json'),
+      entry: this.bundle.entry,
+      handler,
+      projectRoot: this.bundle.projectRoot,
+      depsLockFilePath: this.bundle.depsLockFilePath,
       runtime: lambda.Runtime.NODEJS_22_X,
       architecture: lambda.Architecture.ARM_64,
       role,

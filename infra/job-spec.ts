@@ -1,48 +1,90 @@
-import { examples } from '../examples/index.js';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { packageModule, packageRoot } from '../shared/cli/package-root.js';
 import { parseCheckpointConfig, type CheckpointConfig, type CheckpointConfigInput } from '../shared/core/config.js';
-import type { JobGraph } from '../shared/core/job.js';
+import type { JobDescription, VertexDescription } from '../shared/core/definition.js';
 
 /**
- * What the infrastructure needs to know about a job, derived from its job graph (the same
- * graph the Lambdas build at run time from the examples registry): one queue + one function
- * per vertex, the number of instances (= FIFO message groups) per vertex, and which vertices
- * each vertex sends to.
+ * What the infrastructure needs to know about a job, from its definition: one queue + one
+ * function per vertex, the number of instances (= FIFO message groups) per vertex, which
+ * vertices each vertex sends to, and the checkpoint config. A job given as a module path is
+ * described by the installed `cairn describe <module> --json` (a child process: the CDK app's
+ * constructors are synchronous, the module is ESM, maybe TypeScript).
  */
 
-export interface VertexSpec {
-  readonly id: string;
-  readonly parallelism: number;
-  readonly isSource: boolean;
-  /** Vertices this one sends records, watermarks and barriers to. */
-  readonly downstream: readonly string[];
-  readonly sink: { readonly uid: string; readonly mode: 'transactional' | 'idempotent' } | undefined;
-}
+export type VertexSpec = VertexDescription;
 
 export interface JobSpec {
-  /** Name in the examples registry (= CAIRN_JOB of every function). */
   readonly name: string;
-  readonly graph: JobGraph;
   readonly vertices: readonly VertexSpec[];
   readonly checkpoint: CheckpointConfig;
-  /** The checkpoint config as given (example's own, then overrides), passed to the functions. */
+  /** The checkpoint config as given (the job's own, then the construct's overrides), passed to the functions. */
   readonly checkpointInput: CheckpointConfigInput;
 }
 
-export function jobNames(): string[] {
-  return Object.keys(examples);
+export function jobSpecOf(description: JobDescription, overrides: CheckpointConfigInput = {}): JobSpec {
+  const checkpointInput: CheckpointConfigInput = { ...description.checkpoint, ...overrides };
+  return { name: description.name, vertices: description.vertices, checkpoint: parseCheckpointConfig(checkpointInput), checkpointInput };
 }
 
-export function jobSpec(name: string, overrides: CheckpointConfigInput = {}): JobSpec {
-  const example = examples[name];
-  if (!example) throw new Error(`unknown job '${name}'; the examples registry has: ${jobNames().join(', ')}`);
-  const graph = example.build();
-  const checkpointInput: CheckpointConfigInput = { ...example.checkpoint, ...overrides };
-  const vertices = graph.vertices.map((v): VertexSpec => ({
-    id: v.id,
-    parallelism: v.parallelism,
-    isSource: v.head.kind === 'source',
-    downstream: graph.edges.filter((e) => e.from === v.id).map((e) => e.to),
-    sink: v.sink ? { uid: v.sink.uid, mode: v.sink.mode } : undefined,
-  }));
-  return { name, graph, vertices, checkpoint: parseCheckpointConfig(checkpointInput), checkpointInput };
+/** Runs `cairn describe <module> --json` in the project: the job module's definition as JSON. */
+export function describeJobModule(modulePath: string, cwd: string): JobDescription {
+  if (!existsSync(modulePath)) throw new Error(`CairnJob: job module ${modulePath} does not exist`);
+  const bin = path.join(packageRoot(), 'bin', 'cairn.mjs');
+  try {
+    const out = execFileSync(process.execPath, [bin, 'describe', modulePath, '--json'], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_NO_WARNINGS: '1' } });
+    return JSON.parse(out) as JobDescription;
+  } catch (error) {
+    const stderr = (error as { stderr?: string }).stderr?.trim();
+    throw new Error(`CairnJob: cannot describe job module ${modulePath}: ${stderr || (error as Error).message}`);
+  }
+}
+
+/** The project a job is deployed from: the nearest directory above `from` with a lock file. */
+export function findProjectRoot(from: string): { root: string; lockFile: string } {
+  let dir = path.resolve(from);
+  for (;;) {
+    for (const name of LOCK_FILES) {
+      const lockFile = path.join(dir, name);
+      if (existsSync(lockFile)) return { root: dir, lockFile };
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error(`CairnJob: no lock file (${LOCK_FILES.join(', ')}) in ${from} or above: run npm install first, or pass projectRoot and depsLockFilePath`);
+    dir = parent;
+  }
+}
+
+const LOCK_FILES = ['package-lock.json', 'yarn.lock', 'pnpm-lock.yaml', 'bun.lockb'];
+
+/**
+ * The Lambda entry file of a job module: its default export handed to `createHandlers`
+ * (cairn/lambda), one file for every function of the job (handlers `operator`, `ingest`,
+ * `coordinator`, `ackListener`). Written under the project's node_modules/.cache, so that it is
+ * under the project root esbuild bundles from; rewritten only when it changes.
+ */
+export function handlerEntryFor(modulePath: string, projectRoot: string, jobName: string): string {
+  const dir = path.join(projectRoot, 'node_modules', '.cache', 'cairn', 'lambda');
+  const hash = createHash('sha256').update(modulePath).digest('hex').slice(0, 8);
+  const file = path.join(dir, `${jobName}-${hash}.ts`);
+  const importOf = (target: string): string =>
+    JSON.stringify(
+      path
+        .relative(dir, target)
+        .split(path.sep)
+        .join('/')
+        .replace(/^(?!\.)/, './'),
+    );
+  const text = [
+    `// Generated by the CairnJob construct: the Lambda handlers of ${path.relative(projectRoot, modulePath)}. Do not edit.`,
+    `import job from ${importOf(modulePath)};`,
+    `import { createHandlers } from ${importOf(packageModule('shared/lambda/index.ts'))};`,
+    '',
+    'export const { operator, ingest, coordinator, ackListener } = createHandlers(job);',
+    '',
+  ].join('\n');
+  mkdirSync(dir, { recursive: true });
+  if (!existsSync(file) || readFileSync(file, 'utf8') !== text) writeFileSync(file, text);
+  return file;
 }

@@ -3,7 +3,7 @@
  * strategy, and the errors the engine throws. Runtimes are subpaths: `cairn/embedded`,
  * `cairn/testing`, `cairn/aws`.
  */
-export { defineJob, isJobDefinition, sinksOf, type JobDefinition } from './core/definition.js';
+export { defineJob, describeJob, isJobDefinition, sinksOf, type Example, type JobDefinition, type JobDescription, type VertexDescription } from './core/definition.js';
 export { job, type DataStream, type JobBuilder, type JobGraph, type KeyedContext, type KeyedStream, type SinkOptions, type SourceOptions, type WindowSpec } from './core/job.js';
 export { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfig, type CheckpointConfigInput, type RuntimeLimits, type RuntimeLimitsInput } from './core/config.js';
 export { DEFAULT_RESTART_STRATEGY, validateRestartStrategy, type RestartStrategy } from './core/protocol/restart-strategy.js';

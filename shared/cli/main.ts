@@ -1,9 +1,10 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { examples } from '../../examples/index.js';
 import { CairnError, CheckpointNotFoundError, JobNotControllableError } from '../core/errors.js';
+import { describeCommand } from './describe.js';
+import { initCommand } from './init.js';
 import { checkpointShowCommand, checkpointsCommand, deadLettersCommand, embeddedStatusCommand, outputCommand, triggerCommand } from './inspect.js';
 import { isRemote, pauseCommand, remoteCheckpointsCommand, remoteTriggerCommand, resumeCommand, rollbackCommand, statusCommand, type RemoteOptions } from './operate.js';
-import { UsageError } from './jobs.js';
+import { defaultStateDir, exampleNames, jobNameOf, looksLikePath, UsageError } from './jobs.js';
 import { NoStateError } from './read-state.js';
 import { DEFAULT_EVENTS, DEFAULT_SEED, runCommand, type RunOptions } from './run.js';
 
@@ -37,12 +38,34 @@ export function program(setExitCode: (code: number) => void): Command {
     .exitOverride((error) => {
       // Usage errors (unknown option, bad value) exit 2; --help and --version exit 0.
       process.exit(error.exitCode === 0 ? 0 : 2);
+    })
+    .hook('preAction', async (_cli, action) => {
+      // One name per job: a module's state directory is named after the job it defines, not its file.
+      const job = action.args[0];
+      const takesStateDir = action.options.some((o) => o.attributeName() === 'stateDir');
+      if (job === undefined || !looksLikePath(job) || !takesStateDir || action.getOptionValue('stateDir') !== undefined || action.name() === 'run') return;
+      action.setOptionValue('stateDir', defaultStateDir(await jobNameOf(job)));
     });
+
+  cli
+    .command('init')
+    .description('write a new project around one job: src/job.ts, a test with cairn/testing, a CDK app with a CairnJob, sample events')
+    .argument('<dir>', 'the project directory (new or empty)')
+    .option('--name <name>', "the job's name (default: the directory's name)")
+    .option('--cairn <spec>', 'the cairn dependency in package.json (default: ^ this version)')
+    .action((dir: string, options: { name?: string; cairn?: string }) => setExitCode(initCommand(dir, options)));
+
+  cli
+    .command('describe')
+    .description("a job's vertices as deployed: instances, where each sends, sinks (the CairnJob construct reads --json)")
+    .argument('<job>', 'example name or module path')
+    .option('--json', 'machine-readable')
+    .action(async (job: string, options: { json?: boolean }) => setExitCode(await describeCommand(job, options)));
 
   cli
     .command('run')
     .description('run a job on the embedded runtime, with live progress and a checkpoint timeline')
-    .argument('<job>', `an example (${Object.keys(examples).join(', ')}) or a path to a module whose default export is a job definition (defineJob)`)
+    .argument('<job>', `an example (${exampleNames().join(', ')}) or a path to a module whose default export is a job definition (defineJob)`)
     .option('--events <n>', `events to generate (default ${DEFAULT_EVENTS}; a resumed run reuses the first run's)`, integer(0))
     .option('--seed <n>', `seed of the event generator (default ${DEFAULT_SEED})`, integer(0))
     .option('--interval <ms>', 'checkpoint interval of the time trigger (default 1000)', integer(1))

@@ -2,7 +2,7 @@ import { JobOperations, type JobStatusReport } from '../aws/ops/job-operations.j
 import { jobResourcesFromStack, localCloudManifestPath, readLocalCloudManifest, type JobResources } from '../aws/ops/job-resources.js';
 import type { CheckpointRecord, JobRecord } from '../core/ports.js';
 import { checkpointDuration, count, ms, table, timeline } from './format.js';
-import { jobName, UsageError } from './jobs.js';
+import { jobNameOf, UsageError } from './jobs.js';
 
 /**
  * Operating a running job on AWS or on the local cloud: `cairn status | checkpoints | trigger |
@@ -28,7 +28,7 @@ export function isRemote(options: RemoteOptions): boolean {
 }
 
 export async function resolveResources(job: string, options: RemoteOptions): Promise<JobResources> {
-  const name = jobName(job);
+  const name = await jobNameOf(job);
   if (options.stack !== undefined && options.target === 'local-cloud') throw new UsageError('use either --stack or --target local-cloud, not both');
   if (options.stack !== undefined) {
     const endpoint = options.endpoint ?? process.env.AWS_ENDPOINT_URL;

@@ -3,7 +3,7 @@ import type { JobDefinition } from '../core/definition.js';
 import { sinksOf } from '../core/definition.js';
 import type { IngressMessage } from '../core/ingest.js';
 import { join } from 'node:path';
-import type { Example } from '../../examples/types.js';
+import type { Example } from '../core/definition.js';
 import type { CheckpointConfigInput } from '../core/config.js';
 import { CheckpointConfigError, CheckpointNotFoundError, StateDirectoryLockedError } from '../core/errors.js';
 import type { CheckpointRecord, JobRecord } from '../core/ports.js';
@@ -89,7 +89,7 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
   if (options.memory && options.restore !== undefined) throw new UsageError('--restore needs a state directory (it cannot be combined with --memory)');
   if (options.memory && options.stateDir !== undefined) throw new UsageError('--memory and --state-dir exclude each other');
   // One name per job: a module's job keeps its state under the name it defines.
-  const stateDir = options.memory ? undefined : (options.stateDir ?? (example ? defaultStateDir(jobArg) : defaultStateDir(definition.name)));
+  const stateDir = options.memory ? undefined : (options.stateDir ?? defaultStateDir(definition.name));
   const { live, out } = io;
   const print = (line = ''): void => void out.write(`${line}\n`);
 

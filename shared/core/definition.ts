@@ -53,6 +53,53 @@ export function isJobDefinition(value: unknown): value is JobDefinition {
   return typeof d.name === 'string' && typeof d.build === 'function';
 }
 
+/**
+ * A runnable example (`npm start`, `cairn run word-count`): a job definition plus a
+ * deterministic demo input generator and an oracle for its output.
+ */
+export interface Example<E = unknown, O = unknown> extends JobDefinition {
+  readonly description: string;
+  readonly sink: string;
+  /** Events number 0..count-1 for a seed; ids are stable so re-pushing them is harmless. */
+  generate(count: number, seed: number): Array<{ id: string; event: E }>;
+  /** What a single fault-free run must put in the sink, in canonical order. */
+  oracle(events: readonly E[]): O[];
+  /** Canonical order of sink output, for comparison with the oracle. */
+  canonical(output: readonly unknown[]): O[];
+}
+
+/** One vertex as the infrastructure sees it: a queue, a function, `parallelism` message groups. */
+export interface VertexDescription {
+  readonly id: string;
+  readonly parallelism: number;
+  readonly isSource: boolean;
+  /** Vertices this one sends records, watermarks and barriers to. */
+  readonly downstream: readonly string[];
+  readonly sink: { readonly uid: string; readonly mode: 'transactional' | 'idempotent' } | undefined;
+}
+
+/** What deploying a job needs to know about it, as plain JSON (`cairn describe <module> --json`). */
+export interface JobDescription {
+  readonly name: string;
+  readonly checkpoint: CheckpointConfigInput;
+  readonly vertices: readonly VertexDescription[];
+}
+
+export function describeJob(definition: JobDefinition): JobDescription {
+  const graph = definition.build();
+  return {
+    name: definition.name,
+    checkpoint: definition.checkpoint ?? {},
+    vertices: graph.vertices.map((v) => ({
+      id: v.id,
+      parallelism: v.parallelism,
+      isSource: v.head.kind === 'source',
+      downstream: graph.edges.filter((e) => e.from === v.id).map((e) => e.to),
+      sink: v.sink ? { uid: v.sink.uid, mode: v.sink.mode } : undefined,
+    })),
+  };
+}
+
 /** Uids of the job's sinks, in graph order. */
 export function sinksOf(graph: JobGraph): string[] {
   return graph.vertices.flatMap((v) => (v.sink ? [v.sink.uid] : []));

@@ -279,7 +279,7 @@ describe('cairn run', () => {
   it('rejects an unknown job with exit 2', async () => {
     const r = await cairn('run', 'no-such-job', '--memory');
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/unknown job 'no-such-job': use one of word-count, account-balance, windowed-count/);
+    expect(r.stderr).toMatch(/unknown job 'no-such-job': use one of account-balance, windowed-count, word-count or a path to a module whose default export is a job definition/);
   });
 });
 

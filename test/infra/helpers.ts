@@ -4,7 +4,10 @@ import { App, Aspects, type Environment } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { CairnStack } from '../../infra/cairn-stack.js';
-import { REPO_ROOT, type CairnJobProps } from '../../infra/cairn-job.js';
+import { examples } from '../../examples/index.js';
+import type { CairnJobProps } from '../../infra/cairn-job.js';
+
+export const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
 
 /** The feature flags of cdk.json, so tests synthesize what `npx cdk synth` does. */
 export function cdkContext(): Record<string, unknown> {
@@ -18,12 +21,23 @@ export function cdkContext(): Record<string, unknown> {
  * infra/app.ts passes it when CDK_DEFAULT_ACCOUNT is set; without it region and account
  * stay tokens (`AWS::Region`, `AWS::AccountId`).
  */
-export function synthStack(job: CairnJobProps = {}, id = `Cairn-${job.job ?? 'word-count'}`, env?: Environment): { stack: CairnStack; template: Template } {
+export function synthStack(props: ExampleJobProps = {}, id = `Cairn-${props.job ?? 'word-count'}`, env?: Environment): { stack: CairnStack; template: Template } {
   const app = new App({ context: { ...cdkContext(), 'aws:cdk:bundling-stacks': [] } });
-  const stack = new CairnStack(app, id, { job, ...(env ? { env } : {}) });
+  const stack = new CairnStack(app, id, { job: exampleJob(props), ...(env ? { env } : {}) });
   Aspects.of(app).add(new AwsSolutionsChecks({ verbose: true }));
   app.synth();
   return { stack, template: Template.fromStack(stack) };
+}
+
+/** CairnJob props with the job named by one of the repository's examples. */
+export type ExampleJobProps = Omit<CairnJobProps, 'job'> & { readonly job?: string };
+
+/** The example's definition with its module as the entry (no `cairn describe` child process). */
+export function exampleJob(props: ExampleJobProps): CairnJobProps {
+  const name = props.job ?? 'word-count';
+  const example = examples[name];
+  if (!example) throw new Error(`no example ${name}`);
+  return { ...props, job: example, entry: `examples/${name}.ts`, projectRoot: REPO_ROOT };
 }
 
 type Json = Record<string, unknown>;

@@ -1,13 +1,19 @@
-import { Stack } from 'aws-cdk-lib';
-import { Annotations, Match, type Template } from 'aws-cdk-lib/assertions';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { App, Duration, Stack } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import type * as iam from 'aws-cdk-lib/aws-iam';
+import * as iamLib from 'aws-cdk-lib/aws-iam';
+import { CairnJob } from '../../infra/cairn-job.js';
+import type { JobDefinition } from '../../shared/core/definition.js';
 import { describe, expect, it } from 'vitest';
-import { jobNames, jobSpec } from '../../infra/job-spec.js';
+import { examples } from '../../examples/index.js';
 import { jobResourcesFromOutputs, JobResourcesNotFoundError, STACK_OUTPUTS } from '../../shared/aws/ops/job-resources.js';
-import { actionsOf, resourcesOf, resourcesOfStatement, statementsOf, synthStack } from './helpers.js';
+import { actionsOf, cdkContext, REPO_ROOT, resourcesOf, resourcesOfStatement, statementsOf, synthStack } from './helpers.js';
 
 const { stack, template } = synthStack({ job: 'word-count' });
-const spec = jobSpec('word-count');
+const spec = stack.job.spec;
+const jobNames = (): string[] => Object.keys(examples);
 const logicalId = (construct: { node: { defaultChild?: unknown } } | iam.IRole): string => stack.getLogicalId((construct as { node: { defaultChild: never } }).node.defaultChild);
 
 describe('CairnJob: queues', () => {
@@ -356,5 +362,65 @@ describe('cdk-nag AwsSolutions with an explicit env (CDK_DEFAULT_ACCOUNT/REGION 
       expect(region, arn).toMatch(/^(eu-west-1)?$/);
       expect(account, arn).toMatch(/^(123456789012|aws)?$/);
     }
+  });
+});
+
+describe('CairnJob: the job of a project, as a module path', () => {
+  const projectApp = (): { app: App; stack: Stack } => {
+    const app = new App({ context: { ...cdkContext(), 'aws:cdk:bundling-stacks': [] } });
+    return { app, stack: new Stack(app, 'Project') };
+  };
+
+  it('describes the module with `cairn describe` and bundles one generated entry of it, with one handler per kind of function', () => {
+    const { stack: s } = projectApp();
+    const job = new CairnJob(s, 'Job', { job: 'examples/account-balance.ts', projectRoot: REPO_ROOT });
+    expect(job.spec.name).toBe('account-balance');
+    expect(job.spec.vertices.map((v) => [v.id, v.parallelism, v.downstream])).toEqual([
+      ['transactions', 2, ['balance']],
+      ['balance', 2, []],
+    ]);
+    const handlers = resourcesOf(Template.fromStack(s), 'AWS::Lambda::Function')
+      .map(([, p]) => p.Handler as string)
+      .sort();
+    expect(handlers).toEqual(['index.ackListener', 'index.coordinator', 'index.ingest', 'index.operator', 'index.operator']);
+    const entries = readdirSync(path.join(REPO_ROOT, 'node_modules/.cache/cairn/lambda')).filter((f) => f.startsWith('account-balance-'));
+    expect(entries).toHaveLength(1);
+    const text = readFileSync(path.join(REPO_ROOT, 'node_modules/.cache/cairn/lambda', entries[0] ?? ''), 'utf8');
+    expect(text).toContain('import job from "../../../../examples/account-balance.ts";');
+    expect(text).toContain('import { createHandlers } from "../../../../shared/lambda/index.ts";');
+    expect(text).toContain('export const { operator, ingest, coordinator, ackListener } = createHandlers(job);');
+  });
+
+  it('says what is wrong with a job it cannot deploy', () => {
+    expect(() => new CairnJob(projectApp().stack, 'Job', { job: 'examples/nope.ts', projectRoot: REPO_ROOT })).toThrow(
+      `CairnJob: job module ${path.join(REPO_ROOT, 'examples/nope.ts')} does not exist`,
+    );
+    expect(() => new CairnJob(projectApp().stack, 'Job', { job: 'examples/types.ts', projectRoot: REPO_ROOT })).toThrow(
+      /cannot describe job module .*types\.ts: error: job module .*types\.ts has no default export/,
+    );
+    expect(() => new CairnJob(projectApp().stack, 'Job', { job: examples['word-count'] as JobDefinition, projectRoot: REPO_ROOT })).toThrow(
+      'CairnJob Job: a job definition needs `entry`, the module whose default export it is (or pass the module path as `job`)',
+    );
+  });
+
+  it('grantPush lets a producer send to the ingress queue only; grantReadResults reads the job table; metricCheckpointDuration is the coordinator metric', () => {
+    const { stack: s } = projectApp();
+    const job = new CairnJob(s, 'Job', { job: examples['word-count'] as JobDefinition, entry: 'examples/word-count.ts', projectRoot: REPO_ROOT });
+    const producer = new iamLib.Role(s, 'Producer', { assumedBy: new iamLib.AccountRootPrincipal() });
+    job.grantPush(producer);
+    job.grantReadResults(producer);
+    const t = Template.fromStack(s);
+    const producerId = s.getLogicalId(producer.node.defaultChild as iamLib.CfnRole);
+    const statements = statementsOf(t).filter((st) => st.roles.includes(producerId));
+    expect(statements.map((st) => [st.statement.Action, st.statement.Resource])).toEqual([
+      [['sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:SendMessage'], { 'Fn::GetAtt': [s.getLogicalId(job.ingressQueue.node.defaultChild as never), 'Arn'] }],
+      [
+        ['dynamodb:BatchGetItem', 'dynamodb:ConditionCheckItem', 'dynamodb:DescribeTable', 'dynamodb:GetItem', 'dynamodb:GetRecords', 'dynamodb:GetShardIterator', 'dynamodb:Query', 'dynamodb:Scan'],
+        { 'Fn::GetAtt': [s.getLogicalId(job.table.node.defaultChild as never), 'Arn'] },
+      ],
+    ]);
+    const metric = job.metricCheckpointDuration();
+    expect([metric.namespace, metric.metricName, metric.statistic, metric.period.toMinutes(), metric.dimensions]).toEqual(['Cairn', 'CheckpointDuration', 'Average', 5, { Job: 'word-count' }]);
+    expect(job.metricCheckpointsAborted({ period: Duration.minutes(1) }).period.toMinutes()).toBe(1);
   });
 });

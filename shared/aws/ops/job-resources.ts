@@ -13,7 +13,7 @@ import { CairnError } from '../../core/errors.js';
 
 /** Output names of a CairnJob, with their descriptions (the CfnOutputs use both). */
 export const STACK_OUTPUTS = {
-  JobName: 'Job name in the examples registry',
+  JobName: "The job's name (its definition's)",
   IngressQueueUrl: 'Push events here (SendMessage, JSON body)',
   JobTableName: 'Job state, checkpoints and the transactional sink output',
   StateBucketName: 'Spilled state values and source-log segments',

@@ -1,5 +1,5 @@
 import { rmSync } from 'node:fs';
-import type { Example } from '../../../examples/types.js';
+import type { Example } from '../../core/definition.js';
 import { bar, checkpointDuration, count, ms, timeline, type LiveArea } from '../../cli/format.js';
 import { inputLineOf } from '../../cli/input.js';
 import { UsageError } from '../../cli/jobs.js';

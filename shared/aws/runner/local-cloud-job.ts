@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { GetQueueAttributesCommand, PurgeQueueCommand, ReceiveMessageCommand, SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
-import type { Example } from '../../../examples/types.js';
+import type { Example } from '../../core/definition.js';
 import { createIngestHandler } from '../../lambda/ingest-handler.js';
 import { createOperatorHandler } from '../../lambda/operator-handler.js';
 import { quietTelemetry, type Telemetry } from '../../lambda/telemetry.js';
