@@ -2,21 +2,28 @@
  * Named error classes of the engine. Callers branch on `instanceof`, never on messages.
  */
 
+/**
+ * Every class names itself with a literal (`override readonly name = '...'`), never with
+ * `new.target.name`: the Lambda bundles are minified, which renames classes, and the Step
+ * Functions catchers and retriers match errors by this name.
+ */
 export class CairnError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = new.target.name;
-  }
+  override readonly name: string = 'CairnError';
 }
 
 /** A job definition that cannot run (bad wiring, bad config). Thrown at build time. */
-export class JobDefinitionError extends CairnError {}
+export class JobDefinitionError extends CairnError {
+  override readonly name = 'JobDefinitionError';
+}
 
 /** Checkpoint configuration outside its allowed range. */
-export class CheckpointConfigError extends CairnError {}
+export class CheckpointConfigError extends CairnError {
+  override readonly name = 'CheckpointConfigError';
+}
 
 /** A commit was rejected because the job moved to a newer generation (rollback happened). */
 export class GenerationFencedError extends CairnError {
+  override readonly name = 'GenerationFencedError';
   constructor(
     readonly expected: number,
     readonly actual: number,
@@ -27,6 +34,7 @@ export class GenerationFencedError extends CairnError {
 
 /** Optimistic concurrency: another step of the same instance committed first. */
 export class ConcurrentStepError extends CairnError {
+  override readonly name = 'ConcurrentStepError';
   constructor(
     readonly instance: string,
     readonly expectedVersion: number,
@@ -37,10 +45,13 @@ export class ConcurrentStepError extends CairnError {
 }
 
 /** A message of a newer generation arrived before the instance was restored into it. */
-export class InstanceNotReadyError extends CairnError {}
+export class InstanceNotReadyError extends CairnError {
+  override readonly name = 'InstanceNotReadyError';
+}
 
 /** A channel sequence number skipped ahead: an earlier message has not arrived yet. */
 export class ChannelGapError extends CairnError {
+  override readonly name = 'ChannelGapError';
   constructor(
     readonly channel: string,
     readonly expected: number,
@@ -52,6 +63,7 @@ export class ChannelGapError extends CairnError {
 
 /** Bad input: every such error names the reason that ends up on the dead letter. */
 export class BadInputError extends CairnError {
+  override readonly name = 'BadInputError';
   constructor(
     readonly reason: DeadLetterReason,
     message: string,
@@ -72,6 +84,7 @@ export type DeadLetterReason =
 
 /** A second process tried to open a state directory that is in use. */
 export class StateDirectoryLockedError extends CairnError {
+  override readonly name = 'StateDirectoryLockedError';
   constructor(
     readonly dir: string,
     readonly pid: number,
@@ -81,16 +94,24 @@ export class StateDirectoryLockedError extends CairnError {
 }
 
 /** A checkpoint id that is not (or no longer) restorable. */
-export class CheckpointNotFoundError extends CairnError {}
+export class CheckpointNotFoundError extends CairnError {
+  override readonly name = 'CheckpointNotFoundError';
+}
 
 /** An operator request the job cannot take in its current status (e.g. pausing a FINISHED job). */
-export class JobNotControllableError extends CairnError {}
+export class JobNotControllableError extends CairnError {
+  override readonly name = 'JobNotControllableError';
+}
 
 /** The job record kept changing under an operator request: too many concurrent writers. */
-export class JobUpdateConflictError extends CairnError {}
+export class JobUpdateConflictError extends CairnError {
+  override readonly name = 'JobUpdateConflictError';
+}
 
 /** Fault injected by a test's fault schedule. Never thrown in production paths. */
-export class InjectedFault extends CairnError {}
+export class InjectedFault extends CairnError {
+  override readonly name = 'InjectedFault';
+}
 
 /**
  * A recovery step of an attempt that is no longer the current one: a newer attempt (a new

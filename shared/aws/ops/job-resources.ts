@@ -52,7 +52,9 @@ export const JobResourcesSchema = z.object({
 
 export type JobResources = z.infer<typeof JobResourcesSchema>;
 
-export class JobResourcesNotFoundError extends CairnError {}
+export class JobResourcesNotFoundError extends CairnError {
+  override readonly name = 'JobResourcesNotFoundError';
+}
 
 const jsonOf = (raw: string | undefined): unknown => (raw === undefined ? undefined : JSON.parse(raw));
 
