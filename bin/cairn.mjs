@@ -3,7 +3,12 @@
 // TypeScript CLI through tsx. Either way in this process (no child process, so `cairn trigger`
 // can signal the pid that holds a state directory's lock).
 import { existsSync } from 'node:fs';
+import process from 'node:process';
 import { URL } from 'node:url';
+
+// The AWS SDK warns on every command under Node 20 that its support ends; Cairn's CLI supports
+// Node 20 and 22 (the Lambdas run 22), so the notice is noise here. Set the variable to see it.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 const source = new URL('../shared/cli/main.ts', import.meta.url);
 if (existsSync(source)) {

@@ -74,5 +74,5 @@ export {
 } from './coordinator-handler.js';
 export { CoordinatorTasks, type DecideOutput } from './coordinator-tasks.js';
 export { environmentFrom, HandlerConfigError, type HandlerEnvironment } from './environment.js';
-export { createIngestHandler, type IngestHandler, type IngestHandlerDeps } from './ingest-handler.js';
+export { createIngestHandler, EVENT_ID_ATTRIBUTE, eventIdOf, type IngestHandler, type IngestHandlerDeps } from './ingest-handler.js';
 export { createOperatorHandler, type OperatorHandler, type OperatorHandlerDeps } from './operator-handler.js';

@@ -1,4 +1,4 @@
-import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import type { RuntimeLimits } from '../core/config.js';
 import { ingestBatch } from '../core/ingest.js';
 import type { JobGraph } from '../core/job.js';
@@ -10,7 +10,9 @@ import { MetricName, publishCounts, quietTelemetry, type Telemetry } from './tel
 /**
  * The ingest Lambda: the ingress queue (standard or FIFO; the user pushes to it) delivers
  * events; each is validated and appended exactly once to the source's partitioned log
- * (ingestBatch; id = the SQS messageId, stable across redeliveries), then the source
+ * (ingestBatch, by event id: the producer's `CairnEventId` message attribute when it sets one,
+ * so that a producer's retry of a SendMessage that went through is one event; else the SQS
+ * messageId, stable across redeliveries), then the source
  * instances of the touched partitions are told to read. Bad events (malformed JSON, schema
  * violation, oversize) go to the dead-letter store with the reason and count as processed.
  * Messages of a partition whose append failed are reported in batchItemFailures (on a FIFO
@@ -41,6 +43,15 @@ export interface IngestInvocationOutcome {
 
 export type IngestHandler = (event: SQSEvent, context?: Context) => Promise<SQSBatchResponse>;
 
+/** The message attribute (String) a producer sets to give an event its own id: the ingest deduplicates by it. */
+export const EVENT_ID_ATTRIBUTE = 'CairnEventId';
+
+/** The event id of an ingress message: the producer's (EVENT_ID_ATTRIBUTE), else the SQS message id. */
+export function eventIdOf(record: SQSRecord): string {
+  const given = record.messageAttributes?.[EVENT_ID_ATTRIBUTE]?.stringValue;
+  return given !== undefined && given !== '' ? given : record.messageId;
+}
+
 export function createIngestHandler(deps: IngestHandlerDeps): IngestHandler {
   const topology = deps.job instanceof Topology ? deps.job : new Topology(deps.job);
   const source = topology.sources()[0];
@@ -56,8 +67,9 @@ export function createIngestHandler(deps: IngestHandlerDeps): IngestHandler {
       if (!job) throw new Error(`job '${topology.graph.name}' is not initialized yet (no job record): the coordinator creates it`);
       const result = await ingestBatch(
         { source, generation: job.generation, log: deps.log, deadLetters: deps.deadLetters, transport: deps.transport, limits: deps.limits, clock },
-        records.map((r) => ({ id: r.messageId, body: r.body })),
+        records.map((r) => ({ id: eventIdOf(r), body: r.body })),
       );
+      const failedEvents = new Set(result.failedIds);
       if (result.appended > 0) {
         // A rollback between reading the generation and the poll fences that poll off; the
         // recovery's own poll may have run before the append. Poll again in the new generation.
@@ -75,7 +87,7 @@ export function createIngestHandler(deps: IngestHandlerDeps): IngestHandler {
         appended: result.appended,
         duplicates: result.duplicates,
         deadLettered: result.deadLettered,
-        failedIds: withRestOfGroupFailed(records, new Set(result.failedIds)),
+        failedIds: withRestOfGroupFailed(records, new Set(records.filter((r) => failedEvents.has(eventIdOf(r))).map((r) => r.messageId))),
       };
       if (result.deadLettered > 0) logger.warn('events rejected to the dead-letter store', { count: result.deadLettered });
     } catch (error) {

@@ -68,8 +68,8 @@ it('runs a user job (defineJob) over --input on the local cloud: the bad line as
     expect(text).toMatch(/cairn run totals on the local cloud at http:\/\/127\.0\.0\.1:\d+: 4 events from the input, checkpoints every 200 ms/);
     expect(text).toMatch(/totals: FINISHED after/);
     expect(text).toContain('dead letters: 1 (malformed-json 1)');
-    // Through SQS the ingest id is the SQS message id, so the dead letter names the source, not the line (yet).
-    expect(text).toMatch(/malformed-json at payments: malformed JSON: .* · not json/);
+    // Through SQS too: the line's id travels as the CairnEventId message attribute.
+    expect(text).toMatch(/malformed-json at input line 3: malformed JSON: .* · not json/);
     expect(text).toContain(`output: 3 committed records of sink 'totals' written to ${output}`);
     expect(code, text).toBe(0);
     expect(readFileSync(output, 'utf8').trim().split('\n').sort()).toEqual(['{"user":"a","total":5}', '{"user":"a","total":8}', '{"user":"b","total":2}']);

@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { examples } from '../../examples/index.js';
 import { exampleJob } from '../../functions/lib/example-job.js';
 import { createIngestHandler, createOperatorHandler, environmentFrom, HandlerConfigError } from '../../shared/lambda/index.js';
+import { EVENT_ID_ATTRIBUTE, eventIdOf } from '../../shared/lambda/ingest-handler.js';
 import { withRestOfGroupFailed } from '../../shared/lambda/sqs-records.js';
 import { powertools } from '../../shared/lambda/telemetry.js';
 import { parseCheckpointConfig, parseRuntimeLimits } from '../../shared/core/config.js';
@@ -130,6 +131,23 @@ describe('ingest handler', () => {
     const partition = (await s.log.head(0)) === 1 ? 0 : 1;
     const to = `${wordCount.build().vertices[0]?.id ?? ''}#${partition}`;
     expect(s.sent.map((m) => m.dedupId)).toEqual([`g1:poll:${to}:1`, `g1:poll:${to}:1`]);
+  });
+
+  it("deduplicates by the producer's CairnEventId: a retried SendMessage is one event, and the event id names its dead letter", async () => {
+    const s = embedded();
+    await s.checkpoints.putJob(initialJob(0), undefined);
+    const handler = createIngestHandler({ job: wordCount.build(), limits: parseRuntimeLimits(), log: s.log, deadLetters: s.deadLetters, transport: s.transport, checkpoints: s.checkpoints });
+    const withId = (messageId: string, body: string, eventId: string): SQSRecord => ({
+      ...record(messageId, body),
+      messageAttributes: { [EVENT_ID_ATTRIBUTE]: { dataType: 'String', stringValue: eventId, stringListValues: [], binaryListValues: [] } },
+    });
+    // Two SQS messages (two message ids) of one event: the producer's retry of a send that went through.
+    const event: SQSEvent = { Records: [withId('m1', JSON.stringify({ line: 'x y' }), 'order-7'), withId('m2', JSON.stringify({ line: 'x y' }), 'order-7'), withId('m3', 'nope', 'line:3')] };
+    expect(await handler(event)).toEqual({ batchItemFailures: [] });
+    expect((await s.log.head(0)) + (await s.log.head(1))).toBe(1);
+    expect((await s.deadLetters.list()).map((l) => [l.id, l.reason])).toEqual([['ingress:line:3', 'malformed-json']]);
+    // Without the attribute, the message id is the event id (as before).
+    expect(eventIdOf(record('m4', '{}'))).toBe('m4');
   });
 
   it('before the coordinator created the job, every message comes back', async () => {

@@ -14,7 +14,7 @@ import { cloudEndpoint, credentials, region } from '../local-cloud/helpers.js';
  */
 
 const ROOT = resolve(import.meta.dirname, '../..');
-const quiet = { npm_config_fund: 'false', npm_config_audit: 'false', npm_config_update_notifier: 'false', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
+const quiet = { npm_config_fund: 'false', npm_config_audit: 'false', npm_config_update_notifier: 'false' };
 const run = (cmd: string, args: readonly string[], cwd: string, env: Record<string, string> = {}): string =>
   execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...quiet, ...env } });
 

@@ -104,6 +104,7 @@ export class SqsEventSource {
             MaxNumberOfMessages: max,
             AttributeNames: [...SYSTEM_ATTRIBUTES] as never,
             MessageSystemAttributeNames: [...SYSTEM_ATTRIBUTES],
+            MessageAttributeNames: ['All'],
             VisibilityTimeout: visibilityTimeoutSeconds,
             WaitTimeSeconds: wait,
           }),
@@ -195,7 +196,13 @@ export class SqsEventSource {
         ...(a.MessageDeduplicationId !== undefined ? { MessageDeduplicationId: a.MessageDeduplicationId } : {}),
         ...(a.SequenceNumber !== undefined ? { SequenceNumber: a.SequenceNumber } : {}),
       },
-      messageAttributes: {},
+      // As Lambda's event source shapes them.
+      messageAttributes: Object.fromEntries(
+        Object.entries(m.MessageAttributes ?? {}).map(([name, v]) => [
+          name,
+          { dataType: v.DataType ?? 'String', ...(v.StringValue !== undefined ? { stringValue: v.StringValue } : {}), stringListValues: [], binaryListValues: [] },
+        ]),
+      ),
       md5OfBody: m.MD5OfBody ?? '',
       eventSource: 'aws:sqs',
       eventSourceARN: this.options.queueArn,

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { GetQueueAttributesCommand, PurgeQueueCommand, ReceiveMessageCommand, SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { Example } from '../../core/definition.js';
-import { createIngestHandler } from '../../lambda/ingest-handler.js';
+import { createIngestHandler, EVENT_ID_ATTRIBUTE } from '../../lambda/ingest-handler.js';
 import { createOperatorHandler } from '../../lambda/operator-handler.js';
 import { quietTelemetry, type Telemetry } from '../../lambda/telemetry.js';
 import { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfig, type CheckpointConfigInput, type RuntimeLimits, type RuntimeLimitsInput } from '../../core/config.js';
@@ -270,6 +270,8 @@ export class LocalCloudJob {
       let entries = batch.map((e, i) => ({
         Id: String(i),
         MessageBody: e.body,
+        // The event's own id: the ingest deduplicates by it (a re-push is one event), and a dead letter names it (`--input`: the line).
+        MessageAttributes: { [EVENT_ID_ATTRIBUTE]: { DataType: 'String', StringValue: e.id } },
         ...(this.ingressIsFifo ? { MessageGroupId: group ?? this.ingressGroupOf(e), MessageDeduplicationId: e.id.replace(/[^\x21-\x7e]/g, '_').slice(0, 128) } : {}),
       }));
       for (let attempt = 0; entries.length > 0; attempt++) {
