@@ -17,7 +17,7 @@ export { DynamoIo, DEFAULT_SPILL_THRESHOLD } from './adapters/dynamo-io.js';
 export { DynamoDeadLetterStore, DynamoSinkStore } from './adapters/dynamo-sink-store.js';
 export { DynamoSourceLog } from './adapters/dynamo-source-log.js';
 export { DynamoStateStore } from './adapters/dynamo-state-store.js';
-export { deleteJobTable, ensureBucket, ensureFifoQueues, ensureJobTable } from './adapters/provision.js';
+export { deleteBucket, deleteJobTable, ensureBucket, ensureFifoQueues, ensureJobTable } from './adapters/provision.js';
 export { RequestCounter } from './adapters/request-counter.js';
 export { S3BlobStore } from './adapters/s3-blob-store.js';
 export { SqsFifoTransport, sqsId } from './adapters/sqs-fifo-transport.js';

@@ -1,3 +1,4 @@
+import type { DeadLetter } from '../core/ports.js';
 import { isAlive, StateDirLock } from '../embedded/lock.js';
 import { checkpointDuration, count, ms, sumOffsets, table, timeline } from './format.js';
 import { inputLineOf } from './input.js';
@@ -117,18 +118,23 @@ function header(view: StateView): string {
 /** `cairn output <job>`: the committed output of each sink (or `--sink`), one JSON record per line; `--json` for one document. */
 export function outputCommand(job: string, options: { stateDir?: string; sink?: string; json?: boolean }, print: Print = stdoutPrint): number {
   const view = readState(options.stateDir ?? defaultStateDir(job));
-  const sinks = [...view.sinkOutput.keys()];
-  if (options.sink !== undefined && !view.sinkOutput.has(options.sink)) {
-    throw new UsageError(`no committed output of sink '${options.sink}' in ${view.dir} (sinks with output: ${sinks.join(', ') || 'none'})`);
+  return printOutput(view.sinkOutput, view.dir, options, print);
+}
+
+/** The output of `cairn output`, for every target: `where` names the state directory or the table. */
+export function printOutput(sinkOutput: ReadonlyMap<string, readonly unknown[]>, where: string, options: { sink?: string; json?: boolean }, print: Print = stdoutPrint): number {
+  const sinks = [...sinkOutput.keys()];
+  if (options.sink !== undefined && !sinkOutput.has(options.sink)) {
+    throw new UsageError(`no committed output of sink '${options.sink}' in ${where} (sinks with output: ${sinks.join(', ') || 'none'})`);
   }
   const chosen = options.sink !== undefined ? [options.sink] : sinks;
   if (options.json) {
-    print(JSON.stringify(Object.fromEntries(chosen.map((s) => [s, view.sinkOutput.get(s) ?? []]))));
+    print(JSON.stringify(Object.fromEntries(chosen.map((s) => [s, sinkOutput.get(s) ?? []]))));
     return 0;
   }
-  if (chosen.length === 0) print(`no committed output yet in ${view.dir}`);
+  if (chosen.length === 0) print(`no committed output yet in ${where}`);
   for (const sink of chosen) {
-    const records = view.sinkOutput.get(sink) ?? [];
+    const records = sinkOutput.get(sink) ?? [];
     if (options.sink === undefined) print(`# sink ${sink}: ${count(records.length)} committed records`);
     for (const record of records) print(JSON.stringify(record));
   }
@@ -142,15 +148,26 @@ export function outputCommand(job: string, options: { stateDir?: string; sink?: 
  */
 export function deadLettersCommand(job: string, options: { stateDir?: string; json?: boolean }, print: Print = stdoutPrint): number {
   const view = readState(options.stateDir ?? defaultStateDir(job));
-  const letters = view.deadLetters.map((l) => {
+  return printDeadLetters(view.deadLetters, view.redriven, view.dir, options, print);
+}
+
+/** The output of `cairn dead-letters`, for every target. */
+export function printDeadLetters(
+  deadLetters: readonly DeadLetter[],
+  redriven: readonly { readonly queue: string; readonly reason: string; readonly body: unknown }[],
+  where: string,
+  options: { json?: boolean },
+  print: Print = stdoutPrint,
+): number {
+  const letters = deadLetters.map((l) => {
     const line = inputLineOf(l.id);
     return { id: l.id, reason: l.reason, vertex: l.vertex, ...(line === undefined ? {} : { line }), message: l.message, payload: l.payload, at: l.at };
   });
   if (options.json) {
-    print(JSON.stringify({ deadLetters: letters, redriven: view.redriven }));
+    print(JSON.stringify({ deadLetters: letters, redriven }));
     return 0;
   }
-  print(`${view.dir}: ${count(letters.length)} dead letters, ${count(view.redriven.length)} messages in dead-letter queues`);
+  print(`${where}: ${count(letters.length)} dead letters, ${count(redriven.length)} messages in dead-letter queues`);
   if (letters.length > 0) {
     print();
     print(
@@ -160,12 +177,12 @@ export function deadLettersCommand(job: string, options: { stateDir?: string; js
       ),
     );
   }
-  if (view.redriven.length > 0) {
+  if (redriven.length > 0) {
     print();
     print(
       table(
         ['queue', 'reason', 'message'],
-        view.redriven.map((r) => [r.queue, r.reason || 'max receive count', JSON.stringify(r.body)]),
+        redriven.map((r) => [r.queue, r.reason || 'max receive count', JSON.stringify(r.body)]),
       ),
     );
   }

@@ -3,7 +3,19 @@ import { CairnError, CheckpointNotFoundError, JobNotControllableError } from '..
 import { describeCommand } from './describe.js';
 import { initCommand } from './init.js';
 import { checkpointShowCommand, checkpointsCommand, deadLettersCommand, embeddedStatusCommand, outputCommand, triggerCommand } from './inspect.js';
-import { isRemote, pauseCommand, remoteCheckpointsCommand, remoteTriggerCommand, resumeCommand, rollbackCommand, statusCommand, type RemoteOptions } from './operate.js';
+import {
+  destroyCommand,
+  isRemote,
+  pauseCommand,
+  remoteDeadLettersCommand,
+  remoteOutputCommand,
+  remoteCheckpointsCommand,
+  remoteTriggerCommand,
+  resumeCommand,
+  rollbackCommand,
+  statusCommand,
+  type RemoteOptions,
+} from './operate.js';
 import { defaultStateDir, exampleNames, jobNameOf, looksLikePath, UsageError } from './jobs.js';
 import { NoStateError } from './read-state.js';
 import { DEFAULT_EVENTS, DEFAULT_SEED, runCommand, type RunOptions } from './run.js';
@@ -89,6 +101,7 @@ export function program(setExitCode: (code: number) => void): Command {
     .option('--tolerable-failures <n>', 'consecutive aborted checkpoints tolerated before a rollback (default 0)', integer(0))
     .option('--rate <events/s>', 'pace the producer (default: as fast as possible)', integer(1))
     .option('--fresh', 'delete the state directory first')
+    .option('--ephemeral', "local-cloud: delete the job's table and queues when the run ends (by default they stay until `cairn destroy`, and the same command resumes)")
     .addOption(
       new Option('--target <target>', 'embedded (default), or local-cloud: the AWS adapters and Lambda handlers against the emulators (started unless AWS_ENDPOINT_URL is set)').choices([
         'embedded',
@@ -131,22 +144,35 @@ export function program(setExitCode: (code: number) => void): Command {
     .option('--state-dir <dir>', 'state directory (default .cairn/<job>)')
     .action((job: string, id: string, options: { stateDir?: string }) => setExitCode(checkpointShowCommand(job, id, options)));
 
-  cli
-    .command('output')
-    .description("the committed output of a job's sinks (one JSON record per line), read from its state directory")
-    .argument('<job>', "the job's name (example or defineJob name)")
-    .option('--sink <uid>', 'only this sink')
-    .option('--json', 'one JSON document: sink uid -> records')
-    .option('--state-dir <dir>', 'state directory (default .cairn/<job>)')
-    .action((job: string, options: { stateDir?: string; sink?: string; json?: boolean }) => setExitCode(outputCommand(job, options)));
+  remote(
+    cli
+      .command('output')
+      .description("the committed output of a job's sinks (one JSON record per line): from its state directory, or its table on AWS / the local cloud")
+      .argument('<job>', "the job's name, or its module path")
+      .option('--sink <uid>', 'only this sink')
+      .option('--json', 'one JSON document: sink uid -> records')
+      .option('--state-dir <dir>', 'state directory (default .cairn/<job>)'),
+  ).action(async (job: string, options: RemoteOptions & { stateDir?: string; sink?: string; json?: boolean }) =>
+    setExitCode(isRemote(options) ? await remoteOutputCommand(job, options) : outputCommand(job, options)),
+  );
 
-  cli
-    .command('dead-letters')
-    .description('every dead letter of a job with its reason, origin and payload, and the messages in its dead-letter queues')
-    .argument('<job>', "the job's name (example or defineJob name)")
-    .option('--json', 'one JSON document for scripts')
-    .option('--state-dir <dir>', 'state directory (default .cairn/<job>)')
-    .action((job: string, options: { stateDir?: string; json?: boolean }) => setExitCode(deadLettersCommand(job, options)));
+  remote(
+    cli
+      .command('dead-letters')
+      .description('every dead letter of a job with its reason, origin and payload, and the messages in its dead-letter queues')
+      .argument('<job>', "the job's name, or its module path")
+      .option('--json', 'one JSON document for scripts')
+      .option('--state-dir <dir>', 'state directory (default .cairn/<job>)'),
+  ).action(async (job: string, options: RemoteOptions & { stateDir?: string; json?: boolean }) =>
+    setExitCode(isRemote(options) ? await remoteDeadLettersCommand(job, options) : deadLettersCommand(job, options)),
+  );
+
+  remote(
+    cli
+      .command('destroy')
+      .description("delete a job's table, bucket and queues that the local cloud kept after its runs (--target local-cloud)")
+      .argument('<job>', "the job's name, or its module path"),
+  ).action(async (job: string, options: RemoteOptions) => setExitCode(await destroyCommand(job, options)));
 
   remote(
     cli

@@ -1,8 +1,13 @@
+import { rmSync } from 'node:fs';
+import { DeleteQueueCommand, GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
+import { createAwsStores, deleteBucket, deleteJobTable, type AwsStores } from '../aws/index.js';
 import { JobOperations, type JobStatusReport } from '../aws/ops/job-operations.js';
 import { jobResourcesFromStack, localCloudManifestPath, readLocalCloudManifest, type JobResources } from '../aws/ops/job-resources.js';
 import type { CheckpointRecord, JobRecord } from '../core/ports.js';
 import { checkpointDuration, count, ms, table, timeline } from './format.js';
-import { jobNameOf, UsageError } from './jobs.js';
+import { sinksOf } from '../core/definition.js';
+import { printDeadLetters, printOutput } from './inspect.js';
+import { jobNameOf, resolveJob, UsageError } from './jobs.js';
 
 /**
  * Operating a running job on AWS or on the local cloud: `cairn status | checkpoints | trigger |
@@ -183,4 +188,79 @@ export async function rollbackCommand(job: string, options: RemoteOptions & { to
     print(`rolled back to checkpoint ${result.job.lastCompletedId}: generation ${result.job.generation}, replaying from the checkpoint's source offsets`);
     return 0;
   });
+}
+
+// ---------- results and clean-up of a job on AWS or the local cloud ----------
+
+/** The job's own stores on its table and bucket (read-only use here). */
+async function withStores<T>(job: string, options: RemoteOptions, use: (stores: AwsStores, resources: JobResources) => Promise<T>): Promise<T> {
+  const resources = await resolveResources(job, options);
+  const local = options.target === 'local-cloud' && !process.env.AWS_ACCESS_KEY_ID;
+  const stores = await createAwsStores({
+    tableName: resources.tableName,
+    bucket: resources.bucket,
+    ...(resources.endpoint ? { endpoint: resources.endpoint } : {}),
+    ...(resources.region ? { region: resources.region } : {}),
+    ...(local ? { credentials: { accessKeyId: 'test', secretAccessKey: 'test' } } : {}),
+  });
+  try {
+    return await use(stores, resources);
+  } finally {
+    stores.destroy();
+  }
+}
+
+/** The sinks to read: `--sink`, else those of the job's definition (a module path or an example). */
+async function sinksToRead(job: string, sink: string | undefined): Promise<string[]> {
+  if (sink !== undefined) return [sink];
+  const definition = await resolveJob(job).catch(() => undefined);
+  if (!definition) throw new UsageError(`name the sink to read: --sink <uid> (or give the job as its module path, whose sinks are known)`);
+  return sinksOf(definition.build());
+}
+
+/** `cairn output <job> --stack S | --target local-cloud`: the committed sink output in the job table. */
+export async function remoteOutputCommand(job: string, options: RemoteOptions & { sink?: string; json?: boolean }, print: Print = stdoutPrint): Promise<number> {
+  const sinks = await sinksToRead(job, options.sink);
+  return withStores(job, options, async (stores, resources) => {
+    const output = new Map<string, unknown[]>();
+    for (const sink of sinks) {
+      const records = await stores.sinks.read(sink);
+      if (records.length > 0 || options.sink !== undefined) output.set(sink, records);
+    }
+    return printOutput(output, `table ${resources.tableName}`, { ...(options.sink ? { sink: options.sink } : {}), ...(options.json ? { json: true } : {}) }, print);
+  });
+}
+
+/** `cairn dead-letters <job> --stack S | --target local-cloud`: the dead-letter store, and how many messages each dead-letter queue holds. */
+export async function remoteDeadLettersCommand(job: string, options: RemoteOptions & { json?: boolean }, print: Print = stdoutPrint): Promise<number> {
+  return withStores(job, options, async (stores, resources) => {
+    const letters = await stores.deadLetters.list();
+    const redriven: Array<{ queue: string; reason: string; body: unknown }> = [];
+    for (const [queue, url] of Object.entries(resources.deadLetterQueueUrls)) {
+      const { Attributes } = await stores.clients.sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['ApproximateNumberOfMessages'] }));
+      const depth = Number(Attributes?.ApproximateNumberOfMessages ?? 0);
+      for (let i = 0; i < depth; i++) redriven.push({ queue, reason: 'max receive count', body: `(message ${i + 1} of ${depth} in ${url})` });
+    }
+    return printDeadLetters(letters, redriven, `table ${resources.tableName}`, options, print);
+  });
+}
+
+/** `cairn destroy <job> --target local-cloud`: deletes the job's table, bucket and queues, kept after its runs. */
+export async function destroyCommand(job: string, options: RemoteOptions, print: Print = stdoutPrint): Promise<number> {
+  if (options.stack !== undefined) throw new UsageError(`a deployed stack is removed with \`npx cdk destroy ${options.stack}\` (its table and bucket are retained by default)`);
+  if (options.target !== 'local-cloud') throw new UsageError('destroy acts on a job kept by the local cloud: --target local-cloud (an embedded job: delete its state directory)');
+  const name = await jobNameOf(job);
+  const manifest = localCloudManifestPath(name);
+  await withStores(job, options, async (stores, resources) => {
+    for (const url of [resources.ingressQueueUrl, ...Object.values(resources.queueUrls), ...Object.values(resources.deadLetterQueueUrls)]) {
+      await stores.clients.sqs.send(new DeleteQueueCommand({ QueueUrl: url })).catch((error: unknown) => {
+        if (!/NonExistentQueue|QueueDoesNotExist/.test((error as Error).name)) throw error;
+      });
+    }
+    await deleteJobTable(stores.clients.dynamo, resources.tableName);
+    await deleteBucket(stores.clients.s3, resources.bucket);
+    print(`deleted the table ${resources.tableName}, its bucket and ${Object.keys(resources.queueUrls).length + 1} queues (with their dead-letter queues) of ${name}`);
+  });
+  rmSync(manifest, { force: true });
+  return 0;
 }

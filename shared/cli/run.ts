@@ -36,6 +36,8 @@ export interface RunOptions {
   readonly fresh?: boolean;
   /** Where the job runs: the embedded runtime (default) or the local cloud (AWS adapters against the emulators). */
   readonly target?: 'embedded' | 'local-cloud';
+  /** local-cloud: delete the job's table and queues when the run ends. */
+  readonly ephemeral?: boolean;
   /** The events: a JSONL file, or `-` for stdin (instead of an example's generator). */
   readonly input?: string;
   /** Where the committed output goes (JSONL); default: printed after the report. */
@@ -82,6 +84,7 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
         checkpoint: { ...definition.checkpoint, ...checkpointFlags(options) },
         ...(options.rate !== undefined ? { rate: options.rate } : {}),
         ...(options.crashAt !== undefined ? { crashAt: options.crashAt } : {}),
+        ...(options.ephemeral ? { ephemeral: true } : {}),
       },
       io,
     );

@@ -7,7 +7,17 @@ import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-s
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { wordCount } from '../../examples/word-count.js';
 import type { STACK_OUTPUTS } from '../../shared/aws/ops/job-resources.js';
-import { pauseCommand, remoteCheckpointsCommand, remoteTriggerCommand, resumeCommand, rollbackCommand, statusCommand } from '../../shared/cli/operate.js';
+import {
+  destroyCommand,
+  pauseCommand,
+  remoteCheckpointsCommand,
+  remoteDeadLettersCommand,
+  remoteOutputCommand,
+  remoteTriggerCommand,
+  resumeCommand,
+  rollbackCommand,
+  statusCommand,
+} from '../../shared/cli/operate.js';
 import { CheckpointNotFoundError, JobNotControllableError } from '../../shared/core/errors.js';
 import { acknowledge, credentials, deploy, drainOperators, finished, until, type Deployed } from './moto-deploy.js';
 
@@ -231,5 +241,15 @@ describe('operating a deployed job: cairn status | checkpoints | trigger | pause
     expect(await cli).toBe(0);
     await until('the sink to commit checkpoint 3', async () => ((await d.stores.checkpoints.getJob())?.sinksCommittedThrough === 3 ? true : undefined));
     expect(wordCount.canonical(await d.stores.sinks.read('counts'))).toEqual(wordCount.oracle([{ line: 'pause resume pause' }, { line: 'rollback pause' }]));
+
+    // `cairn output | dead-letters --stack`: from the deployed job's table.
+    const output = capture();
+    expect(await remoteOutputCommand('word-count', opts, output.print)).toBe(0);
+    expect(output.lines[0]).toBe(`# sink counts: ${wordCount.oracle([{ line: 'pause resume pause' }, { line: 'rollback pause' }]).length} committed records`);
+    expect(wordCount.canonical(output.lines.slice(1).map((l) => JSON.parse(l) as unknown))).toEqual(wordCount.oracle([{ line: 'pause resume pause' }, { line: 'rollback pause' }]));
+    const letters = capture();
+    expect(await remoteDeadLettersCommand('word-count', { ...opts, json: true }, letters.print)).toBe(0);
+    expect(JSON.parse(letters.lines[0] ?? '')).toEqual({ deadLetters: [], redriven: [] });
+    await expect(destroyCommand('word-count', opts, capture().print)).rejects.toThrow(`a deployed stack is removed with \`npx cdk destroy ${f.stack}\` (its table and bucket are retained by default)`);
   });
 });

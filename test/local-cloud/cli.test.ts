@@ -3,7 +3,7 @@
  * run's local cloud via AWS_ENDPOINT_URL): progress, timeline, an injected crash with rollback,
  * an event pushed by another SQS client while it runs, and the oracle check.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -14,7 +14,7 @@ import { cloudEndpoint, credentials, region } from './helpers.js';
 const ROOT = resolve(import.meta.dirname, '../..');
 const MAIN = join(ROOT, 'shared/cli/main.ts');
 
-function cairn(args: readonly string[], onOutput?: (output: string) => void): Promise<{ code: number | null; output: string }> {
+function cairn(args: readonly string[], onOutput?: (output: string, child: ChildProcess) => void): Promise<{ code: number | null; output: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -31,7 +31,7 @@ function cairn(args: readonly string[], onOutput?: (output: string) => void): Pr
   let output = '';
   const on = (chunk: string): void => {
     output += chunk;
-    onOutput?.(output);
+    onOutput?.(output, child);
   };
   child.stdout.setEncoding('utf8').on('data', on);
   child.stderr.setEncoding('utf8').on('data', on);
@@ -41,7 +41,7 @@ function cairn(args: readonly string[], onOutput?: (output: string) => void): Pr
 it('runs a job on the local cloud with an injected crash and an event from another client; exactly-once', async () => {
   const producer = new SQSClient({ endpoint: cloudEndpoint(), region, credentials });
   let sent: Promise<unknown> | undefined;
-  const { code, output } = await cairn(['run', 'word-count', '--target', 'local-cloud', '--events', '300', '--rate', '150', '--interval', '300', '--crash-at', '400'], (text) => {
+  const { code, output } = await cairn(['run', 'word-count', '--target', 'local-cloud', '--ephemeral', '--events', '300', '--rate', '150', '--interval', '300', '--crash-at', '400'], (text) => {
     const url = /ingress queue: (\S+)/.exec(text)?.[1];
     if (url && !sent) {
       sent = producer.send(new SendMessageCommand({ QueueUrl: url, MessageBody: JSON.stringify({ line: 'pushed from outside' }), MessageGroupId: 'outside', MessageDeduplicationId: 'outside-1' }));
@@ -64,7 +64,7 @@ it('runs a user job (defineJob) over --input on the local cloud: the bad line as
     const input = join(dir, 'events.jsonl');
     writeFileSync(input, ['{"user":"a","amount":5}', '{"user":"b","amount":2}', 'not json', '{"user":"a","amount":3}', ''].join('\n'));
     const output = join(dir, 'out.jsonl');
-    const { code, output: text } = await cairn(['run', join(ROOT, 'test/fixtures/totals-job.ts'), '--target', 'local-cloud', '--input', input, '--output', output, '--interval', '200']);
+    const { code, output: text } = await cairn(['run', join(ROOT, 'test/fixtures/totals-job.ts'), '--target', 'local-cloud', '--ephemeral', '--input', input, '--output', output, '--interval', '200']);
     expect(text).toMatch(/cairn run totals on the local cloud at http:\/\/127\.0\.0\.1:\d+: 4 events from the input, checkpoints every 200 ms/);
     expect(text).toMatch(/totals: FINISHED after/);
     expect(text).toContain('dead letters: 1 (malformed-json 1)');
@@ -78,6 +78,56 @@ it('runs a user job (defineJob) over --input on the local cloud: the bad line as
   }
 }, 120_000);
 
+it('keeps the job on a local cloud that outlives the run: output and dead letters readable after it, a killed run resumed by the same command, then destroyed', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-lc-keep-'));
+  const job = join(ROOT, 'test/fixtures/totals-job.ts');
+  try {
+    const input = join(dir, 'events.jsonl');
+    const lines = Array.from({ length: 40 }, (_, i) => JSON.stringify({ user: `u${i % 4}`, amount: 1 }));
+    lines.splice(2, 0, 'not json');
+    writeFileSync(input, `${lines.join('\n')}\n`);
+    const args = ['run', job, '--target', 'local-cloud', '--input', input, '--interval', '200', '--rate', '20'];
+    // Killed (SIGKILL) once some events are in: nothing of it is cleaned up.
+    let kill: NodeJS.Timeout | undefined;
+    const killed = await cairn(args, (text, child) => {
+      // About a third of the input in (20 events/s).
+      if (!kill && text.includes('operate it from another terminal')) kill = setTimeout(() => child.kill('SIGKILL'), 700);
+    });
+    expect(killed.output).not.toMatch(/FINISHED/);
+    expect(killed.code, killed.output).toBeNull();
+    const resumed = await cairn([...args.filter((a) => a !== '--rate' && a !== '20')]);
+    expect(resumed.output).toMatch(/resuming the job of the previous run \(RUNNING, generation \d+/);
+    expect(resumed.output).toMatch(/totals: FINISHED after/);
+    expect(resumed.output).toContain("the job's table and queues stay: cairn output totals --target local-cloud");
+    expect(resumed.code, resumed.output).toBe(0);
+    // Read after the run, by name or by module path, from the job's table.
+    const output = await cairn(['output', job, '--target', 'local-cloud', '--sink', 'totals']);
+    const totals = output.output
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { user: string; total: number });
+    // Exactly once across the kill: each user's running total 1..10, every value once.
+    for (let u = 0; u < 4; u++)
+      expect(
+        totals
+          .filter((t) => t.user === `u${u}`)
+          .map((t) => t.total)
+          .sort((a, b) => a - b),
+        `u${u}`,
+      ).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(totals).toHaveLength(40);
+    const letters = await cairn(['dead-letters', 'totals', '--target', 'local-cloud', '--json']);
+    expect((JSON.parse(letters.output) as { deadLetters: Array<{ reason: string; line: number }> }).deadLetters.map((l) => [l.reason, l.line])).toEqual([['malformed-json', 3]]);
+    const destroyed = await cairn(['destroy', 'totals', '--target', 'local-cloud']);
+    expect(destroyed.output).toMatch(/^deleted the table cairn-totals-\w+, its bucket and 3 queues \(with their dead-letter queues\) of totals\n$/);
+    const gone = await cairn(['output', 'totals', '--target', 'local-cloud', '--sink', 'totals']);
+    expect(gone.code).toBe(1);
+    expect(gone.output).toMatch(/no local-cloud run of totals recorded/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 240_000);
+
 it('refuses the embedded-only options', async () => {
   const { code, output } = await cairn(['run', 'word-count', '--target', 'local-cloud', '--memory']);
   expect(code).toBe(2);
@@ -86,7 +136,7 @@ it('refuses the embedded-only options', async () => {
 
 it('operates the running job from another process: status, trigger and checkpoints --target local-cloud', async () => {
   let operated: Promise<Array<{ code: number | null; output: string }>> | undefined;
-  const run = await cairn(['run', 'word-count', '--target', 'local-cloud', '--events', '3000', '--rate', '300', '--trigger', 'manual'], (text) => {
+  const run = await cairn(['run', 'word-count', '--target', 'local-cloud', '--ephemeral', '--events', '3000', '--rate', '300', '--trigger', 'manual'], (text) => {
     if (!operated && text.includes('operate it from another terminal')) {
       operated = (async () => [
         await cairn(['status', 'word-count', '--target', 'local-cloud']),

@@ -1,5 +1,5 @@
 import { CreateTableCommand, DeleteTableCommand, DescribeTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectsCommand, ListObjectVersionsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, type SQSClient } from '@aws-sdk/client-sqs';
 
 /**
@@ -51,6 +51,22 @@ export async function ensureBucket(s3: S3Client, bucket: string): Promise<void> 
   } catch (error) {
     const name = (error as Error).name;
     if (name !== 'BucketAlreadyOwnedByYou' && name !== 'BucketAlreadyExists') throw error;
+  }
+}
+
+/** Empties the bucket (every object version: a versioned bucket keeps them) and deletes it. */
+export async function deleteBucket(s3: S3Client, bucket: string): Promise<void> {
+  try {
+    for (;;) {
+      const listed = await s3.send(new ListObjectVersionsCommand({ Bucket: bucket }));
+      const objects = [...(listed.Versions ?? []), ...(listed.DeleteMarkers ?? [])].flatMap((v) => (v.Key ? [{ Key: v.Key, ...(v.VersionId ? { VersionId: v.VersionId } : {}) }] : []));
+      if (objects.length === 0) break;
+      await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: objects, Quiet: true } }));
+      if (!listed.IsTruncated) break;
+    }
+    await s3.send(new DeleteBucketCommand({ Bucket: bucket }));
+  } catch (error) {
+    if ((error as Error).name !== 'NoSuchBucket') throw error;
   }
 }
 

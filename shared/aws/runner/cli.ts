@@ -1,4 +1,4 @@
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import type { Example } from '../../core/definition.js';
 import { bar, checkpointDuration, count, ms, timeline, type LiveArea } from '../../cli/format.js';
 import { inputLineOf } from '../../cli/input.js';
@@ -11,7 +11,7 @@ import type { CheckpointConfig, CheckpointConfigInput } from '../../core/config.
 import type { CheckpointRecord, JobRecord } from '../../core/ports.js';
 import type { CoordinatorDecision } from '../../core/protocol/coordinator.js';
 import { LocalCloudStartError, LocalCloudUnavailableError, startLocalCloud, type LocalCloud } from '../local-cloud/local-cloud.js';
-import { localCloudManifestPath, writeLocalCloudManifest } from '../ops/job-resources.js';
+import { localCloudManifestPath, readLocalCloudManifest, writeLocalCloudManifest } from '../ops/job-resources.js';
 import { createLocalCloudJob, type LocalCloudJob } from './local-cloud-job.js';
 
 /**
@@ -29,6 +29,8 @@ export interface LocalCloudRunOptions {
   readonly checkpoint: CheckpointConfigInput;
   readonly rate?: number;
   readonly crashAt?: number;
+  /** Delete the job's table and queues when the run ends, even on a local cloud that outlives it. */
+  readonly ephemeral?: boolean;
 }
 
 export interface RunIo {
@@ -49,7 +51,11 @@ export function refuseEmbeddedOnly(options: { stateDir?: string; memory?: boolea
     options.restore !== undefined && '--restore',
     options.fresh && '--fresh',
   ].filter((o): o is string => typeof o === 'string');
-  if (given.length > 0) throw new UsageError(`${given.join(', ')} only apply to the embedded target (the local cloud keeps its state in DynamoDB; every run starts a new job)`);
+  if (given.length > 0) {
+    throw new UsageError(
+      `${given.join(', ')} only apply to the embedded target (the local cloud keeps its state in DynamoDB: run the same command again to resume, \`cairn destroy <job> --target local-cloud\` to start over)`,
+    );
+  }
 }
 
 /** What runs: an example (its generator and oracle), or a job definition over `--input` events (its committed output is the result). */
@@ -104,12 +110,20 @@ export async function runOnLocalCloud(what: LocalCloudRunJob, options: LocalClou
   };
   let job: LocalCloudJob | undefined;
   const manifest = localCloudManifestPath(definition.name);
+  // A local cloud this run started stops with it. On one the user runs (AWS_ENDPOINT_URL), the
+  // job's table and queues stay after the run, until \`cairn destroy <job> --target local-cloud\`,
+  // and the same command again resumes the job (events already ingested are skipped by their ids).
+  const keep = cloud === undefined && options.ephemeral !== true;
+  const previous = keep && existsSync(manifest) ? readLocalCloudManifest(manifest, definition.name) : undefined;
+  const resumes = previous !== undefined && previous.endpoint === endpoint;
   const onUsr2 = (): void => job?.triggerCheckpoint();
   process.on('SIGINT', onSigint);
   process.on('SIGUSR2', onUsr2);
   try {
     job = await createLocalCloudJob({
       ...(example ? { example } : { job: definition.build() }),
+      ...(resumes ? { name: previous.tableName } : {}),
+      keepResources: keep,
       ...(definition.restartStrategy ? { restartStrategy: definition.restartStrategy } : {}),
       endpoint,
       region: process.env.AWS_REGION ?? 'us-east-1',
@@ -127,7 +141,13 @@ export async function runOnLocalCloud(what: LocalCloudRunJob, options: LocalClou
       `cairn run ${definition.name} on the local cloud at ${endpoint}: ${streaming ? 'no generated events (streaming: push your own)' : source}, ` +
         `${describe(rt.config)}, table ${rt.prefix} (pid ${process.pid})`,
     );
-    // Lets `cairn status|checkpoints|trigger|pause|resume|rollback <job> --target local-cloud` find this run.
+    if (resumes) {
+      const found = await rt.job();
+      print(
+        `resuming the job of the previous run (${found.status}, generation ${found.generation}, last completed checkpoint ${found.lastCompletedId || '-'}): events already ingested are skipped by their ids`,
+      );
+    }
+    // Lets `cairn status|checkpoints|trigger|pause|resume|rollback|output|dead-letters <job> --target local-cloud` find this run.
     writeLocalCloudManifest(manifest, rt.resources());
     print(`operate it from another terminal: cairn status ${definition.name} --target local-cloud (also checkpoints, trigger, pause, resume, rollback --to <id>)`);
     print(
@@ -233,8 +253,14 @@ export async function runOnLocalCloud(what: LocalCloudRunJob, options: LocalClou
     if (unfired) print(unfired);
     print();
 
+    if (keep)
+      print(`the job's table and queues stay: cairn output ${definition.name} --target local-cloud (and dead-letters, status); cairn destroy ${definition.name} --target local-cloud removes them`);
     if (interrupted && record.status !== 'FINISHED') {
-      print('interrupted before the job finished (a local-cloud run does not resume; run it again to start over)');
+      print(
+        keep
+          ? 'interrupted before the job finished: run the same command again to resume it'
+          : 'interrupted before the job finished (the local cloud this run started is gone with it: run again to start over)',
+      );
       return producerError ? 1 : 130;
     }
     if (record.status !== 'FINISHED') {
@@ -247,7 +273,7 @@ export async function runOnLocalCloud(what: LocalCloudRunJob, options: LocalClou
   } finally {
     process.off('SIGINT', onSigint);
     process.off('SIGUSR2', onUsr2);
-    rmSync(manifest, { force: true });
+    if (!keep) rmSync(manifest, { force: true });
     await job?.destroy().catch(() => undefined);
     await cloud?.stop();
   }
