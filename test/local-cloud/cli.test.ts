@@ -14,7 +14,7 @@ import { cloudEndpoint, credentials, region } from './helpers.js';
 const ROOT = resolve(import.meta.dirname, '../..');
 const MAIN = join(ROOT, 'shared/cli/main.ts');
 
-function cairn(args: readonly string[], onOutput?: (output: string, child: ChildProcess) => void): Promise<{ code: number | null; output: string }> {
+function cairn(args: readonly string[], onOutput?: (output: string, child: ChildProcess) => void, env: Record<string, string | undefined> = {}): Promise<{ code: number | null; output: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -26,6 +26,7 @@ function cairn(args: readonly string[], onOutput?: (output: string, child: Child
       AWS_REGION: region,
       AWS_ACCESS_KEY_ID: credentials.accessKeyId,
       AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
+      ...env,
     },
   });
   let output = '';
@@ -127,6 +128,25 @@ it('keeps the job on a local cloud that outlives the run: output and dead letter
     rmSync(dir, { recursive: true, force: true });
   }
 }, 240_000);
+
+it('reuses the local cloud running on the edge port (CAIRN_EDGE_PORT) instead of starting another', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-lc-reuse-'));
+  try {
+    const input = join(dir, 'events.jsonl');
+    writeFileSync(input, '{"user":"a","amount":5}\n');
+    const port = new URL(cloudEndpoint()).port;
+    const { code, output } = await cairn(['run', join(ROOT, 'test/fixtures/totals-job.ts'), '--target', 'local-cloud', '--ephemeral', '--input', input], undefined, {
+      AWS_ENDPOINT_URL: undefined,
+      CAIRN_EDGE_PORT: port,
+    });
+    expect(output).toContain(`using the local cloud running at http://127.0.0.1:${port}`);
+    expect(output).not.toContain('starting the local cloud');
+    expect(output).toMatch(new RegExp(`cairn run totals on the local cloud at http://127\\.0\\.0\\.1:${port}: 1 events from the input`));
+    expect(code, output).toBe(0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 120_000);
 
 it('refuses the embedded-only options', async () => {
   const { code, output } = await cairn(['run', 'word-count', '--target', 'local-cloud', '--memory']);

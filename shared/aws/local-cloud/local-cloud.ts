@@ -9,7 +9,7 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startEdgeRouter, type Backend, type EdgeRouter } from './edge-router.js';
+import { HEALTH_PATH, startEdgeRouter, type Backend, type EdgeRouter } from './edge-router.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const DEFAULT_EDGE_PORT = 4566;
@@ -70,6 +70,24 @@ export function defaultEdgePort(): number {
   const port = Number(raw);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`CAIRN_EDGE_PORT is not a port: ${raw}`);
   return port;
+}
+
+/**
+ * The endpoint of a local cloud already serving on `port` (its edge answers HEALTH_PATH, as
+ * LocalStack answers /_localstack/health), else undefined: `cairn run --target local-cloud`
+ * uses it instead of starting another.
+ */
+export async function findRunningLocalCloud(port: number = defaultEdgePort(), timeoutMs = 1000): Promise<string | undefined> {
+  if (port === 0) return undefined;
+  const endpoint = `http://127.0.0.1:${port}`;
+  try {
+    const response = await fetch(`${endpoint}${HEALTH_PATH}`, { signal: AbortSignal.timeout(timeoutMs) });
+    if (!response.ok) return undefined;
+    const health = (await response.json()) as { backends?: unknown };
+    return typeof health.backends === 'object' && health.backends !== null ? endpoint : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 interface Installation {

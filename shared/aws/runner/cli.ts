@@ -10,7 +10,7 @@ import type { IngressMessage } from '../../core/ingest.js';
 import type { CheckpointConfig, CheckpointConfigInput } from '../../core/config.js';
 import type { CheckpointRecord, JobRecord } from '../../core/ports.js';
 import type { CoordinatorDecision } from '../../core/protocol/coordinator.js';
-import { LocalCloudStartError, LocalCloudUnavailableError, startLocalCloud, type LocalCloud } from '../local-cloud/local-cloud.js';
+import { findRunningLocalCloud, LocalCloudStartError, LocalCloudUnavailableError, startLocalCloud, type LocalCloud } from '../local-cloud/local-cloud.js';
 import { localCloudManifestPath, readLocalCloudManifest, writeLocalCloudManifest } from '../ops/job-resources.js';
 import { createLocalCloudJob, type LocalCloudJob } from './local-cloud-job.js';
 
@@ -69,6 +69,11 @@ export async function runOnLocalCloud(what: LocalCloudRunJob, options: LocalClou
 
   let cloud: LocalCloud | undefined;
   let endpoint = process.env.AWS_ENDPOINT_URL;
+  if (endpoint === undefined || endpoint === '') {
+    // A local cloud already running on the edge port (`npm run cloud:up`, CAIRN_EDGE_PORT) is reused: it outlives the run.
+    endpoint = await findRunningLocalCloud();
+    if (endpoint !== undefined) live.log(`using the local cloud running at ${endpoint}`);
+  }
   if (endpoint === undefined || endpoint === '') {
     live.log('starting the local cloud (DynamoDB Local, ElasticMQ, moto behind one endpoint)…');
     try {
