@@ -13,7 +13,8 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 const source = new URL('../shared/cli/main.ts', import.meta.url);
 if (existsSync(source)) {
   const { register } = await import('tsx/esm/api');
-  register();
+  // The checkout's tsconfig (its paths map 'cairn' to the sources), whatever the working directory.
+  register({ tsconfig: new URL('../tsconfig.json', import.meta.url).pathname });
   await import(source.href);
 } else {
   await import(new URL('../dist/shared/cli/main.js', import.meta.url).href);

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { job } from '../shared/core/job.js';
+import { job } from 'cairn';
 import { byJson, prng, type Example } from './types.js';
 
 const Transaction = z.object({

@@ -1,4 +1,4 @@
-export type { Example } from '../shared/core/definition.js';
+export type { Example } from 'cairn';
 
 /** Small deterministic PRNG (mulberry32): examples and fault schedules replay from a seed. */
 export function prng(seed: number): () => number {

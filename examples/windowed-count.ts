@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { job } from '../shared/core/job.js';
+import { job, murmur3 } from 'cairn';
 import { byJson, prng, type Example } from './types.js';
 
 const Click = z.object({ user: z.string(), page: z.string(), ts: z.number().int().nonnegative() });
@@ -61,7 +61,6 @@ export const windowedCount: Example<Click, WindowCount> = {
   canonical: (output) => [...(output as WindowCount[])].sort(byJson),
 };
 
-import { murmur3 } from '../shared/core/hashing.js';
 function partitionOfUser(user: string): number {
   return murmur3(user) % 2;
 }

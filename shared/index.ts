@@ -8,4 +8,5 @@ export { job, type DataStream, type JobBuilder, type JobGraph, type KeyedContext
 export { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfig, type CheckpointConfigInput, type RuntimeLimits, type RuntimeLimitsInput } from './core/config.js';
 export { DEFAULT_RESTART_STRATEGY, validateRestartStrategy, type RestartStrategy } from './core/protocol/restart-strategy.js';
 export * from './core/errors.js';
+export { keyGroupOf, murmur3 } from './core/hashing.js';
 export type { CheckpointRecord, DeadLetter, JobRecord, JobStatus } from './core/ports.js';

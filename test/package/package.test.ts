@@ -101,6 +101,11 @@ describe('a project made by `cairn init`, outside the repo, with the packed tarb
     expect(run(join(project, 'node_modules/.bin/cairn'), ['output', 'spend-alerts', '--sink', 'alerts'], project).trim().split('\n').sort()).toEqual(sorted('expected.jsonl'));
   }, 120_000);
 
+  it("the package's own examples run from the installed bin (they import the API by package name: the package's exports)", () => {
+    const out = run(join(project, 'node_modules/.bin/cairn'), ['run', 'windowed-count', '--memory', '--events', '300'], project);
+    expect(out).toMatch(/results: exactly-once ✔ \(\d+ records match the oracle\)/);
+  }, 120_000);
+
   it('`npx cdk synth` with a real account and region: cdk-nag clean, one FIFO queue and one function per vertex of this job, ARNs in eu-west-1 / 123456789012', () => {
     // The CDK CLI sets CDK_DEFAULT_REGION for the app from the AWS SDK's region (AWS_REGION, the
     // profile, else us-east-1), over the caller's: a user's configured region is AWS_REGION.
