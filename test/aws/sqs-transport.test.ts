@@ -30,6 +30,18 @@ async function receiveAll(sqs: SQSClient, url: string, count: number): Promise<M
 const seqOf = (m: Message): number => (JSON.parse(m.Body ?? '{}') as ChannelMessage).seq;
 
 describe('SqsFifoTransport', () => {
+  it('sends user strings holding U+FFFE and U+FFFF, which an SQS body may not contain, and they arrive unchanged', async () => {
+    const sqs = client();
+    const urls = await ensureFifoQueues(sqs, ['op'], unique('t'));
+    const transport = new SqsFifoTransport({ client: sqs, queueUrls: urls });
+    const text = 'a\uffffb\ufffec \u{1f600} \u0007';
+    // Before the escaping: ElasticMQ rejected the whole request (AWS: InvalidMessageContents), after the commit, on every redelivery.
+    await transport.send([message('op', 'x#0', 1, text)]);
+    const [got] = await receiveAll(sqs, urls.op ?? '', 1);
+    expect(got?.Body).not.toMatch(/[\ufffe\uffff]/);
+    expect((JSON.parse(got?.Body ?? '{}') as ChannelMessage).records?.[0]?.v).toBe(text);
+  });
+
   it('sends 38 interleaved messages of two groups in 4 batches and each group arrives in order; another queue in its own batch', async () => {
     const sqs = client();
     const counter = new RequestCounter();

@@ -84,7 +84,7 @@ export class SqsFifoTransport implements QueueTransport {
     let batch: Array<OutboundMessage & { json: string }> = [];
     let bytes = 0;
     for (const m of list) {
-      const json = JSON.stringify(m.body);
+      const json = sqsSafeJson(m.body);
       const size = Buffer.byteLength(json);
       if (size > this.maxBatchBytes) throw new Error(`message of ${size} bytes to ${m.groupId} exceeds the SQS limit of ${this.maxBatchBytes} bytes`);
       if (batch.length === MAX_ENTRIES || (batch.length > 0 && bytes + size > this.maxBatchBytes)) {
@@ -131,4 +131,19 @@ export class SqsFifoTransport implements QueueTransport {
       await new Promise((r) => setTimeout(r, Math.random() * this.retryBaseMs * 2 ** attempt));
     }
   }
+}
+
+/**
+ * SQS accepts only #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF in a
+ * message body: a user string holding U+FFFE or U+FFFF (legal in JSON and JavaScript) would
+ * make the send fail after the commit, and every redelivery fail again. JSON.stringify already
+ * escapes control characters and lone surrogates; these two are escaped here (`\\uffff` decodes
+ * to the same string). Lines that are not JSON (`--input`) are made sendable the same way.
+ */
+export function sqsSafeJson(value: unknown): string {
+  return sqsSafeBody(JSON.stringify(value));
+}
+
+export function sqsSafeBody(text: string): string {
+  return text.replace(/[\ufffe\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
 }

@@ -16,6 +16,7 @@ import type { CheckpointRecord, DeadLetter, JobRecord, OutboundMessage, QueueTra
 import type { CoordinatorDecision } from '../../core/protocol/coordinator.js';
 import { Topology } from '../../core/topology.js';
 import { deleteJobTable } from '../adapters/provision.js';
+import { sqsSafeBody } from '../adapters/sqs-fifo-transport.js';
 import { RequestCounter } from '../adapters/request-counter.js';
 import { createAwsStores, type AwsStores } from '../index.js';
 import type { JobResources } from '../ops/job-resources.js';
@@ -269,7 +270,7 @@ export class LocalCloudJob {
     const send = async (batch: typeof events): Promise<void> => {
       let entries = batch.map((e, i) => ({
         Id: String(i),
-        MessageBody: e.body,
+        MessageBody: sqsSafeBody(e.body),
         // The event's own id: the ingest deduplicates by it (a re-push is one event), and a dead letter names it (`--input`: the line).
         MessageAttributes: { [EVENT_ID_ATTRIBUTE]: { DataType: 'String', StringValue: e.id } },
         ...(this.ingressIsFifo ? { MessageGroupId: group ?? this.ingressGroupOf(e), MessageDeduplicationId: e.id.replace(/[^\x21-\x7e]/g, '_').slice(0, 128) } : {}),
