@@ -304,6 +304,12 @@ export interface CheckpointStore {
   putJob(job: JobRecord, expectedVersion: number | undefined): Promise<void>;
   getCheckpoint(id: number): Promise<CheckpointRecord | undefined>;
   putCheckpoint(record: CheckpointRecord): Promise<void>;
+  /**
+   * Writes `record` only if the stored checkpoint is still PENDING (atomically); returns whether
+   * it wrote. For writers that are not the coordinator's transitions (the workflow storing its
+   * task token), which must never turn a finished checkpoint back into a pending one.
+   */
+  putCheckpointIfPending(record: CheckpointRecord): Promise<boolean>;
   listCheckpoints(): Promise<CheckpointRecord[]>;
   listAcks(checkpointId: number): Promise<CheckpointAck[]>;
 }

@@ -325,6 +325,12 @@ export class EmbeddedCheckpointStore implements CheckpointStore {
     return Promise.resolve();
   }
 
+  putCheckpointIfPending(record: CheckpointRecord): Promise<boolean> {
+    if (this.db.get<CheckpointRecord>('cp', pad(record.id))?.status !== 'PENDING') return Promise.resolve(false);
+    this.db.write([['cp', pad(record.id), record]]);
+    return Promise.resolve(true);
+  }
+
   listCheckpoints(): Promise<CheckpointRecord[]> {
     return Promise.resolve([...this.db.table<CheckpointRecord>('cp').values()].sort((a, b) => a.id - b.id));
   }

@@ -200,7 +200,12 @@ export class CoordinatorTasks {
       await this.succeed(input.token, { checkpointId: input.checkpointId, status: checkpoint?.status ?? 'MISSING' });
       return { waiting: false };
     }
-    await this.deps.checkpoints.putCheckpoint({ ...checkpoint, taskToken: input.token } as TaskTokenRecord);
+    // Conditional: a checkpoint completed or aborted since the read above stays so.
+    if (!(await this.deps.checkpoints.putCheckpointIfPending({ ...checkpoint, taskToken: input.token } as TaskTokenRecord))) {
+      const now = await this.deps.checkpoints.getCheckpoint(input.checkpointId);
+      await this.succeed(input.token, { checkpointId: input.checkpointId, status: now?.status ?? 'MISSING' });
+      return { waiting: false };
+    }
     const done = await this.notifyIfComplete(input.checkpointId);
     return { waiting: !done };
   }

@@ -103,6 +103,22 @@ describe.each(implementationsOf('store-family'))('CheckpointStore contract: $nam
     );
 
     it(
+      'putCheckpointIfPending writes over a PENDING checkpoint only: a finished one stays finished',
+      run(async ({ checkpoints }) => {
+        expect(await checkpoints.putCheckpointIfPending(checkpoint(1))).toBe(false); // none stored
+        expect(await checkpoints.getCheckpoint(1)).toBeUndefined();
+        await checkpoints.putCheckpoint(checkpoint(1));
+        const withToken = { ...checkpoint(1), taskToken: 'token-1' } as CheckpointRecord;
+        expect(await checkpoints.putCheckpointIfPending(withToken)).toBe(true);
+        expect(await checkpoints.getCheckpoint(1)).toEqual(withToken);
+        const done = checkpoint(1, { status: 'COMPLETED', finishedAt: 9 });
+        await checkpoints.putCheckpoint(done);
+        expect(await checkpoints.putCheckpointIfPending(withToken)).toBe(false);
+        expect(await checkpoints.getCheckpoint(1)).toEqual(done);
+      }),
+    );
+
+    it(
       'listCheckpoints lists every checkpoint once, ascending by id (numerically)',
       run(async ({ checkpoints }) => {
         expect(await checkpoints.listCheckpoints()).toEqual([]);

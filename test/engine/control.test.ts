@@ -162,6 +162,7 @@ function bind(store: CheckpointStore): CheckpointStore {
     putJob: (job, expected) => store.putJob(job, expected),
     getCheckpoint: (id) => store.getCheckpoint(id),
     putCheckpoint: (record) => store.putCheckpoint(record),
+    putCheckpointIfPending: (record) => store.putCheckpointIfPending(record),
     listCheckpoints: () => store.listCheckpoints(),
     listAcks: (id) => store.listAcks(id),
   };

@@ -146,6 +146,33 @@ describe('coordinator task functions', () => {
     expect((await h.sinks.read('counts')).length).toBe(5);
   });
 
+  it('AwaitAcks never turns a checkpoint that completed meanwhile back into PENDING: it sends the token with COMPLETED', async () => {
+    const h = harness();
+    await h.log.append(0, [{ id: 'e1', event: { line: 'a' } }]);
+    await h.tasks.decide(h.input);
+    await h.deliver();
+    h.advance(1000);
+    const inject = await run(h, 'trigger');
+    await h.tasks.apply({ decision: inject.decision, jobVersion: inject.jobVersion });
+    await h.deliver();
+    // Another execution completes checkpoint 1 between AwaitAcks' read and its write of the token.
+    const getCheckpoint = h.checkpoints.getCheckpoint.bind(h.checkpoints);
+    let raced = false;
+    h.checkpoints.getCheckpoint = async (id) => {
+      const read = await getCheckpoint(id);
+      if (!raced && read?.status === 'PENDING') {
+        raced = true;
+        const job = await h.checkpoints.getJob();
+        await h.tasks.apply({ decision: { type: 'complete', checkpointId: 1 }, jobVersion: job?.version ?? 0 });
+      }
+      return read;
+    };
+    expect(await h.tasks.awaitAcks({ checkpointId: 1, token: 'token-1' })).toEqual({ waiting: false });
+    expect(raced).toBe(true);
+    expect((await getCheckpoint(1))?.status).toBe('COMPLETED');
+    expect(h.tokens).toEqual([{ token: 'token-1', output: { checkpointId: 1, status: 'COMPLETED' } }]);
+  });
+
   it('acknowledgements that beat the token are noticed by AwaitAcks itself', async () => {
     const h = harness();
     await h.tasks.decide(h.input);

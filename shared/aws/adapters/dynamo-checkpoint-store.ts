@@ -58,11 +58,34 @@ export class DynamoCheckpointStore implements CheckpointStore {
   }
 
   async putCheckpoint(record: CheckpointRecord): Promise<void> {
-    await this.io.batchWrite([{ put: { ...Keys.checkpoint(record.id), d: await this.io.encode(record) } }]);
+    // `st`: the status, for putCheckpointIfPending's condition (the record itself is encoded in `d`).
+    await this.io.batchWrite([{ put: { ...Keys.checkpoint(record.id), d: await this.io.encode(record), st: record.status } }]);
     if (record.status !== 'PENDING') {
       // Acks of a finished checkpoint are folded into its record; drop them.
       const acks = await this.io.queryPartition(Keys.ackPk(record.id));
       await this.io.batchWrite(acks.map((a) => ({ delete: { pk: a.pk, sk: a.sk } })));
+    }
+  }
+
+  async putCheckpointIfPending(record: CheckpointRecord): Promise<boolean> {
+    const d = await this.io.encode(record);
+    try {
+      await this.io.retrying(() =>
+        this.io.doc.send(
+          new PutCommand({
+            TableName: this.io.table,
+            Item: { ...Keys.checkpoint(record.id), d, st: record.status },
+            ConditionExpression: '#st = :pending',
+            ExpressionAttributeNames: { '#st': 'st' },
+            ExpressionAttributeValues: { ':pending': 'PENDING' },
+          }),
+        ),
+      );
+      return true;
+    } catch (error) {
+      if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
+      await this.io.dropBlob(d);
+      return false;
     }
   }
 
