@@ -196,6 +196,10 @@ export class CheckpointCoordinator extends Construct {
     });
     const abortTimedOut = invoke('AbortTimedOut', { action: 'abort', 'checkpointId.$': '$.step.checkpointId', 'reason.$': '$.step.reason' }, sfn.JsonPath.DISCARD, 'Abort N and count the failure');
     abortTimedOut.addRetry(APPLY_RETRY);
+    // A failed AwaitAcks invocation (a throttled read, a cold start's error) is retried before
+    // it costs the checkpoint: with no tolerable failures, an abort means a full rollback. The
+    // wait running out (States.Timeout, the checkpoint timeout) is never retried.
+    awaitAcks.addRetry(APPLY_RETRY);
     awaitAcks.addCatch(abortTimedOut, { errors: ['States.Timeout'], resultPath: '$.error' });
     awaitAcks.addCatch(abortTimedOut, { errors: ['States.ALL'], resultPath: '$.error' });
     abortTimedOut.next(decide);

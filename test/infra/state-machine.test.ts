@@ -37,6 +37,13 @@ describe('checkpoint workflow', () => {
     expect(awaitAcks.Next).toBe('Decide');
   });
 
+  it('retries a failed AwaitAcks invocation before aborting, and never retries the timeout', () => {
+    const retries = state(checkpoints, 'AwaitAcks').Retry as Array<{ ErrorEquals: string[]; MaxAttempts: number }>;
+    expect(retries).toContainEqual(expect.objectContaining({ ErrorEquals: ['States.TaskFailed'], MaxAttempts: 2 }));
+    expect(retries.flatMap((r) => r.ErrorEquals)).not.toContain('States.Timeout');
+    expect(retries.flatMap((r) => r.ErrorEquals)).not.toContain('States.ALL');
+  });
+
   it('aborts the checkpoint (and counts it) when the wait times out or fails', () => {
     const catches = state(checkpoints, 'AwaitAcks').Catch as Array<{ ErrorEquals: string[]; Next: string }>;
     expect(catches[0]).toMatchObject({ ErrorEquals: ['States.Timeout'], Next: 'AbortTimedOut' });
