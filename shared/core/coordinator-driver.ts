@@ -132,10 +132,7 @@ export class CoordinatorDriver {
       if (record?.status === 'PENDING') pending.push(record);
     }
     const acks = new Map<number, number>();
-    for (const checkpoint of pending) {
-      const list = await this.deps.checkpoints.listAcks(checkpoint.id);
-      acks.set(checkpoint.id, list.filter((a) => a.generation === checkpoint.generation).length);
-    }
+    for (const checkpoint of pending) acks.set(checkpoint.id, await this.acksOf(checkpoint));
     const sources = this.deps.topology.sources();
     let ingestedTotal = 0;
     let sourcesFinished = true;
@@ -162,6 +159,11 @@ export class CoordinatorDriver {
       lastCompletedTrigger: lastCompleted?.trigger,
       failureSignal: this.failureSignal,
     };
+  }
+
+  /** Acknowledgements of `checkpoint` from instances of its generation (it completes at one per instance). Reads the acks only. */
+  async acksOf(checkpoint: CheckpointRecord): Promise<number> {
+    return (await this.deps.checkpoints.listAcks(checkpoint.id)).filter((a) => a.generation === checkpoint.generation).length;
   }
 
   /** Executes exactly one decision (idempotent) against the ports. */

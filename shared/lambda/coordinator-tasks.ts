@@ -217,11 +217,9 @@ export class CoordinatorTasks {
   async notifyIfComplete(checkpointId: number): Promise<boolean> {
     const checkpoint: TaskTokenRecord | undefined = await this.deps.checkpoints.getCheckpoint(checkpointId);
     if (!checkpoint?.taskToken) return false;
-    if (checkpoint.status === 'PENDING') {
-      const job = await this.requireJob();
-      const facts = await this.driver().readFacts(job);
-      if ((facts.acks.get(checkpointId) ?? 0) < facts.expectedAcks) return false;
-    }
+    // Acks only: the acknowledgement listener's role reads the table and writes nothing (loading
+    // instance records, as the full facts do, can finish a fold, which is a write).
+    if (checkpoint.status === 'PENDING' && (await this.driver().acksOf(checkpoint)) < this.topology.allInstances().length) return false;
     await this.succeed(checkpoint.taskToken, { checkpointId, status: checkpoint.status });
     return true;
   }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { wordCount } from '../../examples/word-count.js';
 import { checkpointsOfAckRecords } from '../../shared/lambda/coordinator-handler.js';
 import { decideRestart, validateRestartStrategy, type RestartStrategy } from '../../shared/core/protocol/restart-strategy.js';
-import { CoordinatorTasks, type DecideOutput } from '../../shared/lambda/coordinator-tasks.js';
+import { CoordinatorTasks, type CoordinatorTaskDeps, type DecideOutput } from '../../shared/lambda/coordinator-tasks.js';
 import { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfigInput } from '../../shared/core/config.js';
 import { pauseJob, requestRollback, resumeJob, updateJob } from '../../shared/core/control.js';
 import { handleOperatorBatch } from '../../shared/core/instance/handler.js';
@@ -48,7 +48,7 @@ function harness(restartStrategy: RestartStrategy = { kind: 'fixed-delay', attem
   const metrics: string[] = [];
   const graph = wordCount.build();
   const config = parseCheckpointConfig({ intervalMs: 1000, timeoutMs: 5000, ...options.checkpoint });
-  const tasks = new CoordinatorTasks({
+  const deps: CoordinatorTaskDeps = {
     graph,
     config,
     restartStrategy,
@@ -65,7 +65,16 @@ function harness(restartStrategy: RestartStrategy = { kind: 'fixed-delay', attem
       return Promise.resolve();
     },
     metric: (name, value, unit) => metrics.push(unit === 'Milliseconds' ? `${name} ${value} ms` : name),
+  };
+  const tasks = new CoordinatorTasks(deps);
+  /** The acknowledgement listener's tasks: its role reads the table and writes nothing; here, keyed state and instance records are off limits. */
+  const refusing = new Proxy(state, {
+    get: (target, key): unknown =>
+      typeof key === 'string' && typeof (target as unknown as Record<string, unknown>)[key] === 'function'
+        ? () => Promise.reject(new Error(`the listener touched state.${key}`))
+        : (Reflect.get(target, key) as unknown),
   });
+  const listenerTasks = new CoordinatorTasks({ ...deps, state: refusing });
   const stepDeps = { topology: new Topology(graph), config, limits: parseRuntimeLimits(), state, log, transport, clock };
   let delivered = 0;
   /** Plays the queues: every sent message reaches its instance, in order per group. */
@@ -102,7 +111,7 @@ function harness(restartStrategy: RestartStrategy = { kind: 'fixed-delay', attem
     now += ms;
   };
   const input = { input: { windowSeconds: 300 }, consumed: { manual: false, restart: false }, startedAt: new Date(now).toISOString() };
-  return { tasks, checkpoints, state, log, sinks, tokens, metrics, queue, deliver, deliverBatch, deliverOnly, advance, afterRestoreOperator, input };
+  return { tasks, listenerTasks, checkpoints, state, log, sinks, tokens, metrics, queue, deliver, deliverBatch, deliverOnly, advance, afterRestoreOperator, input };
 }
 
 type H = ReturnType<typeof harness>;
@@ -135,7 +144,7 @@ describe('coordinator task functions', () => {
     // The ack listener, woken by the stream records of the ack items:
     const ids = checkpointsOfAckRecords({ Records: [{ eventName: 'INSERT', dynamodb: { Keys: { pk: { S: 'A#000000000001' }, sk: { S: 'count#0' } } } }] });
     expect(ids).toEqual([1]);
-    expect(await h.tasks.notifyIfComplete(1)).toBe(true);
+    expect(await h.listenerTasks.notifyIfComplete(1)).toBe(true);
     expect(h.tokens).toEqual([{ token: 'token-1', output: { checkpointId: 1, status: 'PENDING' } }]);
     // Back in Decide: complete, commit the sinks, then wait for the next interval.
     const next = await run(h, 'complete', 'commit-sinks');
