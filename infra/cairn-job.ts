@@ -335,7 +335,6 @@ export class CairnJob extends Construct {
       jobName: this.prefix,
       checkpoint: spec.checkpoint,
       fn: this.coordinatorFunction,
-      queues: allQueues,
       loopWindow,
       logRetention: this.logRetention,
       removalPolicy: this.removalPolicy,

@@ -2,7 +2,6 @@ import type { RemovalPolicy } from 'aws-cdk-lib';
 import { Duration, Stack } from 'aws-cdk-lib';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
@@ -33,8 +32,8 @@ import type { CheckpointConfig } from '../shared/core/config.js';
  *     fail              -> MarkJobFailed -> JobFailed (restart strategy exhausted)
  *
  * Recovery workflow: PlanRestart (restart strategy) -> [exhausted: MarkFailed -> JobFailed]
- *   -> RestartDelay -> BumpGeneration (a new attempt in its own generation) -> PurgeQueues
- *   (Map) -> RestoreOperators (Map over vertices) -> RestoreInstances (Map over instances) ->
+ *   -> RestartDelay -> BumpGeneration (a new attempt in its own generation) ->
+ *   RestoreOperators (Map over vertices) -> RestoreInstances (Map over instances) ->
  *   Resume (finishes only) -> Recovered. Every item carries the attempt's generation; a state
  *   of an attempt that a newer one superseded ends the execution as Superseded.
  *
@@ -51,8 +50,6 @@ export interface CheckpointCoordinatorProps {
   readonly checkpoint: CheckpointConfig;
   /** The coordinator task function (functions/coordinator/handler.ts `handler`). */
   readonly fn: lambda.IFunction;
-  /** Vertex queues the recovery workflow purges. */
-  readonly queues: readonly sqs.IQueue[];
   /** How long one looping execution runs before it hands over to the next scheduled one. */
   readonly loopWindow: Duration;
   readonly logRetention: logs.RetentionDays;
@@ -95,18 +92,9 @@ export class CheckpointCoordinator extends Construct {
     const bump = invoke('BumpGeneration', { action: 'start-recovery', 'reason.$': '$.plan.reason' }, '$.targets', 'Generation + 1: every message and commit of the old generation is fenced off');
     bump.addRetry(APPLY_RETRY);
 
-    const purgeOne = new tasks.CallAwsService(this, 'PurgeQueue', {
-      service: 'sqs',
-      action: 'purgeQueue',
-      parameters: { 'QueueUrl.$': '$' },
-      iamAction: 'sqs:PurgeQueue',
-      iamResources: props.queues.map((q) => q.queueArn),
-      resultPath: sfn.JsonPath.DISCARD,
-      comment: 'Only saves work (fencing makes the rollback correct); a purge refused by the 60 s limit is skipped',
-    });
-    purgeOne.addCatch(new sfn.Pass(this, 'PurgeSkipped'), { errors: ['States.ALL'], resultPath: sfn.JsonPath.DISCARD });
-    const purge = new sfn.Map(this, 'PurgeQueues', { itemsPath: '$.targets.queueUrls', maxConcurrency: 10, resultPath: sfn.JsonPath.DISCARD });
-    purge.itemProcessor(purgeOne);
+    // No PurgeQueue: on AWS a purge takes up to 60 s and deletes the messages sent meanwhile,
+    // which would be the new generation's polls, ticks and barriers (then ack timeouts, another
+    // rollback, another purge). The old generation's messages are fenced and dropped instead.
 
     // A newer attempt (a retried or concurrent BumpGeneration) took over: this one stops, successfully.
     const superseded = new sfn.Succeed(this, 'Superseded', { comment: 'A newer recovery attempt (generation) took over, or the recovery already finished' });
@@ -144,7 +132,7 @@ export class CheckpointCoordinator extends Construct {
     const recoveryDefinition = planRestart.next(
       new sfn.Choice(this, 'RestartAllowed')
         .when(sfn.Condition.stringEquals('$.plan.action', 'fail'), markFailed.next(recoveryFailed))
-        .otherwise(restartDelay.next(bump).next(purge).next(restoreOperators).next(restoreInstances).next(resume).next(new sfn.Succeed(this, 'Recovered'))),
+        .otherwise(restartDelay.next(bump).next(restoreOperators).next(restoreInstances).next(resume).next(new sfn.Succeed(this, 'Recovered'))),
     );
 
     this.recoveryStateMachine = new sfn.StateMachine(this, 'Recovery', {

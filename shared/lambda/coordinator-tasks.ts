@@ -24,7 +24,7 @@ export interface CoordinatorTaskDeps {
   readonly sinks: SinkStore;
   readonly transport: QueueTransport;
   readonly clock: Clock;
-  /** Vertex id -> queue URL (the recovery state machine purges them). */
+  /** Vertex id -> queue URL (sends, and the idle check before each decision). */
   readonly queueUrls: Readonly<Record<string, string>>;
   /** Nothing queued or in flight on any vertex queue (asked before each decision). */
   readonly queuesIdle: () => Promise<boolean>;
@@ -87,7 +87,6 @@ export interface RecoveryPlan {
 export interface RecoveryTargets {
   readonly toCheckpoint: number;
   readonly generation: number;
-  readonly queueUrls: string[];
   readonly vertices: { vertex: string; toCheckpoint: number; generation: number }[];
   readonly instances: { instance: string; toCheckpoint: number; generation: number }[];
 }
@@ -281,7 +280,6 @@ export class CoordinatorTasks {
     return {
       toCheckpoint,
       generation,
-      queueUrls: Object.values(this.deps.queueUrls),
       vertices: this.topology.vertices.map((v) => ({ vertex: v.id, toCheckpoint, generation })),
       instances: this.topology.allInstances().map((instance) => ({ instance, toCheckpoint, generation })),
     };

@@ -91,7 +91,7 @@ describe('the synthesized checkpoint workflow on moto', () => {
     if (!executionArn) throw new Error('no execution');
     expect(await finished(d, executionArn)).toBe('SUCCEEDED');
     const states = await visitedStates(d, executionArn);
-    expect(states).toEqual(expect.arrayContaining(['PlanRestart', 'RestartDelay', 'BumpGeneration', 'PurgeQueues', 'RestoreOperators', 'RestoreInstances', 'Resume', 'Recovered']));
+    expect(states).toEqual(expect.arrayContaining(['PlanRestart', 'RestartDelay', 'BumpGeneration', 'RestoreOperators', 'RestoreInstances', 'Resume', 'Recovered']));
     const job = await d.stores.checkpoints.getJob();
     expect(job).toMatchObject({ status: 'RUNNING', generation: 2, lastCompletedId: 1 });
     expect(job?.restarts).toEqual([expect.objectContaining({ toCheckpoint: 1, reason: 'restart requested by the test' })]);

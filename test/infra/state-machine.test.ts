@@ -106,12 +106,11 @@ describe('recovery workflow', () => {
     expect(state(recovery, 'RestartDelay')).toMatchObject({ Type: 'Wait', SecondsPath: '$.plan.delaySeconds', Next: 'BumpGeneration' });
   });
 
-  it('bumps the generation, purges the queues, restores operators and every instance (Map), then resumes', () => {
-    expect(state(recovery, 'BumpGeneration').Next).toBe('PurgeQueues');
-    const purge = state(recovery, 'PurgeQueues');
-    expect(purge).toMatchObject({ Type: 'Map', ItemsPath: '$.targets.queueUrls', Next: 'RestoreOperators' });
-    expect(inner(purge).PurgeQueue?.Resource).toMatch(/:states:::aws-sdk:sqs:purgeQueue$/);
-    expect(inner(purge).PurgeQueue?.Catch).toEqual([expect.objectContaining({ ErrorEquals: ['States.ALL'], Next: 'PurgeSkipped' })]);
+  it('bumps the generation, restores operators and every instance (Map), then resumes; it never purges a queue', () => {
+    // A purge on AWS deletes for up to 60 s what is sent after it: the new generation's first messages.
+    expect(state(recovery, 'BumpGeneration').Next).toBe('RestoreOperators');
+    expect(JSON.stringify(recovery)).not.toMatch(/purge/i);
+    expect(JSON.stringify(template.toJSON())).not.toContain('sqs:PurgeQueue');
     expect(state(recovery, 'RestoreOperators')).toMatchObject({ Type: 'Map', ItemsPath: '$.targets.vertices', Next: 'RestoreInstances' });
     const instances = state(recovery, 'RestoreInstances');
     expect(instances).toMatchObject({ Type: 'Map', ItemsPath: '$.targets.instances', MaxConcurrency: 20, Next: 'Resume' });

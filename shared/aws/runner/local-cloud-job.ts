@@ -78,7 +78,12 @@ export interface LocalCloudJobOptions {
   readonly coordinatorPollMs?: number;
   /** How often the operator dead-letter queues are checked. Default 500 ms. */
   readonly failureCheckMs?: number;
-  /** PurgeQueue the operator queues on rollback (an optimization; fencing is what makes it correct). Default true. */
+  /**
+   * PurgeQueue the operator queues on rollback, waiting for it before any send. Default false,
+   * as deployed: on AWS a purge takes up to 60 s and deletes what is sent meanwhile (the new
+   * generation's polls, ticks and barriers), so nothing purges; fencing drops the old
+   * generation's messages, which is what makes a rollback correct.
+   */
   readonly purgeOnRollback?: boolean;
   /** What a failure does: roll back after a delay, or end FAILED once exhausted (default: exponential backoff). */
   readonly restartStrategy?: RestartStrategy;
@@ -582,7 +587,7 @@ export class LocalCloudJob {
       env: {
         isIdle: () => this.idle,
         purgeOperatorQueues: () => {
-          if (this.options.purgeOnRollback === false) return;
+          if (this.options.purgeOnRollback !== true) return;
           // Sends wait for the purge, so the new generation's first messages are never purged.
           this.purging = Promise.all(Object.values(this.queues.operators).map((q) => this.sqs.send(new PurgeQueueCommand({ QueueUrl: q.url })).catch(() => undefined))).then(() => undefined);
         },
