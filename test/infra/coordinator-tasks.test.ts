@@ -125,6 +125,16 @@ async function run(h: H, ...types: Array<DecideOutput['type']>): Promise<DecideO
   }
 }
 
+/** The job started, checkpoint 1 triggered a second later, its barriers injected and delivered (every ack in, no token stored yet). */
+async function barriersDelivered(h: H): Promise<void> {
+  await h.tasks.decide(h.input);
+  await h.deliver();
+  h.advance(1000);
+  const inject = await run(h, 'trigger');
+  await h.tasks.apply({ decision: inject.decision, jobVersion: inject.jobVersion });
+  await h.deliver();
+}
+
 describe('coordinator task functions', () => {
   it('a checkpoint completes when the last acknowledgement sends the stored task token', async () => {
     const h = harness();
@@ -158,12 +168,7 @@ describe('coordinator task functions', () => {
   it('AwaitAcks never turns a checkpoint that completed meanwhile back into PENDING: it sends the token with COMPLETED', async () => {
     const h = harness();
     await h.log.append(0, [{ id: 'e1', event: { line: 'a' } }]);
-    await h.tasks.decide(h.input);
-    await h.deliver();
-    h.advance(1000);
-    const inject = await run(h, 'trigger');
-    await h.tasks.apply({ decision: inject.decision, jobVersion: inject.jobVersion });
-    await h.deliver();
+    await barriersDelivered(h);
     // Another execution completes checkpoint 1 between AwaitAcks' read and its write of the token.
     const getCheckpoint = h.checkpoints.getCheckpoint.bind(h.checkpoints);
     let raced = false;
@@ -184,12 +189,7 @@ describe('coordinator task functions', () => {
 
   it('acknowledgements that beat the token are noticed by AwaitAcks itself', async () => {
     const h = harness();
-    await h.tasks.decide(h.input);
-    await h.deliver();
-    h.advance(1000);
-    const inject = await run(h, 'trigger');
-    await h.tasks.apply({ decision: inject.decision, jobVersion: inject.jobVersion });
-    await h.deliver();
+    await barriersDelivered(h);
     expect(await h.tasks.awaitAcks({ checkpointId: 1, token: 'late-token' })).toEqual({ waiting: false });
     expect(h.tokens.map((t) => t.token)).toEqual(['late-token']);
   });
