@@ -127,9 +127,11 @@ export class CoordinatorDriver {
    */
   async readFacts(job: JobRecord): Promise<CoordinatorFacts> {
     const pending: CheckpointRecord[] = [];
+    const finished: CheckpointRecord[] = [];
     for (const id of job.pendingCheckpoints) {
       const record = await this.deps.checkpoints.getCheckpoint(id);
       if (record?.status === 'PENDING') pending.push(record);
+      else if (record?.status === 'COMPLETED' || record?.status === 'ABORTED') finished.push(record);
     }
     const acks = new Map<number, number>();
     for (const checkpoint of pending) acks.set(checkpoint.id, await this.acksOf(checkpoint));
@@ -150,6 +152,7 @@ export class CoordinatorDriver {
       now: this.deps.clock.now(),
       job,
       pending,
+      finished,
       acks,
       expectedAcks: this.deps.topology.allInstances().length,
       ingestedTotal,
@@ -211,10 +214,14 @@ export class CoordinatorDriver {
       }
       case 'complete': {
         const checkpoint = await this.requireCheckpoint(decision.checkpointId);
-        const acks = (await checkpoints.listAcks(decision.checkpointId)).filter((a) => a.generation === checkpoint.generation);
-        const done: CheckpointRecord = { ...checkpoint, status: 'COMPLETED', finishedAt: now, ...(await this.summarize(acks)) };
-        await checkpoints.putCheckpoint(done);
-        const next = completed(job, done, now, this.deps.config.retained);
+        // Completed already (a retry after the job-record write was lost): its stored record stands.
+        let done = checkpoint;
+        if (checkpoint.status !== 'COMPLETED') {
+          const acks = (await checkpoints.listAcks(decision.checkpointId)).filter((a) => a.generation === checkpoint.generation);
+          done = { ...checkpoint, status: 'COMPLETED', finishedAt: now, ...(await this.summarize(acks)) };
+          await checkpoints.putCheckpoint(done);
+        }
+        const next = completed(job, done, done.finishedAt ?? now, this.deps.config.retained);
         await checkpoints.putJob(next, job.version);
         this.deps.onTransition?.(decision, done);
         await this.prune(
@@ -225,8 +232,8 @@ export class CoordinatorDriver {
       }
       case 'abort': {
         const checkpoint = await this.requireCheckpoint(decision.checkpointId);
-        const done: CheckpointRecord = { ...checkpoint, status: 'ABORTED', finishedAt: now, abortReason: decision.reason };
-        await checkpoints.putCheckpoint(done);
+        const done: CheckpointRecord = checkpoint.status === 'ABORTED' ? checkpoint : { ...checkpoint, status: 'ABORTED', finishedAt: now, abortReason: decision.reason };
+        if (checkpoint.status !== 'ABORTED') await checkpoints.putCheckpoint(done);
         await checkpoints.putJob(aborted(job, decision.checkpointId), job.version);
         this.deps.onTransition?.(decision, done);
         return;

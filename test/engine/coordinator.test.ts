@@ -29,6 +29,13 @@ describe('checkpoint coordinator decisions', () => {
     expect(decideNext(config(), facts({ pending: [pending(1)], acks: new Map([[1, 4]]) }))).toEqual({ type: 'complete', checkpointId: 1 });
   });
 
+  it('a checkpoint whose record ended while the job record still lists it is finished on the job record (its write was lost)', () => {
+    const done: CheckpointRecord = { ...pending(1), status: 'COMPLETED', finishedAt: T0 + 5 };
+    const lost: CheckpointRecord = { ...pending(2), status: 'ABORTED', finishedAt: T0 + 6, abortReason: 'timed out after 500 ms' };
+    expect(decideNext(config(), facts({ job: { pendingCheckpoints: [1] }, finished: [done] }))).toEqual({ type: 'complete', checkpointId: 1 });
+    expect(decideNext(config(), facts({ job: { pendingCheckpoints: [2] }, finished: [lost] }))).toEqual({ type: 'abort', checkpointId: 2, reason: 'timed out after 500 ms' });
+  });
+
   it('a checkpoint that misses one ack past the timeout is aborted', () => {
     const f = facts({ now: T0 + 500, pending: [pending(1)], acks: new Map([[1, 3]]) });
     expect(decideNext(config({ timeoutMs: 500 }), f)).toEqual({ type: 'abort', checkpointId: 1, reason: 'timed out after 500 ms' });

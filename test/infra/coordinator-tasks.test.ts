@@ -187,6 +187,28 @@ describe('coordinator task functions', () => {
     expect(h.tokens).toEqual([{ token: 'token-1', output: { checkpointId: 1, status: 'COMPLETED' } }]);
   });
 
+  it("a request landing between CompleteCheckpoint's two writes: decided again, the job record catches up (nothing stays listed as pending)", async () => {
+    const h = harness();
+    await h.log.append(0, [{ id: 'e1', event: { line: 'a b' } }]);
+    await barriersDelivered(h);
+    // `cairn pause` writes the job record right after the checkpoint record went COMPLETED.
+    const putCheckpoint = h.checkpoints.putCheckpoint.bind(h.checkpoints);
+    h.checkpoints.putCheckpoint = async (record) => {
+      await putCheckpoint(record);
+      if (record.status === 'COMPLETED') await updateJob(h.checkpoints, pauseJob);
+    };
+    const step = await h.tasks.decide(h.input);
+    expect(step).toMatchObject({ type: 'complete', checkpointId: 1 });
+    await expect(h.tasks.apply({ decision: step.decision, jobVersion: step.jobVersion })).rejects.toThrow(/concurrent|version/i);
+    h.checkpoints.putCheckpoint = putCheckpoint;
+    expect(await h.checkpoints.getJob()).toMatchObject({ paused: true, pendingCheckpoints: [1], lastCompletedId: 0 });
+    // The workflow decides again: the checkpoint record says COMPLETED, so the job record is brought level.
+    const next = await run(h, 'complete', 'commit-sinks');
+    expect(next.type).toBe('wait');
+    expect(await h.checkpoints.getJob()).toMatchObject({ paused: true, pendingCheckpoints: [], lastCompletedId: 1, retainedCheckpoints: [1], sinksCommittedThrough: 1 });
+    expect((await h.sinks.read('counts')).length).toBe(2);
+  });
+
   it('acknowledgements that beat the token are noticed by AwaitAcks itself', async () => {
     const h = harness();
     await barriersDelivered(h);

@@ -15,6 +15,12 @@ export interface CoordinatorFacts {
   readonly job: JobRecord;
   /** The job's pending checkpoints' records, ascending id. */
   readonly pending: readonly CheckpointRecord[];
+  /**
+   * Checkpoints the job record still lists as pending whose own record says they ended
+   * (COMPLETED or ABORTED): the transition's job-record write was lost to a concurrent writer
+   * (an operator request landing between the checkpoint write and the job write).
+   */
+  readonly finished?: readonly CheckpointRecord[];
   /** Acks received per pending checkpoint id (current generation only). */
   readonly acks: ReadonlyMap<number, number>;
   /** Instances that must ack a checkpoint (all instances of all vertices). */
@@ -57,6 +63,12 @@ export function decideNext(config: CheckpointConfig, facts: CoordinatorFacts, re
   const rollback = job.requests?.rollback;
   if (rollback) return { type: 'start-recovery', ...rollbackTarget(job, rollback) };
   if (facts.failureSignal) return restartOrFail(restartStrategy, job, now, facts.failureSignal);
+
+  // A transition half done: the checkpoint record ended, the job record missed it. Finish it
+  // (the execution reuses the stored record), or the job would list the checkpoint forever.
+  for (const checkpoint of facts.finished ?? []) {
+    return checkpoint.status === 'COMPLETED' ? { type: 'complete', checkpointId: checkpoint.id } : { type: 'abort', checkpointId: checkpoint.id, reason: checkpoint.abortReason ?? 'aborted' };
+  }
 
   for (const checkpoint of facts.pending) {
     if (!checkpoint.barriersInjected) return { type: 'inject-barriers', checkpointId: checkpoint.id };
