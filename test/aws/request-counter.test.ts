@@ -6,13 +6,13 @@ import { initialJob } from '../../shared/core/protocol/coordinator.js';
 import { INSTANCE, OP, commitOf, freshStores, unique } from './helpers.js';
 
 describe('RequestCounter', () => {
-  it('with dynamoCapacity, sums the read and write request units DynamoDB reports (transactions count double)', async () => {
+  it('with dynamoCapacity, bills read and write request units by AWS rules (transactions count double)', async () => {
     const counter = new RequestCounter({ dynamoCapacity: true });
     const s = await freshStores({ counter });
     try {
       counter.reset();
       await s.checkpoints.putJob(initialJob(1), undefined);
-      expect(counter.capacity).toEqual({ read: 0, write: 2 }); // a transaction: the job record and its generation fence
+      expect(counter.capacity).toEqual({ read: 0, write: 4 }); // a transaction of two small items, the job record and its generation fence: 2 units each
       counter.reset();
       await s.checkpoints.getJob();
       expect(counter.capacity).toEqual({ read: 1, write: 0 }); // strongly consistent read of an item under 4 KB

@@ -1,3 +1,5 @@
+import { DynamoBillingMeter } from './dynamo-billing.js';
+
 /**
  * Counts AWS requests by service and operation: an SDK v3 middleware in the `deserialize`
  * step, which runs inside the retry loop, so every HTTP attempt (retries included, as AWS
@@ -7,7 +9,7 @@
 
 interface Stackful {
   readonly middlewareStack: {
-    add(middleware: unknown, options: { step: 'initialize' | 'deserialize'; name: string; override: boolean; priority?: 'high' | 'normal' | 'low' }): void;
+    add(middleware: unknown, options: { step: 'deserialize'; name: string; override: boolean }): void;
   };
 }
 
@@ -16,37 +18,20 @@ interface MiddlewareContext {
   readonly commandName?: string;
 }
 
-/** DynamoDB operations that report ConsumedCapacity, and whether they consume write units. */
-const CAPACITY_OPERATIONS: Readonly<Record<string, 'read' | 'write'>> = {
-  GetItem: 'read',
-  BatchGetItem: 'read',
-  Query: 'read',
-  Scan: 'read',
-  TransactGetItems: 'read',
-  PutItem: 'write',
-  UpdateItem: 'write',
-  DeleteItem: 'write',
-  BatchWriteItem: 'write',
-  TransactWriteItems: 'write',
-};
-
-interface CapacityEntry {
-  readonly CapacityUnits?: number;
-}
-
 export interface RequestCounterOptions {
   /**
-   * Also ask DynamoDB for ConsumedCapacity on every request (ReturnConsumedCapacity TOTAL) and
-   * sum read and write request units, which is what on-demand tables are billed by (a
-   * transactional write costs twice a plain one; items are billed per KB).
+   * Also bill DynamoDB's request units as AWS's on-demand pricing does, from the item sizes sent
+   * and received (DynamoBillingMeter), not from the emulator's ConsumedCapacity report. Counters
+   * of clients that write the same table share one meter (its before images).
    */
-  readonly dynamoCapacity?: boolean;
+  readonly dynamoCapacity?: boolean | DynamoBillingMeter;
 }
 
 export class RequestCounter {
   private readonly counts = new Map<string, number>();
-  /** DynamoDB request units consumed (with `dynamoCapacity`). */
+  /** DynamoDB request units billed by AWS's rules (with `dynamoCapacity`). */
   readonly capacity = { read: 0, write: 0 };
+  private meter: DynamoBillingMeter | undefined;
 
   constructor(private readonly options: RequestCounterOptions = {}) {}
 
@@ -63,29 +48,11 @@ export class RequestCounter {
       },
       { step: 'deserialize', name: 'cairnRequestCounter', override: true },
     );
-    if (this.options.dynamoCapacity) {
-      stack.add(
-        (next: (args: unknown) => Promise<unknown>, context: MiddlewareContext) => async (args: unknown) => {
-          const op = (context.commandName ?? '').replace(/Command$/, '');
-          const input = (args as { input?: Record<string, unknown> }).input;
-          if (input && CAPACITY_OPERATIONS[op] && input.ReturnConsumedCapacity === undefined) input.ReturnConsumedCapacity = 'TOTAL';
-          const result = await next(args);
-          this.addCapacity(op, result);
-          return result;
-        },
-        // Outermost step: sees the parsed output (once per request, after any retries).
-        { step: 'initialize', name: 'cairnCapacityRequest', override: true, priority: 'low' },
-      );
+    if (this.options.dynamoCapacity && (client as { config?: { serviceId?: string } }).config?.serviceId === 'DynamoDB') {
+      const meter = this.options.dynamoCapacity === true ? (this.meter ??= new DynamoBillingMeter()) : this.options.dynamoCapacity;
+      meter.attach(client, this.capacity);
     }
     return client;
-  }
-
-  private addCapacity(operation: string, result: unknown): void {
-    const kind = CAPACITY_OPERATIONS[operation];
-    const consumed = (result as { output?: { ConsumedCapacity?: CapacityEntry | CapacityEntry[] } }).output?.ConsumedCapacity;
-    if (!kind || !consumed) return;
-    const units = (Array.isArray(consumed) ? consumed : [consumed]).reduce((sum, c) => sum + (c.CapacityUnits ?? 0), 0);
-    this.capacity[kind] += units;
   }
 
   /** Requests of one service (and operation), or all. */

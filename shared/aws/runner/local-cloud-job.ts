@@ -17,6 +17,7 @@ import type { CoordinatorDecision } from '../../core/protocol/coordinator.js';
 import { Topology } from '../../core/topology.js';
 import { deleteJobTable } from '../adapters/provision.js';
 import { sqsSafeBody } from '../adapters/sqs-fifo-transport.js';
+import { DynamoBillingMeter } from '../adapters/dynamo-billing.js';
 import { RequestCounter } from '../adapters/request-counter.js';
 import { createAwsStores, type AwsStores } from '../index.js';
 import type { JobResources } from '../ops/job-resources.js';
@@ -204,8 +205,9 @@ export class LocalCloudJob {
       region,
       ...(options.credentials ? { credentials: options.credentials } : {}),
     };
-    // Consumed capacity too: the bench prices DynamoDB by request units, as on-demand tables are billed.
-    const counters: RequestCounters = { functions: new RequestCounter({ dynamoCapacity: true }), coordinator: new RequestCounter({ dynamoCapacity: true }), eventSources: new RequestCounter() };
+    // Request units too, billed by AWS's on-demand rules (one meter: both write the job table).
+    const meter = new DynamoBillingMeter();
+    const counters: RequestCounters = { functions: new RequestCounter({ dynamoCapacity: meter }), coordinator: new RequestCounter({ dynamoCapacity: meter }), eventSources: new RequestCounter() };
     const sqs = new SQSClient({ ...base, maxAttempts: 8 });
     counters.eventSources.attach(sqs);
     const visibility = options.visibilityTimeoutSeconds ?? 1;

@@ -1,0 +1,191 @@
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+
+/**
+ * DynamoDB on-demand billing, applied to what the SDK sends and receives: item sizes as AWS
+ * defines them, write units per 1 KB of the larger of the item's before and after images (two
+ * per KB in a transaction, ConditionCheck included), read units per 4 KB (strongly consistent;
+ * half for eventually consistent; a Query's items summed per call; a missing item still costs
+ * one). DynamoDB Local's own ConsumedCapacity is not used: it bills a whole transaction about
+ * as one write. The before images come from a shadow of the items this meter has seen written
+ * or read (shared by every client it is attached to).
+ */
+
+type Item = Record<string, AttributeValue>;
+
+const utf8 = (s: string): number => Buffer.byteLength(s, 'utf8');
+
+/** Size of one attribute value (AWS: strings UTF-8, numbers ~1 byte per 2 significant digits + 1, lists/maps 3 + 1 per element). */
+export function attributeSize(value: AttributeValue): number {
+  if (value.S !== undefined) return utf8(value.S);
+  if (value.N !== undefined) return numberSize(value.N);
+  if (value.B !== undefined) return value.B.byteLength;
+  if (value.BOOL !== undefined || value.NULL !== undefined) return 1;
+  if (value.SS !== undefined) return value.SS.reduce((n, s) => n + utf8(s), 0);
+  if (value.NS !== undefined) return value.NS.reduce((n, s) => n + numberSize(s), 0);
+  if (value.BS !== undefined) return value.BS.reduce((n, b) => n + b.byteLength, 0);
+  if (value.L !== undefined) return 3 + value.L.reduce((n, v) => n + attributeSize(v) + 1, 0);
+  if (value.M !== undefined) return 3 + Object.entries(value.M).reduce((n, [k, v]) => n + utf8(k) + attributeSize(v) + 1, 0);
+  return 0;
+}
+
+function numberSize(text: string): number {
+  const digits = text
+    .replace(/^[-+]/, '')
+    .replace(/[eE].*$/, '')
+    .replace('.', '')
+    .replace(/^0+/, '')
+    .replace(/0+$/, '');
+  return Math.ceil(Math.max(1, digits.length) / 2) + 1;
+}
+
+/** Size of an item: every attribute's name (UTF-8) plus its value. */
+export function itemSize(item: Item | undefined): number {
+  if (!item) return 0;
+  return Object.entries(item).reduce((n, [name, value]) => n + utf8(name) + attributeSize(value), 0);
+}
+
+export const writeUnits = (bytes: number): number => Math.max(1, Math.ceil(bytes / 1024));
+export const readUnits = (bytes: number, consistent: boolean): number => Math.max(1, Math.ceil(bytes / 4096)) * (consistent ? 1 : 0.5);
+
+export interface BillingTally {
+  read: number;
+  write: number;
+}
+
+interface Stackful {
+  readonly middlewareStack: { add(middleware: unknown, options: { step: 'serialize'; name: string; override: boolean }): void };
+}
+
+type Input = Record<string, unknown>;
+
+let attachments = 0;
+
+export class DynamoBillingMeter {
+  /** table|key -> the item as last written or read. */
+  private readonly shadow = new Map<string, Item>();
+
+  /** Counts the units of every request `client` makes into `tally` (retries of a failed request are billed by AWS as they reach it; throttled ones are not). */
+  attach(client: object, tally: BillingTally): void {
+    (client as Stackful).middlewareStack.add(
+      (next: (args: unknown) => Promise<{ output: Input }>, context: { commandName?: string }) => async (args: unknown) => {
+        const op = (context.commandName ?? '').replace(/Command$/, '');
+        const input = (args as { input: Input }).input;
+        try {
+          const result = await next(args);
+          this.bill(op, input, result.output, tally, true);
+          return result;
+        } catch (error) {
+          // A conditional write refused still costs its write units; other failures (throttling) none.
+          const name = (error as Error).name;
+          if (name === 'ConditionalCheckFailedException' || name === 'TransactionCanceledException') this.bill(op, input, {}, tally, false);
+          throw error;
+        }
+      },
+      // Marshalled input and raw output (the DocumentClient's conversion wraps this step).
+      { step: 'serialize', name: `cairnDynamoBilling${++attachments}`, override: true },
+    );
+  }
+
+  /** The units of one request (exported for the tests of the rules). */
+  bill(op: string, input: Input, output: Input, tally: BillingTally, applied: boolean): void {
+    const table = input.TableName as string | undefined;
+    switch (op) {
+      case 'PutItem':
+        tally.write += this.write(table, input.Item as Item, (before) => (applied ? (input.Item as Item) : before));
+        return;
+      case 'UpdateItem':
+        tally.write += this.write(table, input.Key as Item, (before) => (applied ? applyUpdate(before ?? (input.Key as Item), input) : before));
+        return;
+      case 'DeleteItem':
+        tally.write += this.write(table, input.Key as Item, (before) => (applied ? undefined : before));
+        return;
+      case 'BatchWriteItem': {
+        const unprocessed = (output.UnprocessedItems ?? {}) as Record<string, unknown[]>;
+        for (const [t, requests] of Object.entries(input.RequestItems as Record<string, Array<{ PutRequest?: { Item: Item }; DeleteRequest?: { Key: Item } }>>)) {
+          const left = new Set((unprocessed[t] ?? []).map((r) => JSON.stringify(r)));
+          for (const r of requests) {
+            if (left.has(JSON.stringify(r))) continue;
+            if (r.PutRequest) tally.write += this.write(t, r.PutRequest.Item, () => r.PutRequest?.Item);
+            else if (r.DeleteRequest) tally.write += this.write(t, r.DeleteRequest.Key, () => undefined);
+          }
+        }
+        return;
+      }
+      case 'TransactWriteItems':
+        for (const action of input.TransactItems as Array<Record<string, Input>>) {
+          const [kind, body] = Object.entries(action)[0] as [string, Input];
+          const t = body.TableName as string;
+          if (kind === 'Put') tally.write += 2 * this.write(t, body.Item as Item, (before) => (applied ? (body.Item as Item) : before));
+          else if (kind === 'Update') tally.write += 2 * this.write(t, body.Key as Item, (before) => (applied ? applyUpdate(before ?? (body.Key as Item), body) : before));
+          else if (kind === 'Delete') tally.write += 2 * this.write(t, body.Key as Item, (before) => (applied ? undefined : before));
+          else tally.write += 2 * writeUnits(itemSize(this.shadow.get(keyOf(t, body.Key as Item))));
+        }
+        return;
+      case 'GetItem': {
+        const item = output.Item as Item | undefined;
+        if (item) this.shadow.set(keyOf(table, input.Key as Item), item);
+        tally.read += readUnits(itemSize(item), input.ConsistentRead === true);
+        return;
+      }
+      case 'BatchGetItem':
+        for (const [t, request] of Object.entries(input.RequestItems as Record<string, { Keys: Item[]; ConsistentRead?: boolean }>)) {
+          const found = ((output.Responses as Record<string, Item[]> | undefined)?.[t] ?? []).length;
+          const unprocessed = ((output.UnprocessedKeys as Record<string, { Keys: Item[] }> | undefined)?.[t]?.Keys ?? []).length;
+          for (const item of (output.Responses as Record<string, Item[]> | undefined)?.[t] ?? []) tally.read += readUnits(itemSize(item), request.ConsistentRead === true);
+          // Keys asked for and not found cost one unit each too.
+          tally.read += Math.max(0, request.Keys.length - found - unprocessed) * readUnits(0, request.ConsistentRead === true);
+        }
+        return;
+      case 'Query':
+      case 'Scan': {
+        const items = (output.Items as Item[] | undefined) ?? [];
+        tally.read += readUnits(
+          items.reduce((n, item) => n + itemSize(item), 0),
+          input.ConsistentRead === true,
+        );
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  /** Units of one write: the larger of the before and after images; the shadow then holds the after image. */
+  private write(table: string | undefined, keyOrItem: Item, after: (before: Item | undefined) => Item | undefined): number {
+    const key = keyOf(table, keyOrItem);
+    const before = this.shadow.get(key);
+    const image = after(before);
+    if (image) this.shadow.set(key, image);
+    else this.shadow.delete(key);
+    return writeUnits(Math.max(itemSize(before), itemSize(image)));
+  }
+}
+
+function keyOf(table: string | undefined, item: Item): string {
+  return `${table ?? ''}|${item.pk?.S ?? ''}|${item.sk?.S ?? ''}`;
+}
+
+/** The top-level SET / REMOVE / ADD forms the adapters use (`SET #a = :v, #b = #c REMOVE #d ADD #n :n`). */
+function applyUpdate(before: Item, input: Input): Item {
+  const names = (input.ExpressionAttributeNames ?? {}) as Record<string, string>;
+  const values = (input.ExpressionAttributeValues ?? {}) as Record<string, AttributeValue>;
+  const name = (token: string): string => names[token] ?? token;
+  const item: Item = { ...before };
+  const expression = (input.UpdateExpression as string | undefined) ?? '';
+  for (const [, clause, body] of expression.matchAll(/\b(SET|REMOVE|ADD|DELETE)\s+(.*?)(?=\s+\b(?:SET|REMOVE|ADD|DELETE)\b|$)/g)) {
+    for (const part of (body ?? '').split(',').map((p) => p.trim())) {
+      if (clause === 'SET') {
+        const [target, source] = part.split('=').map((p) => p.trim()) as [string, string];
+        const value = source.startsWith(':') ? values[source] : item[name(source)];
+        if (value) item[name(target)] = value;
+      } else if (clause === 'REMOVE') {
+        delete item[name(part)];
+      } else if (clause === 'ADD') {
+        const [target, source] = part.split(/\s+/) as [string, string];
+        const current = Number(item[name(target)]?.N ?? 0);
+        item[name(target)] = { N: String(current + Number(values[source]?.N ?? 0)) };
+      }
+    }
+  }
+  return item;
+}
