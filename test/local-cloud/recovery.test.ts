@@ -80,14 +80,17 @@ it('`cairn rollback --to <sinksCommittedThrough>` landing while commit-sinks pub
   });
   ref.job = job;
   try {
-    // A steady trickle, so that consecutive epochs all carry sink output.
-    const perKey = 60;
+    // A steady trickle, so that consecutive epochs all carry sink output, for as long as the
+    // window has not been hit (a loaded machine needs more epochs); then the rest at once.
+    const perKey = 250;
     const events = sequenceEvents(KEYS, perKey);
     const trickle = (async () => {
-      for (let i = 0; i < events.length; i += 4) {
+      let i = 0;
+      for (; i < events.length && stage !== 'done'; i += 4) {
         await job.push(events.slice(i, i + 4));
         await new Promise((r) => setTimeout(r, 60));
       }
+      await job.push(events.slice(i));
       job.closeInput();
     })();
     await finishExactly(job, perKey);
