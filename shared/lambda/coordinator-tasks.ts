@@ -1,7 +1,6 @@
-import type { CheckpointConfig } from '../core/config.js';
-import { CoordinatorDriver, type CoordinatorEnvironment, type ExecutableDecision } from '../core/coordinator-driver.js';
+import { CoordinatorDriver, type CoordinatorDeps, type CoordinatorEnvironment, type ExecutableDecision } from '../core/coordinator-driver.js';
 import type { JobGraph } from '../core/job.js';
-import type { CheckpointRecord, CheckpointStore, Clock, JobRecord, QueueTransport, SinkStore, SourceLog, StateStore } from '../core/ports.js';
+import type { CheckpointRecord, JobRecord } from '../core/ports.js';
 import { decideNext, restartOrFail, rollbackTarget } from '../core/protocol/coordinator.js';
 import type { RestartStrategy } from '../core/protocol/restart-strategy.js';
 import { Topology } from '../core/topology.js';
@@ -14,16 +13,10 @@ import { Topology } from '../core/topology.js';
  * version, so Step Functions' retries and overlapping executions are harmless.
  */
 
-export interface CoordinatorTaskDeps {
+/** The driver's ports and config (CoordinatorDeps), plus what the workflow's tasks need around them. */
+export interface CoordinatorTaskDeps extends Pick<CoordinatorDeps, 'config' | 'checkpoints' | 'state' | 'log' | 'sinks' | 'transport' | 'clock'> {
   readonly graph: JobGraph;
-  readonly config: CheckpointConfig;
   readonly restartStrategy: RestartStrategy;
-  readonly checkpoints: CheckpointStore;
-  readonly state: StateStore;
-  readonly log: SourceLog;
-  readonly sinks: SinkStore;
-  readonly transport: QueueTransport;
-  readonly clock: Clock;
   /** Vertex id -> queue URL (sends, and the idle check before each decision). */
   readonly queueUrls: Readonly<Record<string, string>>;
   /** Nothing queued or in flight on any vertex queue (asked before each decision). */
