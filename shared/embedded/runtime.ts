@@ -1,13 +1,13 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfig, type CheckpointConfigInput, type RuntimeLimits, type RuntimeLimitsInput } from '../core/config.js';
-import { CoordinatorDriver, type CoordinatorFaults } from '../core/coordinator-driver.js';
-import { InjectedFault } from '../core/errors.js';
+import type { CoordinatorFaults } from '../core/coordinator-driver.js';
 import { ingestBatch, type IngressMessage } from '../core/ingest.js';
 import { handleOperatorBatch, type BatchMessage } from '../core/instance/handler.js';
 import type { StepDeps, StepFaults } from '../core/instance/step.js';
 import type { JobGraph } from '../core/job.js';
-import { instanceId, type InstanceMessage } from '../core/messages.js';
+import { JobHost, type DeadLetterDepth, type HostCounters, type HostPlatform, type RunOptions } from '../core/job-host.js';
+import type { InstanceMessage } from '../core/messages.js';
 import type { CheckpointRecord, DeadLetter, JobRecord, OutboundMessage, QueueTransport } from '../core/ports.js';
 import type { CoordinatorDecision } from '../core/protocol/coordinator.js';
 import type { RestartStrategy } from '../core/protocol/restart-strategy.js';
@@ -57,19 +57,7 @@ export interface RuntimeOptions {
   readonly onTransition?: (decision: CoordinatorDecision, checkpoint?: CheckpointRecord) => void;
 }
 
-export interface RuntimeCounters {
-  ingested: number;
-  ingestDuplicates: number;
-  records: number;
-  duplicatesDropped: number;
-  fencedDropped: number;
-  lateDropped: number;
-  deadLetters: number;
-  stepFailures: number;
-  coordinatorCrashes: number;
-  redriven: number;
-  invocations: number;
-}
+export type RuntimeCounters = HostCounters;
 
 interface Mapping {
   readonly queue: FifoQueue<unknown>;
@@ -92,21 +80,7 @@ export class EmbeddedRuntime {
   readonly log: EmbeddedSourceLog;
   readonly sinks: EmbeddedSinkStore;
   readonly deadLetterStore: EmbeddedDeadLetterStore;
-  readonly counters: RuntimeCounters = {
-    ingested: 0,
-    ingestDuplicates: 0,
-    records: 0,
-    duplicatesDropped: 0,
-    fencedDropped: 0,
-    lateDropped: 0,
-    deadLetters: 0,
-    stepFailures: 0,
-    coordinatorCrashes: 0,
-    redriven: 0,
-    invocations: 0,
-  };
-  readonly lastErrors: string[] = [];
-
+  private readonly host: JobHost;
   private readonly queues = new Map<string, FifoQueue<unknown>>();
   private readonly deadLetterQueues = new Map<string, FifoQueue<unknown>>();
   private readonly ingress: FifoQueue<unknown>;
@@ -114,15 +88,7 @@ export class EmbeddedRuntime {
   private readonly inflight = new Set<Promise<void>>();
   private readonly transport: QueueTransport;
   private readonly lock: StateDirLock | undefined;
-  private coordinator: CoordinatorDriver;
-  private closeRequested = false;
-  private manualTrigger = false;
-  private failureSignal: string | undefined;
-  private readonly seenRedriven = new Map<string, number>();
   private delayedSends = 0;
-  /** Timer service: instances get a tick every `tickIntervalMs` (flush timeouts, alignment timeouts, processing-time windows). */
-  private readonly tickIntervalMs: number | undefined;
-  private nextTickAt = 0;
 
   private constructor(private readonly options: RuntimeOptions) {
     this.topology = new Topology(options.job);
@@ -154,15 +120,22 @@ export class EmbeddedRuntime {
     for (const vertex of this.topology.vertices) {
       const dlq = new FifoQueue<unknown>(`${vertex.id}-dlq`, this.clock, { ...queueOptions, db: this.db });
       this.deadLetterQueues.set(vertex.id, dlq);
-      this.seenRedriven.set(vertex.id, dlq.length);
       // Operator queues live in memory: after a process crash the job always rolls back to
       // its last checkpoint, and replay regenerates whatever was in flight.
       this.queues.set(vertex.id, new FifoQueue<unknown>(vertex.id, this.clock, { ...queueOptions, deadLetterQueue: dlq }));
     }
     this.transport = { send: (messages) => this.send(messages) };
-    this.coordinator = this.newCoordinator();
+    this.host = new JobHost({
+      topology: this.topology,
+      config: this.config,
+      limits: this.limits,
+      platform: this.platform(),
+      ...(options.restartStrategy ? { restartStrategy: options.restartStrategy } : {}),
+      ...(options.faults?.coordinator ? { coordinatorFaults: options.faults.coordinator } : {}),
+      ...(options.onTransition ? { onTransition: options.onTransition } : {}),
+      onTurn: () => options.faults?.onTurn?.(this),
+    });
     this.addMappings();
-    this.tickIntervalMs = tickIntervalFor(this.topology, this.config, this.limits);
   }
 
   /**
@@ -174,11 +147,11 @@ export class EmbeddedRuntime {
     const runtime = new EmbeddedRuntime(options);
     try {
       const existing = await runtime.checkpoints.getJob();
-      await runtime.coordinator.initialize();
+      await runtime.host.initialize();
       if (options.restoreFrom !== undefined) {
-        await runtime.coordinator.requestRestore(`restore from checkpoint ${options.restoreFrom} requested`, options.restoreFrom);
+        await runtime.host.requestRestore(`restore from checkpoint ${options.restoreFrom} requested`, options.restoreFrom);
       } else if (existing?.status === 'RUNNING') {
-        await runtime.coordinator.requestRestore('process restarted');
+        await runtime.host.requestRestore('process restarted');
       }
     } catch (error) {
       runtime.close();
@@ -194,24 +167,32 @@ export class EmbeddedRuntime {
     this.ingress.send(events.map((e) => ({ groupId: 'ingress', dedupId: e.id, body: e })));
   }
 
+  /** Counters of the run (ingest, records, drops, failures, invocations). */
+  get counters(): RuntimeCounters {
+    return this.host.counters;
+  }
+
+  /** The last errors seen (steps, invocations), newest last. */
+  get lastErrors(): readonly string[] {
+    return this.host.lastErrors;
+  }
+
   /** Bounded input: once the ingress queue is drained, seal the source partitions. */
   closeInput(): void {
-    this.closeRequested = true;
+    this.host.closeInput();
   }
 
   triggerCheckpoint(): void {
-    this.manualTrigger = true;
+    this.host.triggerCheckpoint();
   }
 
   /** Rolls every instance back to the last completed checkpoint and replays (a task failure in Flink's terms). */
   requestRestart(reason: string): void {
-    this.failureSignal = reason;
+    this.host.requestRestart(reason);
   }
 
-  async job(): Promise<JobRecord> {
-    const job = await this.checkpoints.getJob();
-    if (!job) throw new Error('job not initialized');
-    return job;
+  job(): Promise<JobRecord> {
+    return this.host.job();
   }
 
   async results(sinkUid: string): Promise<unknown[]> {
@@ -232,42 +213,8 @@ export class EmbeddedRuntime {
   }
 
   /** Runs until the job finishes (bounded input), `until` holds, or `maxTurns` passes. */
-  async run(options: { until?: () => boolean; maxTurns?: number; onTurn?: () => void } = {}): Promise<JobRecord> {
-    const maxTurns = options.maxTurns ?? Number.MAX_SAFE_INTEGER;
-    for (let turn = 0; turn < maxTurns; turn++) {
-      await this.options.faults?.onTurn?.(this);
-      options.onTurn?.();
-      if (options.until?.()) break;
-      await this.tickIfDue();
-      const started = this.pump();
-      let progressed = false;
-      let waitUntil: number | undefined;
-      try {
-        const result = await this.coordinator.step();
-        progressed = result.progressed;
-        waitUntil = result.waitUntil;
-        if (result.job.status === 'FINISHED' || result.job.status === 'FAILED') {
-          await this.drainInflight();
-          return result.job;
-        }
-      } catch (error) {
-        if (!(error instanceof InjectedFault)) throw error;
-        // The coordinator crashed between two decisions: a new one takes over from the store.
-        this.counters.coordinatorCrashes++;
-        this.coordinator = this.newCoordinator();
-        continue;
-      }
-      await this.sealIfDrained();
-      this.checkRedrive();
-      if (this.inflight.size > 0) {
-        // Yield a macrotask, not just a microtask: an invocation may be waiting on a timer.
-        await Promise.race([...this.inflight, this.clock.virtual ? new Promise((resolve) => setImmediate(resolve)) : this.clock.waitUntil(undefined)]);
-      } else if (!started && !progressed) {
-        await this.clock.waitUntil(this.nextEventAt(waitUntil));
-      }
-    }
-    await this.drainInflight();
-    return this.job();
+  run(options: RunOptions = {}): Promise<JobRecord> {
+    return this.host.run(options);
   }
 
   close(): void {
@@ -277,36 +224,36 @@ export class EmbeddedRuntime {
 
   // ---------- internals ----------
 
-  private newCoordinator(): CoordinatorDriver {
-    return new CoordinatorDriver({
-      topology: this.topology,
-      config: this.config,
-      checkpoints: this.checkpoints,
-      state: this.state,
-      log: this.log,
-      sinks: this.sinks,
-      transport: this.transport,
+  /** The host's I/O: in-process queues and invocations, virtual or real time. */
+  private platform(): HostPlatform {
+    const ports = { checkpoints: this.checkpoints, state: this.state, log: this.log, sinks: this.sinks, transport: this.transport };
+    return {
       clock: this.clock,
-      ...(this.options.restartStrategy ? { restartStrategy: this.options.restartStrategy } : {}),
-      ...(this.options.faults?.coordinator ? { faults: this.options.faults.coordinator } : {}),
-      ...(this.options.onTransition ? { onTransition: this.options.onTransition } : {}),
-      env: {
-        isIdle: () => this.isIdle(),
-        purgeOperatorQueues: () => {
-          for (const queue of this.queues.values()) queue.purge();
-        },
-        takeFailureSignal: () => {
-          const signal = this.failureSignal;
-          this.failureSignal = undefined;
-          return signal;
-        },
-        takeManualTrigger: () => {
-          const requested = this.manualTrigger;
-          this.manualTrigger = false;
-          return requested;
-        },
+      coordinatorPorts: () => ports,
+      deadLetterDepths: () => {
+        const depths = new Map<string, DeadLetterDepth>();
+        for (const [vertexId, dlq] of this.deadLetterQueues) {
+          if (vertexId === INGRESS) continue;
+          depths.set(vertexId, dlq.length === 0 ? { count: 0 } : { count: dlq.length, reason: dlq.all().at(-1)?.reason ?? 'redriven' });
+        }
+        return Promise.resolve(depths);
       },
-    });
+      ingressDrained: () => Promise.resolve(this.ingress.length === 0 && !this.mappings[0]?.inflight),
+      pipelineIdle: () => Promise.resolve(this.isIdle()),
+      purgeOperatorQueues: () => {
+        for (const queue of this.queues.values()) queue.purge();
+      },
+      deliver: () => this.pump(),
+      wait: async ({ started, progressed, wakeAt }) => {
+        if (this.inflight.size > 0) {
+          // Yield a macrotask, not just a microtask: an invocation may be waiting on a timer.
+          await Promise.race([...this.inflight, this.clock.virtual ? new Promise((resolve) => setImmediate(resolve)) : this.clock.waitUntil(undefined)]);
+        } else if (!started && !progressed) {
+          await this.clock.waitUntil(this.nextEventAt(wakeAt));
+        }
+      },
+      settle: () => this.drainInflight(),
+    };
   }
 
   private stepDeps(): StepDeps {
@@ -333,13 +280,14 @@ export class EmbeddedRuntime {
       inflight: 0,
       invoke: async (batch) => {
         const job = await this.job();
+        const counters = this.counters;
         const outcome = await ingestBatch(
           { source, generation: job.generation, log: this.log, deadLetters: this.deadLetterStore, transport: this.transport, limits: this.limits, clock: this.clock },
           batch.map((m) => m.body as IngressMessage),
         );
-        this.counters.ingested += outcome.appended;
-        this.counters.ingestDuplicates += outcome.duplicates;
-        this.counters.deadLetters += outcome.deadLettered;
+        counters.ingested += outcome.appended;
+        counters.ingestDuplicates += outcome.duplicates;
+        counters.deadLetters += outcome.deadLettered;
         const failed = new Set(outcome.failedIds);
         return batch.filter((m) => failed.has((m.body as IngressMessage).id)).map((m) => m.id);
       },
@@ -364,8 +312,7 @@ export class EmbeddedRuntime {
           }
           for (const { instance, error } of outcome.errors) {
             this.counters.stepFailures++;
-            this.lastErrors.push(`${instance}: ${error.name}: ${error.message}`);
-            if (this.lastErrors.length > 20) this.lastErrors.shift();
+            this.host.note(`${instance}: ${error.name}: ${error.message}`);
           }
           return outcome.failedIds;
         },
@@ -385,12 +332,13 @@ export class EmbeddedRuntime {
         if (this.clock instanceof VirtualClock) this.clock.advance(1);
         mapping.inflight++;
         this.counters.invocations++;
+        this.counters.redeliveries += batch.filter((m) => m.receiveCount > 1).length;
         const invocation = mapping
           .invoke(batch)
           .catch((error: unknown) => {
             // An invocation that throws fails its whole batch, as a Lambda error does.
             this.counters.stepFailures++;
-            this.lastErrors.push(`invocation on ${mapping.queue.name}: ${(error as Error).message}`);
+            this.host.note(`invocation on ${mapping.queue.name}: ${(error as Error).message}`);
             return batch.map((m) => m.id);
           })
           .then((failedIds) => {
@@ -436,51 +384,8 @@ export class EmbeddedRuntime {
     return true;
   }
 
-  private async sealIfDrained(): Promise<void> {
-    if (!this.closeRequested || this.ingress.length > 0 || this.mappings[0]?.inflight) return;
-    this.closeRequested = false;
-    const job = await this.job();
-    for (const source of this.topology.sources()) {
-      for (let p = 0; p < source.parallelism; p++) {
-        if (await this.log.isSealed(p)) continue;
-        await this.log.seal(p);
-        const to = instanceId(source.id, p);
-        await this.send([{ queue: source.id, groupId: to, dedupId: `g${job.generation}:sealed:${to}`, body: { type: 'poll', gen: job.generation, to } }]);
-      }
-    }
-  }
-
-  /** A message redriven to an operator's dead-letter queue means lost input: roll back. */
-  private checkRedrive(): void {
-    for (const [vertexId, dlq] of this.deadLetterQueues) {
-      if (vertexId === INGRESS) continue;
-      const seen = this.seenRedriven.get(vertexId) ?? 0;
-      if (dlq.length > seen) {
-        this.counters.redriven += dlq.length - seen;
-        this.seenRedriven.set(vertexId, dlq.length);
-        const reason = dlq.all().at(-1)?.reason ?? 'redriven';
-        this.failureSignal = `message reached the dead-letter queue of '${vertexId}' (${reason})`;
-      }
-    }
-  }
-
-  private async tickIfDue(): Promise<void> {
-    if (this.tickIntervalMs === undefined || this.clock.now() < this.nextTickAt) return;
-    this.nextTickAt = this.clock.now() + this.tickIntervalMs;
-    const job = await this.job();
-    if (job.status !== 'RUNNING') return;
-    const at = this.clock.now();
-    await this.send(
-      this.topology.vertices
-        .filter((v) => v.head.kind !== 'source')
-        .flatMap((v) =>
-          this.topology.instancesOf(v).map((to) => ({ queue: v.id, groupId: to, dedupId: `g${job.generation}:tick:${to}:${at}`, body: { type: 'tick' as const, gen: job.generation, to } })),
-        ),
-    );
-  }
-
-  private nextEventAt(coordinatorWait: number | undefined): number | undefined {
-    let next = this.tickIntervalMs === undefined ? coordinatorWait : Math.min(coordinatorWait ?? Infinity, this.nextTickAt);
+  private nextEventAt(wakeAt: number | undefined): number | undefined {
+    let next = wakeAt;
     for (const queue of [...this.queues.values(), this.ingress]) {
       const at = queue.nextVisibleAt();
       if (at !== undefined) next = next === undefined ? at : Math.min(next, at);
@@ -491,16 +396,4 @@ export class EmbeddedRuntime {
   private async drainInflight(): Promise<void> {
     while (this.inflight.size > 0) await Promise.race(this.inflight);
   }
-}
-
-/** How often instances need a tick: only when something waits on time rather than on input. */
-function tickIntervalFor(topology: Topology, config: CheckpointConfig, limits: RuntimeLimits): number | undefined {
-  const candidates: number[] = [];
-  if (limits.flushTimeoutMs > 0) candidates.push(limits.flushTimeoutMs);
-  if (config.alignment === 'aligned-with-timeout' && config.alignmentTimeoutMs > 0) candidates.push(config.alignmentTimeoutMs);
-  for (const vertex of topology.vertices) {
-    if (vertex.head.kind === 'window' && vertex.head.window.time === 'processing') candidates.push(vertex.head.window.sizeMs / 4);
-  }
-  if (candidates.length === 0) return undefined;
-  return Math.max(5, Math.min(...candidates));
 }

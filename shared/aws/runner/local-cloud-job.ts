@@ -6,12 +6,11 @@ import { createOperatorHandler } from '../../lambda/operator-handler.js';
 import { quietTelemetry, type Telemetry } from '../../lambda/telemetry.js';
 import { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfig, type CheckpointConfigInput, type RuntimeLimits, type RuntimeLimitsInput } from '../../core/config.js';
 import type { RestartStrategy } from '../../core/protocol/restart-strategy.js';
-import { CoordinatorDriver, type CoordinatorFaults } from '../../core/coordinator-driver.js';
-import { InjectedFault } from '../../core/errors.js';
+import type { CoordinatorFaults } from '../../core/coordinator-driver.js';
 import { murmur3 } from '../../core/hashing.js';
 import type { StepFaults } from '../../core/instance/step.js';
 import type { JobGraph } from '../../core/job.js';
-import { instanceId } from '../../core/messages.js';
+import { JobHost, type DeadLetterDepth, type HostCounters, type HostPlatform, type RunOptions } from '../../core/job-host.js';
 import type { CheckpointRecord, DeadLetter, JobRecord, OutboundMessage, QueueTransport } from '../../core/ports.js';
 import type { CoordinatorDecision } from '../../core/protocol/coordinator.js';
 import { Topology } from '../../core/topology.js';
@@ -100,22 +99,7 @@ export interface LocalCloudJobOptions {
   readonly keepResources?: boolean;
 }
 
-export interface LocalCloudCounters {
-  ingested: number;
-  ingestDuplicates: number;
-  records: number;
-  duplicatesDropped: number;
-  fencedDropped: number;
-  lateDropped: number;
-  deadLetters: number;
-  stepFailures: number;
-  coordinatorCrashes: number;
-  redriven: number;
-  invocations: number;
-  /** Messages received again after a failure or a visibility timeout. */
-  redeliveries: number;
-  eventSourceErrors: number;
-}
+export type LocalCloudCounters = HostCounters;
 
 /** Requests by who made them: the Lambda handlers, the coordinator, the event sources (receive/delete). */
 export interface RequestCounters {
@@ -135,22 +119,6 @@ function resourcePrefix(name: string): string {
 }
 
 export class LocalCloudJob {
-  readonly counters: LocalCloudCounters = {
-    ingested: 0,
-    ingestDuplicates: 0,
-    records: 0,
-    duplicatesDropped: 0,
-    fencedDropped: 0,
-    lateDropped: 0,
-    deadLetters: 0,
-    stepFailures: 0,
-    coordinatorCrashes: 0,
-    redriven: 0,
-    invocations: 0,
-    redeliveries: 0,
-    eventSourceErrors: 0,
-  };
-  readonly lastErrors: string[] = [];
   readonly topology: Topology;
   readonly config: CheckpointConfig;
   readonly limits: RuntimeLimits;
@@ -158,16 +126,9 @@ export class LocalCloudJob {
 
   private readonly sources: SqsEventSource[] = [];
   private ingestSource!: SqsEventSource;
-  private coordinator!: CoordinatorDriver;
-  private closeRequested = false;
-  private sealed = false;
-  private manualTrigger = false;
-  private failureSignal: string | undefined;
-  private idle = false;
+  private host!: JobHost;
   private purging: Promise<void> = Promise.resolve();
   private delayedSends = 0;
-  private lastFailureCheck = 0;
-  private readonly seenRedriven = new Map<string, number>();
   private readonly stalls = new Map<string, number>();
   private started = false;
   /** The event sources were stopped by a pause (not by the end of the run). */
@@ -232,7 +193,7 @@ export class LocalCloudJob {
     options.onClients?.(coordinatorStores.clients, 'coordinator');
     const job = new LocalCloudJob(options, prefix, sqs, stores, coordinatorStores, queues, graph, counters);
     job.wire(region, visibility);
-    await job.coordinator.initialize();
+    await job.host.initialize();
     return job;
   }
 
@@ -312,17 +273,27 @@ export class LocalCloudJob {
     return `p${murmur3(event.id) % source.parallelism}`;
   }
 
+  /** Counters of the run (ingest, records, drops, failures, invocations, redeliveries). */
+  get counters(): LocalCloudCounters {
+    return this.host.counters;
+  }
+
+  /** The last errors seen (steps, event sources), newest last. */
+  get lastErrors(): readonly string[] {
+    return this.host.lastErrors;
+  }
+
   /** Bounded input: once the ingress queue is drained, the source partitions are sealed. */
   closeInput(): void {
-    this.closeRequested = true;
+    this.host.closeInput();
   }
 
   triggerCheckpoint(): void {
-    this.manualTrigger = true;
+    this.host.triggerCheckpoint();
   }
 
   requestRestart(reason: string): void {
-    this.failureSignal = reason;
+    this.host.requestRestart(reason);
   }
 
   /** Messages of this instance are not delivered until `until` (fault schedules). */
@@ -330,10 +301,8 @@ export class LocalCloudJob {
     this.stalls.set(instance, until);
   }
 
-  async job(): Promise<JobRecord> {
-    const job = await this.coordinatorStores.checkpoints.getJob();
-    if (!job) throw new Error('job not initialized');
-    return job;
+  job(): Promise<JobRecord> {
+    return this.host.job();
   }
 
   get checkpoints(): AwsStores['checkpoints'] {
@@ -381,39 +350,9 @@ export class LocalCloudJob {
   }
 
   /** Runs the coordinator loop until the job finishes or fails, `until` holds, or `timeoutMs` passes. */
-  async run(options: { until?: () => boolean; timeoutMs?: number; onTurn?: () => void } = {}): Promise<JobRecord> {
+  run(options: RunOptions = {}): Promise<JobRecord> {
     this.start();
-    const deadline = options.timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.timeoutMs;
-    const pollMs = this.options.coordinatorPollMs ?? 100;
-    for (;;) {
-      await this.options.faults?.onTurn?.(this);
-      options.onTurn?.();
-      if (options.until?.() || Date.now() > deadline) break;
-      await this.refreshSignals();
-      let waitUntil: number | undefined;
-      let current: JobRecord;
-      try {
-        const result = await this.coordinator.step();
-        waitUntil = result.waitUntil;
-        current = result.job;
-        if (result.job.status === 'FINISHED' || result.job.status === 'FAILED') {
-          await this.stop();
-          return result.job;
-        }
-      } catch (error) {
-        if (!(error instanceof InjectedFault)) throw error;
-        // The coordinator crashed between two decisions: a new one carries on from the store.
-        this.counters.coordinatorCrashes++;
-        this.coordinator = this.newCoordinator();
-        continue;
-      }
-      await this.followPause(current);
-      await this.sealIfDrained();
-      const now = Date.now();
-      await sleep(Math.max(5, Math.min(pollMs, (waitUntil ?? now + pollMs) - now)));
-    }
-    await this.stop();
-    return this.job();
+    return this.host.run(options);
   }
 
   /**
@@ -464,10 +403,18 @@ export class LocalCloudJob {
     this.region = region;
     const transport = this.transportFor(this.stores.transport);
     const telemetry = this.options.telemetry ?? quietTelemetry;
-    const note = (line: string): void => {
-      this.lastErrors.push(line);
-      if (this.lastErrors.length > 20) this.lastErrors.shift();
-    };
+    this.host = new JobHost({
+      topology: this.topology,
+      config: this.config,
+      limits: this.limits,
+      platform: this.platform(),
+      ...(this.options.restartStrategy ? { restartStrategy: this.options.restartStrategy } : {}),
+      ...(this.options.faults?.coordinator ? { coordinatorFaults: this.options.faults.coordinator } : {}),
+      ...(this.options.onTransition ? { onTransition: this.options.onTransition } : {}),
+      onTurn: () => this.options.faults?.onTurn?.(this),
+      failureCheckMs: this.options.failureCheckMs ?? 500,
+    });
+    const note = (line: string): void => this.host.note(line);
     const ingest = createIngestHandler({
       job: this.topology,
       limits: this.limits,
@@ -532,7 +479,6 @@ export class LocalCloudJob {
     for (const vertex of this.topology.vertices) {
       const queue = this.queues.operators[vertex.id];
       if (!queue) throw new Error(`no queue for ${vertex.id}`);
-      this.seenRedriven.set(vertex.id, 0);
       this.sources.push(
         new SqsEventSource({
           ...common,
@@ -546,7 +492,6 @@ export class LocalCloudJob {
         }),
       );
     }
-    this.coordinator = this.newCoordinator();
   }
 
   /** Faults (delay, duplicate) and the purge barrier around a transport. */
@@ -572,39 +517,43 @@ export class LocalCloudJob {
     };
   }
 
-  private newCoordinator(): CoordinatorDriver {
-    const s = this.coordinatorStores;
-    return new CoordinatorDriver({
-      topology: this.topology,
-      config: this.config,
-      checkpoints: s.checkpoints,
-      state: s.stateStore,
-      log: s.sourceLog,
-      sinks: s.sinks,
-      transport: this.transportFor(s.transport),
+  /** The host's I/O: the SQS event sources, and the queues' approximate counts as the idle and failure signals. */
+  private platform(): HostPlatform {
+    const pollMs = this.options.coordinatorPollMs ?? 100;
+    return {
       clock: this.clock,
-      ...(this.options.restartStrategy ? { restartStrategy: this.options.restartStrategy } : {}),
-      ...(this.options.faults?.coordinator ? { faults: this.options.faults.coordinator } : {}),
-      ...(this.options.onTransition ? { onTransition: this.options.onTransition } : {}),
-      env: {
-        isIdle: () => this.idle,
-        purgeOperatorQueues: () => {
-          if (this.options.purgeOnRollback !== true) return;
-          // Sends wait for the purge, so the new generation's first messages are never purged.
-          this.purging = Promise.all(Object.values(this.queues.operators).map((q) => this.sqs.send(new PurgeQueueCommand({ QueueUrl: q.url })).catch(() => undefined))).then(() => undefined);
-        },
-        takeFailureSignal: () => {
-          const signal = this.failureSignal;
-          this.failureSignal = undefined;
-          return signal;
-        },
-        takeManualTrigger: () => {
-          const requested = this.manualTrigger;
-          this.manualTrigger = false;
-          return requested;
-        },
+      coordinatorPorts: () => {
+        const s = this.coordinatorStores;
+        return { checkpoints: s.checkpoints, state: s.stateStore, log: s.sourceLog, sinks: s.sinks, transport: this.transportFor(s.transport) };
       },
-    });
+      deadLetterDepths: async () => {
+        const depths = new Map<string, DeadLetterDepth>();
+        for (const [vertex, pair] of Object.entries(this.queues.operators)) depths.set(vertex, { count: await this.approximate(pair.dlqUrl, ['ApproximateNumberOfMessages']) });
+        return depths;
+      },
+      ingressDrained: async () => this.ingestSource.inflight === 0 && (await this.approximate(this.queues.ingress.url, LocalCloudJob.ALL)) === 0 && this.ingestSource.inflight === 0,
+      pipelineIdle: async () => {
+        const busy = (): boolean => this.delayedSends > 0 || this.sources.some((s) => s.inflight > 0);
+        if (busy()) return false;
+        for (const url of [this.queues.ingress.url, ...Object.values(this.queues.operators).map((q) => q.url)]) {
+          if ((await this.approximate(url, LocalCloudJob.ALL)) > 0) return false;
+        }
+        return !busy();
+      },
+      purgeOperatorQueues: () => {
+        if (this.options.purgeOnRollback !== true) return;
+        // Sends wait for the purge, so the new generation's first messages are never purged.
+        this.purging = Promise.all(Object.values(this.queues.operators).map((q) => this.sqs.send(new PurgeQueueCommand({ QueueUrl: q.url })).catch(() => undefined))).then(() => undefined);
+      },
+      // The event sources deliver on their own, as Lambda's event source mappings do.
+      deliver: () => false,
+      afterStep: (job) => this.followPause(job),
+      wait: async ({ wakeAt }) => {
+        const now = Date.now();
+        await sleep(Math.max(5, Math.min(pollMs, (wakeAt ?? now + pollMs) - now)));
+      },
+      settle: () => this.stop(),
+    };
   }
 
   private async approximate(url: string, names: readonly ('ApproximateNumberOfMessages' | 'ApproximateNumberOfMessagesNotVisible' | 'ApproximateNumberOfMessagesDelayed')[]): Promise<number> {
@@ -613,54 +562,6 @@ export class LocalCloudJob {
   }
 
   private static readonly ALL = ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed'] as const;
-
-  /** Failure detection (operator DLQs) and, once the input is sealed, whether the pipeline is drained. */
-  private async refreshSignals(): Promise<void> {
-    const now = Date.now();
-    // Once the input is closed, every turn: the job must not finish past a redriven message.
-    if (this.closeRequested || this.sealed || now - this.lastFailureCheck >= (this.options.failureCheckMs ?? 500)) {
-      this.lastFailureCheck = now;
-      for (const [vertex, pair] of Object.entries(this.queues.operators)) {
-        const count = await this.approximate(pair.dlqUrl, ['ApproximateNumberOfMessages']);
-        const seen = this.seenRedriven.get(vertex) ?? 0;
-        if (count > seen) {
-          this.counters.redriven += count - seen;
-          this.seenRedriven.set(vertex, count);
-          this.failureSignal ??= `message reached the dead-letter queue of '${vertex}'`;
-        }
-      }
-    }
-    if (!this.sealed) {
-      this.idle = false;
-      return;
-    }
-    if (this.delayedSends > 0 || this.sources.some((s) => s.inflight > 0)) {
-      this.idle = false;
-      return;
-    }
-    let queued = 0;
-    for (const url of [this.queues.ingress.url, ...Object.values(this.queues.operators).map((q) => q.url)]) {
-      queued += await this.approximate(url, LocalCloudJob.ALL);
-      if (queued > 0) break;
-    }
-    this.idle = queued === 0 && this.delayedSends === 0 && this.sources.every((s) => s.inflight === 0);
-  }
-
-  private async sealIfDrained(): Promise<void> {
-    if (!this.closeRequested || this.sealed || this.ingestSource.inflight > 0) return;
-    if ((await this.approximate(this.queues.ingress.url, LocalCloudJob.ALL)) > 0 || this.ingestSource.inflight > 0) return;
-    const job = await this.job();
-    const log = this.coordinatorStores.sourceLog;
-    const transport = this.transportFor(this.coordinatorStores.transport);
-    for (const source of this.topology.sources()) {
-      for (let p = 0; p < source.parallelism; p++) {
-        if (!(await log.isSealed(p))) await log.seal(p);
-        const to = instanceId(source.id, p);
-        await transport.send([{ queue: source.id, groupId: to, dedupId: `g${job.generation}:sealed:${to}`, body: { type: 'poll', gen: job.generation, to } }]);
-      }
-    }
-    this.sealed = true;
-  }
 }
 
 export function createLocalCloudJob(options: LocalCloudJobOptions): Promise<LocalCloudJob> {
