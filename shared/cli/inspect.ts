@@ -11,8 +11,8 @@ type Print = (line?: string) => void;
 
 const stdoutPrint: Print = (line = '') => void process.stdout.write(`${line}\n`);
 
-export function checkpointsCommand(job: string, options: { stateDir?: string }, print: Print = stdoutPrint): number {
-  const view = readState(options.stateDir ?? defaultStateDir(job));
+export async function checkpointsCommand(job: string, options: { stateDir?: string }, print: Print = stdoutPrint): Promise<number> {
+  const view = await readState(options.stateDir ?? defaultStateDir(job));
   print(header(view));
   if (view.checkpoints.length === 0) {
     print('no checkpoints yet');
@@ -27,10 +27,10 @@ export function checkpointsCommand(job: string, options: { stateDir?: string }, 
   return 0;
 }
 
-export function checkpointShowCommand(job: string, idArg: string, options: { stateDir?: string }, print: Print = stdoutPrint): number {
+export async function checkpointShowCommand(job: string, idArg: string, options: { stateDir?: string }, print: Print = stdoutPrint): Promise<number> {
   const id = Number(idArg);
   if (!Number.isInteger(id) || id <= 0) throw new UsageError(`checkpoint id must be a positive integer, got '${idArg}'`);
-  const view = readState(options.stateDir ?? defaultStateDir(job));
+  const view = await readState(options.stateDir ?? defaultStateDir(job));
   const c = view.checkpoints.find((x) => x.id === id);
   if (!c) {
     print(`checkpoint ${id} not found in ${view.dir} (known: ${view.checkpoints.map((x) => x.id).join(', ') || 'none'})`);
@@ -82,8 +82,8 @@ export function checkpointShowCommand(job: string, idArg: string, options: { sta
 }
 
 /** `cairn status <job>` on a state directory: the job line and the newest checkpoint. */
-export function embeddedStatusCommand(job: string, options: { stateDir?: string }, print: Print = stdoutPrint): number {
-  const view = readState(options.stateDir ?? defaultStateDir(job));
+export async function embeddedStatusCommand(job: string, options: { stateDir?: string }, print: Print = stdoutPrint): Promise<number> {
+  const view = await readState(options.stateDir ?? defaultStateDir(job));
   print(header(view));
   const last = view.checkpoints.at(-1);
   if (last) print(`newest checkpoint: ${last.id} ${last.status} (${last.trigger})${last.finishedAt !== undefined ? ` in ${ms(checkpointDuration(last))}` : ''}`);
@@ -116,8 +116,8 @@ function header(view: StateView): string {
 }
 
 /** `cairn output <job>`: the committed output of each sink (or `--sink`), one JSON record per line; `--json` for one document. */
-export function outputCommand(job: string, options: { stateDir?: string; sink?: string; json?: boolean }, print: Print = stdoutPrint): number {
-  const view = readState(options.stateDir ?? defaultStateDir(job));
+export async function outputCommand(job: string, options: { stateDir?: string; sink?: string; json?: boolean }, print: Print = stdoutPrint): Promise<number> {
+  const view = await readState(options.stateDir ?? defaultStateDir(job));
   return printOutput(view.sinkOutput, view.dir, options, print);
 }
 
@@ -146,8 +146,8 @@ export function printOutput(sinkOutput: ReadonlyMap<string, readonly unknown[]>,
  * or the `--input` line), the message and the payload; then the messages redriven to a
  * dead-letter queue. `--json` for scripts. The last step errors are in the run's report.
  */
-export function deadLettersCommand(job: string, options: { stateDir?: string; json?: boolean }, print: Print = stdoutPrint): number {
-  const view = readState(options.stateDir ?? defaultStateDir(job));
+export async function deadLettersCommand(job: string, options: { stateDir?: string; json?: boolean }, print: Print = stdoutPrint): Promise<number> {
+  const view = await readState(options.stateDir ?? defaultStateDir(job));
   return printDeadLetters(view.deadLetters, view.redriven, view.dir, options, print);
 }
 

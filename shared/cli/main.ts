@@ -124,7 +124,7 @@ export function program(setExitCode: (code: number) => void): Command {
       .description('a running job: status, generation, checkpoints, queue depths, dead letters, event source mappings, schedule')
       .argument('<job>', 'example name or module path')
       .option('--state-dir <dir>', 'embedded: state directory (default .cairn/<job>)'),
-  ).action(async (job: string, options: RemoteOptions & { stateDir?: string }) => setExitCode(isRemote(options) ? await statusCommand(job, options) : embeddedStatusCommand(job, options)));
+  ).action(async (job: string, options: RemoteOptions & { stateDir?: string }) => setExitCode(isRemote(options) ? await statusCommand(job, options) : await embeddedStatusCommand(job, options)));
 
   remote(
     cli
@@ -132,7 +132,9 @@ export function program(setExitCode: (code: number) => void): Command {
       .description("list a job's checkpoints: from its state directory (read-only; works while a run is active), or of a running job with --stack / --target local-cloud")
       .argument('<job>', 'example name or module path (names the default state directory)')
       .option('--state-dir <dir>', 'state directory (default .cairn/<job>)'),
-  ).action(async (job: string, options: RemoteOptions & { stateDir?: string }) => setExitCode(isRemote(options) ? await remoteCheckpointsCommand(job, options) : checkpointsCommand(job, options)));
+  ).action(async (job: string, options: RemoteOptions & { stateDir?: string }) =>
+    setExitCode(isRemote(options) ? await remoteCheckpointsCommand(job, options) : await checkpointsCommand(job, options)),
+  );
 
   cli
     .command('checkpoint')
@@ -142,7 +144,7 @@ export function program(setExitCode: (code: number) => void): Command {
     .argument('<job>', 'example name or module path')
     .argument('<id>', 'checkpoint id')
     .option('--state-dir <dir>', 'state directory (default .cairn/<job>)')
-    .action((job: string, id: string, options: { stateDir?: string }) => setExitCode(checkpointShowCommand(job, id, options)));
+    .action(async (job: string, id: string, options: { stateDir?: string }) => setExitCode(await checkpointShowCommand(job, id, options)));
 
   remote(
     cli
@@ -153,7 +155,7 @@ export function program(setExitCode: (code: number) => void): Command {
       .option('--json', 'one JSON document: sink uid -> records')
       .option('--state-dir <dir>', 'state directory (default .cairn/<job>)'),
   ).action(async (job: string, options: RemoteOptions & { stateDir?: string; sink?: string; json?: boolean }) =>
-    setExitCode(isRemote(options) ? await remoteOutputCommand(job, options) : outputCommand(job, options)),
+    setExitCode(isRemote(options) ? await remoteOutputCommand(job, options) : await outputCommand(job, options)),
   );
 
   remote(
@@ -164,7 +166,7 @@ export function program(setExitCode: (code: number) => void): Command {
       .option('--json', 'one JSON document for scripts')
       .option('--state-dir <dir>', 'state directory (default .cairn/<job>)'),
   ).action(async (job: string, options: RemoteOptions & { stateDir?: string; json?: boolean }) =>
-    setExitCode(isRemote(options) ? await remoteDeadLettersCommand(job, options) : deadLettersCommand(job, options)),
+    setExitCode(isRemote(options) ? await remoteDeadLettersCommand(job, options) : await deadLettersCommand(job, options)),
   );
 
   remote(

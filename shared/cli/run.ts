@@ -109,13 +109,13 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
   const flags = { ...stored?.checkpoint, ...checkpointFlags(options) };
   const checkpoint: CheckpointConfigInput = { ...definition.checkpoint, ...flags };
   if (stateDir && options.restore !== undefined) {
-    const refusal = restoreRefusal(stateDir, options.restore);
+    const refusal = await restoreRefusal(stateDir, options.restore);
     if (refusal) return refuse(new CheckpointNotFoundError(refusal), live);
   }
   const stateFlag = options.stateDir !== undefined ? ` --state-dir ${options.stateDir}` : '';
 
   // A restore to an older checkpoint withdraws the output the sink already published for later epochs.
-  const committedBefore = stateDir && options.restore !== undefined ? committedThrough(stateDir) : 0;
+  const committedBefore = stateDir && options.restore !== undefined ? await committedThrough(stateDir) : 0;
 
   // ---------- observing the coordinator ----------
   let lastCheckpoint: CheckpointRecord | undefined;
@@ -405,9 +405,9 @@ function refuse(error: Error, live: LiveArea): number {
   return 2;
 }
 
-function committedThrough(stateDir: string): number {
+async function committedThrough(stateDir: string): Promise<number> {
   try {
-    return readState(stateDir).job?.sinksCommittedThrough ?? 0;
+    return (await readState(stateDir)).job?.sinksCommittedThrough ?? 0;
   } catch {
     return 0;
   }
@@ -424,10 +424,10 @@ interface RunParams {
  * *current* config; the state knows which ones still have their snapshots. Checked here so a
  * pruned checkpoint is refused up front instead of failing the recovery mid-run.
  */
-function restoreRefusal(stateDir: string, id: number): string | undefined {
+async function restoreRefusal(stateDir: string, id: number): Promise<string | undefined> {
   let view;
   try {
-    view = readState(stateDir);
+    view = await readState(stateDir);
   } catch {
     return `checkpoint ${id} cannot be restored: no job state in ${stateDir}`;
   }

@@ -1,4 +1,4 @@
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -16,9 +16,18 @@ export type WriteOp = readonly [table: string, key: string, value: unknown];
 const JOURNAL = 'journal.jsonl';
 const SNAPSHOT = 'snapshot.json';
 
+/** A write to a database opened with {@link EmbeddedDb.readOnly}. */
+export class ReadOnlyDbError extends Error {
+  override readonly name = 'ReadOnlyDbError';
+  constructor(readonly dir: string) {
+    super(`${dir} is open read-only (a running job owns it)`);
+  }
+}
+
 export class EmbeddedDb {
   private readonly tables = new Map<string, Map<string, unknown>>();
   private fd: number | undefined;
+  private readOnlyDir: string | undefined;
   /** Bytes appended to the journal since open (the "bytes written" of the benchmarks). */
   bytesWritten = 0;
   writes = 0;
@@ -40,6 +49,32 @@ export class EmbeddedDb {
     return db;
   }
 
+  /**
+   * A read-only view of a state directory another process may be writing (`cairn checkpoints`
+   * while a run holds the lock): the snapshot and the journal replayed, never compacted, never
+   * written. A torn last journal line (a write in progress) is ignored, as on open. A compaction
+   * racing with the read (only done when a run opens the directory) is detected by the snapshot
+   * file changing under us, and the read is retried.
+   */
+  static readOnly(dir: string): EmbeddedDb {
+    for (let attempt = 0; ; attempt++) {
+      const before = fingerprint(join(dir, SNAPSHOT));
+      const db = new EmbeddedDb(dir, false);
+      db.readOnlyDir = dir;
+      db.load();
+      if (fingerprint(join(dir, SNAPSHOT)) === before || attempt >= 3) return db;
+    }
+  }
+
+  /** Whether a state directory holds a database. */
+  static exists(dir: string): boolean {
+    return existsSync(join(dir, SNAPSHOT)) || existsSync(join(dir, JOURNAL));
+  }
+
+  tableNames(): string[] {
+    return [...this.tables.keys()];
+  }
+
   table<V = unknown>(name: string): ReadonlyMap<string, V> {
     let table = this.tables.get(name);
     if (!table) {
@@ -59,6 +94,7 @@ export class EmbeddedDb {
 
   /** Atomic: all ops or none. A value of `undefined` deletes the key. */
   write(ops: readonly WriteOp[]): void {
+    if (this.readOnlyDir !== undefined) throw new ReadOnlyDbError(this.readOnlyDir);
     if (ops.length === 0) return;
     const line = JSON.stringify(ops.map(([t, k, v]) => (v === undefined ? [t, k] : [t, k, v])));
     if (this.fd !== undefined) {
@@ -74,6 +110,7 @@ export class EmbeddedDb {
 
   /** Rewrites the journal as one snapshot (O(total state): done at open, never on the hot path). */
   compact(): void {
+    if (this.readOnlyDir !== undefined) throw new ReadOnlyDbError(this.readOnlyDir);
     if (!this.dir) return;
     const tmp = join(this.dir, `${SNAPSHOT}.tmp`);
     const data: Record<string, [string, unknown][]> = {};
@@ -93,15 +130,16 @@ export class EmbeddedDb {
   private load(): void {
     const dir = this.dir as string;
     const snapshotPath = join(dir, SNAPSHOT);
-    if (existsSync(snapshotPath)) {
-      const data = JSON.parse(readFileSync(snapshotPath, 'utf8')) as Record<string, [string, unknown][]>;
+    const snapshot = readIfExists(snapshotPath);
+    if (snapshot !== undefined && snapshot.length > 0) {
+      const data = JSON.parse(snapshot) as Record<string, [string, unknown][]>;
       for (const [name, entries] of Object.entries(data)) this.tables.set(name, new Map(entries));
     }
     const journalPath = join(dir, JOURNAL);
     let replayed = 0;
     let torn = false;
-    if (existsSync(journalPath)) {
-      const text = readFileSync(journalPath, 'utf8');
+    const text = readIfExists(journalPath);
+    if (text !== undefined) {
       for (const line of text.split('\n')) {
         if (line.length === 0) continue;
         let ops: unknown[][];
@@ -115,6 +153,7 @@ export class EmbeddedDb {
         replayed++;
       }
     }
+    if (this.readOnlyDir !== undefined) return;
     this.fd = openSync(journalPath, 'a');
     // A torn line must go before anything is appended: a new line would be glued to it and lost with it.
     if (replayed > 0 || torn) this.compact();
@@ -127,5 +166,23 @@ export class EmbeddedDb {
       if (op.length === 2) table.delete(key);
       else table.set(key, value);
     }
+  }
+}
+
+function readIfExists(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+function fingerprint(path: string): string {
+  try {
+    const s = statSync(path);
+    return `${s.ino}:${s.size}:${s.mtimeMs}`;
+  } catch {
+    return 'none';
   }
 }

@@ -27,6 +27,14 @@ export interface FifoQueueOptions {
   readonly db?: EmbeddedDb;
 }
 
+/** Inspection: the messages of every durable dead-letter queue in `db` (named `<queue>-dlq`), with the reason each was redriven. */
+export function durableDeadLetterMessages(db: EmbeddedDb): { queue: string; reason: string; body: unknown }[] {
+  return db
+    .tableNames()
+    .filter((name) => name.startsWith('queue:') && name.endsWith('-dlq'))
+    .flatMap((name) => [...db.table<QueueMessage>(name).values()].map((m) => ({ queue: name.slice('queue:'.length, -'-dlq'.length), reason: m.reason ?? '', body: m.body })));
+}
+
 export class FifoQueue<B = unknown> {
   private readonly groups = new Map<string, QueueMessage<B>[]>();
   private readonly groupOf = new Map<string, string>();

@@ -126,6 +126,29 @@ export class EmbeddedStateStore implements StateStore {
     return Promise.resolve({ state, channelState });
   }
 
+  /** Inspection (`cairn checkpoints`): checkpoint id -> instance -> its snapshotted operator state (present while restorable). */
+  listSnapshots(): Map<number, Map<string, OperatorSnapshotState>> {
+    const snapshots = new Map<number, Map<string, OperatorSnapshotState>>();
+    for (const [key, state] of this.db.table<OperatorSnapshotState>('snap')) {
+      const split = key.lastIndexOf('|');
+      const id = Number(key.slice(split + 1));
+      const byInstance = snapshots.get(id) ?? new Map<string, OperatorSnapshotState>();
+      byInstance.set(key.slice(0, split), state);
+      snapshots.set(id, byInstance);
+    }
+    return snapshots;
+  }
+
+  /** Inspection: checkpoint id -> channel-state records stored for it. */
+  channelStateCounts(): Map<number, number> {
+    const counts = new Map<number, number>();
+    for (const [key, entries] of this.db.table<ChannelStateEntry[]>('chst')) {
+      const id = Number(key.split('|')[1]);
+      counts.set(id, (counts.get(id) ?? 0) + entries.length);
+    }
+    return counts;
+  }
+
   restoreOperator(operator: string, checkpointId: number, fence?: { readonly generation: number }): Promise<{ keysRestored: number }> {
     // Checked and written in one synchronous run: nothing can move the generation in between.
     const generation = this.db.get<JobRecord>('job', 'job')?.generation;
@@ -391,6 +414,11 @@ export class EmbeddedSourceLog implements SourceLog {
   isSealed(partition: number): Promise<boolean> {
     return Promise.resolve(this.db.get<PartitionHead>('loghead', String(partition))?.sealed ?? false);
   }
+
+  /** Inspection: every partition written so far, ascending. */
+  partitions(): { partition: number; head: number; sealed: boolean }[] {
+    return [...this.db.table<PartitionHead>('loghead')].map(([partition, h]) => ({ partition: Number(partition), head: h.head, sealed: h.sealed })).sort((a, b) => a.partition - b.partition);
+  }
 }
 
 export class EmbeddedSinkStore implements SinkStore {
@@ -415,14 +443,20 @@ export class EmbeddedSinkStore implements SinkStore {
   read(sink: string): Promise<unknown[]> {
     return Promise.resolve(committedOutput(this.db.scan<unknown[]>('sinkb', `${sink}|`), this.db.scan<unknown>('sinku', `${sink}|`)));
   }
+
+  /** Inspection: the sinks with committed output, sorted. */
+  sinks(): string[] {
+    const sinkOf = (key: string): string => key.slice(0, key.indexOf('|'));
+    return [...new Set([...this.db.table('sinkb').keys(), ...this.db.table('sinku').keys()].map(sinkOf))].sort();
+  }
 }
 
 /**
  * A sink's committed output from its stored entries: transactional batches in batch id order,
  * then upserted values by key. Plain code-unit order (as a DynamoDB sort key orders), never
- * localeCompare: locale-dependent. (Also read by the CLI's read-only view of a state directory.)
+ * localeCompare: locale-dependent.
  */
-export function committedOutput(batches: Iterable<[string, unknown[]]>, upserts: Iterable<[string, unknown]>): unknown[] {
+function committedOutput(batches: Iterable<[string, unknown[]]>, upserts: Iterable<[string, unknown]>): unknown[] {
   const byKey = ([a]: [string, unknown], [b]: [string, unknown]): number => (a < b ? -1 : a > b ? 1 : 0);
   return [...[...batches].sort(byKey).flatMap(([, records]) => records), ...[...upserts].sort(byKey).map(([, value]) => value)];
 }

@@ -94,7 +94,7 @@ describe('cairn run', () => {
     expect(killed.signal, killed.stdout + killed.stderr).toBe('SIGKILL');
     expect(killed.stderr).toMatch(/killing the process \(SIGKILL\) after [\d,]+ ingested events/);
 
-    const before = readState(stateDir);
+    const before = await readState(stateDir);
     expect(before.job?.status).toBe('RUNNING');
     const last = before.job?.lastCompletedId ?? 0;
     expect(last).toBeGreaterThan(0);
@@ -107,7 +107,7 @@ describe('cairn run', () => {
     expect(resumed.stdout).toMatch(/4,000 events/);
     expect(resumed.stdout).toMatch(/process restarted/);
     expect(resumed.stdout).toMatch(EXACTLY_ONCE);
-    expect(readState(stateDir).job?.status).toBe('FINISHED');
+    expect((await readState(stateDir)).job?.status).toBe('FINISHED');
   });
 
   it('refuses a second run on a state directory in use (exit 2); trigger asks the active run for a checkpoint; Ctrl-C stops it cleanly', async () => {
@@ -154,7 +154,7 @@ describe('cairn run', () => {
     const stateDir = tempStateDir();
     const killed = await cairn('run', 'word-count', '--events', '3000', '--state-dir', stateDir, '--interval', '30', '--kill-at', '2000', '--retained', '2');
     expect(killed.signal, killed.stdout + killed.stderr).toBe('SIGKILL');
-    const state = readState(stateDir);
+    const state = await readState(stateDir);
     const retained = state.checkpoints.filter((c) => stateOf(state, c) === 'retained').map((c) => c.id);
     const discarded = state.checkpoints.filter((c) => stateOf(state, c) === 'pruned').map((c) => c.id);
     expect(retained.length).toBe(2);
@@ -172,7 +172,7 @@ describe('cairn run', () => {
 
     // The job has finished and its sink published everything. Restoring the older retained
     // checkpoint withdraws what the newer one published and replays it: still exactly-once.
-    const finished = readState(stateDir);
+    const finished = await readState(stateDir);
     const [older, newest] = finished.checkpoints.filter((c) => stateOf(finished, c) === 'retained').map((c) => c.id) as [number, number];
     expect(finished.job?.sinksCommittedThrough).toBe(newest);
     const rewound = await cairn('run', 'word-count', '--state-dir', stateDir, '--restore', String(older));
@@ -291,7 +291,7 @@ describe('cairn checkpoints', () => {
 
     const r = await cairn('checkpoints', 'windowed-count', '--state-dir', stateDir);
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    const state = readState(stateDir);
+    const state = await readState(stateDir);
     expect(state.checkpoints.length).toBeGreaterThanOrEqual(3);
     const rows = r.stdout
       .split('\n')

@@ -2,7 +2,7 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { EmbeddedDb } from '../../shared/embedded/db.js';
+import { EmbeddedDb, ReadOnlyDbError } from '../../shared/embedded/db.js';
 
 /**
  * Not a port contract: the crash behaviour of the journal under every embedded store (what a
@@ -25,6 +25,27 @@ describe('EmbeddedDb journal (backing store of the embedded implementations)', (
     const line = JSON.stringify(ops);
     appendFileSync(join(path, 'journal.jsonl'), line.slice(0, Math.floor(line.length / 2)));
   }
+
+  it('a read-only open sees the journal of a live writer (torn last line ignored) and never writes', () => {
+    const path = dir();
+    const writer = EmbeddedDb.open(path);
+    writer.write([['a', 'k1', { v: 1 }]]);
+    writer.write([['a', 'k2', { v: 2 }]]);
+    tearWrite(path, [['a', 'k3', { v: 3 }]]);
+    const journal = readFileSync(join(path, 'journal.jsonl'), 'utf8');
+
+    const reader = EmbeddedDb.readOnly(path);
+    expect([...reader.table('a')]).toEqual([
+      ['k1', { v: 1 }],
+      ['k2', { v: 2 }],
+    ]);
+    expect(() => reader.write([['a', 'k9', 9]])).toThrow(new ReadOnlyDbError(path));
+    expect(() => reader.compact()).toThrow(ReadOnlyDbError);
+    reader.close();
+    // Neither compacted nor appended: the writer's journal (and its torn line) is exactly as it was.
+    expect(readFileSync(join(path, 'journal.jsonl'), 'utf8')).toBe(journal);
+    writer.close();
+  });
 
   it('a multi-table write is atomic across a torn last line: earlier writes survive, the torn one never happened', () => {
     const path = dir();
