@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { packageModule, packageRoot } from '../shared/cli/package-root.js';
+import { packageModule, packageRoot } from '../shared/package-root.js';
 import { parseCheckpointConfig, type CheckpointConfig, type CheckpointConfigInput } from '../shared/core/config.js';
 import type { JobDescription, VertexDescription } from '../shared/core/definition.js';
 

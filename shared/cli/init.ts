@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { UsageError } from './jobs.js';
-import { packageRoot } from './package-root.js';
+import { packageRoot } from '../package-root.js';
 
 /**
  * `cairn init <dir>`: a working project around one job. Its `npm start` runs the job on the

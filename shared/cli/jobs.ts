@@ -2,7 +2,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { isJobDefinition, type Example, type JobDefinition } from '../core/definition.js';
-import { packageRoot } from './package-root.js';
+import { packageRoot } from '../package-root.js';
 
 /** A CLI usage problem (unknown job, bad option): printed without a stack, exit code 2. */
 export class UsageError extends Error {

@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { CairnError, CheckpointNotFoundError, JobNotControllableError } from '../core/errors.js';
+import { cloudDownCommand, cloudStatusCommand, cloudUpCommand, installCloud, serveCloud } from './cloud.js';
 import { describeCommand } from './describe.js';
 import { initCommand } from './init.js';
 import { checkpointShowCommand, checkpointsCommand, deadLettersCommand, embeddedStatusCommand, outputCommand, triggerCommand } from './inspect.js';
@@ -58,6 +59,25 @@ export function program(setExitCode: (code: number) => void): Command {
       if (job === undefined || !looksLikePath(job) || !takesStateDir || action.getOptionValue('stateDir') !== undefined || action.name() === 'run') return;
       action.setOptionValue('stateDir', defaultStateDir(await jobNameOf(job)));
     });
+
+  const cloud = cli.command('cloud').description('the local cloud (DynamoDB Local, ElasticMQ and moto behind one endpoint on 127.0.0.1:4566 or CAIRN_EDGE_PORT)');
+  cloud
+    .command('install')
+    .description('install the emulators (Maven Central, PyPI; needs Java 17+, Maven and Python 3) into CAIRN_CLOUD_CACHE or ~/.cache/cairn/cloud')
+    .action(() => setExitCode(installCloud()));
+  cloud
+    .command('up')
+    .description('start the local cloud in the background (installing it first if needed); prints AWS_ENDPOINT_URL')
+    .action(async () => setExitCode(await cloudUpCommand()));
+  cloud
+    .command('down')
+    .description('stop the local cloud `up` started (every job on it is gone)')
+    .action(async () => setExitCode(await cloudDownCommand()));
+  cloud
+    .command('status')
+    .description('whether a local cloud answers on the edge port')
+    .action(async () => setExitCode(await cloudStatusCommand()));
+  cloud.command('serve', { hidden: true }).action(serveCloud);
 
   cli
     .command('init')

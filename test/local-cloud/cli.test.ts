@@ -8,11 +8,23 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { createServer } from 'node:net';
 import { expect, it } from 'vitest';
 import { cloudEndpoint, credentials, region } from './helpers.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const MAIN = join(ROOT, 'shared/cli/main.ts');
+
+function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolvePort(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
 
 function cairn(args: readonly string[], onOutput?: (output: string, child: ChildProcess) => void, env: Record<string, string | undefined> = {}): Promise<{ code: number | null; output: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
@@ -147,6 +159,34 @@ it('reuses the local cloud running on the edge port (CAIRN_EDGE_PORT) instead of
     rmSync(dir, { recursive: true, force: true });
   }
 }, 120_000);
+
+it('with no local cloud running, starts one in the background that outlives the run; `cairn cloud down` stops it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-lc-up-'));
+  const port = String(await freePort());
+  const env = { AWS_ENDPOINT_URL: undefined, CAIRN_EDGE_PORT: port };
+  try {
+    const input = join(dir, 'events.jsonl');
+    writeFileSync(input, '{"user":"a","amount":5}\n{"user":"a","amount":2}\n');
+    const job = join(ROOT, 'test/fixtures/totals-job.ts');
+    const run = await cairn(['run', job, '--target', 'local-cloud', '--input', input, '--interval', '200'], undefined, env);
+    expect(run.output).toMatch(new RegExp(`started the local cloud at http://127\\.0\\.0\\.1:${port} \\(pid \\d+\\); it keeps running after this job: stop it with \`cairn cloud down\``));
+    expect(run.output).toMatch(/totals: FINISHED after/);
+    expect(run.code, run.output).toBe(0);
+    // The run is over; its cloud, table and results are not.
+    const status = await cairn(['cloud', 'status'], undefined, env);
+    expect(JSON.parse(status.output)).toMatchObject({ endpoint: `http://127.0.0.1:${port}` });
+    const output = await cairn(['output', 'totals', '--target', 'local-cloud', '--sink', 'totals'], undefined, env);
+    expect(output.output.trim().split('\n')).toEqual(['{"user":"a","total":5}', '{"user":"a","total":7}']);
+    expect((await cairn(['destroy', 'totals', '--target', 'local-cloud'], undefined, env)).code).toBe(0);
+  } finally {
+    const down = await cairn(['cloud', 'down'], undefined, env);
+    rmSync(dir, { recursive: true, force: true });
+    expect(down.output).toContain(`stopped (was http://127.0.0.1:${port}); the jobs on it are gone`);
+    const after = await cairn(['cloud', 'status'], undefined, env);
+    expect(after.output).toBe(`not running on port ${port}\n`);
+    expect(after.code).toBe(1);
+  }
+}, 240_000);
 
 it('refuses the embedded-only options', async () => {
   const { code, output } = await cairn(['run', 'word-count', '--target', 'local-cloud', '--memory']);

@@ -138,6 +138,16 @@ describe('a project made by `cairn init`, outside the repo, with the packed tarb
     expect(readFileSync(join(project, 'cdk.out', bundles[0]?.source.path ?? '', 'index.mjs'), 'utf8')).toContain('spend-alerts');
   }, 300_000);
 
+  it('installs the local cloud from the installed package (`cairn cloud install`, the pinned script shipped in the tarball)', () => {
+    // This run's emulators are installed already: the shipped script finds every pinned version in place.
+    const cache = process.env.CAIRN_CLOUD_CACHE ?? join(ROOT, '.cache', 'cloud');
+    const result = attempt(join(project, 'node_modules/.bin/cairn'), ['cloud', 'install'], project, { CAIRN_CLOUD_CACHE: cache });
+    expect(result.output).toContain(`[cloud] installing into ${cache}`);
+    expect(result.output).toMatch(/\[cloud:install\] dynamodb-local [\d.]+ already installed/);
+    expect(result.code, result.output).toBe(0);
+    expect(existsSync(join(project, 'node_modules/cairn/scripts/cloud/install.sh'))).toBe(true);
+  }, 120_000);
+
   it('runs its job on the local cloud with --input', () => {
     const env = { AWS_ENDPOINT_URL: cloudEndpoint(), AWS_REGION: region, AWS_ACCESS_KEY_ID: credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey };
     const out = run(

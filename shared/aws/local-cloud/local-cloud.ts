@@ -1,22 +1,23 @@
 /**
  * Starts Cairn's local cloud: DynamoDB Local, ElasticMQ and moto server as child
  * processes on free ports of 127.0.0.1, behind one edge endpoint (see edge-router.ts).
- * The emulators are installed by `npm run cloud:install` into `.cache/cloud/`.
+ * The emulators are installed by `npx cairn cloud install` (scripts/cloud/install.sh) into
+ * defaultCacheDir().
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageRoot } from '../../package-root.js';
 import { HEALTH_PATH, startEdgeRouter, type Backend, type EdgeRouter } from './edge-router.js';
 
-export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const DEFAULT_EDGE_PORT = 4566;
 export const LOCAL_CLOUD_REGION = 'us-east-1';
 /** moto's default account; ElasticMQ is configured to use the same one. */
 export const LOCAL_CLOUD_ACCOUNT = '123456789012';
-export const INSTALL_COMMAND = 'npm run cloud:install';
+export const INSTALL_COMMAND = 'npx cairn cloud install';
 
 /** The local cloud cannot start here: an emulator or a tool it needs is missing. */
 export class LocalCloudUnavailableError extends Error {
@@ -60,8 +61,16 @@ export interface LocalCloud {
   stop(): Promise<void>;
 }
 
+/**
+ * Where the emulators are installed: CAIRN_CLOUD_CACHE; else `.cache/cloud` of a source checkout;
+ * else, for an installed package (whose node_modules a reinstall wipes), the user's cache
+ * (`$XDG_CACHE_HOME/cairn/cloud`, by default `~/.cache/cairn/cloud`).
+ */
 export function defaultCacheDir(): string {
-  return process.env.CAIRN_CLOUD_CACHE ?? path.join(REPO_ROOT, '.cache', 'cloud');
+  if (process.env.CAIRN_CLOUD_CACHE) return process.env.CAIRN_CLOUD_CACHE;
+  const root = packageRoot();
+  if (!root.split(path.sep).includes('node_modules')) return path.join(root, '.cache', 'cloud');
+  return path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'cairn', 'cloud');
 }
 
 export function defaultEdgePort(): number {

@@ -10,6 +10,7 @@ import type { IngressMessage } from '../../core/ingest.js';
 import type { CheckpointConfig, CheckpointConfigInput } from '../../core/config.js';
 import type { CheckpointRecord, JobRecord } from '../../core/ports.js';
 import type { CoordinatorDecision } from '../../core/protocol/coordinator.js';
+import { cloudUp } from '../../cli/cloud.js';
 import { findRunningLocalCloud, LocalCloudStartError, LocalCloudUnavailableError, startLocalCloud, type LocalCloud } from '../local-cloud/local-cloud.js';
 import { localCloudManifestPath, readLocalCloudManifest, writeLocalCloudManifest } from '../ops/job-resources.js';
 import { createLocalCloudJob, type LocalCloudJob } from './local-cloud-job.js';
@@ -70,12 +71,27 @@ export async function runOnLocalCloud(what: LocalCloudRunJob, options: LocalClou
   let cloud: LocalCloud | undefined;
   let endpoint = process.env.AWS_ENDPOINT_URL;
   if (endpoint === undefined || endpoint === '') {
-    // A local cloud already running on the edge port (`npm run cloud:up`, CAIRN_EDGE_PORT) is reused: it outlives the run.
+    // A local cloud already running on the edge port (`cairn cloud up`, CAIRN_EDGE_PORT) is reused: it outlives the run.
     endpoint = await findRunningLocalCloud();
     if (endpoint !== undefined) live.log(`using the local cloud running at ${endpoint}`);
   }
+  if ((endpoint === undefined || endpoint === '') && options.ephemeral !== true) {
+    // None running: start one in the background (`cairn cloud up`), so the job's table and
+    // queues outlive this run, as they would on a LocalStack the user started.
+    try {
+      const up = await cloudUp((line) => live.log(line));
+      endpoint = up.endpoint;
+      if (up.started) live.log(`started the local cloud at ${endpoint} (pid ${up.state?.pid}); it keeps running after this job: stop it with \`cairn cloud down\``);
+    } catch (error) {
+      if (error instanceof LocalCloudUnavailableError) {
+        live.log(`error: ${error.message}`);
+        return 2;
+      }
+      throw error;
+    }
+  }
   if (endpoint === undefined || endpoint === '') {
-    live.log('starting the local cloud (DynamoDB Local, ElasticMQ, moto behind one endpoint)…');
+    live.log('starting a local cloud for this run only (--ephemeral: it stops with the run)…');
     try {
       // The LocalStack-style port (4566, or CAIRN_EDGE_PORT) when free, else any free port.
       cloud = await startLocalCloud().catch((error: unknown) => {
@@ -91,7 +107,8 @@ export async function runOnLocalCloud(what: LocalCloudRunJob, options: LocalClou
     }
     endpoint = cloud.endpoint;
   }
-  const localCredentials = cloud !== undefined || process.env.AWS_ACCESS_KEY_ID === undefined ? { credentials: { accessKeyId: 'test', secretAccessKey: 'test' } } : {};
+  const ownCloud = endpoint !== process.env.AWS_ENDPOINT_URL;
+  const localCredentials = ownCloud || process.env.AWS_ACCESS_KEY_ID === undefined ? { credentials: { accessKeyId: 'test', secretAccessKey: 'test' } } : {};
 
   // ---------- observing the coordinator ----------
   let lastCheckpoint: CheckpointRecord | undefined;
@@ -115,9 +132,9 @@ export async function runOnLocalCloud(what: LocalCloudRunJob, options: LocalClou
   };
   let job: LocalCloudJob | undefined;
   const manifest = localCloudManifestPath(definition.name);
-  // A local cloud this run started stops with it. On one the user runs (AWS_ENDPOINT_URL), the
-  // job's table and queues stay after the run, until \`cairn destroy <job> --target local-cloud\`,
-  // and the same command again resumes the job (events already ingested are skipped by their ids).
+  // The job's table and queues stay after the run (unless --ephemeral), until
+  // \`cairn destroy <job> --target local-cloud\`, and the same command again resumes the job
+  // (events already ingested are skipped by their ids).
   const keep = cloud === undefined && options.ephemeral !== true;
   const previous = keep && existsSync(manifest) ? readLocalCloudManifest(manifest, definition.name) : undefined;
   const resumes = previous !== undefined && previous.endpoint === endpoint;
