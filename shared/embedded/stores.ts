@@ -21,6 +21,7 @@ import type {
   StepCommit,
   StoredItem,
 } from '../core/ports.js';
+import { checkpointDataExpired, tombstoneExpired, versionsToKeep } from '../core/retention.js';
 import type { EmbeddedDb, WriteOp } from './db.js';
 
 /**
@@ -194,25 +195,15 @@ export class EmbeddedStateStore implements StateStore {
       const full = `${operator}|${key}`;
       const item = this.db.get<StoredItem>('item', full);
       const versions = this.db.get<Version[]>('ver', full) ?? [];
-      const newer = versions.filter((v) => v.epoch > keepFrom);
-      let keep: Version[];
-      // Current since keepFrom (or absent with no later version): no retained checkpoint needs a version record.
-      // An item made absent by a restore may still have versions after keepFrom that retained checkpoints need.
-      if (item ? item.epoch <= keepFrom : newer.length === 0) keep = [];
-      else {
-        const older = versions.filter((v) => v.epoch <= keepFrom);
-        const newestOlder = older.reduce<Version | undefined>((acc, v) => (!acc || v.epoch > acc.epoch ? v : acc), undefined);
-        keep = [...(newestOlder ? [newestOlder] : []), ...newer];
-      }
+      const keep = versionsToKeep(item, versions, keepFrom);
       if (keep.length !== versions.length) ops.push(['ver', full, keep.length > 0 ? keep : undefined]);
-      if (item && item.value === null && item.epoch <= keepFrom) ops.push(['item', full, undefined]);
+      if (tombstoneExpired(item, keepFrom)) ops.push(['item', full, undefined]);
     }
     for (const [key] of this.db.scan('snap', `${operator}#`)) {
-      if (Number(key.slice(key.lastIndexOf('|') + 1)) < keepFrom) ops.push(['snap', key, undefined]);
+      if (checkpointDataExpired(Number(key.slice(key.lastIndexOf('|') + 1)), keepFrom)) ops.push(['snap', key, undefined]);
     }
     for (const [key] of this.db.scan('chst', `${operator}#`)) {
-      const checkpoint = Number(key.split('|')[1]);
-      if (checkpoint < keepFrom) ops.push(['chst', key, undefined]);
+      if (checkpointDataExpired(Number(key.split('|')[1]), keepFrom)) ops.push(['chst', key, undefined]);
     }
     this.db.write(ops);
     for (const epoch of [...byEpoch.keys()]) if (epoch <= keepFrom) byEpoch.delete(epoch);

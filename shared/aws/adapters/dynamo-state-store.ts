@@ -6,6 +6,7 @@ import type { ChannelStateEntry, InstanceRecord, OperatorSnapshot, OperatorSnaps
 import type { DynamoIo } from './dynamo-io.js';
 import { MAX_TRANSACT_ACTIONS, MAX_TRANSACT_BYTES, cancellationReasons, keyId, transactItemSize, usedNames, type Raw, type TransactItem } from './dynamo-io.js';
 import { BLOB_PREFIX, Keys, pad, prefixEnd, type ItemKey } from './table-layout.js';
+import { checkpointDataExpired, tombstoneExpired, versionsToKeep } from '../../core/retention.js';
 
 /**
  * StateStore on one DynamoDB table (layout: table-layout.ts).
@@ -628,16 +629,7 @@ export class DynamoStateStore implements StateStore {
       if (raw?.pt !== undefined) continue;
       const key = Keys.item(operator, ref.keyGroup, ref.key);
       const committed = versions.filter((v) => v.raw.pt === undefined);
-      const newer = committed.filter((v) => v.epoch > keepFrom);
-      let keep: typeof committed;
-      // Current since keepFrom (or absent with no later version): no retained checkpoint needs a
-      // version record. A key made absent by a restore may still have later versions that do.
-      if (item ? item.epoch <= keepFrom : newer.length === 0) keep = [];
-      else {
-        const older = committed.filter((v) => v.epoch <= keepFrom);
-        const newestOlder = older.reduce<(typeof older)[number] | undefined>((a, v) => (!a || v.epoch > a.epoch ? v : a), undefined);
-        keep = [...(newestOlder ? [newestOlder] : []), ...newer];
-      }
+      const keep = versionsToKeep(item, committed, keepFrom);
       const kept = new Set(keep.map((v) => v.epoch));
       // Guard: the item must not change (a concurrent commit could add versions) while we prune.
       const actions: TransactItem[] = [
@@ -656,7 +648,7 @@ export class DynamoStateStore implements StateStore {
         actions.push({ Delete: { TableName: this.table, Key: { pk: v.raw.pk, sk: v.raw.sk } } });
         blobs.push(v.raw.d);
       }
-      if (item && item.value === null && item.epoch <= keepFrom) {
+      if (item && tombstoneExpired(item, keepFrom)) {
         actions[0] = {
           Delete: {
             TableName: this.table,
@@ -703,7 +695,7 @@ export class DynamoStateStore implements StateStore {
   private async pruneCheckpointData(pk: string, keepFrom: number): Promise<void> {
     if (keepFrom <= 0) return;
     const old = await this.io.queryRange(pk, pad(0), pad(keepFrom));
-    const doomed = old.filter((r) => Number(r.sk.slice(0, 12)) < keepFrom);
+    const doomed = old.filter((r) => checkpointDataExpired(Number(r.sk.slice(0, 12)), keepFrom));
     await this.io.batchWrite(doomed.map((r) => ({ delete: { pk: r.pk, sk: r.sk } })));
     await Promise.all(doomed.map((r) => this.io.dropBlob(r.d)));
   }
