@@ -71,6 +71,28 @@ describe('spill to S3 over the size threshold', () => {
     }
   });
 
+  it('a spilled instance record keeps one blob across steps: each commit deletes the one it replaces', async () => {
+    const s = await freshStores({ spillThresholdBytes: 1_000 });
+    try {
+      await s.checkpoints.putJob(initialJob(1), undefined);
+      const large = (n: number) => ({ timers: { '100': [big(2_000, String(n))] } });
+      await s.stateStore.putInstance({ ...initialInstanceRecord(INSTANCE, 1), ...large(0) });
+      expect(await s.stateStore.loadInstance(INSTANCE)).toMatchObject({ version: 0 });
+      for (let step = 0; step < 5; step++) {
+        await s.stateStore.commitStep(commitOf(step, [], {}, large(step + 1)));
+        // The record the table holds now, and nothing else: the blob of every earlier version is gone.
+        expect(await spilledBlobs(s)).toEqual([await blobOf(s, Keys.instance(INSTANCE))]);
+      }
+      expect(await s.stateStore.loadInstance(INSTANCE)).toMatchObject({ version: 5, ...large(5) });
+      // Back under the threshold: the record is inline and the last blob goes too.
+      await s.stateStore.commitStep(commitOf(5, [], {}, { timers: {} }));
+      expect(String((await s.io.get(Keys.instance(INSTANCE)))?.d).startsWith('{')).toBe(true);
+      expect(await spilledBlobs(s)).toEqual([]);
+    } finally {
+      await s.done();
+    }
+  });
+
   it('the threshold is configurable; small values stay inline; instance records, snapshots, log entries and sink batches spill too', async () => {
     const s = await freshStores({ spillThresholdBytes: 1_000 });
     try {

@@ -75,6 +75,12 @@ export class DynamoStateStore implements StateStore {
    * object it returned: a later commit that replaces that item knows its blob without a read.
    */
   private readonly spilledPayloads = new WeakMap<StoredItem, string>();
+  /**
+   * The `@s3:` payload of each instance record loadInstance or a commit left spilled, with its
+   * version: the next commit over that version deletes the blob it replaces (else every step
+   * of a large instance record would leave one object behind in the bucket).
+   */
+  private readonly spilledRecords = new Map<string, { readonly version: number; readonly payload: string }>();
 
   constructor(
     private readonly io: DynamoIo,
@@ -97,7 +103,9 @@ export class DynamoStateStore implements StateStore {
       raw = await this.io.get(Keys.instance(instance));
     }
     if (raw?.d === undefined) return undefined;
-    return this.io.decode<InstanceRecord>(raw.d as string);
+    const record = await this.io.decode<InstanceRecord>(raw.d as string);
+    this.noteRecordPayload(instance, record.version, raw.d as string);
+    return record;
   }
 
   async putInstance(record: InstanceRecord, options: { readonly onlyOverOlderGeneration?: boolean } = {}): Promise<boolean> {
@@ -152,6 +160,9 @@ export class DynamoStateStore implements StateStore {
     for (let attempt = 0; ; attempt++) {
       try {
         await this.tryCommit(commit, items, liveDelta, recordPayload);
+        const previous = this.spilledRecords.get(commit.instance);
+        if (previous?.version === commit.expectedVersion && previous.payload !== recordPayload) replacedBlobs.push(previous.payload);
+        this.noteRecordPayload(commit.instance, commit.record.version, recordPayload);
         await Promise.all(replacedBlobs.map((b) => this.io.dropBlob(b)));
         return;
       } catch (error) {
@@ -162,6 +173,11 @@ export class DynamoStateStore implements StateStore {
         throw error;
       }
     }
+  }
+
+  private noteRecordPayload(instance: string, version: number, payload: string): void {
+    if (payload.startsWith(BLOB_PREFIX)) this.spilledRecords.set(instance, { version, payload });
+    else this.spilledRecords.delete(instance);
   }
 
   private shard(keyGroup: number): number {
