@@ -93,6 +93,12 @@ export interface RunOptions {
   readonly maxTurns?: number;
   /** Wall-clock limit. */
   readonly timeoutMs?: number;
+  /**
+   * Stop once nothing has progressed for this long (wall clock): no counter moved (events
+   * ingested, records processed, invocations) and the coordinator executed no transition. A
+   * deadline that follows progress: a slow machine does not cut a correct run short.
+   */
+  readonly stallMs?: number;
   readonly onTurn?: () => void;
 }
 
@@ -189,10 +195,18 @@ export class JobHost {
     const { platform } = this.options;
     const maxTurns = options.maxTurns ?? Number.MAX_SAFE_INTEGER;
     const deadline = options.timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.timeoutMs;
+    let lastProgressAt = Date.now();
+    let lastCounters = this.progressMark();
     for (let turn = 0; turn < maxTurns; turn++) {
       await this.options.onTurn?.();
       options.onTurn?.();
+      const mark = this.progressMark();
+      if (mark !== lastCounters) {
+        lastCounters = mark;
+        lastProgressAt = Date.now();
+      }
       if (options.until?.() || Date.now() > deadline) break;
+      if (options.stallMs !== undefined && Date.now() - lastProgressAt > options.stallMs) break;
       await this.tickIfDue();
       await this.checkDeadLetters();
       const started = await platform.deliver();
@@ -211,6 +225,7 @@ export class JobHost {
         await platform.settle();
         return result.job;
       }
+      if (result.progressed) lastProgressAt = Date.now();
       await platform.afterStep?.(result.job);
       await this.sealIfDrained();
       await platform.wait({ started, progressed: result.progressed, wakeAt: this.wakeAt(result.waitUntil) });
@@ -220,6 +235,11 @@ export class JobHost {
   }
 
   // ---------- internals ----------
+
+  /** Changes whenever the run does work: the sum of its counters. */
+  private progressMark(): number {
+    return (Object.values(this.counters) as number[]).reduce((sum, n) => sum + n, 0);
+  }
 
   private newCoordinator(): CoordinatorDriver {
     const { options } = this;

@@ -69,7 +69,7 @@ it('runs a job on the local cloud with an injected crash and an event from anoth
   expect(output).toMatch(/AWS requests: DynamoDB [\d,]+ · S3 [\d,]+ · SQS [\d,]+ \(per 1,000 events: /);
   expect(output).toMatch(/results: exactly-once ✔ \([\d,]+ records match the oracle over the 301 events in the source log\)/);
   expect(code, output).toBe(0);
-}, 120_000);
+});
 
 it('runs a user job (defineJob) over --input on the local cloud: the bad line as a dead letter, the committed output written', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'cairn-lc-input-'));
@@ -89,7 +89,7 @@ it('runs a user job (defineJob) over --input on the local cloud: the bad line as
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-}, 120_000);
+});
 
 it('keeps the job on a local cloud that outlives the run: output and dead letters readable after it, a killed run resumed by the same command, then destroyed', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'cairn-lc-keep-'));
@@ -139,7 +139,7 @@ it('keeps the job on a local cloud that outlives the run: output and dead letter
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-}, 240_000);
+});
 
 it('reuses the local cloud running on the edge port (CAIRN_EDGE_PORT) instead of starting another', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'cairn-lc-reuse-'));
@@ -158,7 +158,7 @@ it('reuses the local cloud running on the edge port (CAIRN_EDGE_PORT) instead of
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-}, 120_000);
+});
 
 it('with no local cloud running, starts one in the background that outlives the run; `cairn cloud down` stops it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'cairn-lc-up-'));
@@ -186,7 +186,7 @@ it('with no local cloud running, starts one in the background that outlives the 
     expect(after.output).toBe(`not running on port ${port}\n`);
     expect(after.code).toBe(1);
   }
-}, 240_000);
+});
 
 it('refuses the embedded-only options', async () => {
   const { code, output } = await cairn(['run', 'word-count', '--target', 'local-cloud', '--memory']);
@@ -219,7 +219,7 @@ it('operates the running job from another process: status, trigger and checkpoin
   const after = await cairn(['status', 'word-count', '--target', 'local-cloud']);
   expect(after.output).toBe('error: no local-cloud run of word-count recorded (.cairn/local-cloud/word-count.json); start one with `cairn run word-count --target local-cloud`\n');
   expect(after.code).toBe(1);
-}, 120_000);
+});
 
 it('pause, resume and rollback name the targets they act on when given none', async () => {
   const { code, output } = await cairn(['pause', 'word-count']);

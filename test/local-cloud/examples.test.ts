@@ -12,7 +12,7 @@ describe.each(Object.values(examples))('example $name on the local cloud', (exam
     try {
       await job.push(events.map((e) => ({ id: e.id, body: JSON.stringify(e.event) })));
       job.closeInput();
-      const record = await job.run({ timeoutMs: 90_000 });
+      const record = await job.run({ stallMs: 30_000 });
       const context = `counters ${JSON.stringify(job.counters)} errors ${job.lastErrors.slice(-3).join(' | ')}`;
       expect(record.status, context).toBe('FINISHED');
       expect(example.canonical(await job.results(example.sink)), context).toEqual(example.oracle(events.map((e) => e.event)));

@@ -108,7 +108,7 @@ export async function runOnce(
   try {
     await job.push(sequenceEvents(KEYS, PER_KEY, POISON));
     job.closeInput();
-    const record = await job.run({ timeoutMs: 100_000 });
+    const record = await job.run({ stallMs: 30_000 });
     const letters = await job.deadLetters();
     return {
       status: record.status,

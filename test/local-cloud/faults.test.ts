@@ -18,7 +18,7 @@ describe('fault suite (local cloud): seeded schedules end exactly like the fault
 
   beforeAll(async () => {
     reference = await runOnce({ intervalMs: 200 });
-  }, 120_000);
+  });
 
   it('the fault-free run passes the ITCase checks', () => {
     expect(reference.status).toBe('FINISHED');

@@ -32,7 +32,7 @@ it('trigger, pause (events wait in the ingress queue), resume, rollback to an ol
   const ingested = async (): Promise<number> => (await job.log.head(0)) + (await job.log.head(1));
   const body = (batch: typeof events): { id: string; body: string }[] => batch.map((e) => ({ id: e.id, body: JSON.stringify(e.event) }));
   try {
-    const running = job.run({ timeoutMs: 120_000 });
+    const running = job.run({ timeoutMs: 540_000 });
 
     await job.push(body(a));
     await until('batch A ingested', async () => ((await ingested()) === 100 ? true : undefined));
@@ -75,4 +75,4 @@ it('trigger, pause (events wait in the ingress queue), resume, rollback to an ol
     sqs.destroy();
     await job.destroy();
   }
-}, 150_000);
+});

@@ -31,7 +31,7 @@ it('bad input and poison records end as dead letters with the reason; every grou
     const events = sequenceEvents(KEYS, PER_KEY, 1);
     await job.push([...events.slice(0, 5), { id: 'bad-json', body: '{"key": "k0", ' }, { id: 'bad-schema', body: JSON.stringify({ key: 'k0', value: -3 }) }, ...events.slice(5)]);
     job.closeInput();
-    const record = await job.run({ timeoutMs: 90_000 });
+    const record = await job.run({ stallMs: 30_000 });
     const context = `counters ${JSON.stringify(job.counters)} errors ${job.lastErrors.slice(-3).join(' | ')}`;
     expect(record.status, context).toBe('FINISHED');
     expect(record.restarts, context).toEqual([]);
@@ -78,7 +78,7 @@ it('a message that fails on every delivery reaches the DLQ after maxReceiveCount
     );
     await job.push(sequenceEvents(KEYS, PER_KEY));
     job.closeInput();
-    const record = await job.run({ timeoutMs: 90_000 });
+    const record = await job.run({ stallMs: 30_000 });
     const context = `counters ${JSON.stringify(job.counters)} errors ${job.lastErrors.slice(-3).join(' | ')}`;
     expect(record.status, context).toBe('FINISHED');
     expect(canonical(await job.results('validated')), context).toEqual(sequenceOracle(KEYS, PER_KEY));

@@ -18,7 +18,7 @@ const limits = { maxReceiveCount: 6, isolatePoisonAfterReceives: 3, sourceReadBa
 const restartStrategy = { kind: 'fixed-delay', attempts: 20, delaySeconds: 0 } as const;
 
 async function finishExactly(job: LocalCloudJob, perKey = PER_KEY): Promise<void> {
-  const record = await job.run({ timeoutMs: 100_000 });
+  const record = await job.run({ stallMs: 30_000 });
   const output = canonical(await job.results('validated'));
   const context = `counters ${JSON.stringify(job.counters)} errors ${job.lastErrors.slice(-3).join(' | ')}`;
   expect(record.status, context).toBe('FINISHED');
@@ -148,11 +148,11 @@ it('a recovery that runs again while the instances of its first run are live and
   ref.job = job;
   try {
     await job.push(events.filter(half));
-    await job.run({ until: () => completed > 0, timeoutMs: 60_000 });
+    await job.run({ until: () => completed > 0, stallMs: 30_000 });
     expect(completed).toBeGreaterThan(0);
     const target = (await job.job()).lastCompletedId;
     await updateJob(job.checkpoints, (j) => requestRollback(j, target));
-    await job.run({ until: () => stage === 'done' && job.counters.ingested === KEYS * PER_KEY, timeoutMs: 60_000 });
+    await job.run({ until: () => stage === 'done' && job.counters.ingested === KEYS * PER_KEY, stallMs: 30_000 });
     job.closeInput();
     await finishExactly(job);
     expect(stage).toBe('done');
@@ -176,7 +176,7 @@ it('a checkpoint that always times out ends the job FAILED when the restart stra
   });
   try {
     await job.push(sequenceEvents(KEYS, PER_KEY));
-    const record = await job.run({ timeoutMs: 100_000 });
+    const record = await job.run({ stallMs: 30_000 });
     expect(record.status).toBe('FAILED');
     expect(record.failure).toBe('1 consecutive checkpoint failures (tolerable: 0); fixed-delay restart strategy exhausted (2 attempts)');
     expect(record.restarts.map((r) => r.reason)).toEqual(['1 consecutive checkpoint failures (tolerable: 0)', '1 consecutive checkpoint failures (tolerable: 0)']);

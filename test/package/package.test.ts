@@ -83,7 +83,7 @@ describe('a project made by `cairn init`, outside the repo, with the packed tarb
   it('its `npm test` passes right after `npm install`: tsc against the published types, then the job test', () => {
     const out = run('npm', ['test'], project, { NO_COLOR: '1', FORCE_COLOR: '0' });
     expect(out).toMatch(/Tests\s+2 passed \(2\)/);
-  }, 180_000);
+  });
 
   it('`npm start` runs its job over events.jsonl with the installed bin: exactly the expected output, the bad line a dead letter with its line number', () => {
     writeFileSync(join(project, 'expected.jsonl'), '{"card":"c1","total":110}\n{"card":"c2","total":105}\n');
@@ -99,12 +99,12 @@ describe('a project made by `cairn init`, outside the repo, with the packed tarb
     };
     expect(deadLetters.map((l) => [l.reason, l.line, l.payload])).toEqual([['malformed-json', 4, 'not json']]);
     expect(run(join(project, 'node_modules/.bin/cairn'), ['output', 'spend-alerts', '--sink', 'alerts'], project).trim().split('\n').sort()).toEqual(sorted('expected.jsonl'));
-  }, 120_000);
+  });
 
   it("the package's own examples run from the installed bin (they import the API by package name: the package's exports)", () => {
     const out = run(join(project, 'node_modules/.bin/cairn'), ['run', 'windowed-count', '--memory', '--events', '300'], project);
     expect(out).toMatch(/results: exactly-once ✔ \(\d+ records match the oracle\)/);
-  }, 120_000);
+  });
 
   it('`npx cdk synth` with a real account and region: cdk-nag clean, one FIFO queue and one function per vertex of this job, ARNs in eu-west-1 / 123456789012', () => {
     // The CDK CLI sets CDK_DEFAULT_REGION for the app from the AWS SDK's region (AWS_REGION, the
@@ -136,7 +136,7 @@ describe('a project made by `cairn init`, outside the repo, with the packed tarb
     const bundles = Object.values(asset.files).filter((f) => existsSync(join(project, 'cdk.out', f.source.path, 'index.mjs')));
     expect(bundles).toHaveLength(1);
     expect(readFileSync(join(project, 'cdk.out', bundles[0]?.source.path ?? '', 'index.mjs'), 'utf8')).toContain('spend-alerts');
-  }, 300_000);
+  });
 
   it('installs the local cloud from the installed package (`cairn cloud install`, the pinned script shipped in the tarball)', () => {
     // This run's emulators are installed already: the shipped script finds every pinned version in place.
@@ -146,7 +146,7 @@ describe('a project made by `cairn init`, outside the repo, with the packed tarb
     expect(result.output).toMatch(/\[cloud:install\] dynamodb-local [\d.]+ already installed/);
     expect(result.code, result.output).toBe(0);
     expect(existsSync(join(project, 'node_modules/cairn/scripts/cloud/install.sh'))).toBe(true);
-  }, 120_000);
+  });
 
   it('runs its job on the local cloud with --input', () => {
     const env = { AWS_ENDPOINT_URL: cloudEndpoint(), AWS_REGION: region, AWS_ACCESS_KEY_ID: credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey };
@@ -159,5 +159,5 @@ describe('a project made by `cairn init`, outside the repo, with the packed tarb
     expect(out).toMatch(/spend-alerts: FINISHED after/);
     expect(out).toContain('dead letters: 1 (malformed-json 1)');
     expect(readFileSync(join(project, 'cloud.jsonl'), 'utf8').trim().split('\n').sort()).toEqual(['{"card":"c1","total":110}', '{"card":"c2","total":105}']);
-  }, 180_000);
+  });
 });
