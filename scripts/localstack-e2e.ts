@@ -12,31 +12,44 @@
  * the oracle's output. The wait follows progress: it fails once neither the sink nor the
  * job's completed checkpoints moved for CAIRN_LOCALSTACK_STALL_MS.
  *
+ * `--faults` (or CAIRN_LOCALSTACK_FAULTS=1) adds the fault run (scripts/localstack/faults.ts):
+ * the sink operator's function throws once and the ingest function crashes once, each after its
+ * handler returned; one message of the source vertex's queue reaches its dead-letter queue; the
+ * DLQ alarm's rollback goes through the recovery workflow; the sink must still equal the oracle.
+ *
  * Every failure, including a LocalStack that could not be started, exits 1.
  */
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { GetEventSourceMappingCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { CloudFormationClient, paginateListStackResources } from '@aws-sdk/client-cloudformation';
 import { GetScheduleCommand, SchedulerClient } from '@aws-sdk/client-scheduler';
 import { ListExecutionsCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
-import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { GetQueueAttributesCommand, SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { wordCount } from '../examples/word-count.js';
 import { createAwsStores } from '../shared/aws/index.js';
 import { jobResourcesFromOutputs } from '../shared/aws/ops/job-resources.js';
 import { statusCommand } from '../shared/cli/operate.js';
+import { alarmState, deliverAlarmEvent, injectFunctionFault, redriveOneMessage } from './localstack/faults.js';
 import { startLocalStack, type LocalStack } from './localstack/localstack.js';
 
 const EVENTS = Number(process.env.CAIRN_LOCALSTACK_EVENTS ?? 500);
 /** Fail when neither the sink nor the completed checkpoints moved for this long. */
 const STALL_MS = Number(process.env.CAIRN_LOCALSTACK_STALL_MS ?? 180_000);
 const STACK = 'Cairn-word-count';
+/** `npm run test:localstack -- --faults` (or CAIRN_LOCALSTACK_FAULTS=1): the fault run (scripts/localstack/faults.ts). */
+const FAULTS = process.argv.includes('--faults') || process.env.CAIRN_LOCALSTACK_FAULTS === '1';
 const started = Date.now();
 const secs = (since: number): string => `${((Date.now() - since) / 1000).toFixed(1)} s`;
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 
 let localstack: LocalStack | undefined;
 
+let finishing = false;
 async function finish(passed: boolean, message: string): Promise<never> {
+  if (finishing) return new Promise<never>(() => {}); // the first call exits
+  finishing = true;
   say(message);
   if (localstack) {
     say(`stopping LocalStack (its log: ${localstack.logFile}; function logs: ${localstack.lambdaLogDir})`);
@@ -91,8 +104,10 @@ for (const args of [
 ]) {
   const t = Date.now();
   say(`$ npx ${cdk} ${args.join(' ')}`);
-  const result = spawnSync('npx', [cdk, ...args], { stdio: 'inherit', env });
-  if (result.status !== 0) await finish(false, `npx ${cdk} ${args[0]} failed (exit ${result.status ?? result.signal})`);
+  // Not spawnSync: a SIGINT/SIGTERM must still stop LocalStack while the CLI runs.
+  const child = spawn('npx', [cdk, ...args], { stdio: 'inherit', env });
+  const status = await new Promise<string | number | null>((resolve) => child.once('exit', (code, signal) => resolve(signal ?? code)));
+  if (status !== 0) await finish(false, `npx ${cdk} ${args[0]} failed (exit ${status})`);
   say(`${args[0]} took ${secs(t)}`);
 }
 const outputs = (JSON.parse(readFileSync(outputsFile, 'utf8')) as Record<string, Record<string, string>>)[STACK] ?? {};
@@ -102,10 +117,12 @@ const { ingressQueueUrl: queueUrl, tableName, bucket } = resources;
 
 // What the deployment created, by kind.
 const kinds = new Map<string, number>();
+const stackResources: { logicalId: string; physicalId: string; type: string }[] = [];
 let notComplete = 0;
 for await (const page of paginateListStackResources({ client: new CloudFormationClient(client) }, { StackName: STACK })) {
   for (const r of page.StackResourceSummaries ?? []) {
     kinds.set(r.ResourceType ?? '?', (kinds.get(r.ResourceType ?? '?') ?? 0) + 1);
+    stackResources.push({ logicalId: r.LogicalResourceId ?? '', physicalId: r.PhysicalResourceId ?? '', type: r.ResourceType ?? '' });
     if (!/_COMPLETE$/.test(r.ResourceStatus ?? '') || /FAILED|ROLLBACK/.test(r.ResourceStatus ?? '')) notComplete++;
   }
 }
@@ -113,6 +130,11 @@ const total = [...kinds.values()].reduce((a, b) => a + b, 0);
 say(`${STACK}: ${total} resources${notComplete ? ` (${notComplete} not complete)` : ''}`);
 for (const [kind, n] of [...kinds].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))) say(`  ${String(n).padStart(3)} ${kind}`);
 if (notComplete > 0) await finish(false, `${notComplete} resources of ${STACK} are not complete`);
+const physical = (type: string, logical: RegExp): string => {
+  const found = stackResources.find((r) => r.type === type && logical.test(r.logicalId));
+  if (!found) throw new Error(`${STACK} has no ${type} matching ${logical}`);
+  return found.physicalId;
+};
 
 // ---------- the schedule's part: a coordinator execution whenever none is running ----------
 const sfn = new SFNClient(client);
@@ -132,6 +154,37 @@ async function tickSchedule(): Promise<void> {
   executionsStarted++;
 }
 
+// ---------- faults (--faults): see scripts/localstack/faults.ts ----------
+const where = { endpoint: endpoint ?? '', region, credentials };
+const faultDir = path.resolve('.cache/localstack', `faults-${process.pid}`);
+const sourceVertex = Object.keys(resources.queueUrls)[0] ?? '';
+const sinkVertex = Object.keys(resources.queueUrls).at(-1) ?? '';
+const faults = FAULTS
+  ? {
+      functions: [
+        { fn: physical('AWS::Lambda::Function', new RegExp(`^Job${sinkVertex}Operator[0-9A-F]{8}$`)), fault: { point: 'after', kind: 'throw', once: path.join(faultDir, `${sinkVertex}-throw`) } },
+        { fn: physical('AWS::Lambda::Function', /^JobIngest[0-9A-F]{8}$/), fault: { point: 'after', kind: 'crash', once: path.join(faultDir, 'ingest-crash') } },
+      ] as const,
+      alarm: physical('AWS::CloudWatch::Alarm', new RegExp(`^Job${sourceVertex}DlqDepth`)),
+      rule: physical('AWS::Events::Rule', /^JobDeadLetterRollback/),
+      alarmSeen: false,
+      redriven: undefined as string | undefined,
+    }
+  : undefined;
+/** How long a wait may see no progress: a failed batch is redelivered only after its queue's visibility timeout. */
+let stallMs = STALL_MS;
+if (faults) {
+  const sqsAttributes = await new SQSClient(client).send(new GetQueueAttributesCommand({ QueueUrl: resources.queueUrls[sinkVertex], AttributeNames: ['VisibilityTimeout'] }));
+  stallMs = Math.max(STALL_MS, Number(sqsAttributes.Attributes?.VisibilityTimeout ?? 0) * 1000 + 60_000);
+  say(`fault run: a wait fails after ${stallMs} ms without progress (the queues' visibility timeout + 60 s)`);
+  rmSync(faultDir, { recursive: true, force: true });
+  mkdirSync(faultDir, { recursive: true });
+  for (const { fn, fault } of faults.functions) {
+    await injectFunctionFault(where, fn, fault);
+    say(`fault: ${fn} will ${fault.kind} once after its handler returned (CAIRN_LAMBDA_FAULT)`);
+  }
+}
+
 const stores = await createAwsStores({ tableName, bucket, endpoint, region });
 await tickSchedule();
 // Ingest refuses events until the coordinator created the job record (they would wait a whole visibility timeout).
@@ -148,40 +201,96 @@ await tickSchedule();
 const events = wordCount.generate(EVENTS, 42);
 const sqs = new SQSClient(client);
 const pushStart = Date.now();
-for (let i = 0; i < events.length; i += 10) {
-  const chunk = events.slice(i, i + 10);
-  const sent = await sqs.send(new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: chunk.map((e, n) => ({ Id: String(n), MessageBody: JSON.stringify(e.event) })) }));
-  if ((sent.Failed ?? []).length > 0) await finish(false, `SendMessageBatch failed for ${sent.Failed?.length} events: ${JSON.stringify(sent.Failed)}`);
+async function push(from: number, to: number): Promise<void> {
+  for (let i = from; i < to; i += 10) {
+    const chunk = events.slice(i, Math.min(i + 10, to));
+    const sent = await sqs.send(new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: chunk.map((e, n) => ({ Id: String(n), MessageBody: JSON.stringify(e.event) })) }));
+    if ((sent.Failed ?? []).length > 0) await finish(false, `SendMessageBatch failed for ${sent.Failed?.length} events: ${JSON.stringify(sent.Failed)}`);
+  }
+  say(`pushed events ${from}..${to - 1} to ${queueUrl}`);
 }
-say(`pushed ${EVENTS} events to ${queueUrl}`);
 
-// ---------- wait for the oracle, as long as there is progress ----------
+// ---------- waits that follow progress ----------
 const expectedRecords = wordCount.oracle(events.map((e) => e.event));
 const expected = JSON.stringify(expectedRecords);
+interface Seen {
+  readonly output: unknown[];
+  readonly job: Awaited<ReturnType<typeof stores.checkpoints.getJob>>;
+  readonly equal: boolean;
+}
 let lastProgress = Date.now();
 let seen = '';
-for (;;) {
-  const output = wordCount.canonical(await stores.sinks.read('counts'));
-  const job = await stores.checkpoints.getJob();
-  if (JSON.stringify(output) === expected) {
-    say(
-      `sink equals the oracle (${output.length} records) ${secs(pushStart)} after the first event; checkpoints completed: ${job?.lastCompletedId ?? 0}, coordinator executions started: ${executionsStarted}`,
-    );
-    say(`$ cairn status word-count --stack ${STACK}`);
-    await statusCommand('word-count', { stack: STACK, endpoint, region });
-    await finish(true, `test:localstack passed: ${STACK} (${total} resources) deployed to LocalStack and its sink equals the oracle for ${EVENTS} events`);
+async function waitUntil(what: string, done: (s: Seen) => boolean): Promise<Seen> {
+  for (;;) {
+    const output = wordCount.canonical(await stores.sinks.read('counts'));
+    const job = await stores.checkpoints.getJob();
+    const state = { output, job, equal: JSON.stringify(output) === expected };
+    if (done(state)) return state;
+    const progress = `${output.length}/${job?.lastCompletedId ?? 0}/${job?.status ?? '-'}/${job?.restarts.length ?? 0}/${job?.recovery ? 'recovering' : ''}`;
+    if (progress !== seen) {
+      seen = progress;
+      lastProgress = Date.now();
+      say(
+        `  ${secs(pushStart)}: sink ${output.length}/${expectedRecords.length} records, last completed checkpoint ${job?.lastCompletedId ?? 0}, job ${job?.status ?? '-'}${job?.recovery ? ' (recovering)' : ''}, restarts ${job?.restarts.length ?? 0}`,
+      );
+    }
+    if (job?.status === 'FAILED') await finish(false, `the job FAILED: ${job.failure ?? 'no reason recorded'}`);
+    if (Date.now() - lastProgress > stallMs) {
+      await statusCommand('word-count', { stack: STACK, endpoint, region }).catch(() => 1);
+      await finish(
+        false,
+        `no progress for ${stallMs} ms while waiting for ${what}: sink has ${output.length} records, the oracle ${expectedRecords.length}; last completed checkpoint ${job?.lastCompletedId ?? 0}`,
+      );
+    }
+    if (faults && !faults.alarmSeen && faults.redriven) {
+      const state = await alarmState(where, faults.alarm);
+      if (state === 'ALARM') {
+        faults.alarmSeen = true;
+        say(`alarm ${faults.alarm} is ALARM ${secs(pushStart)} after the first event; playing EventBridge for rule ${faults.rule}:`);
+        const arn = `arn:aws:cloudwatch:${region}:000000000000:alarm:${faults.alarm}`;
+        for (const started of await deliverAlarmEvent(where, faults.rule, { name: faults.alarm, arn })) say(`  started ${started}`);
+      }
+    }
+    await tickSchedule();
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
   }
-  const progress = `${output.length}/${job?.lastCompletedId ?? 0}/${job?.status ?? '-'}/${job?.restarts.length ?? 0}`;
-  if (progress !== seen) {
-    seen = progress;
-    lastProgress = Date.now();
-    say(`  ${secs(pushStart)}: sink ${output.length}/${expectedRecords.length} records, last completed checkpoint ${job?.lastCompletedId ?? 0}, job ${job?.status ?? '-'}`);
-  }
-  if (job?.status === 'FAILED') await finish(false, `the job FAILED: ${job.failure ?? 'no reason recorded'}`);
-  if (Date.now() - lastProgress > STALL_MS) {
-    await statusCommand('word-count', { stack: STACK, endpoint, region }).catch(() => 1);
-    await finish(false, `no progress for ${STALL_MS} ms: sink has ${output.length} records, the oracle ${expectedRecords.length}; last completed checkpoint ${job?.lastCompletedId ?? 0}`);
-  }
-  await tickSchedule();
-  await new Promise((resolve) => setTimeout(resolve, 3_000));
 }
+
+if (!faults) {
+  await push(0, events.length);
+} else {
+  const half = Math.floor(events.length / 2);
+  await push(0, half);
+  await waitUntil('a first checkpoint with output', (s) => (s.job?.lastCompletedId ?? 0) >= 1 && s.output.length > 0);
+  const mapping = await mappingOf(resources.queueUrls[sourceVertex] ?? '');
+  say(`fault: pausing mapping ${mapping} of ${sourceVertex} and receiving one of its messages until SQS moves it to its dead-letter queue`);
+  faults.redriven = await redriveOneMessage(where, mapping, resources.queueUrls[sourceVertex] ?? '', resources.deadLetterQueueUrls[sourceVertex] ?? '', () => push(half, events.length), say);
+  say(`fault: message ${faults.redriven} of ${sourceVertex} is in its dead-letter queue; mapping resumed`);
+}
+
+async function mappingOf(queue: string): Promise<string> {
+  const lambda = new LambdaClient(client);
+  const name = queue.split('/').at(-1) ?? '';
+  for (const uuid of resources.eventSourceMappingIds) {
+    const m = await lambda.send(new GetEventSourceMappingCommand({ UUID: uuid }));
+    if ((m.EventSourceArn ?? '').endsWith(`:${name}`)) return uuid;
+  }
+  throw new Error(`no event source mapping reads ${queue}`);
+}
+
+const last = await waitUntil('the oracle', (s) => s.equal && (!faults || (faults.alarmSeen && (s.job?.restarts.length ?? 0) >= 1 && !s.job?.recovery && s.job?.status === 'RUNNING')));
+const fired = faults ? faults.functions.filter((f) => existsSync(f.fault.once)).map((f) => `${f.fault.kind} in ${f.fn}`) : [];
+say(
+  `sink equals the oracle (${last.output.length} records) ${secs(pushStart)} after the first event; checkpoints completed: ${last.job?.lastCompletedId ?? 0}, restarts: ${last.job?.restarts.length ?? 0}, coordinator executions started by the test: ${executionsStarted}`,
+);
+say(`$ cairn status word-count --stack ${STACK}`);
+await statusCommand('word-count', { stack: STACK, endpoint, region });
+if (faults) {
+  for (const r of last.job?.restarts ?? []) say(`restart to checkpoint ${r.toCheckpoint}: ${r.reason}`);
+  if (fired.length !== faults.functions.length) await finish(false, `not every injected function fault fired (fired: ${fired.join(', ') || 'none'})`);
+  await finish(
+    true,
+    `test:localstack --faults passed: faults ${fired.join(', ')}, message ${faults.redriven} redriven to a DLQ, alarm -> rollback; the sink still equals the oracle for ${EVENTS} events`,
+  );
+}
+await finish(true, `test:localstack passed: ${STACK} (${total} resources) deployed to LocalStack and its sink equals the oracle for ${EVENTS} events`);

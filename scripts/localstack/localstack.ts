@@ -7,7 +7,7 @@
  * and every function process with it).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { createWriteStream, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 
@@ -102,6 +102,26 @@ function kill(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
+/** Run directories (`<pid>-<port>`: logs, unzipped function code) of test processes that are gone. */
+function removeStaleRuns(): void {
+  const runs = path.join(ROOT, '.cache/localstack/run');
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(runs);
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const pid = Number(/^(\d+)-\d+$/.exec(entry)?.[1]);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+    } catch {
+      rmSync(path.join(runs, entry), { recursive: true, force: true });
+    }
+  }
+}
+
 function tail(file: string, lines = 40): string {
   try {
     return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
@@ -114,6 +134,7 @@ export async function startLocalStack(options: { startTimeoutMs?: number; log?: 
   const log = options.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const { filesystemRoot, python } = installLocalStack(log);
   const port = await freePort();
+  removeStaleRuns();
   const runDir = path.join(ROOT, '.cache/localstack/run', `${process.pid}-${port}`);
   const tmp = path.join(runDir, 'tmp');
   const lambdaLogDir = path.join(runDir, 'lambda');
@@ -136,6 +157,8 @@ export async function startLocalStack(options: { startTimeoutMs?: number; log?: 
     OVERRIDE_IN_DOCKER: '0',
     LAMBDA_RUNTIME_EXECUTOR: EXECUTOR,
     CAIRN_LAMBDA_LOG_DIR: lambdaLogDir,
+    // Queue depths reach CloudWatch (and so the DLQ alarms) every 10 s instead of every minute.
+    SQS_CLOUDWATCH_METRICS_REPORT_INTERVAL: '10',
     // Python's tempfile (unzipped function code); not TMPDIR, which LocalStack reads as a deprecated setting.
     TEMP: tmp,
   });

@@ -4,7 +4,7 @@
 // (init.mjs), as the managed nodejs runtimes do: invocation/next, then the handler's result to
 // invocation/<id>/response or its error to invocation/<id>/error; a handler that cannot be
 // loaded goes to init/error.
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -54,6 +54,26 @@ async function loadHandler() {
   return handler;
 }
 
+/**
+ * A platform fault for tests (test:localstack --faults), set on a function's configuration:
+ * CAIRN_LAMBDA_FAULT={"point":"before"|"after","kind":"throw"|"crash","once":"<file>"}. At the
+ * first invocation of any environment of the function that creates `<file>` (so once in all),
+ * the runtime throws (the invocation fails) or exits (the runtime crashes), before the handler
+ * ran or after it returned (its effects done, its response lost).
+ */
+const fault = env.CAIRN_LAMBDA_FAULT ? JSON.parse(env.CAIRN_LAMBDA_FAULT) : undefined;
+function injectFault(point, id) {
+  if (!fault || fault.point !== point) return;
+  try {
+    closeSync(openSync(fault.once, 'wx'));
+  } catch {
+    return; // fired already
+  }
+  console.error(`${new Date().toISOString()}\t${id}\tINJECTED FAULT: ${fault.kind} ${point} the handler`);
+  if (fault.kind === 'crash') process.exit(99);
+  throw Object.assign(new Error(`injected fault: ${fault.kind} ${point} the handler`), { name: 'InjectedFault' });
+}
+
 let handler;
 try {
   handler = await loadHandler();
@@ -86,7 +106,10 @@ for (;;) {
   let result;
   try {
     const event = next.body === '' ? {} : JSON.parse(next.body);
-    result = { ok: JSON.stringify((await handler(event, context)) ?? null) };
+    injectFault('before', id);
+    const value = await handler(event, context);
+    injectFault('after', id);
+    result = { ok: JSON.stringify(value ?? null) };
   } catch (error) {
     console.error(`${new Date().toISOString()}\t${id}\tERROR\t`, error);
     result = { error: errorBody(error) };
