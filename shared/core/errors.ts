@@ -79,6 +79,8 @@ export type DeadLetterReason =
   | 'unknown-operator'
   | 'operator-error'
   | 'max-receive-count'
+  /** SQS moved the message to its queue's dead-letter queue after maxReceiveCount receives (the DLQ consumer kept it here). */
+  | 'redriven'
   /** An event-time record behind the watermark (kept, until side outputs exist; never dropped silently). */
   | 'late';
 

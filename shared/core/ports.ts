@@ -296,6 +296,12 @@ export interface JobRequests {
   readonly checkpoint?: boolean;
   /** `cairn rollback --to N`: roll back to a retained checkpoint; not subject to the restart strategy. */
   readonly rollback?: { readonly toCheckpoint: number; readonly reason: string };
+  /**
+   * A failure seen outside the coordinator (a message of `generation` redriven to a dead-letter
+   * queue: input the running job lost): a rollback to the last completed checkpoint, subject to
+   * the restart strategy. Served once; a rollback into a later generation covers it.
+   */
+  readonly failure?: { readonly reason: string; readonly at: number; readonly generation: number };
 }
 
 export interface CheckpointStore {

@@ -85,9 +85,56 @@ it('a message that fails on every delivery reaches the DLQ after maxReceiveCount
     // Messages that shared a failing batch with it may have followed it there (each is one more restart).
     expect(record.restarts.length, context).toBeGreaterThanOrEqual(1);
     for (const restart of record.restarts) expect(restart.reason).toBe("message reached the dead-letter queue of 'count'");
-    const redriven = await job.redriven();
-    expect(redriven.map((r) => r.queue)).toEqual(['count']);
-    expect(redriven[0]?.bodies.some((b) => b.includes('"seq":999'))).toBe(true);
+    // The dead-letter queue's consumer kept it, with where it came from, and left the queue empty.
+    const redriven = (await job.deadLetters()).filter((l) => l.reason === 'redriven');
+    expect(new Set(redriven.map((l) => l.vertex))).toEqual(new Set(['count']));
+    expect(redriven.some((l) => l.payload.includes('"seq":999'))).toBe(true);
+    expect(redriven[0]?.message).toMatch(/^reached the dead-letter queue of 'count' after \d+ receives$/);
+    expect(job.counters.redriven).toBe(redriven.length);
+    expect(await job.redriven()).toEqual([]);
+  } finally {
+    await job.destroy();
+  }
+});
+
+it('every incident rolls back: a second message in a dead-letter queue after the first rollback rolls the job back again', async () => {
+  const job = await localJob({ job: sequenceJob(), checkpoint: { intervalMs: 200 }, maxReceiveCount: 3, limits: { maxReceiveCount: 3, isolatePoisonAfterReceives: 2, sourceReadBatch: 10 } });
+  try {
+    const count = job.queues.operators.count?.url ?? '';
+    const poison = (gen: number, id: string) =>
+      job.sqs.send(
+        new SendMessageBatchCommand({
+          QueueUrl: count,
+          Entries: [{ Id: '0', MessageBody: JSON.stringify({ type: 'data', gen, from: 'validate#0', to: 'count#0', seq: 999, records: [] }), MessageGroupId: 'count#0', MessageDeduplicationId: id }],
+        }),
+      );
+    // Run until the job has rolled back `n` times and runs again (read between turns).
+    let current: { restarts: number; status: string; generation: number } = { restarts: 0, status: 'RUNNING', generation: 1 };
+    let reading: Promise<void> | undefined;
+    const watch = (): void => {
+      reading ??= job.job().then((j) => {
+        current = { restarts: j.restarts.length, status: j.status, generation: j.generation };
+        reading = undefined;
+      });
+    };
+    const events = sequenceEvents(KEYS, PER_KEY);
+    await job.push(events.slice(0, events.length / 2));
+    await poison(1, 'first');
+    await job.run({ onTurn: watch, until: () => current.restarts >= 1 && current.status === 'RUNNING', stallMs: 30_000 });
+    expect(current.restarts).toBeGreaterThanOrEqual(1);
+    const afterFirst = current.restarts;
+    // The first incident's message was consumed from the DLQ: the queue is empty, and the next one counts.
+    await poison(current.generation, 'second');
+    await job.push(events.slice(events.length / 2));
+    await job.run({ onTurn: watch, until: () => current.restarts > afterFirst && current.status === 'RUNNING', stallMs: 30_000 });
+    expect(current.restarts).toBeGreaterThan(afterFirst);
+    job.closeInput();
+    const record = await job.run({ stallMs: 30_000 });
+    const context = `counters ${JSON.stringify(job.counters)} errors ${job.lastErrors.slice(-3).join(' | ')}`;
+    expect(record.status, context).toBe('FINISHED');
+    expect(canonical(await job.results('validated')), context).toEqual(sequenceOracle(KEYS, PER_KEY));
+    // (Messages that shared a failing batch with a poison message may have followed it: one more restart each.)
+    for (const restart of record.restarts) expect(restart.reason).toBe("message reached the dead-letter queue of 'count'");
   } finally {
     await job.destroy();
   }

@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { GetQueueAttributesCommand, PurgeQueueCommand, ReceiveMessageCommand, SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { Example } from '../../core/definition.js';
+import { createDeadLetterHandler } from '../../lambda/dead-letter-handler.js';
 import { createIngestHandler, EVENT_ID_ATTRIBUTE } from '../../lambda/ingest-handler.js';
 import { createOperatorHandler } from '../../lambda/operator-handler.js';
 import { quietTelemetry, type Telemetry } from '../../lambda/telemetry.js';
 import { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfig, type CheckpointConfigInput, type RuntimeLimits, type RuntimeLimitsInput } from '../../core/config.js';
 import type { RestartStrategy } from '../../core/protocol/restart-strategy.js';
+import { INGRESS_QUEUE } from '../../core/redrive.js';
 import type { CoordinatorFaults } from '../../core/coordinator-driver.js';
 import { murmur3 } from '../../core/hashing.js';
 import type { StepFaults } from '../../core/instance/step.js';
@@ -21,7 +23,7 @@ import { RequestCounter } from '../adapters/request-counter.js';
 import { createAwsStores, type AwsStores } from '../index.js';
 import type { JobResources } from '../ops/job-resources.js';
 import { SqsEventSource } from './event-source.js';
-import { createJobQueues, deleteJobQueues, type JobQueues } from './queues.js';
+import { createJobQueues, deleteJobQueues, queueNameOfUrl, type JobQueues } from './queues.js';
 
 /**
  * A job on the local cloud (or any AWS endpoint): the table, bucket and queues of the
@@ -492,6 +494,24 @@ export class LocalCloudJob {
         }),
       );
     }
+    // The dead-letter queues are consumed as deployed (shared/lambda/dead-letter-handler.ts):
+    // every redriven message is kept as a dead letter, and a lost operator message reports a
+    // failure on the job record, which the coordinator serves with a rollback.
+    const pairs: Array<[string, JobQueues['ingress']]> = [[INGRESS_QUEUE, this.queues.ingress], ...Object.entries(this.queues.operators)];
+    const deadLetterHandler = createDeadLetterHandler({
+      checkpoints: this.stores.checkpoints,
+      deadLetters: this.stores.deadLetters,
+      queues: Object.fromEntries(pairs.map(([queue, pair]) => [queueNameOfUrl(pair.dlqUrl), queue])),
+      clock: this.clock,
+      telemetry,
+      onOutcome: (o) => {
+        this.counters.redriven += o.messages;
+        if (o.failureReported) note('a message reached a dead-letter queue: failure reported, the job rolls back');
+      },
+    });
+    for (const [queue, pair] of pairs) {
+      this.sources.push(new SqsEventSource({ ...common, name: `${queue}-dlq`, queueUrl: pair.dlqUrl, queueArn: pair.dlqArn, handler: deadLetterHandler, batchSize: 10, concurrency: 1 }));
+    }
   }
 
   /** Faults (delay, duplicate) and the purge barrier around a transport. */
@@ -526,16 +546,15 @@ export class LocalCloudJob {
         const s = this.coordinatorStores;
         return { checkpoints: s.checkpoints, state: s.stateStore, log: s.sourceLog, sinks: s.sinks, transport: this.transportFor(s.transport) };
       },
-      deadLetterDepths: async () => {
-        const depths = new Map<string, DeadLetterDepth>();
-        for (const [vertex, pair] of Object.entries(this.queues.operators)) depths.set(vertex, { count: await this.approximate(pair.dlqUrl, ['ApproximateNumberOfMessages']) });
-        return depths;
-      },
+      // Failures are reported by the dead-letter queues' consumer (on the job record), as deployed.
+      deadLetterDepths: () => Promise.resolve(new Map<string, DeadLetterDepth>()),
       ingressDrained: async () => this.ingestSource.inflight === 0 && (await this.approximate(this.queues.ingress.url, LocalCloudJob.ALL)) === 0 && this.ingestSource.inflight === 0,
       pipelineIdle: async () => {
         const busy = (): boolean => this.delayedSends > 0 || this.sources.some((s) => s.inflight > 0);
         if (busy()) return false;
-        for (const url of [this.queues.ingress.url, ...Object.values(this.queues.operators).map((q) => q.url)]) {
+        // The dead-letter queues too: a redriven message is reported before the job may finish.
+        const queues = [this.queues.ingress, ...Object.values(this.queues.operators)];
+        for (const url of [...queues.map((q) => q.url), ...queues.map((q) => q.dlqUrl)]) {
           if ((await this.approximate(url, LocalCloudJob.ALL)) > 0) return false;
         }
         return !busy();

@@ -29,6 +29,11 @@ export interface JobQueuesOptions {
   readonly maxReceiveCount: number;
 }
 
+/** The queue name of a queue URL (its last path segment). */
+export function queueNameOfUrl(url: string): string {
+  return url.slice(url.lastIndexOf('/') + 1);
+}
+
 /** SQS queue names: 1-80 characters of [A-Za-z0-9_-], plus `.fifo` for FIFO queues. */
 export function queueName(prefix: string, name: string, fifo: boolean): string {
   const base = `${prefix}-${name}`.replace(/[^A-Za-z0-9_-]/g, '_');

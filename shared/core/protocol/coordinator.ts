@@ -63,6 +63,8 @@ export function decideNext(config: CheckpointConfig, facts: CoordinatorFacts, re
   const rollback = job.requests?.rollback;
   if (rollback) return { type: 'start-recovery', ...rollbackTarget(job, rollback) };
   if (facts.failureSignal) return restartOrFail(restartStrategy, job, now, facts.failureSignal);
+  const reported = job.requests?.failure;
+  if (reported && reported.generation >= job.generation) return restartOrFail(restartStrategy, job, now, reported.reason);
 
   // A transition half done: the checkpoint record ended, the job record missed it. Finish it
   // (the execution reuses the stored record), or the job would list the checkpoint forever.
@@ -241,7 +243,7 @@ export function recoveryStarted(job: JobRecord, toCheckpoint: number, reason: st
     generation: job.generation + 1,
     status: 'RECOVERING',
     recovery: { toCheckpoint, reason, attempts: 0, ...(delayMs > 0 ? { notBefore: now + delayMs } : {}) },
-    requests: withoutRequest(job.requests, 'rollback'),
+    requests: withoutRequest(withoutRequest(job.requests, 'rollback'), 'failure'),
     // Bounded: the job record is rewritten at every transition and must stay far below 400 KB.
     restarts: [...job.restarts, { at: now, toCheckpoint, reason, ...(job.requests?.rollback ? { byOperator: true } : {}) }].slice(-RESTART_HISTORY),
   };
@@ -268,7 +270,7 @@ export function recoveryAttemptStarted(job: JobRecord): JobRecord {
 
 /** The restart strategy is exhausted (or the recovery cannot be done): the job ends FAILED. */
 export function failed(job: JobRecord, reason: string): JobRecord {
-  return { ...job, version: job.version + 1, status: 'FAILED', failure: reason, recovery: undefined, pendingCheckpoints: [] };
+  return { ...job, version: job.version + 1, status: 'FAILED', failure: reason, recovery: undefined, pendingCheckpoints: [], requests: withoutRequest(job.requests, 'failure') };
 }
 
 /** Rollback done: nothing pending; checkpoints newer than the restored one are no longer restorable. */

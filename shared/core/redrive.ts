@@ -1,0 +1,85 @@
+import { ConcurrentStepError } from './errors.js';
+import type { CheckpointStore, Clock, DeadLetter, DeadLetterStore, JobRecord } from './ports.js';
+
+/**
+ * The dead-letter queues' consumer: SQS moves a message that failed maxReceiveCount receives to
+ * its queue's dead-letter queue; this keeps it as a dead letter (reason `redriven`, its body as
+ * the payload, the queue it came from) and, when it is an operator message of the job's current
+ * generation (input the running job has lost), reports a failure on the job record. The next
+ * coordinator decision serves it with a rollback (restart strategy applies).
+ *
+ * Consuming the queue, rather than alarming on its depth, is what makes every incident count:
+ * a CloudWatch alarm tells EventBridge only when its state changes, so with messages left in a
+ * DLQ it stays in ALARM and a later dead message would trigger nothing. Messages of an older
+ * generation are kept but report nothing: the rollback that fenced them replays their input.
+ */
+
+/** A message as it arrives from a dead-letter queue. */
+export interface RedrivenMessage {
+  /** The vertex whose queue the message left, or `ingress`. */
+  readonly queue: string;
+  readonly messageId: string;
+  readonly body: string;
+  /** Receives before the redrive (SQS ApproximateReceiveCount). */
+  readonly receiveCount: number;
+}
+
+export interface RedriveDeps {
+  readonly checkpoints: CheckpointStore;
+  readonly deadLetters: DeadLetterStore;
+  readonly clock: Clock;
+}
+
+export interface RedriveOutcome {
+  readonly stored: number;
+  /** Whether this batch reported a failure on the job record (false when one was pending already). */
+  readonly failureReported: boolean;
+}
+
+export const INGRESS_QUEUE = 'ingress';
+const MAX_JOB_WRITE_ATTEMPTS = 10;
+
+export async function handleRedriven(deps: RedriveDeps, messages: readonly RedrivenMessage[]): Promise<RedriveOutcome> {
+  if (messages.length === 0) return { stored: 0, failureReported: false };
+  const at = deps.clock.now();
+  const letters: DeadLetter[] = messages.map((m) => ({
+    id: `redriven:${m.queue}:${m.messageId}`,
+    reason: 'redriven',
+    message: `reached the dead-letter queue of '${m.queue}' after ${m.receiveCount} receives`,
+    vertex: m.queue,
+    payload: m.body.length > 4096 ? `${m.body.slice(0, 4096)}…` : m.body,
+    at,
+  }));
+  await deps.deadLetters.put(letters);
+  // Ingress messages never reached the log: a rollback cannot bring them back (they are dead letters to see and push again).
+  const lost = messages.filter((m) => m.queue !== INGRESS_QUEUE).map((m) => ({ message: m, generation: generationOf(m.body) }));
+  if (lost.length === 0) return { stored: letters.length, failureReported: false };
+  for (let attempt = 0; ; attempt++) {
+    const job = await deps.checkpoints.getJob();
+    if (!job || job.status === 'FAILED' || job.status === 'FINISHED') return { stored: letters.length, failureReported: false };
+    // Unknown generation (an unreadable body): assume the current one; a needless rollback is safe, a missed one is not.
+    const current = lost.find((l) => (l.generation ?? job.generation) >= job.generation);
+    if (!current || job.requests?.failure) return { stored: letters.length, failureReported: false };
+    const next: JobRecord = {
+      ...job,
+      version: job.version + 1,
+      requests: { ...job.requests, failure: { reason: `message reached the dead-letter queue of '${current.message.queue}'`, at, generation: job.generation } },
+    };
+    try {
+      await deps.checkpoints.putJob(next, job.version);
+      return { stored: letters.length, failureReported: true };
+    } catch (error) {
+      // Someone else wrote the job record (a coordinator transition): decide again on the new one.
+      if (!(error instanceof ConcurrentStepError) || attempt + 1 >= MAX_JOB_WRITE_ATTEMPTS) throw error;
+    }
+  }
+}
+
+function generationOf(body: string): number | undefined {
+  try {
+    const parsed = JSON.parse(body) as { gen?: unknown };
+    return typeof parsed.gen === 'number' ? parsed.gen : undefined;
+  } catch {
+    return undefined;
+  }
+}
