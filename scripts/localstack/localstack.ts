@@ -222,3 +222,13 @@ export async function startLocalStack(options: { startTimeoutMs?: number; log?: 
   }
   return { endpoint, port, logFile, lambdaLogDir, stop };
 }
+
+// `npx tsx scripts/localstack/localstack.ts`: a LocalStack for by-hand use (AWS_ENDPOINT_URL=<printed>), until Ctrl-C.
+if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.meta.filename)) {
+  const localstack = await startLocalStack();
+  process.stdout.write(`AWS_ENDPOINT_URL=${localstack.endpoint}\nlog: ${localstack.logFile}\nfunction logs: ${localstack.lambdaLogDir}\nCtrl-C stops it\n`);
+  const stop = (): void => void localstack.stop().then(() => process.exit(0));
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  setInterval(() => {}, 60_000);
+}
