@@ -141,6 +141,10 @@ export class CoordinatorTasks {
 
     const facts = await driver.readFacts(job);
     const decision = decideNext(this.deps.config, facts, this.deps.restartStrategy);
+    // A looping execution past its window starts no new round: it hands over to the next
+    // scheduled one. Rounds that never wait (a continuous trigger, a trigger always due) would
+    // otherwise grow its history to Standard's 25,000-event limit while the schedule starts more.
+    if (decision.type === 'trigger' && windowSeconds > 0 && elapsedSeconds > windowSeconds) return { ...base, type: 'wait', waitSeconds: 0, handoff: true };
     if (decision.type !== 'wait') {
       const checkpointId = 'checkpointId' in decision ? decision.checkpointId : 'throughCheckpoint' in decision ? decision.throughCheckpoint : 0;
       const reason =

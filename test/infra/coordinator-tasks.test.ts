@@ -473,6 +473,20 @@ describe('coordinator task functions', () => {
     }
   });
 
+  it('a looping execution past its window starts no new round, even when every round is due at once: it hands over (history limit)', async () => {
+    const h = harness(undefined, { checkpoint: { trigger: 'continuous' } });
+    const looping = { ...h.input, input: { windowSeconds: 300 } };
+    const started = Date.parse(h.input.startedAt);
+    expect(await h.tasks.decide(looping)).toMatchObject({ type: 'trigger', trigger: 'continuous' });
+    h.advance(299_000);
+    await updateJob(h.checkpoints, (job) => ({ ...job, pendingCheckpoints: [] }));
+    expect(await h.tasks.decide(looping)).toMatchObject({ type: 'trigger', trigger: 'continuous' });
+    h.advance(2_000);
+    expect(await h.tasks.decide(looping)).toMatchObject({ type: 'wait', waitSeconds: 0, handoff: true });
+    // The next scheduled execution (its own start time) takes the round.
+    expect(await h.tasks.decide({ ...looping, startedAt: new Date(started + 301_000).toISOString() })).toMatchObject({ type: 'trigger', trigger: 'continuous' });
+  });
+
   it('a one-round execution (window 0) hands over instead of waiting long', async () => {
     const h = harness();
     const first = await h.tasks.decide({ ...h.input, input: { windowSeconds: 0 } });
