@@ -1,0 +1,638 @@
+import { execFileSync } from 'node:child_process';
+import { loadavg, cpus } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { examples } from '../../examples/index.js';
+import { startLocalCloud } from '../../shared/aws/local-cloud/local-cloud.js';
+import { AWS_PRICES, HOURS_PER_MONTH, SECONDS_PER_MONTH } from '../aws-prices.js';
+import { dynamoUsd, flinkFloorMonthlyUsd, lambdaUsd, logsIngestionUsd, PLATFORM_LOG_BYTES_PER_INVOCATION, sqsUsd, stepFunctionsUsd, storageMonthlyUsd } from './bill.js';
+import { deployedJob, transitionsPerDecision, type DeployedJob } from './deployed.js';
+import { measureRate, type RateRun, type Window } from './measure.js';
+
+/**
+ * `npm run bench:cost`: what each example costs on AWS per million events, from measured runs
+ * on the local cloud at steady rates, AWS's billing rules applied to what was counted, and a
+ * model of the request pattern (per event, per invocation, per checkpoint round) for the rates
+ * this machine cannot sustain. See bench/README.md for the method and what is modelled.
+ */
+
+export interface CostBenchOptions {
+  readonly examples: readonly string[];
+  readonly rates: readonly number[];
+  readonly warmupSeconds: number;
+  readonly seconds: number;
+  readonly idleSeconds: number;
+  readonly intervalMs: number;
+  readonly modelledRates: readonly number[];
+  /** An emulator endpoint already running (tests); default: AWS_ENDPOINT_URL, or a local cloud started for the run. */
+  readonly endpoint?: string;
+  readonly log?: (line: string) => void;
+}
+
+export const DEFAULT_COST_BENCH: CostBenchOptions = {
+  examples: ['word-count', 'account-balance', 'windowed-count'],
+  rates: [5, 10, 20],
+  warmupSeconds: 5,
+  seconds: 15,
+  idleSeconds: 8,
+  intervalMs: 1_000,
+  modelledRates: [100, 1_000],
+};
+
+export const QUICK_COST_BENCH: CostBenchOptions = { ...DEFAULT_COST_BENCH, rates: [5, 15], warmupSeconds: 3, seconds: 6, idleSeconds: 4 };
+
+/**
+ * Modelled, not measured (stated in the JSON and the README): a coordinator task invocation's
+ * duration, the acknowledgement listener's, the cycle time of an event source mapping's batch
+ * on AWS (receive + invocation), the log bytes per Step Functions history event, and the idle
+ * long polling of an SQS event source mapping.
+ */
+export const ASSUMPTIONS = {
+  coordinatorTaskMs: 100,
+  ackListenerMs: 50,
+  awsBatchCycleSeconds: 0.1,
+  sfnLogBytesPerHistoryEvent: 700,
+  /** History events per state: a Task logs entered, scheduled, started, succeeded, exited; other states entered and exited. */
+  sfnHistoryEventsPerTask: 5,
+  sfnHistoryEventsPerOtherState: 2,
+  esmIdlePollers: 5,
+  esmLongPollSeconds: 20,
+  alarmMonthlyUsd: 0.1,
+  producerBatchSeconds: 0.2,
+} as const;
+
+export type Breakdown = Record<'dynamodb' | 'sqs' | 'lambda' | 'logs' | 'storage' | 's3' | 'stepFunctions', number>;
+
+const zero = (): Breakdown => ({ dynamodb: 0, sqs: 0, lambda: 0, logs: 0, storage: 0, s3: 0, stepFunctions: 0 });
+const sum = (b: Breakdown): number => Object.values(b).reduce((x, y) => x + y, 0);
+const add = (a: Breakdown, b: Breakdown, k = 1): Breakdown => Object.fromEntries(Object.keys(a).map((key) => [key, a[key as keyof Breakdown] + k * b[key as keyof Breakdown]])) as Breakdown;
+
+/** Event-source requests that are artefacts of the in-process runner, not of Lambda's event source mappings on AWS. */
+const LOCAL_ONLY = (key: string, tally: { empty: number; requests: number }): boolean =>
+  !key.startsWith('SQS.ChangeMessageVisibilityBatch') &&
+  !key.startsWith('SQS.GetQueueAttributes') &&
+  !key.startsWith('SQS.SendMessageBatch') &&
+  !(key.startsWith('SQS.ReceiveMessage') && tally.empty === tally.requests);
+
+function memoryOf(deployed: DeployedJob, source: string): { memoryMb: number; architecture: 'arm64' | 'x86_64' } {
+  const fn = source === 'ingress' ? deployed.functions.find((f) => f.role === 'ingest') : deployed.functions.find((f) => f.role === 'operator' && f.vertex === source);
+  return fn ?? { memoryMb: 512, architecture: 'arm64' };
+}
+
+/** The part of a window's bill made by the data path: handlers and their event sources (not the producer, not the coordinator). */
+export function dataPathBill(window: Window, deployed: DeployedJob): Breakdown {
+  const b = zero();
+  b.dynamodb = dynamoUsd(window.units.functions);
+  // Empty receives: the idle polling of the mappings is billed once, in the idle cost.
+  const nonEmptyReceive = (key: string, t: { empty: number; requests: number; billed: number }): boolean => LOCAL_ONLY(key, t);
+  const receives = Object.fromEntries(
+    Object.entries(window.sqs.eventSources).map(([k, t]) => [k, k.startsWith('SQS.ReceiveMessage') ? { ...t, requests: t.requests - t.empty, billed: t.billed - t.empty, empty: 0 } : t]),
+  );
+  b.sqs = sqsUsd(window.sqs.functions).usd + sqsUsd(receives, nonEmptyReceive).usd;
+  let invocations = 0;
+  for (const [source, inv] of Object.entries(window.invocations)) {
+    const fn = memoryOf(deployed, source);
+    b.lambda += lambdaUsd(inv.count, inv.billedMs, fn.memoryMb, fn.architecture);
+    invocations += inv.count;
+  }
+  b.logs = logsIngestionUsd(window.logBytes + invocations * PLATFORM_LOG_BYTES_PER_INVOCATION);
+  b.storage = storageMonthlyUsd(Math.max(0, window.tableBytesGrowth), Math.max(0, window.s3BytesGrowth), deployed.pointInTimeRecovery);
+  const s3 = Object.entries(window.requests.functions).filter(([k]) => k.startsWith('S3.'));
+  b.s3 = s3.reduce((n, [k, c]) => n + c * (/Get|Head/.test(k) ? AWS_PRICES.s3PerGet : AWS_PRICES.s3PerPut), 0);
+  return b;
+}
+
+export type Counts = Record<'requests' | 'writeUnits' | 'readUnits', number>;
+
+/** Billed requests (DynamoDB, S3, SQS per chunk, Lambda invocations) and DynamoDB units of the data path in a window. */
+export function dataPathCounts(window: Window): Counts {
+  let requests = 0;
+  for (const [k, n] of Object.entries(window.requests.functions)) if (!k.startsWith('SQS.')) requests += n;
+  for (const t of Object.values(window.sqs.functions)) requests += t.billed;
+  for (const [k, t] of Object.entries(window.sqs.eventSources)) if (LOCAL_ONLY(k, t)) requests += k.startsWith('SQS.ReceiveMessage') ? t.billed - t.empty : t.billed;
+  requests += Object.values(window.invocations).reduce((n, i) => n + i.count, 0);
+  return { requests, writeUnits: window.units.functions.write, readUnits: window.units.functions.read };
+}
+
+/** The producer's SendMessageBatch requests to the (standard) ingress queue. */
+export function producerBill(window: Window): number {
+  return sqsUsd(window.sqs.eventSources, (k) => k.startsWith('SQS.SendMessageBatch')).usd;
+}
+
+export interface RoundModel {
+  readonly transitions: number;
+  readonly path: readonly string[];
+  readonly tasks: number;
+  readonly decides: number;
+  readonly ackListenerInvocations: number;
+  /** Measured on the in-process coordinator: DynamoDB units and SQS (barrier) requests per checkpoint. */
+  readonly dynamoUnits: { read: number; write: number };
+  readonly sqsBilled: number;
+  /** Billed requests per round: transitions, Lambda invocations, DynamoDB, SQS. */
+  readonly requests: number;
+  readonly usd: Breakdown;
+}
+
+/**
+ * One checkpoint round of the deployed coordinator: the states it enters (decideNext issues
+ * trigger, inject-barriers, complete and commit-sinks for every checkpoint). `loop`: a round
+ * inside a looping execution (intervals under a minute) that ends when the next trigger is
+ * already due, the most rounds per month the interval allows (a round that ends early adds a
+ * wait of at least 1 s, Decide > Route > Handoff > WaitForNext, and so runs fewer rounds);
+ * `scheduled`: one execution per round (intervals of a minute or more), Init, the round, and
+ * the wait that hands over (Decide > Route > Handoff > HandedOver). Also:
+ * their Lambda task invocations, the acknowledgement listener's invocations (one per acking
+ * instance), the queue-depth reads of each Decide, Step Functions' execution logs (level ALL),
+ * and the DynamoDB units and barrier sends the in-process coordinator made per checkpoint.
+ */
+export function roundModel(
+  deployed: DeployedJob,
+  measured: { units: { read: number; write: number }; sqsBilled: number; dynamoRequests: number; checkpoints: number },
+  instances: number,
+  operatorQueues: number,
+  kind: 'loop' | 'scheduled' = 'loop',
+): RoundModel {
+  const asl = deployed.checkpointAsl;
+  const path = [
+    ...(kind === 'scheduled' ? ['Init'] : []),
+    ...['trigger', 'inject-barriers', 'complete', 'commit-sinks'].flatMap((t) => transitionsPerDecision(asl, t).path),
+    ...(kind === 'scheduled' ? transitionsPerDecision(asl, 'wait', { handoff: true }).path : []),
+  ];
+  const tasks = path.filter((s) => asl.States[s]?.Type === 'Task').length;
+  const decides = path.filter((s) => s === 'Decide').length;
+  const coordinator = deployed.functions.find((f) => f.role === 'coordinator') ?? { memoryMb: 512, architecture: 'arm64' as const };
+  const ack = deployed.functions.find((f) => f.role === 'ackListener') ?? { memoryMb: 256, architecture: 'arm64' as const };
+  const per = Math.max(1, measured.checkpoints);
+  const dynamoUnits = { read: measured.units.read / per, write: measured.units.write / per };
+  const sqsBilled = measured.sqsBilled / per;
+  const usd = zero();
+  usd.stepFunctions = stepFunctionsUsd(path.length);
+  usd.lambda =
+    lambdaUsd(tasks, tasks * ASSUMPTIONS.coordinatorTaskMs, coordinator.memoryMb, coordinator.architecture) +
+    lambdaUsd(instances, instances * ASSUMPTIONS.ackListenerMs, ack.memoryMb, ack.architecture);
+  usd.sqs = (decides * operatorQueues + sqsBilled) * (deployed.operatorQueuesFifo ? AWS_PRICES.sqsFifoPerRequest : AWS_PRICES.sqsStandardPerRequest);
+  usd.dynamodb = dynamoUsd(dynamoUnits);
+  const historyEvents = tasks * ASSUMPTIONS.sfnHistoryEventsPerTask + (path.length - tasks) * ASSUMPTIONS.sfnHistoryEventsPerOtherState;
+  const lambdaLogBytes = (tasks + instances) * PLATFORM_LOG_BYTES_PER_INVOCATION;
+  usd.logs = logsIngestionUsd((deployed.sfnLogLevel === 'ALL' ? historyEvents * ASSUMPTIONS.sfnLogBytesPerHistoryEvent : 0) + lambdaLogBytes);
+  const requests = path.length + tasks + instances + measured.dynamoRequests / per + sqsBilled + decides * operatorQueues;
+  return { transitions: path.length, path, tasks, decides, ackListenerInvocations: instances, dynamoUnits, sqsBilled, requests, usd };
+}
+
+/**
+ * Monthly cost of checkpointing under load at an interval: one round per interval (`loopUsd`
+ * under a minute, plus Init and the hand-over of each 5-minute execution; `scheduledUsd` from a
+ * minute up, one execution per round).
+ */
+export function coordinatorMonthly(deployed: DeployedJob, rounds: { loopUsd: number; scheduledUsd: number }, intervalMs: number): number {
+  const perMonth = SECONDS_PER_MONTH / (intervalMs / 1000);
+  if (intervalMs >= 60_000) return perMonth * rounds.scheduledUsd;
+  const asl = deployed.checkpointAsl;
+  const perExecution = transitionsPerDecision(asl, '', { from: 'Init' }).transitions + transitionsPerDecision(asl, 'wait', { handoff: true }).transitions;
+  return perMonth * rounds.loopUsd + (SECONDS_PER_MONTH / 300) * stepFunctionsUsd(perExecution);
+}
+
+/** What an event source mapping costs with nothing to deliver: long polls of its pollers. */
+export function idleMappingsMonthly(deployed: DeployedJob, operatorQueues: number): number {
+  const pollsPerMonth = ASSUMPTIONS.esmIdlePollers * (SECONDS_PER_MONTH / ASSUMPTIONS.esmLongPollSeconds);
+  return (
+    pollsPerMonth *
+    ((deployed.ingressFifo ? AWS_PRICES.sqsFifoPerRequest : AWS_PRICES.sqsStandardPerRequest) +
+      operatorQueues * (deployed.operatorQueuesFifo ? AWS_PRICES.sqsFifoPerRequest : AWS_PRICES.sqsStandardPerRequest))
+  );
+}
+
+// ---------- the model of the data path ----------
+
+interface SourceStats {
+  /** Messages into this source's queue per event. */
+  readonly perEvent: number;
+  /** Concurrent batches (message groups / max concurrency of the mapping). */
+  readonly slots: number;
+}
+
+export interface DataPathModel {
+  /** $ per event = a + b x (invocations per event). */
+  readonly a: number;
+  readonly b: number;
+  /** Batch cycle fitted from the measured runs (s): batch = clamp(rate per slot x cycle, 1, 10). */
+  readonly localCycleSeconds: number;
+  readonly sources: Readonly<Record<string, SourceStats>>;
+  /** Per-event parts (for the breakdown), fitted the same way, by category. */
+  readonly parts: Readonly<Record<keyof Breakdown, { a: number; b: number }>>;
+  /** Requests and DynamoDB units per event, fitted the same way. */
+  readonly counts: Readonly<Record<keyof Counts, { a: number; b: number }>>;
+}
+
+export function invocationsPerEvent(model: Pick<DataPathModel, 'sources'>, rate: number, cycleSeconds: number): number {
+  let n = 0;
+  for (const s of Object.values(model.sources)) {
+    const perSlot = (rate * s.perEvent) / Math.max(1, s.slots);
+    const batch = Math.min(10, Math.max(1, perSlot * cycleSeconds));
+    n += s.perEvent / batch;
+  }
+  return n;
+}
+
+function fitLine(points: ReadonlyArray<{ x: number; y: number }>): { a: number; b: number } {
+  if (points.length === 0) return { a: 0, b: 0 };
+  const mx = points.reduce((n, p) => n + p.x, 0) / points.length;
+  const my = points.reduce((n, p) => n + p.y, 0) / points.length;
+  const sxx = points.reduce((n, p) => n + (p.x - mx) ** 2, 0);
+  if (points.length < 2 || sxx < 1e-12 * Math.max(1, mx * mx)) {
+    // One point (or no spread): all of it per invocation.
+    return { a: 0, b: mx > 0 ? my / mx : 0 };
+  }
+  const b = points.reduce((n, p) => n + (p.x - mx) * (p.y - my), 0) / sxx;
+  // Neither part may be negative: clamp and refit the other.
+  if (b < 0) return { a: my, b: 0 };
+  const a = my - b * mx;
+  if (a < 0) return { a: 0, b: points.reduce((n, p) => n + p.x * p.y, 0) / points.reduce((n, p) => n + p.x * p.x, 0) };
+  return { a, b };
+}
+
+/** The data path's share of one checkpoint round (barrier steps, acks, snapshots), measured on the idle run. */
+export interface DataPathRound {
+  readonly usd: Breakdown;
+  readonly counts: Counts;
+  readonly invocations: number;
+  readonly tableBytes: number;
+}
+
+export function dataPathRound(idle: RateRun, deployed: DeployedJob): DataPathRound {
+  const per = Math.max(1, idle.window.checkpoints);
+  const bill = dataPathBill(idle.window, deployed);
+  return {
+    usd: Object.fromEntries(Object.entries(bill).map(([k, v]) => [k, v / per])) as Breakdown,
+    counts: Object.fromEntries(Object.entries(dataPathCounts(idle.window)).map(([k, v]) => [k, v / per])) as Counts,
+    invocations: Object.values(idle.window.invocations).reduce((n, i) => n + i.count, 0) / per,
+    tableBytes: Math.max(0, idle.window.tableBytesGrowth + idle.window.s3BytesGrowth) / per,
+  };
+}
+
+export function fitDataPath(runs: ReadonlyArray<{ run: RateRun; bill: Breakdown }>, slots: Readonly<Record<string, number>>, round: DataPathRound): DataPathModel {
+  const usable = runs.filter((r) => r.run.window.events > 0);
+  const sources: Record<string, SourceStats> = {};
+  const names = new Set(usable.flatMap((r) => Object.keys(r.run.window.invocations)));
+  let cycleNum = 0;
+  let cycleDen = 0;
+  for (const name of names) {
+    const events = usable.reduce((n, r) => n + r.run.window.events, 0);
+    const messages = usable.reduce((n, r) => n + (r.run.window.invocations[name]?.messages ?? 0), 0);
+    const perEvent = events > 0 ? messages / events : 0;
+    sources[name] = { perEvent, slots: slots[name] ?? 1 };
+    for (const r of usable) {
+      const inv = r.run.window.invocations[name];
+      if (!inv || inv.count === 0) continue;
+      const batch = inv.messages / inv.count;
+      const perSlot = (r.run.rate * perEvent) / Math.max(1, slots[name] ?? 1);
+      if (batch < 10 && perSlot > 0) {
+        cycleNum += batch * perSlot;
+        cycleDen += perSlot * perSlot;
+      }
+    }
+  }
+  // What the window's checkpoints cost the data path is known from the idle run: fit the rest.
+  const points = (key?: keyof Breakdown): Array<{ x: number; y: number }> =>
+    usable.map((r) => {
+      const c = r.run.window.checkpoints;
+      return {
+        x: Math.max(0, Object.values(r.run.window.invocations).reduce((n, i) => n + i.count, 0) - c * round.invocations) / r.run.window.events,
+        y: Math.max(0, (key ? r.bill[key] : sum(r.bill)) - c * (key ? round.usd[key] : sum(round.usd))) / r.run.window.events,
+      };
+    });
+  const total = fitLine(points());
+  const parts = Object.fromEntries((Object.keys(zero()) as Array<keyof Breakdown>).map((k) => [k, fitLine(points(k))])) as DataPathModel['parts'];
+  const countPoints = (key: keyof Counts): Array<{ x: number; y: number }> =>
+    usable.map((r, i) => ({ x: points()[i]?.x ?? 0, y: Math.max(0, dataPathCounts(r.run.window)[key] - r.run.window.checkpoints * round.counts[key]) / r.run.window.events }));
+  const counts = { requests: fitLine(countPoints('requests')), writeUnits: fitLine(countPoints('writeUnits')), readUnits: fitLine(countPoints('readUnits')) };
+  return { ...total, localCycleSeconds: cycleDen > 0 ? cycleNum / cycleDen : 1, sources, parts, counts };
+}
+
+/** The data path's $ per event at `rate`, without its checkpoint rounds. */
+export function predictPerEvent(model: DataPathModel, rate: number, cycleSeconds: number): number {
+  return model.a + model.b * invocationsPerEvent(model, rate, cycleSeconds);
+}
+
+// ---------- the whole bench ----------
+
+export interface ExampleResult {
+  readonly example: string;
+  readonly deployed: Omit<DeployedJob, 'checkpointAsl'>;
+  readonly idle: RateRun;
+  readonly runs: readonly RateRun[];
+  /** A round inside a looping execution (intervals under a minute), and one scheduled execution per round. */
+  readonly round: RoundModel;
+  readonly scheduledRound: RoundModel;
+  readonly dataRound: DataPathRound;
+  readonly model: DataPathModel;
+  /** Leave-one-rate-out: the data path's $ per event predicted for each measured rate from the others. */
+  readonly validation: ReadonlyArray<{ rate: number; measured: number; predicted: number; relativeError: number }>;
+}
+
+export interface CostBenchResult {
+  readonly date: string;
+  readonly commit: string;
+  readonly command: string;
+  readonly machine: { readonly cores: number; readonly loadAverage: readonly number[] };
+  readonly prices: typeof AWS_PRICES & { readonly hoursPerMonth: number };
+  readonly assumptions: typeof ASSUMPTIONS;
+  readonly intervalMs: number;
+  readonly idleMonthlyUsd: number;
+  readonly idleMonthlyBreakdown: Record<string, number>;
+  /** The coordinator alone (Step Functions, its task and listener functions, its DynamoDB and SQS requests), by interval (ms). */
+  readonly coordinatorMonthlyUsd: Record<string, number>;
+  /** Every checkpoint's cost: the coordinator plus the operators' barrier steps, acks and snapshots, by interval (ms). */
+  readonly checkpointingMonthlyUsd: Record<string, number>;
+  readonly coordinatorTransitionsPerCheckpoint: number;
+  readonly coordinatorTransitionsPerScheduledCheckpoint: number;
+  readonly managedFlinkFloorMonthlyUsd: number;
+  readonly perMillionUsd: Record<string, Record<string, number>>;
+  readonly perMillionBreakdown: Record<string, Record<string, Breakdown & { producer: number; coordinator: number }>>;
+  readonly requestsPerThousand: Record<string, Record<string, number>>;
+  readonly requestsPerThousandByApi: Record<string, Record<string, Record<string, number>>>;
+  readonly writeUnitsPerEvent: Record<string, Record<string, number>>;
+  readonly readUnitsPerEvent: Record<string, Record<string, number>>;
+  readonly lambdaMsPerInvocation: Record<string, Record<string, Record<string, number>>>;
+  readonly storageBytesPerEventPerMonth: number;
+  readonly storageBytesPerEvent: Record<string, number>;
+  readonly measuredRates: readonly number[];
+  readonly sustainedRates: Record<string, readonly number[]>;
+  readonly modelledRates: readonly number[];
+  readonly modelError: number;
+  readonly modelErrorTotal: number;
+  readonly crossoverEventsPerSecond: Record<string, Record<string, number | null>>;
+  readonly examples: readonly ExampleResult[];
+  readonly totalSeconds: number;
+}
+
+function commitOf(): string {
+  try {
+    return execFileSync('git', ['rev-parse', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+const r4 = (n: number): number => Math.round(n * 1e4) / 1e4;
+const r2 = (n: number): number => Math.round(n * 100) / 100;
+
+export async function runCostBench(options: CostBenchOptions, command = 'npm run bench:cost'): Promise<CostBenchResult> {
+  const started = performance.now();
+  const log = options.log ?? ((): void => undefined);
+  const external = options.endpoint ?? process.env.AWS_ENDPOINT_URL;
+  const cloud = external ? undefined : await startLocalCloud({ edgePort: 0 });
+  const endpoint = external ?? (cloud as { endpoint: string }).endpoint;
+  const results: ExampleResult[] = [];
+  try {
+    for (const name of options.examples) {
+      const example = examples[name];
+      if (!example) throw new Error(`no example ${name}`);
+      log(`${name}: synthesizing the stack (memory sizes, queues, state machine)`);
+      const deployed = deployedJob(name, options.intervalMs);
+      const base = { endpoint, warmupSeconds: 2, seconds: options.idleSeconds, intervalMs: options.intervalMs, log };
+      const idle = await measureRate(example, { ...base, rate: 0 });
+      const runs: RateRun[] = [];
+      for (const rate of options.rates) {
+        const run = await measureRate(example, { ...base, rate, warmupSeconds: options.warmupSeconds, seconds: options.seconds });
+        runs.push(run);
+        log(
+          `${name} @ ${rate} ev/s: ${run.window.events} events, ${run.window.checkpoints} checkpoints, ${run.sustained ? 'sustained' : `NOT sustained (backlog ${run.backlog.start} -> ${run.backlog.end}, ingest lag ${run.backlog.ingestLag})`}`,
+        );
+      }
+      const graph = example.build();
+      const instances = graph.vertices.reduce((n, v) => n + v.parallelism, 0);
+      const operatorQueues = graph.vertices.length;
+      const coordinatorRuns = [idle, ...runs];
+      const measuredCoordinator = {
+        units: coordinatorRuns.reduce((u, r) => ({ read: u.read + r.window.units.coordinator.read, write: u.write + r.window.units.coordinator.write }), { read: 0, write: 0 }),
+        sqsBilled: coordinatorRuns.reduce((n, r) => n + sqsUsd(r.window.sqs.coordinator).fifo + sqsUsd(r.window.sqs.coordinator).standard, 0),
+        dynamoRequests: coordinatorRuns.reduce((n, r) => n + Object.entries(r.window.requests.coordinator).reduce((m, [k, c]) => m + (k.startsWith('DynamoDB.') ? c : 0), 0), 0),
+        checkpoints: coordinatorRuns.reduce((n, r) => n + r.window.checkpoints, 0),
+      };
+      const round = roundModel(deployed, measuredCoordinator, instances, operatorQueues, 'loop');
+      const scheduledRound = roundModel(deployed, measuredCoordinator, instances, operatorQueues, 'scheduled');
+      const slots: Record<string, number> = {
+        ingress: Math.max(
+          2,
+          graph.vertices.filter((v) => v.head.kind === 'source').reduce((n, v) => n + v.parallelism, 0),
+        ),
+      };
+      for (const v of graph.vertices) slots[v.id] = v.parallelism;
+      const sustained = runs.filter((r) => r.sustained);
+      const fitted = (sustained.length > 0 ? sustained : runs).map((run) => ({ run, bill: dataPathBill(run.window, deployed) }));
+      const dataRound = dataPathRound(idle, deployed);
+      const model = fitDataPath(fitted, slots, dataRound);
+      const validation = fitted.map(({ run, bill }) => {
+        const others = fitted.filter((f) => f.run !== run);
+        const m = others.length > 0 ? fitDataPath(others, slots, dataRound) : model;
+        const measured = sum(bill) / run.window.events;
+        const predicted = predictPerEvent(m, run.rate, m.localCycleSeconds) + (run.window.checkpoints * sum(dataRound.usd)) / run.window.events;
+        return { rate: run.rate, measured, predicted, relativeError: measured > 0 ? Math.abs(predicted - measured) / measured : 0 };
+      });
+      const { checkpointAsl: _asl, ...deployedInfo } = deployed;
+      results.push({ example: name, deployed: deployedInfo, idle, runs, round, scheduledRound, dataRound, model, validation });
+    }
+  } finally {
+    await cloud?.stop();
+  }
+  return assemble(results, options, command, (performance.now() - started) / 1000);
+}
+
+function assemble(results: readonly ExampleResult[], options: CostBenchOptions, command: string, totalSeconds: number): CostBenchResult {
+  const perMillionUsd: CostBenchResult['perMillionUsd'] = {};
+  const perMillionBreakdown: CostBenchResult['perMillionBreakdown'] = {};
+  const requestsPerThousand: CostBenchResult['requestsPerThousand'] = {};
+  const requestsPerThousandByApi: CostBenchResult['requestsPerThousandByApi'] = {};
+  const writeUnitsPerEvent: CostBenchResult['writeUnitsPerEvent'] = {};
+  const readUnitsPerEvent: CostBenchResult['readUnitsPerEvent'] = {};
+  const lambdaMsPerInvocation: CostBenchResult['lambdaMsPerInvocation'] = {};
+  const storageBytesPerEvent: Record<string, number> = {};
+  const sustainedRates: Record<string, number[]> = {};
+  const crossover: CostBenchResult['crossoverEventsPerSecond'] = {};
+  const intervalS = options.intervalMs / 1000;
+  const flink = flinkFloorMonthlyUsd(HOURS_PER_MONTH);
+  const errors: number[] = [];
+  const errorsTotal: number[] = [];
+  for (const ex of results) {
+    const name = ex.example;
+    perMillionUsd[name] = {};
+    perMillionBreakdown[name] = {};
+    requestsPerThousand[name] = {};
+    requestsPerThousandByApi[name] = {};
+    writeUnitsPerEvent[name] = {};
+    readUnitsPerEvent[name] = {};
+    lambdaMsPerInvocation[name] = {};
+    sustainedRates[name] = ex.runs.filter((r) => r.sustained).map((r) => r.rate);
+    const roundUsd = sum(ex.round.usd) + sum(ex.dataRound.usd);
+    const roundBreakdown = add(ex.round.usd, ex.dataRound.usd);
+    for (const run of ex.runs) {
+      const w = run.window;
+      if (w.events === 0) continue;
+      const key = String(run.rate);
+      const bill = dataPathBill(w, /* deployed */ { ...ex.deployed, checkpointAsl: { StartAt: '', States: {} } });
+      // Rounds at the nominal interval (the in-process coordinator on 2 shared cores runs fewer).
+      const rounds = w.seconds / intervalS;
+      const producer = producerBill(w);
+      // The rounds the window should have had but the starved local coordinator did not run cost the data path too.
+      const missing = Math.max(0, rounds - w.checkpoints);
+      const full = add(add(bill, ex.dataRound.usd, missing), ex.round.usd, rounds);
+      const total = sum(full) + producer;
+      perMillionUsd[name][key] = r2((total / w.events) * 1e6);
+      perMillionBreakdown[name][key] = {
+        ...(Object.fromEntries(Object.entries(full).map(([k, v]) => [k, r4((v / w.events) * 1e6)])) as Breakdown),
+        producer: r4((producer / w.events) * 1e6),
+        coordinator: r4(((rounds * sum(ex.round.usd)) / w.events) * 1e6),
+      };
+      // Billed requests the data path and the producer make, plus the coordinator's per round (Lambda invocations and transitions excluded).
+      const byApi: Record<string, number> = {};
+      const addApi = (k: string, n: number): void => {
+        byApi[k] = (byApi[k] ?? 0) + n;
+      };
+      for (const [k, n] of Object.entries(w.requests.functions)) if (!k.startsWith('SQS.')) addApi(k, n);
+      for (const [k, n] of Object.entries(w.requests.coordinator)) if (!k.startsWith('SQS.')) addApi(k, (n * rounds) / Math.max(1, w.checkpoints));
+      for (const role of ['functions', 'eventSources', 'coordinator'] as const)
+        for (const [k, t] of Object.entries(w.sqs[role])) {
+          if (role === 'eventSources' && !LOCAL_ONLY(k, t) && !k.startsWith('SQS.SendMessageBatch')) continue;
+          const billed = k.startsWith('SQS.ReceiveMessage') ? t.billed - t.empty : t.billed;
+          addApi(k.replace(/\.(fifo|standard)$/, ''), role === 'coordinator' ? (billed * rounds) / Math.max(1, w.checkpoints) : billed);
+        }
+      addApi('SQS.GetQueueAttributes', rounds * ex.round.decides * Object.keys(ex.model.sources).filter((s) => s !== 'ingress').length);
+      const invocations = Object.values(w.invocations).reduce((n, i) => n + i.count, 0);
+      addApi('Lambda.Invoke', invocations + rounds * (ex.round.tasks + ex.round.ackListenerInvocations));
+      addApi('StepFunctions.StateTransition', rounds * ex.round.transitions);
+      requestsPerThousandByApi[name][key] = Object.fromEntries(Object.entries(byApi).map(([k, n]) => [k, r2((n / w.events) * 1000)]));
+      requestsPerThousand[name][key] = r2((Object.values(byApi).reduce((a, b) => a + b, 0) / w.events) * 1000);
+      writeUnitsPerEvent[name][key] = r2((w.units.functions.write + ex.round.dynamoUnits.write * rounds) / w.events);
+      readUnitsPerEvent[name][key] = r2((w.units.functions.read + ex.round.dynamoUnits.read * rounds) / w.events);
+      lambdaMsPerInvocation[name][key] = Object.fromEntries(Object.entries(w.invocations).map(([s, i]) => [s, r2(i.ms / Math.max(1, i.count))]));
+    }
+    for (const rate of options.modelledRates) {
+      const perEvent =
+        predictPerEvent(ex.model, rate, ASSUMPTIONS.awsBatchCycleSeconds) +
+        (ASSUMPTIONS.producerBatchSeconds > 0 ? AWS_PRICES.sqsStandardPerRequest / Math.min(10, Math.max(1, rate * ASSUMPTIONS.producerBatchSeconds)) : 0) +
+        roundUsd / (rate * intervalS);
+      perMillionUsd[name][`${rate} (modelled)`] = r2(perEvent * 1e6);
+      const xc = invocationsPerEvent(ex.model, rate, ASSUMPTIONS.awsBatchCycleSeconds);
+      const perRound = 1 / (rate * intervalS);
+      const c = ex.model.counts;
+      const producerRequests = 1 / Math.min(10, Math.max(1, rate * ASSUMPTIONS.producerBatchSeconds));
+      requestsPerThousand[name][`${rate} (modelled)`] = r2((c.requests.a + c.requests.b * xc + producerRequests + (ex.dataRound.counts.requests + ex.round.requests) * perRound) * 1000);
+      writeUnitsPerEvent[name][`${rate} (modelled)`] = r2(c.writeUnits.a + c.writeUnits.b * xc + (ex.dataRound.counts.writeUnits + ex.round.dynamoUnits.write) * perRound);
+      readUnitsPerEvent[name][`${rate} (modelled)`] = r2(c.readUnits.a + c.readUnits.b * xc + (ex.dataRound.counts.readUnits + ex.round.dynamoUnits.read) * perRound);
+      const x = invocationsPerEvent(ex.model, rate, ASSUMPTIONS.awsBatchCycleSeconds);
+      const parts = Object.fromEntries(
+        (Object.keys(ex.model.parts) as Array<keyof Breakdown>).map((k) => [k, r4((ex.model.parts[k].a + ex.model.parts[k].b * x + roundBreakdown[k] / (rate * intervalS)) * 1e6)]),
+      ) as Breakdown;
+      perMillionBreakdown[name][String(rate)] = {
+        ...parts,
+        producer: r4((AWS_PRICES.sqsStandardPerRequest / Math.min(10, Math.max(1, rate * ASSUMPTIONS.producerBatchSeconds))) * 1e6),
+        coordinator: r4((sum(ex.round.usd) / (rate * intervalS)) * 1e6),
+      };
+    }
+    const events = ex.runs.reduce((n, r) => n + r.window.events, 0);
+    storageBytesPerEvent[name] = r2(ex.runs.reduce((n, r) => n + r.window.tableBytesGrowth + r.window.s3BytesGrowth, 0) / Math.max(1, events));
+    for (const v of ex.validation) errors.push(v.relativeError);
+    for (const v of ex.validation) {
+      const run = ex.runs.find((r) => r.rate === v.rate);
+      if (!run) continue;
+      const fixed = (producerBill(run.window) + (run.window.seconds / intervalS) * roundUsd) / run.window.events;
+      errorsTotal.push(Math.abs(v.predicted - v.measured) / (v.measured + fixed));
+    }
+    // Events/s at which Cairn's month (coordinator at the interval + data path) equals Managed Flink's floor.
+    crossover[name] = {};
+    for (const interval of [1_000, 60_000]) {
+      const fixedMonthly =
+        coordinatorMonthly({ ...ex.deployed, checkpointAsl: deployedAslOf(ex) }, { loopUsd: roundUsd, scheduledUsd: sum(ex.scheduledRound.usd) + sum(ex.dataRound.usd) }, interval) +
+        idleMappingsMonthly({ ...ex.deployed, checkpointAsl: deployedAslOf(ex) }, Object.keys(ex.model.sources).length - 1);
+      if (fixedMonthly >= flink) {
+        crossover[name][String(interval)] = null;
+        continue;
+      }
+      // Solve (fixed + rate x month x perEvent(rate)) = flink by bisection over 0..100k ev/s.
+      let lo = 0;
+      let hi = 100_000;
+      const monthly = (rate: number): number => fixedMonthly + rate * SECONDS_PER_MONTH * predictPerEvent(ex.model, Math.max(rate, 0.01), ASSUMPTIONS.awsBatchCycleSeconds);
+      if (monthly(hi) < flink) {
+        crossover[name][String(interval)] = hi;
+        continue;
+      }
+      for (let i = 0; i < 60; i++) {
+        const mid = (lo + hi) / 2;
+        if (monthly(mid) < flink) lo = mid;
+        else hi = mid;
+      }
+      crossover[name][String(interval)] = r2(lo);
+    }
+  }
+  const first = results[0];
+  const asl = first ? deployedAslOf(first) : undefined;
+  const coordinatorMonthlyUsd: Record<string, number> = {};
+  const checkpointingMonthlyUsd: Record<string, number> = {};
+  let idleMonthlyUsd = 0;
+  const idleMonthlyBreakdown: Record<string, number> = {};
+  if (first && asl) {
+    const deployed = { ...first.deployed, checkpointAsl: asl };
+    const data = sum(first.dataRound.usd);
+    const coordinatorOnly = { loopUsd: sum(first.round.usd), scheduledUsd: sum(first.scheduledRound.usd) };
+    const withData = { loopUsd: coordinatorOnly.loopUsd + data, scheduledUsd: coordinatorOnly.scheduledUsd + data };
+    for (const interval of [1_000, 60_000]) {
+      coordinatorMonthlyUsd[String(interval)] = r2(coordinatorMonthly(deployed, coordinatorOnly, interval));
+      checkpointingMonthlyUsd[String(interval)] = r2(coordinatorMonthly(deployed, withData, interval));
+    }
+    // Idle: does the coordinator still checkpoint with no events? Measured on the idle window.
+    const idleRounds = first.idle.window.checkpoints > 0 ? SECONDS_PER_MONTH / intervalS : 0;
+    idleMonthlyBreakdown.checkpoints = r2(
+      idleRounds > 0 ? coordinatorMonthly(deployed, withData, options.intervalMs) : (SECONDS_PER_MONTH / 300) * stepFunctionsUsd(5 + transitionsPerDecision(asl, 'wait').transitions),
+    );
+    idleMonthlyBreakdown.tableGrowthGbPerMonth = r4((idleRounds * first.dataRound.tableBytes) / 1024 ** 3);
+    idleMonthlyBreakdown.eventSourcePolling = r2(idleMappingsMonthly(deployed, Object.keys(first.model.sources).length - 1));
+    idleMonthlyBreakdown.alarms = r2(first.deployed.alarms * ASSUMPTIONS.alarmMonthlyUsd + first.deployed.compositeAlarms * 0.5);
+    idleMonthlyBreakdown.idleWindowCheckpointsPerSecond = r2(first.idle.window.checkpoints / first.idle.window.seconds);
+    idleMonthlyUsd = r2(idleMonthlyBreakdown.checkpoints + idleMonthlyBreakdown.eventSourcePolling + idleMonthlyBreakdown.alarms);
+  }
+  const allStorage = results.flatMap((ex) => ex.runs.map((r) => ({ bytes: r.window.tableBytesGrowth + r.window.s3BytesGrowth, events: r.window.events })));
+  const mean = (xs: number[]): number => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length);
+  return {
+    date: new Date().toISOString(),
+    commit: commitOf(),
+    command,
+    machine: { cores: cpus().length, loadAverage: loadavg().map(r2) },
+    prices: { ...AWS_PRICES, hoursPerMonth: HOURS_PER_MONTH },
+    assumptions: ASSUMPTIONS,
+    intervalMs: options.intervalMs,
+    idleMonthlyUsd,
+    idleMonthlyBreakdown,
+    coordinatorMonthlyUsd,
+    checkpointingMonthlyUsd,
+    coordinatorTransitionsPerCheckpoint: first?.round.transitions ?? 0,
+    coordinatorTransitionsPerScheduledCheckpoint: first?.scheduledRound.transitions ?? 0,
+    managedFlinkFloorMonthlyUsd: r2(flink),
+    perMillionUsd,
+    perMillionBreakdown,
+    requestsPerThousand,
+    requestsPerThousandByApi,
+    writeUnitsPerEvent,
+    readUnitsPerEvent,
+    lambdaMsPerInvocation,
+    storageBytesPerEventPerMonth: r2(
+      allStorage.reduce((n, s) => n + s.bytes, 0) /
+        Math.max(
+          1,
+          allStorage.reduce((n, s) => n + s.events, 0),
+        ),
+    ),
+    storageBytesPerEvent,
+    measuredRates: options.rates,
+    sustainedRates,
+    modelledRates: options.modelledRates,
+    modelError: r4(mean(errors)),
+    modelErrorTotal: r4(mean(errorsTotal)),
+    crossoverEventsPerSecond: crossover,
+    examples: results,
+    totalSeconds: r2(totalSeconds),
+  };
+}
+
+function deployedAslOf(ex: ExampleResult): DeployedJob['checkpointAsl'] {
+  return deployedJob(ex.example, 1_000).checkpointAsl;
+}
