@@ -318,7 +318,10 @@ export function predictPerEvent(model: DataPathModel, rate: number, cycleSeconds
 export interface ExampleResult {
   readonly example: string;
   readonly deployed: Omit<DeployedJob, 'checkpointAsl'>;
+  /** No events: what the job does left alone. */
   readonly idle: RateRun;
+  /** No events, a checkpoint triggered every interval: the cost of a round. */
+  readonly forced: RateRun;
   readonly runs: readonly RateRun[];
   /** A round inside a looping execution (intervals under a minute), and one scheduled execution per round. */
   readonly round: RoundModel;
@@ -332,6 +335,8 @@ export interface ExampleResult {
 export interface CostBenchResult {
   readonly date: string;
   readonly commit: string;
+  /** Engine files (shared, examples, infra, functions) that differed from the commit when the bench ran. */
+  readonly dirty: readonly string[];
   readonly command: string;
   readonly machine: { readonly cores: number; readonly loadAverage: readonly number[] };
   readonly prices: typeof AWS_PRICES & { readonly hoursPerMonth: number };
@@ -373,6 +378,19 @@ function commitOf(): string {
   }
 }
 
+/** Tracked engine files with uncommitted changes when the bench ran (the commit alone does not say what ran). */
+function dirtyFiles(): string[] {
+  try {
+    const out = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', 'shared', 'examples', 'infra', 'functions'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    return out
+      .split('\n')
+      .map((l) => l.slice(3).trim())
+      .filter((l) => l.length > 0);
+  } catch {
+    return [];
+  }
+}
+
 const r4 = (n: number): number => Math.round(n * 1e4) / 1e4;
 const r2 = (n: number): number => Math.round(n * 100) / 100;
 
@@ -391,6 +409,9 @@ export async function runCostBench(options: CostBenchOptions, command = 'npm run
       const deployed = deployedJob(name, options.intervalMs);
       const base = { endpoint, warmupSeconds: 2, seconds: options.idleSeconds, intervalMs: options.intervalMs, log };
       const idle = await measureRate(example, { ...base, rate: 0 });
+      // No events, a checkpoint triggered by hand every interval: what one round costs the data path.
+      const forced = await measureRate(example, { ...base, rate: 0, forceCheckpoints: true });
+      log(`${name}: idle ${idle.window.checkpoints} checkpoints in ${idle.window.seconds.toFixed(0)} s; ${forced.window.checkpoints} forced rounds`);
       const runs: RateRun[] = [];
       for (const rate of options.rates) {
         const run = await measureRate(example, { ...base, rate, warmupSeconds: options.warmupSeconds, seconds: options.seconds });
@@ -402,7 +423,7 @@ export async function runCostBench(options: CostBenchOptions, command = 'npm run
       const graph = example.build();
       const instances = graph.vertices.reduce((n, v) => n + v.parallelism, 0);
       const operatorQueues = graph.vertices.length;
-      const coordinatorRuns = [idle, ...runs];
+      const coordinatorRuns = [forced, ...runs];
       const measuredCoordinator = {
         units: coordinatorRuns.reduce((u, r) => ({ read: u.read + r.window.units.coordinator.read, write: u.write + r.window.units.coordinator.write }), { read: 0, write: 0 }),
         sqsBilled: coordinatorRuns.reduce((n, r) => n + sqsUsd(r.window.sqs.coordinator).fifo + sqsUsd(r.window.sqs.coordinator).standard, 0),
@@ -420,7 +441,7 @@ export async function runCostBench(options: CostBenchOptions, command = 'npm run
       for (const v of graph.vertices) slots[v.id] = v.parallelism;
       const sustained = runs.filter((r) => r.sustained);
       const fitted = (sustained.length > 0 ? sustained : runs).map((run) => ({ run, bill: dataPathBill(run.window, deployed) }));
-      const dataRound = dataPathRound(idle, deployed);
+      const dataRound = dataPathRound(forced, deployed);
       const model = fitDataPath(fitted, slots, dataRound);
       const validation = fitted.map(({ run, bill }) => {
         const others = fitted.filter((f) => f.run !== run);
@@ -430,7 +451,7 @@ export async function runCostBench(options: CostBenchOptions, command = 'npm run
         return { rate: run.rate, measured, predicted, relativeError: measured > 0 ? Math.abs(predicted - measured) / measured : 0 };
       });
       const { checkpointAsl: _asl, ...deployedInfo } = deployed;
-      results.push({ example: name, deployed: deployedInfo, idle, runs, round, scheduledRound, dataRound, model, validation });
+      results.push({ example: name, deployed: deployedInfo, idle, forced, runs, round, scheduledRound, dataRound, model, validation });
     }
   } finally {
     await cloud?.stop();
@@ -581,20 +602,21 @@ function assemble(results: readonly ExampleResult[], options: CostBenchOptions, 
     }
     // Idle: does the coordinator still checkpoint with no events? Measured on the idle window.
     const idleRounds = first.idle.window.checkpoints > 0 ? SECONDS_PER_MONTH / intervalS : 0;
-    idleMonthlyBreakdown.checkpoints = r2(
-      idleRounds > 0 ? coordinatorMonthly(deployed, withData, options.intervalMs) : (SECONDS_PER_MONTH / 300) * stepFunctionsUsd(5 + transitionsPerDecision(asl, 'wait').transitions),
-    );
+    idleMonthlyBreakdown.checkpoints = r2(idleRounds > 0 ? coordinatorMonthly(deployed, withData, options.intervalMs) : 0);
+    // A looping execution with nothing to checkpoint still decides and waits once per interval (at least 1 s).
+    idleMonthlyBreakdown.waits = r2(idleRounds > 0 ? 0 : (SECONDS_PER_MONTH / Math.max(1, intervalS)) * idleWaitUsd(deployed, first));
     idleMonthlyBreakdown.tableGrowthGbPerMonth = r4((idleRounds * first.dataRound.tableBytes) / 1024 ** 3);
     idleMonthlyBreakdown.eventSourcePolling = r2(idleMappingsMonthly(deployed, Object.keys(first.model.sources).length - 1));
     idleMonthlyBreakdown.alarms = r2(first.deployed.alarms * ASSUMPTIONS.alarmMonthlyUsd + first.deployed.compositeAlarms * 0.5);
     idleMonthlyBreakdown.idleWindowCheckpointsPerSecond = r2(first.idle.window.checkpoints / first.idle.window.seconds);
-    idleMonthlyUsd = r2(idleMonthlyBreakdown.checkpoints + idleMonthlyBreakdown.eventSourcePolling + idleMonthlyBreakdown.alarms);
+    idleMonthlyUsd = r2(idleMonthlyBreakdown.checkpoints + idleMonthlyBreakdown.waits + idleMonthlyBreakdown.eventSourcePolling + idleMonthlyBreakdown.alarms);
   }
   const allStorage = results.flatMap((ex) => ex.runs.map((r) => ({ bytes: r.window.tableBytesGrowth + r.window.s3BytesGrowth, events: r.window.events })));
   const mean = (xs: number[]): number => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length);
   return {
     date: new Date().toISOString(),
     commit: commitOf(),
+    dirty: dirtyFiles(),
     command,
     machine: { cores: cpus().length, loadAverage: loadavg().map(r2) },
     prices: { ...AWS_PRICES, hoursPerMonth: HOURS_PER_MONTH },
@@ -631,6 +653,28 @@ function assemble(results: readonly ExampleResult[], options: CostBenchOptions, 
     examples: results,
     totalSeconds: r2(totalSeconds),
   };
+}
+
+/**
+ * One idle pass of the looping execution: Decide > Route > Handoff > WaitForNext, the Decide
+ * task, its queue-depth reads and its DynamoDB reads (the in-process coordinator's per loop turn
+ * of the idle window), and the execution's log events.
+ */
+export function idleWaitUsd(deployed: DeployedJob, ex: ExampleResult): number {
+  const path = transitionsPerDecision(deployed.checkpointAsl, 'wait').path;
+  const tasks = path.filter((s) => deployed.checkpointAsl.States[s]?.Type === 'Task').length;
+  const coordinator = deployed.functions.find((f) => f.role === 'coordinator') ?? { memoryMb: 512, architecture: 'arm64' as const };
+  const turns = Math.max(1, ex.idle.window.turns);
+  const units = { read: ex.idle.window.units.coordinator.read / turns, write: ex.idle.window.units.coordinator.write / turns };
+  const operatorQueues = Object.keys(ex.model.sources).length - 1;
+  const historyEvents = tasks * ASSUMPTIONS.sfnHistoryEventsPerTask + (path.length - tasks) * ASSUMPTIONS.sfnHistoryEventsPerOtherState;
+  return (
+    stepFunctionsUsd(path.length) +
+    lambdaUsd(tasks, tasks * ASSUMPTIONS.coordinatorTaskMs, coordinator.memoryMb, coordinator.architecture) +
+    tasks * operatorQueues * (deployed.operatorQueuesFifo ? AWS_PRICES.sqsFifoPerRequest : AWS_PRICES.sqsStandardPerRequest) +
+    dynamoUsd(units) +
+    logsIngestionUsd((deployed.sfnLogLevel === 'ALL' ? historyEvents * ASSUMPTIONS.sfnLogBytesPerHistoryEvent : 0) + tasks * PLATFORM_LOG_BYTES_PER_INVOCATION)
+  );
 }
 
 function deployedAslOf(ex: ExampleResult): DeployedJob['checkpointAsl'] {

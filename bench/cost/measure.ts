@@ -76,6 +76,8 @@ export interface MeasureOptions {
   readonly warmupSeconds: number;
   readonly seconds: number;
   readonly intervalMs: number;
+  /** Trigger a checkpoint by hand every interval during the window (what a round costs with no events). */
+  readonly forceCheckpoints?: boolean;
   readonly log?: (line: string) => void;
 }
 
@@ -165,9 +167,11 @@ export async function measureRate(example: Example, options: MeasureOptions): Pr
     const ingestedA = job.counters.ingested;
     const recordsA = job.counters.records;
     measuring = true;
+    const forcing = options.forceCheckpoints ? setInterval(() => job.triggerCheckpoint(), intervalMs) : undefined;
     const t0 = performance.now();
     options.log?.(`${example.name} @ ${rate} ev/s: measuring ${seconds} s`);
     await pushUntil(warmupSeconds + seconds);
+    if (forcing) clearInterval(forcing);
     measuring = false;
     const windowSeconds = (performance.now() - t0) / 1000;
     const b = await snapshot(job, probe, sink);

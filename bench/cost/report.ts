@@ -8,7 +8,7 @@ export function formatCostReport(r: CostBenchResult): string {
   const lines: string[] = [];
   lines.push(`Cost of a Cairn job on AWS: ${r.prices.region} list prices taken ${r.prices.asOf}; checkpoint every ${r.intervalMs} ms`);
   lines.push(
-    `measured on the local cloud (${r.machine.cores} cores, load average ${r.machine.loadAverage.join(' ')}), commit ${r.commit.slice(0, 12)}; rates marked "model" are modelled, not measured`,
+    `measured on the local cloud (${r.machine.cores} cores, load average ${r.machine.loadAverage.join(' ')}), commit ${r.commit.slice(0, 12)}${r.dirty.length > 0 ? ` + uncommitted changes in ${r.dirty.join(', ')}` : ''}; rates marked "model" are modelled, not measured`,
   );
   lines.push('');
   const header = ['example', 'ev/s', 'how', '$/M events', 'dynamodb', 'sqs', 'lambda', 'logs', 'storage*', 'coord.', 'WRU/ev', 'RRU/ev', 'req/1k ev', 'ms/invocation'];
@@ -59,7 +59,7 @@ export function formatCostReport(r: CostBenchResult): string {
   lines.push(`  coordinator alone: ${usd(r.coordinatorMonthlyUsd['1000'] ?? 0)}/month at a 1 s interval, ${usd(r.coordinatorMonthlyUsd['60000'] ?? 0)}/month at 60 s`);
   lines.push(`  with the operators' barrier steps, acks and snapshots: ${usd(r.checkpointingMonthlyUsd['1000'] ?? 0)}/month at 1 s, ${usd(r.checkpointingMonthlyUsd['60000'] ?? 0)}/month at 60 s`);
   lines.push(
-    `idle (no events, ${r.intervalMs} ms interval): ${usd(r.idleMonthlyUsd)}/month besides storage (checkpoints ${usd(r.idleMonthlyBreakdown.checkpoints ?? 0)}, event source polling ${usd(r.idleMonthlyBreakdown.eventSourcePolling ?? 0)}, alarms ${usd(r.idleMonthlyBreakdown.alarms ?? 0)}; ${r.idleMonthlyBreakdown.idleWindowCheckpointsPerSecond ?? 0} checkpoints/s measured with no events; the table grows ${r.idleMonthlyBreakdown.tableGrowthGbPerMonth ?? 0} GB/month)`,
+    `idle (no events, ${r.intervalMs} ms interval): ${usd(r.idleMonthlyUsd)}/month besides storage (checkpoints ${usd(r.idleMonthlyBreakdown.checkpoints ?? 0)}, coordinator waits ${usd(r.idleMonthlyBreakdown.waits ?? 0)}, event source polling ${usd(r.idleMonthlyBreakdown.eventSourcePolling ?? 0)}, alarms ${usd(r.idleMonthlyBreakdown.alarms ?? 0)}; ${r.idleMonthlyBreakdown.idleWindowCheckpointsPerSecond ?? 0} checkpoints/s measured with no events; the table grows ${r.idleMonthlyBreakdown.tableGrowthGbPerMonth ?? 0} GB/month)`,
   );
   lines.push(
     `storage growth: ${r.storageBytesPerEventPerMonth} bytes per event (${Object.entries(r.storageBytesPerEvent)
