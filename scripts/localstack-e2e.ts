@@ -38,6 +38,8 @@ const EVENTS = Number(process.env.CAIRN_LOCALSTACK_EVENTS ?? 500);
 /** Fail when neither the sink nor the completed checkpoints moved for this long. */
 const STALL_MS = Number(process.env.CAIRN_LOCALSTACK_STALL_MS ?? 180_000);
 const STACK = 'Cairn-word-count';
+/** The fault run's once-markers (scripts/localstack/faults.ts), removed at the end. */
+const faultDir = path.resolve('.cache/localstack', `faults-${process.pid}`);
 /** `npm run test:localstack -- --faults` (or CAIRN_LOCALSTACK_FAULTS=1): the fault run (scripts/localstack/faults.ts). */
 const FAULTS = process.argv.includes('--faults') || process.env.CAIRN_LOCALSTACK_FAULTS === '1';
 const started = Date.now();
@@ -51,6 +53,7 @@ async function finish(passed: boolean, message: string): Promise<never> {
   if (finishing) return new Promise<never>(() => {}); // the first call exits
   finishing = true;
   say(message);
+  rmSync(faultDir, { recursive: true, force: true });
   if (localstack) {
     say(`stopping LocalStack (its log: ${localstack.logFile}; function logs: ${localstack.lambdaLogDir})`);
     await localstack.stop();
@@ -156,7 +159,6 @@ async function tickSchedule(): Promise<void> {
 
 // ---------- faults (--faults): see scripts/localstack/faults.ts ----------
 const where = { endpoint: endpoint ?? '', region, credentials };
-const faultDir = path.resolve('.cache/localstack', `faults-${process.pid}`);
 const sourceVertex = Object.keys(resources.queueUrls)[0] ?? '';
 const sinkVertex = Object.keys(resources.queueUrls).at(-1) ?? '';
 const faults = FAULTS

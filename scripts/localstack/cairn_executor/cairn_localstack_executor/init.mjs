@@ -94,7 +94,8 @@ function dispatch() {
   const { res } = waiting;
   waiting = undefined;
   const deadline = Date.now() + TIMEOUT_MS;
-  current = { id: invocation['invoke-id'], logs: '' };
+  // The lines the real init writes around each invocation (LocalStack forwards them to CloudWatch Logs).
+  current = { id: invocation['invoke-id'], startedAt: Date.now(), logs: `START RequestId: ${invocation['invoke-id']} Version: ${env.AWS_LAMBDA_FUNCTION_VERSION ?? '$LATEST'}\n` };
   current.timer = setTimeout(() => onTimeout(invocation['invoke-id']), TIMEOUT_MS);
   res.writeHead(200, {
     'content-type': 'application/json',
@@ -121,7 +122,8 @@ function onTimeout(id) {
 function finish(id, kind, body) {
   if (!current || current.id !== id) return false;
   clearTimeout(current.timer);
-  const logs = current.logs;
+  const duration = (Date.now() - current.startedAt).toFixed(2);
+  const logs = `${current.logs}END RequestId: ${id}\nREPORT RequestId: ${id}\tDuration: ${duration} ms\tBilled Duration: ${Math.ceil(Number(duration))} ms\tMemory Size: ${env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE ?? '?'} MB\n`;
   current = undefined;
   void (async () => {
     await report(`/invocations/${id}/logs`, JSON.stringify({ logs }));
