@@ -110,7 +110,8 @@ function round(n: number): number {
 export function formatAwsCost(rows: readonly AwsCostRow[]): string {
   const p = AWS_PRICES;
   const lines = [
-    `3. AWS requests and cost per event: each example on the local cloud (real handlers, AWS SDK v3 against DynamoDB Local / ElasticMQ / moto), ${rows[0]?.events ?? 0} events, checkpoint every 1 s`,
+    `3. AWS requests and cost per event (rough: every SQS request at the FIFO price, 20 ms per invocation, no Step Functions, logs or storage; \`npm run bench:cost\` bills them all)`,
+    `   AWS requests and cost per event: each example on the local cloud (real handlers, AWS SDK v3 against DynamoDB Local / ElasticMQ / moto), ${rows[0]?.events ?? 0} events, checkpoint every 1 s`,
     `   prices: ${p.region}, ${p.asOf}: SQS FIFO $0.50/M requests, DynamoDB on-demand $0.625/M WRU + $0.125/M RRU, S3 $0.005/1k PUT + $0.0004/1k GET, Lambda arm64 $0.20/M + $0.0000133334/GB-s (assumed 20 ms at 512 MB per invocation)`,
   ];
   for (const row of rows) {

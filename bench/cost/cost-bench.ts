@@ -38,7 +38,7 @@ export const DEFAULT_COST_BENCH: CostBenchOptions = {
   modelledRates: [100, 1_000],
 };
 
-export const QUICK_COST_BENCH: CostBenchOptions = { ...DEFAULT_COST_BENCH, rates: [5, 15], warmupSeconds: 3, seconds: 6, idleSeconds: 4 };
+export const QUICK_COST_BENCH: CostBenchOptions = { ...DEFAULT_COST_BENCH, rates: [5, 15], warmupSeconds: 3, seconds: 5, idleSeconds: 3 };
 
 /**
  * Modelled, not measured (stated in the JSON and the README): a coordinator task invocation's
