@@ -160,6 +160,8 @@ export class CoordinatorDriver {
       sourcesFinished,
       idle: await this.deps.env.isIdle(),
       lastCompletedTrigger: lastCompleted?.trigger,
+      ...(lastCompleted ? { lastCompleted } : {}),
+      timeDriven: this.deps.topology.vertices.some((v) => v.head.kind === 'window' && v.head.window.time === 'processing'),
       failureSignal: this.failureSignal,
     };
   }

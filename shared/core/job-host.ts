@@ -208,7 +208,6 @@ export class JobHost {
       if (options.until?.() || Date.now() > deadline) break;
       if (options.stallMs !== undefined && Date.now() - lastProgressAt > options.stallMs) break;
       await this.tickIfDue();
-      await this.checkDeadLetters();
       const started = await platform.deliver();
       let result: Awaited<ReturnType<CoordinatorDriver['step']>>;
       try {
@@ -228,6 +227,7 @@ export class JobHost {
       if (result.progressed) lastProgressAt = Date.now();
       await platform.afterStep?.(result.job);
       await this.sealIfDrained();
+      await this.checkDeadLetters();
       await platform.wait({ started, progressed: result.progressed, wakeAt: this.wakeAt(result.waitUntil) });
     }
     await platform.settle();

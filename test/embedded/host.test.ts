@@ -34,3 +34,34 @@ describe('run({ stallMs }): a deadline that follows progress, not wall time', ()
     }
   });
 });
+
+describe('an idle job schedules nothing', () => {
+  const example = examples['word-count'];
+  if (!example) throw new Error('word-count example missing');
+
+  it('takes no periodic checkpoint while no input arrives, and checkpoints again as soon as some does', async () => {
+    const runtime = await EmbeddedRuntime.open({ job: example.build(), clock: 'virtual', checkpoint: { intervalMs: 20 } });
+    try {
+      const events = example.generate(300, 9);
+      const push = (slice: typeof events): void => runtime.push(slice.map((e) => ({ id: e.id, body: JSON.stringify(e.event) })));
+      const completed = async (): Promise<number> => (await runtime.checkpoints.listCheckpoints()).filter((c) => c.status === 'COMPLETED').length;
+      push(events.slice(0, 150));
+      // Until a checkpoint has everything ingested so far behind its barriers.
+      await runtime.run({ maxTurns: 20_000, until: () => runtime.counters.ingested === 150 && runtime.counters.records > 0 });
+      await runtime.run({ maxTurns: 2_000 });
+      const quiet = { checkpoints: await completed(), invocations: runtime.counters.invocations, at: runtime.clock.now() };
+      // Two virtual seconds more, a hundred intervals: not one checkpoint, not one invocation.
+      await runtime.run({ until: () => runtime.clock.now() > quiet.at + 2_000 });
+      expect(await completed()).toBe(quiet.checkpoints);
+      expect(runtime.counters.invocations).toBe(quiet.invocations);
+
+      push(events.slice(150));
+      runtime.closeInput();
+      expect((await runtime.run({ maxTurns: 100_000 })).status).toBe('FINISHED');
+      expect(await completed()).toBeGreaterThan(quiet.checkpoints);
+      expect(example.canonical(await runtime.results(example.sink))).toEqual(example.oracle(events.map((e) => e.event)));
+    } finally {
+      runtime.close();
+    }
+  });
+});

@@ -21,6 +21,21 @@ describe('checkpoint coordinator decisions', () => {
     expect(decideNext(config({ intervalMs: 100 }), facts({ now: T0 + 100 }))).toEqual({ type: 'trigger', checkpointId: 1, trigger: 'time' });
   });
 
+  it('an idle job takes no periodic checkpoint: nothing changed since the last completed one (every event read before its barriers, no channel state, no processing time)', () => {
+    const last: CheckpointRecord = { ...pending(4), status: 'COMPLETED', finishedAt: T0 + 50, sourceOffsets: { 'in#0': 30, 'in#1': 12 }, channelStateRecords: 0 };
+    const idle = { now: T0 + 100, job: { lastCompletedId: 4, sinksCommittedThrough: 4, nextCheckpointId: 5 }, lastCompleted: last, ingestedTotal: 42, timeDriven: false };
+    expect(decideNext(config({ intervalMs: 100 }), facts(idle))).toEqual({ type: 'wait', until: T0 + 200 });
+    expect(decideNext(config({ trigger: 'continuous', intervalMs: 100 }), facts(idle))).toEqual({ type: 'wait', until: T0 + 200 });
+    // Any change, or anything unknown, takes the checkpoint.
+    const due = { type: 'trigger', checkpointId: 5, trigger: 'time' };
+    expect(decideNext(config({ intervalMs: 100 }), facts({ ...idle, ingestedTotal: 43 }))).toEqual(due);
+    expect(decideNext(config({ intervalMs: 100 }), facts({ ...idle, lastCompleted: { ...last, channelStateRecords: 2 } }))).toEqual(due);
+    expect(decideNext(config({ intervalMs: 100 }), facts({ ...idle, timeDriven: true }))).toEqual(due);
+    expect(decideNext(config({ intervalMs: 100 }), facts({ ...idle, timeDriven: undefined }))).toEqual(due);
+    expect(decideNext(config({ intervalMs: 100 }), facts({ ...idle, lastCompleted: { ...last, sourceOffsets: undefined } }))).toEqual(due);
+    expect(decideNext(config({ intervalMs: 100 }), facts({ ...idle, manualTriggerRequested: true }))).toEqual({ type: 'trigger', checkpointId: 5, trigger: 'manual' });
+  });
+
   it('a triggered checkpoint first gets its barriers injected at the sources', () => {
     expect(decideNext(config(), facts({ pending: [pending(1, T0, false)] }))).toEqual({ type: 'inject-barriers', checkpointId: 1 });
   });

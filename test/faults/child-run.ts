@@ -17,6 +17,8 @@ import { FaultInjector, planFor, SUITE_RESTARTS } from './fault-schedule.js';
 import { canonical, finalState, sequenceEvents, sequenceJob } from './sequence-job.js';
 
 interface ChildOptions {
+  /** Events a source reads per step (default 25): fewer make more checkpoints land while the input is read. */
+  readonly sourceReadBatch?: number;
   readonly killIn?: 'commit-sinks' | 'recovery';
   readonly nth?: number;
   readonly restore?: 'committed' | 'oldest';
@@ -73,7 +75,7 @@ const runtime = await EmbeddedRuntime.open({
   clock: 'virtual',
   stateDir: stateDir,
   checkpoint: plan.checkpoint,
-  limits: { visibilityTimeoutMs: 20, maxReceiveCount: 6, isolatePoisonAfterReceives: 3, sourceReadBatch: 25 },
+  limits: { visibilityTimeoutMs: 20, maxReceiveCount: 6, isolatePoisonAfterReceives: 3, sourceReadBatch: options.sourceReadBatch ?? 25 },
   restartStrategy: SUITE_RESTARTS,
   faults: withKill(new FaultInjector(plan).faults(), () => opened.runtime),
   ...(restoreFrom === undefined ? {} : { restoreFrom }),

@@ -33,7 +33,7 @@ interface Ready {
 }
 
 /** Options of child-run.ts: a SIGKILL inside commit-sinks or a recovery, a `--restore`. */
-type ChildOptions = { killIn?: 'commit-sinks' | 'recovery'; nth?: number; restore?: 'committed' | 'oldest'; checkpoint?: { retained?: number; intervalMs?: number } };
+type ChildOptions = { killIn?: 'commit-sinks' | 'recovery'; nth?: number; restore?: 'committed' | 'oldest'; checkpoint?: { retained?: number; intervalMs?: number }; sourceReadBatch?: number };
 
 const readyOf = (outcome: ChildOutcome): Ready => JSON.parse((outcome.lines.find((l) => l.startsWith('READY ')) ?? 'READY {}').slice('READY '.length)) as Ready;
 
@@ -123,9 +123,9 @@ describe('fault suite (embedded, SIGKILL): a killed process resumes and ends exa
     const stateDir = mkdtempSync(join(tmpdir(), 'cairn-sigkill-'));
     dirs.push(stateDir);
     const nth = 1 + (seed % 3);
-    const first = await runChild(stateDir, seed, undefined, { killIn: 'commit-sinks', nth, checkpoint: WINDOWS });
+    const first = await runChild(stateDir, seed, undefined, { killIn: 'commit-sinks', nth, checkpoint: WINDOWS, sourceReadBatch: 5 });
     expect(first.killed, `seed ${seed}: killed at publish ${nth}`).toBe(true);
-    const second = await runChild(stateDir, seed, undefined, { restore: 'committed', checkpoint: WINDOWS });
+    const second = await runChild(stateDir, seed, undefined, { restore: 'committed', checkpoint: WINDOWS, sourceReadBatch: 5 });
     const ready = readyOf(second);
     const context = `seed ${seed}, killed at publish ${nth}, second run: ${JSON.stringify(ready)}`;
     expect(ready.recovery?.toCheckpoint, context).toBe(ready.restoreFrom);

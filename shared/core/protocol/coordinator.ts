@@ -34,6 +34,10 @@ export interface CoordinatorFacts {
   readonly idle: boolean;
   /** Trigger of the last completed checkpoint, if any. */
   readonly lastCompletedTrigger: TriggerKind | undefined;
+  /** The last completed checkpoint's record (its source offsets and channel state tell whether anything changed since). */
+  readonly lastCompleted?: CheckpointRecord;
+  /** An operator works on processing time (its state changes with no input). Unknown = assumed. */
+  readonly timeDriven?: boolean;
   /** Set when an operator failed past retries (a message reached its dead-letter queue). */
   readonly failureSignal: string | undefined;
 }
@@ -114,15 +118,32 @@ export function decideTrigger(config: CheckpointConfig, facts: CoordinatorFacts)
   switch (config.trigger) {
     case 'time': {
       const due = job.lastTriggerAt + config.intervalMs;
-      return now >= due ? trigger('time') : { type: 'wait', until: min(due, nextTimeout) };
+      if (now < due) return { type: 'wait', until: min(due, nextTimeout) };
+      // An idle job takes no checkpoints: look again an interval later (new input ends the wait).
+      return unchangedSinceLastCheckpoint(facts) ? { type: 'wait', until: min(now + config.intervalMs, nextTimeout) } : trigger('time');
     }
     case 'count':
       return facts.ingestedTotal - job.ingestedAtLastTrigger >= config.everyRecords ? trigger('count') : { type: 'wait', until: nextTimeout };
     case 'continuous':
-      return facts.pending.length === 0 ? trigger('continuous') : { type: 'wait', until: nextTimeout };
+      if (facts.pending.length > 0) return { type: 'wait', until: nextTimeout };
+      return unchangedSinceLastCheckpoint(facts) ? { type: 'wait', until: min(now + Math.max(config.intervalMs, 100), nextTimeout) } : trigger('continuous');
     case 'manual':
       return { type: 'wait', until: nextTimeout };
   }
+}
+
+/**
+ * Nothing changed since the last completed checkpoint, so another would snapshot the same state:
+ * every event ingested so far was read before its barriers, it took no channel state (every
+ * record was processed before the barrier, so its effects are in that checkpoint), and no
+ * operator works on processing time. A periodic trigger then waits: an idle job schedules no
+ * checkpoints (no barriers, no steps, no commits). Anything unknown counts as a change.
+ */
+export function unchangedSinceLastCheckpoint(facts: CoordinatorFacts): boolean {
+  const last = facts.lastCompleted;
+  if (!last?.sourceOffsets || facts.timeDriven !== false || (last.channelStateRecords ?? 0) > 0) return false;
+  const read = Object.values(last.sourceOffsets).reduce((sum, offset) => sum + offset, 0);
+  return read === facts.ingestedTotal;
 }
 
 /**
