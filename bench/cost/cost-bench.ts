@@ -211,7 +211,7 @@ interface SourceStats {
 }
 
 export interface DataPathModel {
-  /** $ per event = a + b x (invocations per event). */
+  /** $ per event = a + b x (invocations per event): the sums of the parts' fits. */
   readonly a: number;
   readonly b: number;
   /** Batch cycle fitted from the measured runs (s): batch = clamp(rate per slot x cycle, 1, 10). */
@@ -300,8 +300,8 @@ export function fitDataPath(runs: ReadonlyArray<{ run: RateRun; bill: Breakdown 
         y: Math.max(0, (key ? r.bill[key] : sum(r.bill)) - c * (key ? round.usd[key] : sum(round.usd))) / r.run.window.events,
       };
     });
-  const total = fitLine(points());
   const parts = Object.fromEntries((Object.keys(zero()) as Array<keyof Breakdown>).map((k) => [k, fitLine(points(k))])) as DataPathModel['parts'];
+  const total = Object.values(parts).reduce((t, p) => ({ a: t.a + p.a, b: t.b + p.b }), { a: 0, b: 0 });
   const countPoints = (key: keyof Counts): Array<{ x: number; y: number }> =>
     usable.map((r, i) => ({ x: points()[i]?.x ?? 0, y: Math.max(0, dataPathCounts(r.run.window)[key] - r.run.window.checkpoints * round.counts[key]) / r.run.window.events }));
   const counts = { requests: fitLine(countPoints('requests')), writeUnits: fitLine(countPoints('writeUnits')), readUnits: fitLine(countPoints('readUnits')) };
@@ -310,7 +310,9 @@ export function fitDataPath(runs: ReadonlyArray<{ run: RateRun; bill: Breakdown 
 
 /** The data path's $ per event at `rate`, without its checkpoint rounds. */
 export function predictPerEvent(model: DataPathModel, rate: number, cycleSeconds: number): number {
-  return model.a + model.b * invocationsPerEvent(model, rate, cycleSeconds);
+  const x = invocationsPerEvent(model, rate, cycleSeconds);
+  // The sum of the parts' fits (each clamped non-negative on its own), so the total and the breakdown agree.
+  return Object.values(model.parts).reduce((n, p) => n + p.a + p.b * x, 0);
 }
 
 // ---------- the whole bench ----------
