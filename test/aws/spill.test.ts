@@ -93,6 +93,32 @@ describe('spill to S3 over the size threshold', () => {
     }
   });
 
+  it('a reader whose record was replaced (and its blob deleted) between its two reads reads the record again', async () => {
+    const s = await freshStores({ spillThresholdBytes: 1_000 });
+    const reader = await freshStores({ tableName: s.table, spillThresholdBytes: 1_000, provision: false });
+    try {
+      await s.checkpoints.putJob(initialJob(1), undefined);
+      const large = (n: number) => ({ timers: { '100': [big(2_000, String(n))] } });
+      await s.stateStore.putInstance({ ...initialInstanceRecord(INSTANCE, 1), ...large(0) });
+      expect(await s.stateStore.loadInstance(INSTANCE)).toMatchObject({ version: 0 });
+      // The reader has the record's item; before it fetches the blob, a commit replaces both.
+      const get = reader.io.blobs.get.bind(reader.io.blobs);
+      let raced = false;
+      reader.io.blobs.get = async (key) => {
+        if (!raced) {
+          raced = true;
+          await s.stateStore.commitStep(commitOf(0, [], {}, large(1)));
+        }
+        return get(key);
+      };
+      expect(await reader.stateStore.loadInstance(INSTANCE)).toMatchObject({ version: 1, ...large(1) });
+      expect(raced).toBe(true);
+    } finally {
+      reader.destroy();
+      await s.done();
+    }
+  });
+
   it('the threshold is configurable; small values stay inline; instance records, snapshots, log entries and sink batches spill too', async () => {
     const s = await freshStores({ spillThresholdBytes: 1_000 });
     try {

@@ -73,6 +73,17 @@ export function transactItemSize(action: TransactItem): number {
   return Buffer.byteLength(JSON.stringify(body ?? {}));
 }
 
+/**
+ * The blob a payload refers to is gone: the item was read before a commit replaced it and that
+ * commit deleted the blob it no longer needs. Read the item again.
+ */
+export class SpilledValueMissingError extends Error {
+  override readonly name = 'SpilledValueMissingError';
+  constructor(readonly key: string) {
+    super(`spilled value ${key} is missing from the blob store`);
+  }
+}
+
 export class DynamoIo {
   readonly doc: DynamoDBDocumentClient;
   readonly table: string;
@@ -112,7 +123,7 @@ export class DynamoIo {
     if (!stored.startsWith(BLOB_PREFIX)) return JSON.parse(stored) as T;
     const key = stored.slice(BLOB_PREFIX.length);
     const bytes = await this.blobs.get(key);
-    if (!bytes) throw new Error(`spilled value ${key} is missing from the blob store`);
+    if (!bytes) throw new SpilledValueMissingError(key);
     return JSON.parse(Buffer.from(bytes).toString('utf8')) as T;
   }
 

@@ -4,7 +4,7 @@ import { ConcurrentStepError, GenerationFencedError } from '../../core/errors.js
 import { parseInstanceId } from '../../core/messages.js';
 import type { ChannelStateEntry, InstanceRecord, OperatorSnapshot, OperatorSnapshotState, StagedBatch, StateKeyRef, StateStore, StepCommit, StoredItem } from '../../core/ports.js';
 import type { DynamoIo } from './dynamo-io.js';
-import { MAX_TRANSACT_ACTIONS, MAX_TRANSACT_BYTES, cancellationReasons, keyId, transactItemSize, usedNames, type Raw, type TransactItem } from './dynamo-io.js';
+import { MAX_TRANSACT_ACTIONS, MAX_TRANSACT_BYTES, SpilledValueMissingError, cancellationReasons, keyId, transactItemSize, usedNames, type Raw, type TransactItem } from './dynamo-io.js';
 import { BLOB_PREFIX, Keys, pad, prefixEnd, type ItemKey } from './table-layout.js';
 import { checkpointDataExpired, tombstoneExpired, versionsToKeep } from '../../core/retention.js';
 
@@ -97,15 +97,22 @@ export class DynamoStateStore implements StateStore {
   // ---------- instance records ----------
 
   async loadInstance(instance: string): Promise<InstanceRecord | undefined> {
-    let raw = await this.io.get(Keys.instance(instance));
-    if (raw?.fold !== undefined) {
-      await this.finishFold(instance, raw);
-      raw = await this.io.get(Keys.instance(instance));
+    for (let attempt = 0; ; attempt++) {
+      let raw = await this.io.get(Keys.instance(instance));
+      if (raw?.fold !== undefined) {
+        await this.finishFold(instance, raw);
+        raw = await this.io.get(Keys.instance(instance));
+      }
+      if (raw?.d === undefined) return undefined;
+      try {
+        const record = await this.io.decode<InstanceRecord>(raw.d as string);
+        this.noteRecordPayload(instance, record.version, raw.d as string);
+        return record;
+      } catch (error) {
+        // A commit replaced the record (and deleted its spilled blob) between our two reads: read it again.
+        if (!(error instanceof SpilledValueMissingError) || attempt >= 4) throw error;
+      }
     }
-    if (raw?.d === undefined) return undefined;
-    const record = await this.io.decode<InstanceRecord>(raw.d as string);
-    this.noteRecordPayload(instance, record.version, raw.d as string);
-    return record;
   }
 
   async putInstance(record: InstanceRecord, options: { readonly onlyOverOlderGeneration?: boolean } = {}): Promise<boolean> {
