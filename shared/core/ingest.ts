@@ -20,6 +20,13 @@ export interface IngressMessage {
 export interface IngestDeps {
   readonly source: VertexDef;
   readonly generation: number;
+  /**
+   * Whether the job is RUNNING in `generation`. While it recovers, the appended events are not
+   * polled for: the source instances may not be restored into the new generation yet (a poll
+   * would be refused and wait out its visibility timeout), and the recovery's last phase polls
+   * every source, which then reads from its restored offset. Default true.
+   */
+  readonly running?: boolean;
   readonly log: SourceLog;
   readonly deadLetters: DeadLetterStore;
   readonly transport: QueueTransport;
@@ -87,6 +94,7 @@ export async function ingestBatch(deps: IngestDeps, messages: readonly IngressMe
       appended += result.appended;
       duplicates += result.duplicates;
       const to = instanceId(deps.source.id, partition);
+      if (deps.running === false) continue;
       await deps.transport.send([{ queue: deps.source.id, groupId: to, dedupId: `g${deps.generation}:poll:${to}:${result.head}`, body: { type: 'poll', gen: deps.generation, to } }]);
     } catch {
       failedIds.push(...entries.map((e) => e.id));

@@ -282,7 +282,16 @@ export class EmbeddedRuntime {
         const job = await this.job();
         const counters = this.counters;
         const outcome = await ingestBatch(
-          { source, generation: job.generation, log: this.log, deadLetters: this.deadLetterStore, transport: this.transport, limits: this.limits, clock: this.clock },
+          {
+            source,
+            generation: job.generation,
+            running: job.status === 'RUNNING',
+            log: this.log,
+            deadLetters: this.deadLetterStore,
+            transport: this.transport,
+            limits: this.limits,
+            clock: this.clock,
+          },
           batch.map((m) => m.body as IngressMessage),
         );
         counters.ingested += outcome.appended;

@@ -66,15 +66,16 @@ export function createIngestHandler(deps: IngestHandlerDeps): IngestHandler {
       const job = await deps.checkpoints.getJob();
       if (!job) throw new Error(`job '${topology.graph.name}' is not initialized yet (no job record): the coordinator creates it`);
       const result = await ingestBatch(
-        { source, generation: job.generation, log: deps.log, deadLetters: deps.deadLetters, transport: deps.transport, limits: deps.limits, clock },
+        { source, generation: job.generation, running: job.status === 'RUNNING', log: deps.log, deadLetters: deps.deadLetters, transport: deps.transport, limits: deps.limits, clock },
         records.map((r) => ({ id: eventIdOf(r), body: r.body })),
       );
       const failedEvents = new Set(result.failedIds);
       if (result.appended > 0) {
         // A rollback between reading the generation and the poll fences that poll off; the
-        // recovery's own poll may have run before the append. Poll again in the new generation.
+        // recovery's own poll may have run before the append. Poll again in the new generation,
+        // once it runs (a recovery still under way polls every source when it finishes).
         const now = await deps.checkpoints.getJob();
-        if (now && now.generation !== job.generation) {
+        if (now?.status === 'RUNNING' && (now.generation !== job.generation || job.status !== 'RUNNING')) {
           await deps.transport.send(
             topology
               .instancesOf(source)
