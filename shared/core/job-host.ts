@@ -83,8 +83,6 @@ export interface JobHostOptions {
   readonly onTransition?: (decision: CoordinatorDecision, checkpoint?: CheckpointRecord) => void;
   /** Called every turn (fault schedules stall groups, pause, crash things). */
   readonly onTurn?: () => void | Promise<void>;
-  /** How often the dead-letter queues are asked while the input is open (every turn once it is closed). Default 0: every turn. */
-  readonly failureCheckMs?: number;
 }
 
 export interface RunOptions {
@@ -130,7 +128,6 @@ export class JobHost {
   private manualTrigger = false;
   private failureSignal: string | undefined;
   private readonly seenDeadLetters = new Map<string, number>();
-  private lastFailureCheck = Number.NEGATIVE_INFINITY;
   /** Timer service: instances get a tick every `tickIntervalMs` (flush timeouts, alignment timeouts, processing-time windows). */
   private readonly tickIntervalMs: number | undefined;
   private nextTickAt = 0;
@@ -271,10 +268,6 @@ export class JobHost {
 
   /** A message redriven to an operator's dead-letter queue means lost input: roll back. */
   private async checkDeadLetters(): Promise<void> {
-    const now = Date.now();
-    // Once the input is closed, every turn: the job must not finish past a redriven message.
-    if (!this.closeRequested && !this.sealedInput && now - this.lastFailureCheck < (this.options.failureCheckMs ?? 0)) return;
-    this.lastFailureCheck = now;
     for (const [queue, depth] of await this.options.platform.deadLetterDepths()) {
       const seen = this.seenDeadLetters.get(queue) ?? 0;
       if (depth.count <= seen) continue;

@@ -78,8 +78,6 @@ export interface LocalCloudJobOptions {
   readonly operatorConcurrency?: number;
   /** Coordinator loop period while it waits. Default 100 ms. */
   readonly coordinatorPollMs?: number;
-  /** How often the operator dead-letter queues are checked. Default 500 ms. */
-  readonly failureCheckMs?: number;
   /**
    * PurgeQueue the operator queues on rollback, waiting for it before any send. Default false,
    * as deployed: on AWS a purge takes up to 60 s and deletes what is sent meanwhile (the new
@@ -414,7 +412,6 @@ export class LocalCloudJob {
       ...(this.options.faults?.coordinator ? { coordinatorFaults: this.options.faults.coordinator } : {}),
       ...(this.options.onTransition ? { onTransition: this.options.onTransition } : {}),
       onTurn: () => this.options.faults?.onTurn?.(this),
-      failureCheckMs: this.options.failureCheckMs ?? 500,
     });
     const note = (line: string): void => this.host.note(line);
     const ingest = createIngestHandler({
