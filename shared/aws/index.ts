@@ -18,6 +18,7 @@ export { DynamoDeadLetterStore, DynamoSinkStore } from './adapters/dynamo-sink-s
 export { DynamoSourceLog } from './adapters/dynamo-source-log.js';
 export { DynamoStateStore } from './adapters/dynamo-state-store.js';
 export { deleteBucket, deleteJobTable, ensureBucket, ensureFifoQueues, ensureJobTable } from './adapters/provision.js';
+export { CoordinatorWaker, executionNameOf } from './adapters/coordinator-waker.js';
 export { RequestCounter } from './adapters/request-counter.js';
 export { S3BlobStore } from './adapters/s3-blob-store.js';
 export { SqsFifoTransport, sqsId } from './adapters/sqs-fifo-transport.js';
