@@ -24,7 +24,7 @@ import { CheckpointCoordinator } from './coordinator.js';
 import { describeJobModule, findProjectRoot, handlerEntryFor, jobSpecOf, type JobSpec, type VertexSpec } from './job-spec.js';
 
 /** The Lambda handlers of the job's entry file (handlerEntryFor): one export per kind of function. */
-const HANDLERS = { operator: 'operator', ingest: 'ingest', coordinator: 'coordinator', ackListener: 'ackListener' } as const;
+const HANDLERS = { operator: 'operator', ingest: 'ingest', coordinator: 'coordinator' } as const;
 
 export interface CairnJobProps {
   /**
@@ -63,8 +63,12 @@ export interface CairnJobProps {
    * job graph (an instance is one FIFO message group, so more pollers than groups idle), at least 2
    */
   readonly maxConcurrency?: Readonly<Record<string, number>>;
-  /** How long one looping coordinator execution runs (intervals below 1 min). @default 5 min */
-  readonly loopWindow?: Duration;
+  /**
+   * How often the schedule starts a coordinator execution in case none runs (a wake-up that was
+   * lost, an execution that failed). One that finds the coordinator running or asleep with
+   * nothing to do ends at once (4 state transitions). @default 10 min
+   */
+  readonly watchdogInterval?: Duration;
   /** Alarm when the oldest message of a queue is older than this. @default 5 min */
   readonly maxMessageAge?: Duration;
   /** Added to every alarm (e.g. an SNS action). @default none */
@@ -76,6 +80,9 @@ export interface CairnJobProps {
   /** Skip the scheduled trigger (tests, or checkpoints triggered only by hand). @default false */
   readonly disableSchedule?: boolean;
 }
+
+/** The coordinator function's timeout (Lambda's maximum): one `Run` invocation spends at most 10 min of it. */
+const COORDINATOR_TIMEOUT = Duration.minutes(15);
 
 interface VertexResources {
   readonly spec: VertexSpec;
@@ -99,7 +106,6 @@ export class CairnJob extends Construct {
   readonly vertices: ReadonlyMap<string, VertexResources>;
   readonly ingestFunction: nodejs.NodejsFunction;
   readonly coordinatorFunction: nodejs.NodejsFunction;
-  readonly ackListener: nodejs.NodejsFunction;
   readonly coordinator: CheckpointCoordinator;
   readonly alarms: cloudwatch.Alarm[] = [];
   readonly dashboard: cloudwatch.Dashboard;
@@ -149,8 +155,6 @@ export class CairnJob extends Construct {
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       encryption: dynamodb.TableEncryption.AWS_MANAGED,
-      // Keys only: the acknowledgement listener needs to know which checkpoint's acks changed.
-      stream: dynamodb.StreamViewType.KEYS_ONLY,
       removalPolicy: this.removalPolicy,
     });
 
@@ -233,6 +237,13 @@ export class CairnJob extends Construct {
       NODE_OPTIONS: '--enable-source-maps',
     };
 
+    const checkpointsArn = Stack.of(this).formatArn({
+      service: 'states',
+      resource: 'stateMachine',
+      resourceName: `${this.prefix}-checkpoints`,
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
+
     // ---------- operator functions ----------
     const vertices = new Map<string, VertexResources>();
     for (const vertex of spec.vertices) {
@@ -261,11 +272,12 @@ export class CairnJob extends Construct {
     // ---------- ingest ----------
     const sources = spec.vertices.filter((v) => v.isSource);
     this.ingestFunction = this.fn('Ingest', HANDLERS.ingest, {
-      description: `Cairn ${spec.name}: ingress queue -> source log`,
+      description: `Cairn ${spec.name}: ingress queue -> source log (wakes a sleeping coordinator)`,
       memorySize: 512,
       timeout: functionTimeout,
-      environment: { ...commonEnv },
+      environment: { ...commonEnv, CAIRN_COORDINATOR_ARN: checkpointsArn },
     });
+    this.allowWake(this.ingestFunction, checkpointsArn);
     this.allowTable(this.ingestFunction);
     this.allowBucket(this.ingestFunction);
     this.allowSend(
@@ -284,72 +296,38 @@ export class CairnJob extends Construct {
     this.queueEventSources.push(ingestSource);
 
     // ---------- coordinator ----------
-    const checkpointsArn = Stack.of(this).formatArn({
-      service: 'states',
-      resource: 'stateMachine',
-      resourceName: `${this.prefix}-checkpoints`,
-      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-    });
     this.coordinatorFunction = this.fn('Coordinator', HANDLERS.coordinator, {
-      description: `Cairn ${spec.name}: coordinator task states`,
-      memorySize: 512,
-      timeout: Duration.minutes(5),
-      environment: { ...commonEnv, CAIRN_RESTART_STRATEGY: JSON.stringify(restartStrategy) },
+      description: `Cairn ${spec.name}: the coordinator loop and the recovery workflow's tasks`,
+      memorySize: 256,
+      timeout: COORDINATOR_TIMEOUT,
+      environment: { ...commonEnv, CAIRN_RESTART_STRATEGY: JSON.stringify(restartStrategy), CAIRN_COORDINATOR_ARN: checkpointsArn },
     });
     this.allowTable(this.coordinatorFunction);
     this.allowBucket(this.coordinatorFunction);
     const allQueues = [...queues.values()].map((q) => q.queue);
     this.allowSend(this.coordinatorFunction, allQueues);
     this.coordinatorFunction.addToRolePolicy(new iam.PolicyStatement({ sid: 'QueueDepth', actions: ['sqs:GetQueueAttributes'], resources: allQueues.map((q) => q.queueArn) }));
-    // Formatted ARN, not a reference: the state machine refers to this function.
-    this.coordinatorFunction.addToRolePolicy(new iam.PolicyStatement({ sid: 'AckTaskToken', actions: ['states:SendTaskSuccess'], resources: [checkpointsArn] }));
+    // A successor execution, a wake-up after a recovery. Formatted ARN, not a reference: the state machine refers to this function.
+    this.allowWake(this.coordinatorFunction, checkpointsArn);
 
-    this.ackListener = this.fn('AckListener', HANDLERS.ackListener, {
-      description: `Cairn ${spec.name}: sends the checkpoint task token when the last acknowledgement is in`,
-      memorySize: 256,
-      timeout: Duration.seconds(60),
-      environment: { ...commonEnv },
-    });
-    this.allowTable(this.ackListener, ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:Query']);
-    this.allowBucket(this.ackListener, ['s3:GetObject']);
-    this.ackListener.addToRolePolicy(new iam.PolicyStatement({ sid: 'AckTaskToken', actions: ['states:SendTaskSuccess'], resources: [checkpointsArn] }));
-    const ackEvents: unknown = lambda.FilterRule.or('INSERT', 'MODIFY');
-    const ackPartitions: unknown = lambda.FilterRule.beginsWith('A#');
-    this.ackListener.addEventSource(
-      new lambdaEvents.DynamoEventSource(this.table, {
-        startingPosition: lambda.StartingPosition.LATEST,
-        batchSize: 100,
-        maxBatchingWindow: Duration.seconds(0),
-        retryAttempts: 3,
-        bisectBatchOnError: true,
-        reportBatchItemFailures: false,
-        // Only ack items (partition `A#<checkpoint>`), written or rewritten by step commits.
-        filters: [lambda.FilterCriteria.filter({ eventName: ackEvents, dynamodb: { Keys: { pk: { S: ackPartitions } } } })],
-      }),
-    );
-
-    const interval = spec.checkpoint.intervalMs;
-    const scheduled = spec.checkpoint.trigger === 'time' && interval >= 60_000;
-    const loopWindow = props.loopWindow ?? Duration.minutes(5);
     this.coordinator = new CheckpointCoordinator(this, 'Workflows', {
       jobName: this.prefix,
       checkpoint: spec.checkpoint,
       fn: this.coordinatorFunction,
-      loopWindow,
+      fnTimeout: COORDINATOR_TIMEOUT,
       logRetention: this.logRetention,
       removalPolicy: this.removalPolicy,
     });
 
-    // Triggers: intervals of a minute or more start one round per tick (EventBridge Scheduler);
-    // shorter ones (and count / continuous triggers) loop inside one execution for a window,
-    // and the schedule starts the next window. Manual: StartExecution with {"manual": true}.
+    // The coordinator runs while there is work and sleeps when there is none; ingest, the
+    // dead-letter consumer and the CLI wake it. The schedule is only its watchdog.
     if (props.disableSchedule !== true) {
-      const rateMinutes = scheduled ? Math.max(1, Math.floor(interval / 60_000)) : Math.max(1, Math.round(loopWindow.toMinutes()));
+      const rateMinutes = Math.max(1, Math.round((props.watchdogInterval ?? Duration.minutes(10)).toMinutes()));
       this.schedule = new scheduler.Schedule(this, 'CheckpointSchedule', {
         schedule: scheduler.ScheduleExpression.rate(Duration.minutes(rateMinutes)),
-        description: scheduled ? `Cairn ${spec.name}: one checkpoint round every ${rateMinutes} min` : `Cairn ${spec.name}: coordinator loop window every ${rateMinutes} min`,
+        description: `Cairn ${spec.name}: coordinator watchdog every ${rateMinutes} min (ends at once if it runs or sleeps with nothing to do)`,
         target: new schedulerTargets.StepFunctionsStartExecution(this.coordinator.checkpointStateMachine, {
-          input: scheduler.ScheduleTargetInput.fromObject({ windowSeconds: scheduled ? 0 : loopWindow.toSeconds() }),
+          input: scheduler.ScheduleTargetInput.fromObject({}),
           retryAttempts: 3,
         }),
       });
@@ -558,6 +536,11 @@ export class CairnJob extends Construct {
 
   private allowBucket(fn: lambda.Function, actions: readonly string[] = ['s3:GetObject', 's3:PutObject', 's3:DeleteObject']): void {
     fn.addToRolePolicy(new iam.PolicyStatement({ sid: 'SpilledState', actions: [...actions], resources: [this.bucket.arnForObjects('spill/*')] }));
+  }
+
+  /** StartExecution of the checkpoint workflow (CoordinatorWaker). */
+  private allowWake(fn: lambda.Function, checkpointsArn: string): void {
+    fn.addToRolePolicy(new iam.PolicyStatement({ sid: 'WakeCoordinator', actions: ['states:StartExecution'], resources: [checkpointsArn] }));
   }
 
   private allowSend(fn: lambda.Function, queues: readonly sqs.IQueue[]): void {

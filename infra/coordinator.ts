@@ -9,40 +9,30 @@ import type { CheckpointConfig } from '../shared/core/config.js';
 
 /**
  * The checkpoint coordinator as two Standard Step Functions workflows (JSONPath), built from
- * the typed constructs. Every decision is the engine's `decideNext`, run by the Decide task;
- * every transition is executed by the engine's CoordinatorDriver in one task state
- * (functions/coordinator/tasks.ts). The states only route.
+ * the typed constructs.
  *
- * Checkpoint workflow, one round:
+ * Checkpoint workflow: the coordinator loop runs inside one task, `Run` (CoordinatorTasks.run:
+ * decideNext and the CoordinatorDriver's transitions, the acknowledgements read from the table,
+ * the timer service's ticks), for up to its budget per invocation. A checkpoint round therefore
+ * costs no state transitions; the states only say what happens between invocations:
  *
- *   Init -> Decide -> Route
- *     trigger           -> Trigger -> ManualConsumed -> Decide
- *     inject-barriers   -> InjectBarriers -> AwaitAcks (.waitForTaskToken, TimeoutSeconds =
- *                          checkpoint timeout) -> Decide;  on timeout/error -> AbortTimedOut -> Decide
- *     complete          -> CompleteCheckpoint (marks COMPLETED, prunes) -> Decide
- *     commit-sinks      -> CommitSinks -> Decide
- *     abort             -> AbortCheckpoint -> Decide
- *     start-recovery,
- *     continue-recovery -> Recover (recovery workflow, .sync) -> RestartConsumed -> Decide
- *     finish            -> Finish -> Finished
- *     wait              -> Handoff? yes -> HandedOver (the next scheduled execution carries on)
- *                                   no  -> WaitForNext (seconds from the decision) -> Decide
- *     failed            -> JobFailed
+ *   Init -> Run -> Route
+ *     continue -> Run                         (the invocation's budget is spent)
+ *     wait     -> WaitForNext -> Run          (the next decision is far off: a Wait bills no compute)
+ *     recover  -> Recover (recovery workflow, .sync) -> Run
+ *     sleep    -> Asleep                      (nothing to do until input, a dead letter or a request wakes it)
+ *     handoff  -> HandedOver                  (another execution holds the lease, or a successor took over)
+ *     finished -> Finished;  failed -> JobFailed
  *
- *     fail              -> MarkJobFailed -> JobFailed (restart strategy exhausted)
+ * One execution at a time runs the loop: it holds a lease on the job record, and an execution
+ * started meanwhile (the watchdog schedule, a wake-up) leaves its requests on the job record and
+ * ends. A sleeping job runs no execution; ingest wakes it when it appends events.
  *
  * Recovery workflow: PlanRestart (restart strategy) -> [exhausted: MarkFailed -> JobFailed]
  *   -> RestartDelay -> BumpGeneration (a new attempt in its own generation) ->
  *   RestoreOperators (Map over vertices) -> RestoreInstances (Map over instances) ->
  *   Resume (finishes only) -> Recovered. Every item carries the attempt's generation; a state
  *   of an attempt that a newer one superseded ends the execution as Superseded.
- *
- * Who sends the task token back: the acknowledgement listener, a function on the job table's
- * DynamoDB stream filtered to ack items (`A#...`). Step commits write the acks; the listener
- * counts them (through the driver's own fact reading) and calls SendTaskSuccess when the last
- * one is in. AwaitAcks itself checks once after storing the token, so acks that beat the token
- * are not missed. This keeps the operators free of Step Functions permissions and latency, and
- * costs nothing while a checkpoint is in flight (no polling task).
  */
 
 export interface CheckpointCoordinatorProps {
@@ -50,8 +40,8 @@ export interface CheckpointCoordinatorProps {
   readonly checkpoint: CheckpointConfig;
   /** The coordinator task function (functions/coordinator/handler.ts `handler`). */
   readonly fn: lambda.IFunction;
-  /** How long one looping execution runs before it hands over to the next scheduled one. */
-  readonly loopWindow: Duration;
+  /** The task function's timeout: one `Run` invocation ends before it. */
+  readonly fnTimeout: Duration;
   readonly logRetention: logs.RetentionDays;
   readonly removalPolicy: RemovalPolicy;
 }
@@ -59,19 +49,16 @@ export interface CheckpointCoordinatorProps {
 const APPLY_RETRY: sfn.RetryProps = { errors: ['States.TaskFailed'], interval: Duration.seconds(1), maxAttempts: 2, backoffRate: 2 };
 /** The recovery attempt of a task is no longer the current one (RecoverySupersededError, a literal name that survives minification). */
 const SUPERSEDED = 'RecoverySupersededError';
-/** Errors that mean "the facts moved on since the decision": decide again. */
-const STALE = ['StaleDecisionError', 'ConcurrentStepError'];
+/** A failed invocation of the loop (a throttled call, a cold start's error, a timeout) is retried: the loop carries on from the table. */
+const RUN_RETRY: sfn.RetryProps = { errors: ['States.TaskFailed', 'States.Timeout'], interval: Duration.seconds(2), maxAttempts: 5, backoffRate: 2 };
 
 export class CheckpointCoordinator extends Construct {
   readonly checkpointStateMachine: sfn.StateMachine;
   readonly recoveryStateMachine: sfn.StateMachine;
-  /** TimeoutSeconds of the AwaitAcks state (= the checkpoint timeout). */
-  readonly ackTimeout: Duration;
 
   constructor(scope: Construct, id: string, props: CheckpointCoordinatorProps) {
     super(scope, id);
     const { fn } = props;
-    this.ackTimeout = Duration.seconds(Math.max(1, Math.ceil(props.checkpoint.timeoutMs / 1000)));
 
     const invoke = (sid: string, payload: Record<string, unknown>, resultPath: string, comment: string): tasks.LambdaInvoke =>
       new tasks.LambdaInvoke(this, sid, {
@@ -148,92 +135,54 @@ export class CheckpointCoordinator extends Construct {
     // ---------- checkpoint workflow ----------
     const init = new sfn.Pass(this, 'Init', {
       parameters: { consumed: { manual: false, restart: false } },
-      comment: 'Execution input ({"manual": true} | {"restart": "reason"} | {"windowSeconds": n}) is read from $$.Execution.Input',
+      resultPath: '$.run',
+      comment: 'Execution input ({"manual": true} | {"restart": "reason"} | {}) is read from $$.Execution.Input',
     });
-    const decide = invoke(
-      'Decide',
-      {
-        action: 'decide',
-        'input.$': '$$.Execution.Input',
-        'consumed.$': '$.consumed',
-        'startedAt.$': '$$.Execution.StartTime',
-      },
-      '$.step',
-      'decideNext over the facts read from the job table',
-    );
-    decide.addRetry({ errors: ['States.TaskFailed'], interval: Duration.seconds(1), maxAttempts: 3, backoffRate: 2 });
-
-    const applyPayload = { action: 'apply', 'decision.$': '$.step.decision', 'jobVersion.$': '$.step.jobVersion' };
-    const apply = (sid: string, comment: string): tasks.LambdaInvoke => {
-      const task = invoke(sid, applyPayload, sfn.JsonPath.DISCARD, comment);
-      task.addCatch(decide, { errors: STALE, resultPath: '$.stale' });
-      task.addRetry(APPLY_RETRY);
-      return task;
-    };
-
-    const trigger = apply('Trigger', 'Allocate checkpoint N (min pause and max concurrent were respected by decideNext)');
-    const manualConsumed = new sfn.Pass(this, 'ManualConsumed', { result: sfn.Result.fromBoolean(true), resultPath: '$.consumed.manual' });
-    const injectBarriers = apply('InjectBarriers', 'Barrier N to every source instance');
-    const awaitAcks = new tasks.LambdaInvoke(this, 'AwaitAcks', {
+    const run = new tasks.LambdaInvoke(this, 'Run', {
       lambdaFunction: fn,
-      integrationPattern: sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
-      payload: sfn.TaskInput.fromObject({ action: 'await-acks', 'checkpointId.$': '$.step.checkpointId', token: sfn.JsonPath.taskToken }),
-      taskTimeout: sfn.Timeout.duration(this.ackTimeout),
-      resultPath: '$.acks',
-      comment: 'Waits for every instance to acknowledge checkpoint N; the token is stored on the checkpoint record',
+      payloadResponseOnly: true,
+      payload: sfn.TaskInput.fromObject({
+        action: 'run',
+        'execution.$': '$$.Execution.Name',
+        'input.$': '$$.Execution.Input',
+        'consumed.$': '$.run.consumed',
+        'startedAt.$': '$$.Execution.StartTime',
+      }),
+      resultPath: '$.run',
+      taskTimeout: sfn.Timeout.duration(props.fnTimeout.plus(Duration.seconds(30))),
+      comment: 'The coordinator loop for one invocation (decide, execute, read acknowledgements, tick)',
     });
-    const abortTimedOut = invoke('AbortTimedOut', { action: 'abort', 'checkpointId.$': '$.step.checkpointId', 'reason.$': '$.step.reason' }, sfn.JsonPath.DISCARD, 'Abort N and count the failure');
-    abortTimedOut.addRetry(APPLY_RETRY);
-    // A failed AwaitAcks invocation (a throttled read, a cold start's error) is retried before
-    // it costs the checkpoint: with no tolerable failures, an abort means a full rollback. The
-    // wait running out (States.Timeout, the checkpoint timeout) is never retried.
-    awaitAcks.addRetry(APPLY_RETRY);
-    awaitAcks.addCatch(abortTimedOut, { errors: ['States.Timeout'], resultPath: '$.error' });
-    awaitAcks.addCatch(abortTimedOut, { errors: ['States.ALL'], resultPath: '$.error' });
-    abortTimedOut.next(decide);
-
-    const complete = apply('CompleteCheckpoint', 'Mark N COMPLETED and prune versions no retained checkpoint needs');
-    const commitSinks = apply('CommitSinks', 'Two-phase commit: publish transactional sink output of completed epochs');
-    const abort = apply('AbortCheckpoint', 'Abort N and count the failure');
-    const finish = apply('Finish', 'Bounded input fully processed and checkpointed');
-    const markJobFailed = apply('MarkJobFailed', 'Restart strategy exhausted (decideNext): job status FAILED with the reason');
+    run.addRetry(RUN_RETRY);
 
     const recover = new tasks.StepFunctionsStartExecution(this, 'Recover', {
       stateMachine: this.recoveryStateMachine,
       integrationPattern: sfn.IntegrationPattern.RUN_JOB,
       associateWithParent: true,
-      input: sfn.TaskInput.fromObject({ 'reason.$': '$.step.reason' }),
+      input: sfn.TaskInput.fromObject({ 'reason.$': '$.run.reason' }),
       resultPath: sfn.JsonPath.DISCARD,
       comment: 'Rollback-replay in the recovery workflow',
     });
     const jobFailed = new sfn.Fail(this, 'JobFailed', { error: 'JobFailed', cause: 'restart strategy exhausted or recovery failed; see the job record' });
     recover.addCatch(jobFailed, { errors: ['States.ALL'], resultPath: '$.error' });
-    const restartConsumed = new sfn.Pass(this, 'RestartConsumed', { result: sfn.Result.fromBoolean(true), resultPath: '$.consumed.restart' });
+    const waitForNext = new sfn.Wait(this, 'WaitForNext', { time: sfn.WaitTime.secondsPath('$.run.waitSeconds') });
 
-    const finished = new sfn.Succeed(this, 'Finished');
-    const waitForNext = new sfn.Wait(this, 'WaitForNext', { time: sfn.WaitTime.secondsPath('$.step.waitSeconds') });
-    const handoff = new sfn.Choice(this, 'Handoff').when(sfn.Condition.booleanEquals('$.step.handoff', true), new sfn.Succeed(this, 'HandedOver')).otherwise(waitForNext.next(decide));
-
-    const is = (type: string): sfn.Condition => sfn.Condition.stringEquals('$.step.type', type);
+    const is = (type: string): sfn.Condition => sfn.Condition.stringEquals('$.run.type', type);
     const route = new sfn.Choice(this, 'Route')
-      .when(is('trigger'), trigger.next(manualConsumed).next(decide))
-      .when(is('inject-barriers'), injectBarriers.next(awaitAcks).next(decide))
-      .when(is('complete'), complete.next(decide))
-      .when(is('commit-sinks'), commitSinks.next(decide))
-      .when(is('abort'), abort.next(decide))
-      .when(sfn.Condition.or(is('start-recovery'), is('continue-recovery')), recover.next(restartConsumed).next(decide))
-      .when(is('finish'), finish.next(finished))
-      .when(is('fail'), markJobFailed.next(jobFailed))
-      .when(is('finished'), finished)
-      .when(is('wait'), handoff)
+      .when(is('continue'), run)
+      .when(is('wait'), waitForNext.next(run))
+      .when(is('recover'), recover.next(run))
+      .when(is('sleep'), new sfn.Succeed(this, 'Asleep', { comment: 'Nothing to do: ingest, a dead letter or the CLI wakes the coordinator' }))
+      .when(is('handoff'), new sfn.Succeed(this, 'HandedOver'))
+      .when(is('finished'), new sfn.Succeed(this, 'Finished'))
       .otherwise(jobFailed);
+    run.next(route);
 
     this.checkpointStateMachine = new sfn.StateMachine(this, 'Checkpoints', {
       stateMachineName: `${props.jobName}-checkpoints`,
       stateMachineType: sfn.StateMachineType.STANDARD,
-      definitionBody: sfn.DefinitionBody.fromChainable(init.next(decide).next(route)),
-      // One execution lives at most one loop window plus one checkpoint's timeout, a recovery and slack.
-      timeout: props.loopWindow.plus(this.ackTimeout).plus(Duration.hours(3)),
+      definitionBody: sfn.DefinitionBody.fromChainable(init.next(run)),
+      // An execution hands over to a successor after 6 h (CoordinatorTasks' lifetime); a recovery and slack on top.
+      timeout: Duration.hours(12),
       tracingEnabled: true,
       logs: { destination: this.logGroup('CheckpointLogs', props), level: sfn.LogLevel.ALL, includeExecutionData: true },
       comment: `Cairn ${props.jobName}: checkpoint coordinator`,

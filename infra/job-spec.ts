@@ -61,7 +61,7 @@ const LOCK_FILES = ['package-lock.json', 'yarn.lock', 'pnpm-lock.yaml', 'bun.loc
 /**
  * The Lambda entry file of a job module: its default export handed to `createHandlers`
  * (cairn/lambda), one file for every function of the job (handlers `operator`, `ingest`,
- * `coordinator`, `ackListener`). Written under the project's node_modules/.cache, so that it is
+ * `coordinator`). Written under the project's node_modules/.cache, so that it is
  * under the project root esbuild bundles from; rewritten only when it changes.
  */
 export function handlerEntryFor(modulePath: string, projectRoot: string, jobName: string): string {
@@ -81,7 +81,7 @@ export function handlerEntryFor(modulePath: string, projectRoot: string, jobName
     `import job from ${importOf(modulePath)};`,
     `import { createHandlers } from ${importOf(packageModule('shared/lambda/index.ts'))};`,
     '',
-    'export const { operator, ingest, coordinator, ackListener } = createHandlers(job);',
+    'export const { operator, ingest, coordinator } = createHandlers(job);',
     '',
   ].join('\n');
   mkdirSync(dir, { recursive: true });

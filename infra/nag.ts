@@ -38,13 +38,6 @@ export function suppressFindings(_stack: Stack, job: CairnJob): void {
   for (const vertex of job.vertices.values()) fnSuppressions(vertex.fn);
   fnSuppressions(job.ingestFunction);
   fnSuppressions(job.coordinatorFunction);
-  fnSuppressions(job.ackListener, [
-    {
-      id: 'AwsSolutions-IAM5',
-      reason: "dynamodb:ListStreams does not support resource-level permissions (the event source mapping needs it); every other stream action is scoped to this table's stream.",
-      appliesTo: ['Resource::*'],
-    },
-  ]);
 
   const workflowRoleFindings: NagPackSuppression[] = [
     {

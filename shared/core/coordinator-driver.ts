@@ -158,7 +158,8 @@ export class CoordinatorDriver {
       ingestedTotal,
       manualTriggerRequested: this.manualTrigger,
       sourcesFinished,
-      idle: await this.deps.env.isIdle(),
+      // Only a finished input asks the queues (decideNext reads `idle` only then; on AWS each ask is a request per queue).
+      idle: sourcesFinished ? await this.deps.env.isIdle() : false,
       lastCompletedTrigger: lastCompleted?.trigger,
       ...(lastCompleted ? { lastCompleted } : {}),
       timeDriven: this.deps.topology.vertices.some((v) => v.head.kind === 'window' && v.head.window.time === 'processing'),

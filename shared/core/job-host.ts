@@ -2,7 +2,8 @@ import type { CheckpointConfig, RuntimeLimits } from './config.js';
 import { CoordinatorDriver, type CoordinatorFaults } from './coordinator-driver.js';
 import { InjectedFault } from './errors.js';
 import { instanceId } from './messages.js';
-import type { CheckpointRecord, CheckpointStore, Clock, JobRecord, OutboundMessage, QueueTransport, SinkStore, SourceLog, StateStore } from './ports.js';
+import { tickIntervalFor, tickMessages } from './timer-service.js';
+import type { CheckpointRecord, CheckpointStore, Clock, JobRecord, QueueTransport, SinkStore, SourceLog, StateStore } from './ports.js';
 import type { CoordinatorDecision } from './protocol/coordinator.js';
 import type { RestartStrategy } from './protocol/restart-strategy.js';
 import type { Topology } from './topology.js';
@@ -304,12 +305,7 @@ export class JobHost {
     this.nextTickAt = now + this.tickIntervalMs;
     const job = await this.job();
     if (job.status !== 'RUNNING') return;
-    const ticks: OutboundMessage[] = this.options.topology.vertices
-      .filter((v) => v.head.kind !== 'source')
-      .flatMap((v) =>
-        this.options.topology.instancesOf(v).map((to) => ({ queue: v.id, groupId: to, dedupId: `g${job.generation}:tick:${to}:${now}`, body: { type: 'tick' as const, gen: job.generation, to } })),
-      );
-    await this.ports.transport.send(ticks);
+    await this.ports.transport.send(tickMessages(this.options.topology, job.generation, now));
   }
 
   private wakeAt(coordinatorWait: number | undefined): number | undefined {
@@ -318,14 +314,4 @@ export class JobHost {
   }
 }
 
-/** How often instances need a tick: only when something waits on time rather than on input. */
-export function tickIntervalFor(topology: Topology, config: CheckpointConfig, limits: RuntimeLimits): number | undefined {
-  const candidates: number[] = [];
-  if (limits.flushTimeoutMs > 0) candidates.push(limits.flushTimeoutMs);
-  if (config.alignment === 'aligned-with-timeout' && config.alignmentTimeoutMs > 0) candidates.push(config.alignmentTimeoutMs);
-  for (const vertex of topology.vertices) {
-    if (vertex.head.kind === 'window' && vertex.head.window.time === 'processing') candidates.push(vertex.head.window.sizeMs / 4);
-  }
-  if (candidates.length === 0) return undefined;
-  return Math.max(5, Math.min(...candidates));
-}
+export { tickIntervalFor } from './timer-service.js';

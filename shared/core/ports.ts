@@ -289,6 +289,22 @@ export interface JobRecord {
   readonly paused?: boolean;
   /** Operator requests, served by whichever coordinator decides next (Step Functions or in-process). */
   readonly requests?: JobRequests;
+  /** Who runs the deployed coordinator loop, and whether it sleeps (shared/core/protocol/coordinator-lease.ts). */
+  readonly coordinator?: CoordinatorLease;
+}
+
+/**
+ * The deployed coordinator's lease: one Step Functions execution at a time runs the loop (others
+ * that start meanwhile, from the schedule or a wake-up, end at once), and a coordinator with
+ * nothing to do sleeps: no execution runs until new input, a dead letter or a request wakes it.
+ */
+export interface CoordinatorLease {
+  /** The execution running the loop; none while it sleeps or between executions. */
+  readonly owner?: string;
+  /** The owner's lease runs out then (a crashed owner's lease expires; another takes over). */
+  readonly until?: number;
+  /** Set when the coordinator went to sleep: whoever appends input wakes it (once per sleep). */
+  readonly asleepSince?: number;
 }
 
 export interface JobRequests {

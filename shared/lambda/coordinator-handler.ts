@@ -1,15 +1,16 @@
-import { SFNClient, SendTaskSuccessCommand } from '@aws-sdk/client-sfn';
+import { SFNClient } from '@aws-sdk/client-sfn';
+import type { Context } from 'aws-lambda';
 import { GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { JobDefinition } from '../core/definition.js';
 import { parseCheckpointConfig, type CheckpointConfigInput } from '../core/config.js';
-import { createAwsStores, type AwsStores } from '../aws/index.js';
+import { CoordinatorWaker, createAwsStores, type AwsStores } from '../aws/index.js';
 import { DEFAULT_RESTART_STRATEGY, validateRestartStrategy, type RestartStrategy } from '../core/protocol/restart-strategy.js';
-import { CoordinatorTasks, type DecideInput } from './coordinator-tasks.js';
+import { CoordinatorTasks, type DecideInput, type RunInput, type RunOptions } from './coordinator-tasks.js';
 
 /**
  * Lambda entry of the coordinator's task states. One function, one `action` per state (the
- * states are listed in infra/coordinator.ts); `ackListener` is the entry of the DynamoDB
- * stream consumer that sends the waiting task token when the last acknowledgement arrives.
+ * states are listed in infra/coordinator.ts): `run` is the checkpoint workflow's coordinator
+ * loop, the others are the recovery workflow's states.
  *
  * Environment (set by the CairnJob construct):
  *   CAIRN_TABLE             job table (single-table layout, shared/aws/adapters/table-layout.ts)
@@ -17,6 +18,8 @@ import { CoordinatorTasks, type DecideInput } from './coordinator-tasks.js';
  *   CAIRN_QUEUE_URLS        JSON: vertex id -> FIFO queue URL
  *   CAIRN_CHECKPOINT        JSON: checkpoint config (the one the state machine's timeouts come from)
  *   CAIRN_RESTART_STRATEGY  JSON: restart strategy (functions/coordinator/restart-strategy.ts)
+ *   CAIRN_COORDINATOR_ARN   the checkpoint state machine (a successor execution, a wake-up after a recovery)
+ *   CAIRN_COORDINATOR_RUN   optional JSON: RunOptions of the coordinator loop (budget, waits, ack polling)
  *   AWS_ENDPOINT_URL        optional single endpoint (local cloud, LocalStack)
  */
 
@@ -26,6 +29,8 @@ export interface CoordinatorEnv {
   readonly queueUrls: Readonly<Record<string, string>>;
   readonly checkpoint: CheckpointConfigInput;
   readonly restartStrategy: RestartStrategy;
+  readonly coordinatorArn?: string;
+  readonly run?: Partial<RunOptions>;
   readonly endpoint?: string;
   readonly region?: string;
 }
@@ -44,6 +49,8 @@ export function coordinatorEnvFrom(env: NodeJS.ProcessEnv): CoordinatorEnv {
     queueUrls: JSON.parse(required('CAIRN_QUEUE_URLS')) as Record<string, string>,
     checkpoint: env.CAIRN_CHECKPOINT ? (JSON.parse(env.CAIRN_CHECKPOINT) as CheckpointConfigInput) : {},
     restartStrategy,
+    ...(env.CAIRN_COORDINATOR_ARN ? { coordinatorArn: env.CAIRN_COORDINATOR_ARN } : {}),
+    ...(env.CAIRN_COORDINATOR_RUN ? { run: JSON.parse(env.CAIRN_COORDINATOR_RUN) as Partial<RunOptions> } : {}),
     ...(env.AWS_ENDPOINT_URL ? { endpoint: env.AWS_ENDPOINT_URL } : {}),
     ...(env.AWS_REGION ? { region: env.AWS_REGION } : {}),
   };
@@ -52,7 +59,7 @@ export function coordinatorEnvFrom(env: NodeJS.ProcessEnv): CoordinatorEnv {
 export type CoordinatorEvent =
   | ({ readonly action: 'decide' } & DecideInput)
   | { readonly action: 'apply'; readonly decision: Parameters<CoordinatorTasks['apply']>[0]['decision']; readonly jobVersion: number }
-  | { readonly action: 'await-acks'; readonly checkpointId: number; readonly token: string }
+  | ({ readonly action: 'run' } & RunInput)
   | { readonly action: 'abort'; readonly checkpointId: number; readonly reason: string }
   | { readonly action: 'plan-restart'; readonly reason: string }
   | { readonly action: 'mark-failed'; readonly reason: string }
@@ -105,6 +112,7 @@ export async function createCoordinatorRuntime(definition: JobDefinition, env: C
   const sfn = new SFNClient({ ...(env.endpoint ? { endpoint: env.endpoint } : {}), ...(env.region ? { region: env.region } : {}) });
   const transport = stores.transport;
   if (!transport) throw new Error('no queue transport');
+  const waker = env.coordinatorArn ? new CoordinatorWaker(sfn, env.coordinatorArn) : undefined;
   const tasks = new CoordinatorTasks({
     graph: definition.build(),
     config: parseCheckpointConfig({ ...definition.checkpoint, ...env.checkpoint }),
@@ -117,22 +125,21 @@ export async function createCoordinatorRuntime(definition: JobDefinition, env: C
     clock: { now: () => Date.now() },
     queueUrls: env.queueUrls,
     queuesIdle: () => queuesIdle(stores.clients.sqs, Object.values(env.queueUrls)),
-    sendTaskSuccess: async (token, output) => {
-      await sfn.send(new SendTaskSuccessCommand({ taskToken: token, output: JSON.stringify(output) }));
-    },
+    ...(waker ? { wake: async (name: string) => void (await waker.wake(name)) } : {}),
+    ...(env.run ? { run: env.run } : {}),
     metric: (name, value, unit) => emfMetric(definition.name, name, value, unit),
   });
   return { tasks, stores, sfn };
 }
 
-export async function dispatch(tasks: CoordinatorTasks, event: CoordinatorEvent): Promise<unknown> {
+export async function dispatch(tasks: CoordinatorTasks, event: CoordinatorEvent, context?: Pick<Context, 'getRemainingTimeInMillis'>): Promise<unknown> {
   switch (event.action) {
+    case 'run':
+      return tasks.run({ ...event, ...(context ? { remainingMs: context.getRemainingTimeInMillis() } : {}) });
     case 'decide':
       return tasks.decide(event);
     case 'apply':
       return tasks.apply(event);
-    case 'await-acks':
-      return tasks.awaitAcks(event);
     case 'abort':
       return tasks.abort(event);
     case 'plan-restart':
@@ -152,36 +159,8 @@ export async function dispatch(tasks: CoordinatorTasks, event: CoordinatorEvent)
   }
 }
 
-/** DynamoDB stream records (keys only) of the job table. */
-export interface AckStreamEvent {
-  readonly Records: readonly { readonly eventName?: string; readonly dynamodb?: { readonly Keys?: Record<string, { S?: string }> } }[];
-}
-
-/** Checkpoint ids whose ack partition (`A#<pad(id)>`) changed in the stream batch. */
-export function checkpointsOfAckRecords(event: AckStreamEvent): number[] {
-  const ids = new Set<number>();
-  for (const record of event.Records) {
-    if (record.eventName === 'REMOVE') continue;
-    const pk = record.dynamodb?.Keys?.pk?.S;
-    if (pk?.startsWith('A#')) {
-      const id = Number(pk.slice(2));
-      if (Number.isInteger(id) && id > 0) ids.add(id);
-    }
-  }
-  return [...ids].sort((a, b) => a - b);
-}
-
 export function createCoordinatorHandler(runtime: () => Promise<CoordinatorRuntime>): {
-  handler: (event: CoordinatorEvent) => Promise<unknown>;
-  ackListener: (event: AckStreamEvent) => Promise<{ notified: number[] }>;
+  handler: (event: CoordinatorEvent, context?: Context) => Promise<unknown>;
 } {
-  return {
-    handler: async (event) => dispatch((await runtime()).tasks, event),
-    ackListener: async (event) => {
-      const { tasks } = await runtime();
-      const notified: number[] = [];
-      for (const id of checkpointsOfAckRecords(event)) if (await tasks.notifyIfComplete(id)) notified.push(id);
-      return { notified };
-    },
-  };
+  return { handler: async (event, context) => dispatch((await runtime()).tasks, event, context) };
 }

@@ -1,16 +1,25 @@
+import { parseRuntimeLimits, type RuntimeLimits } from '../core/config.js';
+import { requestCheckpoint, updateJob } from '../core/control.js';
 import { CoordinatorDriver, type CoordinatorDeps, type CoordinatorEnvironment, type ExecutableDecision } from '../core/coordinator-driver.js';
+import { ConcurrentStepError } from '../core/errors.js';
 import type { JobGraph } from '../core/job.js';
-import type { CheckpointRecord, JobRecord } from '../core/ports.js';
+import type { JobRecord } from '../core/ports.js';
 import { decideNext, restartOrFail, rollbackTarget } from '../core/protocol/coordinator.js';
+import { isAsleep, leaseHeldByOther, mayHibernate, released, RunEnd, wakeExecutionName, withLease } from '../core/protocol/coordinator-lease.js';
 import type { RestartStrategy } from '../core/protocol/restart-strategy.js';
+import { tickIntervalFor, tickMessages } from '../core/timer-service.js';
 import { Topology } from '../core/topology.js';
 
 /**
- * The task functions of the coordinator state machines. Each one is one state of
- * infra/coordinator.ts: the decision comes from the engine's `decideNext`, the transition is
- * executed by CoordinatorDriver (the same code the embedded runtime runs); this file only maps
- * Step Functions' JSON in and out. Every task is idempotent or guarded by the job record's
- * version, so Step Functions' retries and overlapping executions are harmless.
+ * The task functions of the coordinator state machines (infra/coordinator.ts). The checkpoint
+ * workflow's one task is `run`: the coordinator loop in one invocation (decide with the engine's
+ * `decideNext`, execute with CoordinatorDriver, the same code the embedded runtime runs; wait
+ * for acknowledgements by reading them; send the timer service's ticks) until its time budget
+ * is spent, a long wait (a Wait state, which bills no compute), a rollback (the recovery
+ * workflow), or nothing to do (it sleeps: the execution ends until something wakes it). The
+ * recovery workflow's tasks are one state each. Every task is idempotent or guarded by the job
+ * record's version, so Step Functions' retries and overlapping executions are harmless; a lease
+ * on the job record keeps overlapping executions from running the loop twice.
  */
 
 /** The driver's ports and config (CoordinatorDeps), plus what the workflow's tasks need around them. */
@@ -19,28 +28,43 @@ export interface CoordinatorTaskDeps extends Pick<CoordinatorDeps, 'config' | 'c
   readonly restartStrategy: RestartStrategy;
   /** Vertex id -> queue URL (sends, and the idle check before each decision). */
   readonly queueUrls: Readonly<Record<string, string>>;
-  /** Nothing queued or in flight on any vertex queue (asked before each decision). */
+  /** Nothing queued or in flight on any vertex queue (asked only once every source finished its input). */
   readonly queuesIdle: () => Promise<boolean>;
-  readonly sendTaskSuccess: (token: string, output: unknown) => Promise<void>;
+  /** Starts an execution of the checkpoint workflow with this name (CoordinatorWaker): a successor, or a wake-up after a recovery. */
+  readonly wake?: (name: string) => Promise<void>;
+  /** Waits `ms` (real time in Lambda; tests play the operators meanwhile). */
+  readonly sleep?: (ms: number) => Promise<void>;
+  readonly limits?: RuntimeLimits;
+  readonly run?: Partial<RunOptions>;
   readonly metric?: (name: string, value: number, unit?: 'Count' | 'Milliseconds') => void;
-  /** Wait at most this long while a pending checkpoint has no waiting task token (default 5 s). */
-  readonly pollSeconds?: number;
 }
 
-/** What the Decide state passes: the execution's input, which of its requests were served, its start time. */
+/** How the `run` task spends an invocation. */
+export interface RunOptions {
+  /** One invocation runs the loop this long at most (the function's timeout is 15 min). */
+  readonly budgetMs: number;
+  /** Waits up to this long are spent in the invocation; longer ones in a Wait state (a Wait's transitions cost about as much as 20 s of a 256 MB function). */
+  readonly maxInvocationWaitMs: number;
+  /** Acknowledgements are read this often at most while a checkpoint is in flight (backing off from 50 ms). */
+  readonly ackPollMs: number;
+  /** An execution older than this starts its successor and ends (Standard's 25,000-event history). */
+  readonly lifetimeMs: number;
+}
+
+export const DEFAULT_RUN_OPTIONS: RunOptions = { budgetMs: 10 * 60_000, maxInvocationWaitMs: 20_000, ackPollMs: 500, lifetimeMs: 6 * 3_600_000 };
+/** A lease outlives the invocation that took it by this much (a crashed owner is replaced after it). */
+const LEASE_SLACK_MS = 60_000;
+
+/** One decision's input: the execution's input and which of its requests were served already. */
 export interface DecideInput {
   readonly input?: {
     /** Request a manual checkpoint (`cairn trigger`: StartExecution with {"manual": true}). */
     readonly manual?: boolean;
-    /** A failure that needs a rollback: message in a DLQ (alarm rule), fatal error, user restart. */
+    /** A failure that needs a rollback (a fatal error, a user's restart). */
     readonly restart?: string | null;
-    /** How long this execution keeps looping before it hands over to the next scheduled one (default 0: one round). */
-    readonly windowSeconds?: number;
   } | null;
-  /** Set by the ManualConsumed / RestartConsumed states once the request was served. */
+  /** What the execution served already (carried from one `run` invocation to the next). */
   readonly consumed?: { readonly manual?: boolean; readonly restart?: boolean };
-  /** `$$.Execution.StartTime`. */
-  readonly startedAt?: string;
 }
 
 export type StepType = CheckpointDecisionType | 'wait' | 'failed' | 'finished';
@@ -56,18 +80,39 @@ export interface DecideOutput {
   readonly toCheckpoint: number;
   /** The job version the decision was made on: `apply` refuses to run on a newer one. */
   readonly jobVersion: number;
-  readonly waitSeconds: number;
-  /** The execution's window is over: end it (the next scheduled execution carries on). */
-  readonly handoff: boolean;
+  /** Milliseconds until the decision's time (wait; Infinity when it waits for input or a request). */
+  readonly waitMs: number;
+  /** Nothing can happen until input or a request arrives: the coordinator may sleep (mayHibernate). */
+  readonly hibernate: boolean;
   readonly decision: ExecutableDecision | null;
+}
+
+/** What the `run` task gets: the execution's name (the lease owner), input and start time, and what it already served. */
+export interface RunInput {
+  readonly execution: string;
+  readonly input?: DecideInput['input'];
+  readonly consumed?: DecideInput['consumed'];
+  /** `$$.Execution.StartTime` (an execution hands over to a successor after its lifetime). */
+  readonly startedAt?: string;
+  /** The invocation's remaining time (context.getRemainingTimeInMillis()). */
+  readonly remainingMs?: number;
+}
+
+export interface RunOutput {
+  readonly type: RunEnd;
+  /** Wait: seconds to wait before running again. */
+  readonly waitSeconds: number;
+  /** Recover: why; Failed: the job's failure. */
+  readonly reason: string;
+  readonly consumed: { readonly manual: boolean; readonly restart: boolean };
+  /** Transitions executed in this invocation. */
+  readonly transitions: number;
 }
 
 /** The decision is older than the job record: go back to Decide. Step Functions catches it by name. */
 export class StaleDecisionError extends Error {
   override readonly name = 'StaleDecisionError';
 }
-
-type TaskTokenRecord = CheckpointRecord & { readonly taskToken?: string };
 
 export interface RecoveryPlan {
   readonly action: 'recover' | 'fail';
@@ -91,11 +136,11 @@ export class CoordinatorTasks {
     this.topology = new Topology(deps.graph);
   }
 
-  private driver(env: Partial<{ idle: boolean; restart: string | undefined; manual: boolean }> = {}): CoordinatorDriver {
+  private driver(env: Partial<{ restart: string | undefined; manual: boolean }> = {}): CoordinatorDriver {
     let restart = env.restart;
     let manual = env.manual ?? false;
     const environment: CoordinatorEnvironment = {
-      isIdle: () => env.idle ?? false,
+      isIdle: () => this.deps.queuesIdle(),
       // The recovery state machine purges the queues in its own Map state (PurgeQueue has a
       // 60 s rate limit per queue and is only an optimization: fencing makes rollback correct).
       purgeOperatorQueues: () => undefined,
@@ -124,27 +169,20 @@ export class CoordinatorTasks {
     });
   }
 
-  /** Decide: read the facts, run `decideNext`, say which state comes next. Creates the job on first run. */
+  /** Decide: read the facts, run `decideNext`, say what comes next. Creates the job on first run. */
   async decide(input: DecideInput = {}): Promise<DecideOutput> {
     const now = this.deps.clock.now();
-    const startedAt = input.startedAt ? Date.parse(input.startedAt) : now;
-    const elapsedSeconds = Math.max(0, (now - (Number.isNaN(startedAt) ? now : startedAt)) / 1000);
     const request = input.input ?? {};
     const restart = input.consumed?.restart ? undefined : (request.restart ?? undefined);
     const manual = input.consumed?.manual ? false : request.manual === true;
-    const windowSeconds = request.windowSeconds ?? 0;
-    const driver = this.driver({ idle: await this.deps.queuesIdle(), restart, manual });
+    const driver = this.driver({ restart, manual });
     const job = (await this.deps.checkpoints.getJob()) ?? (await driver.initialize());
-    const base = { checkpointId: 0, reason: '', trigger: '', toCheckpoint: job.lastCompletedId, jobVersion: job.version, waitSeconds: 0, handoff: false, decision: null };
+    const base = { checkpointId: 0, reason: '', trigger: '', toCheckpoint: job.lastCompletedId, jobVersion: job.version, waitMs: 0, hibernate: false, decision: null };
     if (job.status === 'FAILED') return { ...base, type: 'failed', reason: job.failure ?? 'job failed' };
     if (job.status === 'FINISHED') return { ...base, type: 'finished' };
 
     const facts = await driver.readFacts(job);
     const decision = decideNext(this.deps.config, facts, this.deps.restartStrategy);
-    // A looping execution past its window starts no new round: it hands over to the next
-    // scheduled one. Rounds that never wait (a continuous trigger, a trigger always due) would
-    // otherwise grow its history to Standard's 25,000-event limit while the schedule starts more.
-    if (decision.type === 'trigger' && windowSeconds > 0 && elapsedSeconds > windowSeconds) return { ...base, type: 'wait', waitSeconds: 0, handoff: true };
     if (decision.type !== 'wait') {
       const checkpointId = 'checkpointId' in decision ? decision.checkpointId : 'throughCheckpoint' in decision ? decision.throughCheckpoint : 0;
       const reason =
@@ -163,15 +201,83 @@ export class CoordinatorTasks {
         decision,
       };
     }
-    // Wait until the decision's time, but poll while a pending checkpoint has barriers out and
-    // no execution waits on its acks with a task token (another execution's, or a handover).
-    let waitMs = decision.until === undefined ? Number.POSITIVE_INFINITY : Math.max(0, decision.until - now);
-    if (decision.until === undefined || facts.pending.some((c) => c.barriersInjected)) waitMs = Math.min(waitMs, (this.deps.pollSeconds ?? 5) * 1000);
-    const waitSeconds = Math.max(1, Math.ceil(waitMs / 1000));
-    // A short wait (a time trigger due in a few seconds) is served even in a one-round execution.
-    // A paused job's execution ends at once: `cairn resume` starts the next one.
-    const handoff = (job.paused === true && facts.pending.length === 0) || elapsedSeconds + waitSeconds > Math.max(windowSeconds, 60) || (decision.until === undefined && windowSeconds === 0);
-    return { ...base, type: 'wait', waitSeconds, handoff };
+    const waitMs = decision.until === undefined ? Number.POSITIVE_INFINITY : Math.max(0, decision.until - now);
+    return { ...base, type: 'wait', waitMs, hibernate: mayHibernate(facts, decision) };
+  }
+
+  /**
+   * The checkpoint workflow's task: the coordinator loop for one invocation. Takes the lease (or
+   * ends at once if another execution holds it, leaving its requests on the job record), then
+   * decides and executes until the budget is spent, a long wait, a rollback, the end of the job,
+   * or nothing to do (it sleeps, and ends).
+   */
+  async run(input: RunInput): Promise<RunOutput> {
+    const options = { ...DEFAULT_RUN_OPTIONS, ...this.deps.run };
+    const { clock } = this.deps;
+    const started = clock.now();
+    const budget = Math.max(1_000, Math.min(options.budgetMs, (input.remainingMs ?? Number.POSITIVE_INFINITY) - 30_000));
+    const deadline = started + budget;
+    const executionStart = input.startedAt ? Date.parse(input.startedAt) : started;
+    const consumed = { manual: input.consumed?.manual === true, restart: input.consumed?.restart === true };
+    let transitions = 0;
+    const end = (type: RunEnd, extra: Partial<Pick<RunOutput, 'waitSeconds' | 'reason'>> = {}): RunOutput => ({ type, waitSeconds: 0, reason: '', consumed, transitions, ...extra });
+
+    if (!(await this.acquire(input.execution, deadline + LEASE_SLACK_MS))) {
+      await this.leaveRequests(input, consumed);
+      return end(RunEnd.Handoff);
+    }
+    const tickEvery = tickIntervalFor(this.topology, this.deps.config, this.deps.limits ?? parseRuntimeLimits());
+    let nextTickAt = started;
+    for (;;) {
+      let now = clock.now();
+      if (now >= deadline) return this.endOfBudget(input.execution, executionStart, options, end);
+      if (tickEvery !== undefined && now >= nextTickAt) {
+        nextTickAt = now + tickEvery;
+        await this.sendTicks(now);
+      }
+      const step = await this.decide({ input: input.input ?? null, consumed });
+      switch (step.type) {
+        case 'failed':
+          return end(RunEnd.Failed, { reason: step.reason });
+        case 'finished':
+          return end(RunEnd.Finished);
+        case 'start-recovery':
+        case 'continue-recovery':
+          if (input.input?.restart) consumed.restart = true;
+          return end(RunEnd.Recover, { reason: step.reason });
+        case 'wait': {
+          if (step.hibernate) {
+            if (await this.fallAsleep(input.execution)) return end(RunEnd.Sleep);
+            continue;
+          }
+          now = clock.now();
+          const untilTick = tickEvery === undefined ? Number.POSITIVE_INFINITY : nextTickAt - now;
+          // Waiting for nothing in particular but not allowed to sleep (a bounded input draining): look again in a second.
+          const stepWait = Number.isFinite(step.waitMs) ? step.waitMs : 1_000;
+          if (stepWait > options.maxInvocationWaitMs && untilTick > options.maxInvocationWaitMs) {
+            if (now - executionStart > options.lifetimeMs && (await this.handOver(input.execution))) return end(RunEnd.Handoff);
+            const waitMs = Math.min(stepWait, untilTick);
+            await this.acquire(input.execution, now + waitMs + LEASE_SLACK_MS);
+            return end(RunEnd.Wait, { waitSeconds: Math.ceil(waitMs / 1000) });
+          }
+          await this.pause(Math.max(0, Math.min(stepWait, untilTick, deadline - now, options.ackPollMs)));
+          continue;
+        }
+        default: {
+          if (!step.decision) throw new Error(`run: decision ${step.type} without its transition`);
+          try {
+            await this.apply({ decision: step.decision, jobVersion: step.jobVersion });
+          } catch (error) {
+            // The facts moved on since the decision (a request, an operator's write): decide again.
+            if (error instanceof StaleDecisionError || error instanceof ConcurrentStepError) continue;
+            throw error;
+          }
+          transitions++;
+          if (step.type === 'trigger' && input.input?.manual === true) consumed.manual = true;
+          if (step.type === 'inject-barriers') await this.awaitAcks(step.checkpointId, deadline, options.ackPollMs);
+        }
+      }
+    }
   }
 
   /** One transition (Trigger, InjectBarriers, CompleteCheckpoint, CommitSinks, AbortCheckpoint, Finish). */
@@ -186,41 +292,25 @@ export class CoordinatorTasks {
   }
 
   /**
-   * AwaitAcks (`.waitForTaskToken`): stores the token on the checkpoint record, then sends it
-   * back at once if every acknowledgement is already in (they can beat the token). Otherwise the
-   * acknowledgement listener sends it when the last one arrives.
+   * Reads the acknowledgements of checkpoint `id` (backing off from 50 ms) until every instance
+   * acknowledged, or its timeout or the invocation's deadline comes: then the loop decides again
+   * (complete, or abort on the timeout).
    */
-  async awaitAcks(input: { readonly checkpointId: number; readonly token: string }): Promise<{ waiting: boolean }> {
-    const checkpoint = await this.deps.checkpoints.getCheckpoint(input.checkpointId);
-    if (checkpoint?.status !== 'PENDING') {
-      await this.succeed(input.token, { checkpointId: input.checkpointId, status: checkpoint?.status ?? 'MISSING' });
-      return { waiting: false };
+  private async awaitAcks(id: number, deadline: number, pollMs: number): Promise<void> {
+    const checkpoint = await this.deps.checkpoints.getCheckpoint(id);
+    if (checkpoint?.status !== 'PENDING') return;
+    const driver = this.driver();
+    const expected = this.topology.allInstances().length;
+    const timeoutAt = checkpoint.triggeredAt + this.deps.config.timeoutMs;
+    for (let delay = 50; ; delay = Math.min(delay * 2, pollMs)) {
+      if ((await driver.acksOf(checkpoint)) >= expected) return;
+      const now = this.deps.clock.now();
+      if (now >= timeoutAt || now >= deadline) return;
+      await this.pause(Math.min(delay, timeoutAt - now, deadline - now));
     }
-    // Conditional: a checkpoint completed or aborted since the read above stays so.
-    if (!(await this.deps.checkpoints.putCheckpointIfPending({ ...checkpoint, taskToken: input.token } as TaskTokenRecord))) {
-      const now = await this.deps.checkpoints.getCheckpoint(input.checkpointId);
-      await this.succeed(input.token, { checkpointId: input.checkpointId, status: now?.status ?? 'MISSING' });
-      return { waiting: false };
-    }
-    const done = await this.notifyIfComplete(input.checkpointId);
-    return { waiting: !done };
   }
 
-  /**
-   * Sends the waiting task token of `checkpointId` if its acknowledgements are complete (or the
-   * checkpoint is no longer pending). Called by AwaitAcks and by the listener on the ack items.
-   */
-  async notifyIfComplete(checkpointId: number): Promise<boolean> {
-    const checkpoint: TaskTokenRecord | undefined = await this.deps.checkpoints.getCheckpoint(checkpointId);
-    if (!checkpoint?.taskToken) return false;
-    // Acks only: the acknowledgement listener's role reads the table and writes nothing (loading
-    // instance records, as the full facts do, can finish a fold, which is a write).
-    if (checkpoint.status === 'PENDING' && (await this.driver().acksOf(checkpoint)) < this.topology.allInstances().length) return false;
-    await this.succeed(checkpoint.taskToken, { checkpointId, status: checkpoint.status });
-    return true;
-  }
-
-  /** AbortCheckpoint after the task token timed out (the Step Functions timer is the checkpoint timeout). */
+  /** AbortCheckpoint (the embedded harness's and the CLI's way to give up a checkpoint). */
   async abort(input: { readonly checkpointId: number; readonly reason: string }): Promise<{ aborted: boolean }> {
     const checkpoint = await this.deps.checkpoints.getCheckpoint(input.checkpointId);
     if (checkpoint?.status !== 'PENDING') return { aborted: false };
@@ -295,6 +385,8 @@ export class CoordinatorTasks {
   /** Resume: only finishes the attempt (job RUNNING, sources polled, replay ticks); it never restores again. */
   async resume(input: { readonly generation: number }): Promise<{ generation: number; restoredTo: number }> {
     const after = await this.driver().recovery().finish(input.generation);
+    // The replay has output to commit at the next checkpoint: a sleeping coordinator must wake for it.
+    if (isAsleep(after)) await this.deps.wake?.(wakeExecutionName(after));
     return { generation: after.generation, restoredTo: after.lastCompletedId };
   }
 
@@ -311,14 +403,77 @@ export class CoordinatorTasks {
     if (decision.type === 'abort') this.deps.metric('CheckpointAborted', 1);
   }
 
-  private async succeed(token: string, output: unknown): Promise<void> {
-    try {
-      await this.deps.sendTaskSuccess(token, output);
-    } catch (error) {
-      // Another path sent it first, or the wait already timed out: nothing left to tell.
-      const name = (error as Error).name;
-      if (name !== 'TaskTimedOut' && name !== 'InvalidToken' && name !== 'TaskDoesNotExist') throw error;
+  /** Takes or extends the lease for `owner` until `until`; false if another execution holds a live one. */
+  private async acquire(owner: string, until: number): Promise<boolean> {
+    for (let attempt = 1; ; attempt++) {
+      const job = (await this.deps.checkpoints.getJob()) ?? (await this.driver().initialize());
+      if (leaseHeldByOther(job, owner, this.deps.clock.now())) return false;
+      if (job.coordinator?.owner === owner && (job.coordinator.until ?? 0) >= until) return true;
+      try {
+        await this.deps.checkpoints.putJob(withLease(job, owner, until), job.version);
+        return true;
+      } catch (error) {
+        if (!(error instanceof ConcurrentStepError) || attempt >= 20) throw error;
+      }
     }
+  }
+
+  /**
+   * Gives up the lease and marks the coordinator asleep, then decides once more: input appended
+   * before the mark was read by its ingest before the mark existed, so that ingest did not wake
+   * anyone; this read sees it (strongly consistent), and the loop carries on. True: asleep.
+   */
+  private async fallAsleep(owner: string): Promise<boolean> {
+    const job = await this.requireJob();
+    if (job.coordinator?.owner !== owner) return true;
+    try {
+      await this.deps.checkpoints.putJob(released(job, this.deps.clock.now(), true), job.version);
+    } catch (error) {
+      if (error instanceof ConcurrentStepError) return false;
+      throw error;
+    }
+    const again = await this.decide({});
+    if (again.type === 'wait' && again.hibernate) return true;
+    return this.acquire(owner, this.deps.clock.now() + LEASE_SLACK_MS).then((held) => !held);
+  }
+
+  /** The execution's lifetime is over: give up the lease and start a successor. False without a way to start one. */
+  private async handOver(owner: string): Promise<boolean> {
+    if (!this.deps.wake) return false;
+    const job = await this.requireJob();
+    if (job.coordinator?.owner !== owner) return true;
+    const next = released(job, this.deps.clock.now(), false);
+    await this.deps.checkpoints.putJob(next, job.version);
+    await this.deps.wake(`next-v${next.version}`);
+    return true;
+  }
+
+  private async endOfBudget(owner: string, executionStart: number, options: RunOptions, end: (type: RunEnd) => RunOutput): Promise<RunOutput> {
+    if (this.deps.clock.now() - executionStart > options.lifetimeMs && (await this.handOver(owner))) return end(RunEnd.Handoff);
+    return end(RunEnd.Continue);
+  }
+
+  /** An execution that does not run the loop leaves what its input asked for on the job record, for the one that does. */
+  private async leaveRequests(input: RunInput, consumed: RunOutput['consumed']): Promise<void> {
+    if (input.input?.manual === true && !consumed.manual) await updateJob(this.deps.checkpoints, requestCheckpoint);
+    const restart = input.input?.restart;
+    if (restart && !consumed.restart) {
+      const now = this.deps.clock.now();
+      await updateJob(this.deps.checkpoints, (job) => ({
+        ...job,
+        version: job.version + 1,
+        requests: { ...job.requests, failure: job.requests?.failure ?? { reason: restart, at: now, generation: job.generation } },
+      }));
+    }
+  }
+
+  private async sendTicks(now: number): Promise<void> {
+    const job = await this.requireJob();
+    if (job.status === 'RUNNING') await this.deps.transport.send(tickMessages(this.topology, job.generation, now));
+  }
+
+  private pause(ms: number): Promise<void> {
+    return this.deps.sleep ? this.deps.sleep(ms) : new Promise((resolve) => setTimeout(resolve, ms));
   }
 
   private async requireJob(): Promise<JobRecord> {

@@ -1,6 +1,8 @@
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { SFNClient } from '@aws-sdk/client-sfn';
+import { CoordinatorWaker } from '../aws/adapters/coordinator-waker.js';
 import type { JobDefinition } from '../core/definition.js';
-import { coordinatorEnvFrom, createCoordinatorHandler, createCoordinatorRuntime, type AckStreamEvent, type CoordinatorEvent } from './coordinator-handler.js';
+import { coordinatorEnvFrom, createCoordinatorHandler, createCoordinatorRuntime, type CoordinatorEvent } from './coordinator-handler.js';
 import { environmentFrom, once } from './environment.js';
 import { createIngestHandler } from './ingest-handler.js';
 import { createOperatorHandler } from './operator-handler.js';
@@ -11,7 +13,7 @@ import { powertools } from './telemetry.js';
  * spirit of Restate's createEndpointHandler). A function's entry file bundles the job with them:
  *
  *   import job from './job.js';
- *   export const { operator, ingest, coordinator, ackListener } = createHandlers(job);
+ *   export const { operator, ingest, coordinator } = createHandlers(job);
  *
  * Each handler builds its wiring from the environment the CairnJob construct sets (table,
  * bucket, queue URLs, checkpoint config) once per execution environment, at the first call.
@@ -22,9 +24,7 @@ export interface JobHandlers {
   /** The ingress queue's event source. */
   readonly ingest: (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
   /** The coordinator state machines' task states. */
-  readonly coordinator: (event: CoordinatorEvent) => Promise<unknown>;
-  /** The job table's stream: sends the waiting task token when a checkpoint's last ack arrives. */
-  readonly ackListener: (event: AckStreamEvent) => Promise<{ notified: number[] }>;
+  readonly coordinator: (event: CoordinatorEvent, context?: Context) => Promise<unknown>;
 }
 
 export function createHandlers(definition: JobDefinition, env: NodeJS.ProcessEnv = process.env): JobHandlers {
@@ -44,7 +44,9 @@ export function createHandlers(definition: JobDefinition, env: NodeJS.ProcessEnv
   });
   const ingest = once(async () => {
     const { topology, limits, stores } = await environmentFrom(definition, env);
+    const waker = env.CAIRN_COORDINATOR_ARN ? new CoordinatorWaker(new SFNClient(env.AWS_ENDPOINT_URL ? { endpoint: env.AWS_ENDPOINT_URL } : {}), env.CAIRN_COORDINATOR_ARN) : undefined;
     return createIngestHandler({
+      ...(waker ? { wake: async (name: string) => void (await waker.wake(name)) } : {}),
       job: topology,
       limits,
       log: stores.sourceLog,
@@ -59,20 +61,11 @@ export function createHandlers(definition: JobDefinition, env: NodeJS.ProcessEnv
     operator: async (event, context) => (await operator())(event, context),
     ingest: async (event, context) => (await ingest())(event, context),
     coordinator: coordinator.handler,
-    ackListener: coordinator.ackListener,
   };
 }
 
-export {
-  createCoordinatorHandler,
-  createCoordinatorRuntime,
-  checkpointsOfAckRecords,
-  coordinatorEnvFrom,
-  type AckStreamEvent,
-  type CoordinatorEnv,
-  type CoordinatorEvent,
-} from './coordinator-handler.js';
-export { CoordinatorTasks, type DecideOutput } from './coordinator-tasks.js';
+export { createCoordinatorHandler, createCoordinatorRuntime, coordinatorEnvFrom, type CoordinatorEnv, type CoordinatorEvent } from './coordinator-handler.js';
+export { CoordinatorTasks, DEFAULT_RUN_OPTIONS, type DecideOutput, type RunInput, type RunOptions, type RunOutput } from './coordinator-tasks.js';
 export { environmentFrom, HandlerConfigError, type HandlerEnvironment } from './environment.js';
 export { createIngestHandler, EVENT_ID_ATTRIBUTE, eventIdOf, type IngestHandler, type IngestHandlerDeps } from './ingest-handler.js';
 export { createOperatorHandler, type OperatorHandler, type OperatorHandlerDeps } from './operator-handler.js';

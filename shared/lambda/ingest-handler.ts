@@ -3,6 +3,7 @@ import type { RuntimeLimits } from '../core/config.js';
 import { ingestBatch } from '../core/ingest.js';
 import type { JobGraph } from '../core/job.js';
 import type { CheckpointStore, Clock, DeadLetterStore, QueueTransport, SourceLog } from '../core/ports.js';
+import { isAsleep, wakeExecutionName } from '../core/protocol/coordinator-lease.js';
 import { Topology } from '../core/topology.js';
 import { withRestOfGroupFailed } from './sqs-records.js';
 import { MetricName, publishCounts, quietTelemetry, type Telemetry } from './telemetry.js';
@@ -16,7 +17,10 @@ import { MetricName, publishCounts, quietTelemetry, type Telemetry } from './tel
  * instances of the touched partitions are told to read. Bad events (malformed JSON, schema
  * violation, oversize) go to the dead-letter store with the reason and count as processed.
  * Messages of a partition whose append failed are reported in batchItemFailures (on a FIFO
- * ingress, with the rest of their message group, so nothing overtakes them).
+ * ingress, with the rest of their message group, so nothing overtakes them). A coordinator that
+ * sleeps (nothing to do) is woken once the events are in the log: the job record is read after
+ * the append, so either this read sees it asleep, or its own check after falling asleep sees
+ * the events (shared/core/protocol/coordinator-lease.ts).
  */
 
 export interface IngestHandlerDeps {
@@ -28,6 +32,8 @@ export interface IngestHandlerDeps {
   /** Where the job's generation is read (the poll messages carry it). */
   readonly checkpoints: CheckpointStore;
   readonly clock?: Clock;
+  /** Starts a coordinator execution of this name (CoordinatorWaker): events appended while the coordinator sleeps wake it. */
+  readonly wake?: (name: string) => Promise<void>;
   readonly telemetry?: Telemetry;
   readonly onOutcome?: (outcome: IngestInvocationOutcome) => void;
 }
@@ -70,12 +76,14 @@ export function createIngestHandler(deps: IngestHandlerDeps): IngestHandler {
         records.map((r) => ({ id: eventIdOf(r), body: r.body })),
       );
       const failedEvents = new Set(result.failedIds);
-      if (result.appended > 0) {
+      // Duplicates too: a redelivery after a failed wake-up must still wake it.
+      if (result.appended > 0 || result.duplicates > 0) {
         // A rollback between reading the generation and the poll fences that poll off; the
         // recovery's own poll may have run before the append. Poll again in the new generation,
         // once it runs (a recovery still under way polls every source when it finishes).
         const now = await deps.checkpoints.getJob();
-        if (now?.status === 'RUNNING' && (now.generation !== job.generation || job.status !== 'RUNNING')) {
+        if (now && deps.wake && isAsleep(now)) await deps.wake(wakeExecutionName(now));
+        if (result.appended > 0 && now?.status === 'RUNNING' && (now.generation !== job.generation || job.status !== 'RUNNING')) {
           await deps.transport.send(
             topology
               .instancesOf(source)

@@ -1,8 +1,11 @@
+import type { SQSRecord } from 'aws-lambda';
 import { describe, expect, it } from 'vitest';
+import { createIngestHandler } from '../../shared/lambda/ingest-handler.js';
+import { wakeExecutionName } from '../../shared/core/protocol/coordinator-lease.js';
 import { wordCount } from '../../examples/word-count.js';
-import { checkpointsOfAckRecords } from '../../shared/lambda/coordinator-handler.js';
 import { decideRestart, validateRestartStrategy, type RestartStrategy } from '../../shared/core/protocol/restart-strategy.js';
-import { CoordinatorTasks, type CoordinatorTaskDeps, type DecideOutput } from '../../shared/lambda/coordinator-tasks.js';
+import { CoordinatorTasks, type CoordinatorTaskDeps, type DecideOutput, type RunOutput } from '../../shared/lambda/coordinator-tasks.js';
+import { RunEnd, withLease } from '../../shared/core/protocol/coordinator-lease.js';
 import { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfigInput } from '../../shared/core/config.js';
 import { pauseJob, requestRollback, resumeJob, updateJob } from '../../shared/core/control.js';
 import { handleOperatorBatch } from '../../shared/core/instance/handler.js';
@@ -11,7 +14,7 @@ import type { OutboundMessage } from '../../shared/core/ports.js';
 import { RecoverySupersededError } from '../../shared/core/errors.js';
 import { Topology } from '../../shared/core/topology.js';
 import { EmbeddedDb } from '../../shared/embedded/db.js';
-import { EmbeddedCheckpointStore, EmbeddedSinkStore, EmbeddedSourceLog, EmbeddedStateStore } from '../../shared/embedded/stores.js';
+import { EmbeddedCheckpointStore, EmbeddedDeadLetterStore, EmbeddedSinkStore, EmbeddedSourceLog, EmbeddedStateStore } from '../../shared/embedded/stores.js';
 
 /**
  * The coordinator's task functions, state by state, as the checkpoint and recovery workflows
@@ -44,8 +47,10 @@ function harness(restartStrategy: RestartStrategy = { kind: 'fixed-delay', attem
   };
   let now = 1_000_000;
   const clock = { now: () => now };
-  const tokens: Array<{ token: string; output: unknown }> = [];
+  const wakes: string[] = [];
   const metrics: string[] = [];
+  /** While the loop waits in its invocation: time passes and, unless a test holds them back, the operators run. */
+  const playing = { operators: true };
   const graph = wordCount.build();
   const config = parseCheckpointConfig({ intervalMs: 1000, timeoutMs: 5000, ...options.checkpoint });
   const deps: CoordinatorTaskDeps = {
@@ -60,21 +65,18 @@ function harness(restartStrategy: RestartStrategy = { kind: 'fixed-delay', attem
     clock,
     queueUrls: { lines: 'https://sqs/lines.fifo', count: 'https://sqs/count.fifo' },
     queuesIdle: () => Promise.resolve(options.queuesIdle?.() ?? queue.length === 0),
-    sendTaskSuccess: (token, output) => {
-      tokens.push({ token, output });
+    wake: (name) => {
+      wakes.push(name);
       return Promise.resolve();
     },
+    sleep: async (ms) => {
+      now += Math.max(1, ms);
+      if (playing.operators) await deliver();
+    },
+    run: { budgetMs: 10_000, maxInvocationWaitMs: 3_000, ackPollMs: 200, lifetimeMs: 3_600_000 },
     metric: (name, value, unit) => metrics.push(unit === 'Milliseconds' ? `${name} ${value} ms` : name),
   };
   const tasks = new CoordinatorTasks(deps);
-  /** The acknowledgement listener's tasks: its role reads the table and writes nothing; here, keyed state and instance records are off limits. */
-  const refusing = new Proxy(state, {
-    get: (target, key): unknown =>
-      typeof key === 'string' && typeof (target as unknown as Record<string, unknown>)[key] === 'function'
-        ? () => Promise.reject(new Error(`the listener touched state.${key}`))
-        : (Reflect.get(target, key) as unknown),
-  });
-  const listenerTasks = new CoordinatorTasks({ ...deps, state: refusing });
   const stepDeps = { topology: new Topology(graph), config, limits: parseRuntimeLimits(), state, log, transport, clock };
   let delivered = 0;
   /** Plays the queues: every sent message reaches its instance, in order per group. */
@@ -110,11 +112,28 @@ function harness(restartStrategy: RestartStrategy = { kind: 'fixed-delay', attem
   const advance = (ms: number): void => {
     now += ms;
   };
-  const input = { input: { windowSeconds: 300 }, consumed: { manual: false, restart: false }, startedAt: new Date(now).toISOString() };
-  return { tasks, listenerTasks, checkpoints, state, log, sinks, tokens, metrics, queue, deliver, deliverBatch, deliverOnly, advance, afterRestoreOperator, input };
+  const input = { input: {}, consumed: { manual: false, restart: false } };
+  /** One invocation of the checkpoint workflow's Run task. */
+  const runTask = (execution: string, extra: Partial<Parameters<CoordinatorTasks['run']>[0]> = {}): Promise<RunOutput> =>
+    tasks.run({ execution, input: {}, consumed: { manual: false, restart: false }, startedAt: new Date(now).toISOString(), ...extra });
+  return { tasks, checkpoints, state, log, sinks, wakes, metrics, queue, deliver, deliverBatch, deliverOnly, advance, afterRestoreOperator, input, runTask, playing, now: () => now };
 }
 
 type H = ReturnType<typeof harness>;
+
+function sqsRecord(messageId: string, body: string): SQSRecord {
+  return {
+    messageId,
+    body,
+    receiptHandle: messageId,
+    attributes: {} as SQSRecord['attributes'],
+    messageAttributes: {},
+    md5OfBody: '',
+    eventSource: 'aws:sqs',
+    eventSourceARN: 'arn:aws:sqs:us-east-1:1:ingress',
+    awsRegion: 'us-east-1',
+  };
+}
 
 /** Decide, and apply while the decision is one of `types` (the Route -> transition -> Decide loop). */
 async function run(h: H, ...types: Array<DecideOutput['type']>): Promise<DecideOutput> {
@@ -125,95 +144,124 @@ async function run(h: H, ...types: Array<DecideOutput['type']>): Promise<DecideO
   }
 }
 
-/** The job started, checkpoint 1 triggered a second later, its barriers injected and delivered (every ack in, no token stored yet). */
-async function barriersDelivered(h: H): Promise<void> {
-  await h.tasks.decide(h.input);
-  await h.deliver();
-  h.advance(1000);
-  const inject = await run(h, 'trigger');
-  await h.tasks.apply({ decision: inject.decision, jobVersion: inject.jobVersion });
-  await h.deliver();
-}
-
 describe('coordinator task functions', () => {
-  it('a checkpoint completes when the last acknowledgement sends the stored task token', async () => {
+  it('the Run task completes checkpoints in one invocation: it reads the acknowledgements, then completes and commits', async () => {
     const h = harness();
     await h.log.append(0, [{ id: 'e1', event: { line: 'state barrier state' } }]);
     await h.log.append(1, [{ id: 'e2', event: { line: 'epoch replay' } }]);
-    expect((await h.tasks.decide(h.input)).type).toBe('wait'); // creates the job, polls the sources
-    await h.deliver();
-    h.advance(1000);
-    const inject = await run(h, 'trigger');
-    expect(inject).toMatchObject({ type: 'inject-barriers', checkpointId: 1 });
-    await h.tasks.apply({ decision: inject.decision, jobVersion: inject.jobVersion });
-    // AwaitAcks: the token goes on the checkpoint record; no ack yet, so nothing is sent.
-    expect(await h.tasks.awaitAcks({ checkpointId: 1, token: 'token-1' })).toEqual({ waiting: true });
-    expect(((await h.checkpoints.getCheckpoint(1)) as { taskToken?: string }).taskToken).toBe('token-1');
-    expect(h.tokens).toEqual([]);
-    await h.deliver();
-    // The ack listener, woken by the stream records of the ack items:
-    const ids = checkpointsOfAckRecords({ Records: [{ eventName: 'INSERT', dynamodb: { Keys: { pk: { S: 'A#000000000001' }, sk: { S: 'count#0' } } } }] });
-    expect(ids).toEqual([1]);
-    expect(await h.listenerTasks.notifyIfComplete(1)).toBe(true);
-    expect(h.tokens).toEqual([{ token: 'token-1', output: { checkpointId: 1, status: 'PENDING' } }]);
-    // Back in Decide: complete, commit the sinks, then wait for the next interval.
-    const next = await run(h, 'complete', 'commit-sinks');
-    expect(next.type).toBe('wait');
-    expect(next.handoff).toBe(false);
+    const out = await h.runTask('exec-1', { input: { manual: true } });
+    // Checkpoint 1 took every event; nothing changed since, so the loop sleeps (the execution ends).
+    expect(out).toMatchObject({ type: RunEnd.Sleep, consumed: { manual: true, restart: false } });
+    expect(out.transitions).toBe(4); // trigger, inject-barriers, complete, commit-sinks
+    const job = await h.checkpoints.getJob();
+    expect(job).toMatchObject({ lastCompletedId: 1, sinksCommittedThrough: 1, pendingCheckpoints: [], coordinator: { asleepSince: h.now() } });
     expect((await h.checkpoints.getCheckpoint(1))?.status).toBe('COMPLETED');
-    expect(h.metrics).toEqual(['CheckpointCompleted', 'CheckpointDuration 0 ms']);
-    expect((await h.sinks.read('counts')).length).toBe(5);
+    expect(h.metrics.slice(0, 2)).toEqual(['CheckpointCompleted', 'CheckpointDuration 50 ms']);
+    expect(wordCount.canonical(await h.sinks.read('counts'))).toEqual(wordCount.oracle(['state barrier state', 'epoch replay'].map((line) => ({ line }))));
   });
 
-  it('AwaitAcks never turns a checkpoint that completed meanwhile back into PENDING: it sends the token with COMPLETED', async () => {
+  it('a checkpoint whose acknowledgements never come is aborted at its timeout by the loop itself; past the tolerance it rolls back', async () => {
     const h = harness();
+    expect((await h.runTask('exec-1')).type).toBe(RunEnd.Sleep); // checkpoint 1 (empty), then asleep
     await h.log.append(0, [{ id: 'e1', event: { line: 'a' } }]);
-    await barriersDelivered(h);
-    // Another execution completes checkpoint 1 between AwaitAcks' read and its write of the token.
-    const getCheckpoint = h.checkpoints.getCheckpoint.bind(h.checkpoints);
-    let raced = false;
-    h.checkpoints.getCheckpoint = async (id) => {
-      const read = await getCheckpoint(id);
-      if (!raced && read?.status === 'PENDING') {
-        raced = true;
-        const job = await h.checkpoints.getJob();
-        await h.tasks.apply({ decision: { type: 'complete', checkpointId: 1 }, jobVersion: job?.version ?? 0 });
-      }
-      return read;
-    };
-    expect(await h.tasks.awaitAcks({ checkpointId: 1, token: 'token-1' })).toEqual({ waiting: false });
-    expect(raced).toBe(true);
-    expect((await getCheckpoint(1))?.status).toBe('COMPLETED');
-    expect(h.tokens).toEqual([{ token: 'token-1', output: { checkpointId: 1, status: 'COMPLETED' } }]);
+    h.playing.operators = false;
+    const out = await h.runTask('exec-1');
+    expect(await h.checkpoints.getCheckpoint(2)).toMatchObject({ status: 'ABORTED', abortReason: 'timed out after 5000 ms' });
+    expect(h.metrics).toContain('CheckpointAborted');
+    // No tolerable failures: the workflow runs the recovery workflow.
+    expect(out).toMatchObject({ type: RunEnd.Recover, reason: '1 consecutive checkpoint failures (tolerable: 0)' });
   });
 
-  it("a request landing between CompleteCheckpoint's two writes: decided again, the job record catches up (nothing stays listed as pending)", async () => {
+  it('an execution started while another holds the lease ends at once and leaves its requests on the job record', async () => {
+    const h = harness();
+    await h.tasks.decide(h.input);
+    // exec-1 runs the loop (its lease is live for a minute).
+    await updateJob(h.checkpoints, (job) => withLease(job, 'exec-1', h.now() + 60_000));
+    const second = await h.runTask('schedule-2', { input: { manual: true, restart: 'user asked' } });
+    expect(second).toMatchObject({ type: RunEnd.Handoff, transitions: 0 });
+    const job = await h.checkpoints.getJob();
+    expect(job?.coordinator?.owner).toBe('exec-1');
+    expect(job?.requests).toMatchObject({ checkpoint: true, failure: { reason: 'user asked', generation: 1 } });
+    // The lease holder serves them: a rollback (the failure) first.
+    expect(await h.runTask('exec-1')).toMatchObject({ type: RunEnd.Recover, reason: 'user asked' });
+    // A crashed holder's lease runs out: then another execution takes over.
+    h.advance(120_000);
+    expect((await h.runTask('schedule-3', { remainingMs: 32_000 })).type).not.toBe(RunEnd.Handoff);
+    expect((await h.checkpoints.getJob())?.coordinator?.owner).toBe('schedule-3');
+  });
+
+  it('an idle job sleeps: no execution runs until ingest wakes it, once per sleep', async () => {
     const h = harness();
     await h.log.append(0, [{ id: 'e1', event: { line: 'a b' } }]);
-    await barriersDelivered(h);
-    // `cairn pause` writes the job record right after the checkpoint record went COMPLETED.
-    const putCheckpoint = h.checkpoints.putCheckpoint.bind(h.checkpoints);
-    h.checkpoints.putCheckpoint = async (record) => {
-      await putCheckpoint(record);
-      if (record.status === 'COMPLETED') await updateJob(h.checkpoints, pauseJob);
-    };
-    const step = await h.tasks.decide(h.input);
-    expect(step).toMatchObject({ type: 'complete', checkpointId: 1 });
-    await expect(h.tasks.apply({ decision: step.decision, jobVersion: step.jobVersion })).rejects.toThrow(/concurrent|version/i);
-    h.checkpoints.putCheckpoint = putCheckpoint;
-    expect(await h.checkpoints.getJob()).toMatchObject({ paused: true, pendingCheckpoints: [1], lastCompletedId: 0 });
-    // The workflow decides again: the checkpoint record says COMPLETED, so the job record is brought level.
-    const next = await run(h, 'complete', 'commit-sinks');
-    expect(next.type).toBe('wait');
-    expect(await h.checkpoints.getJob()).toMatchObject({ paused: true, pendingCheckpoints: [], lastCompletedId: 1, retainedCheckpoints: [1], sinksCommittedThrough: 1 });
-    expect((await h.sinks.read('counts')).length).toBe(2);
+    // Checkpoint 1 takes the input; after it nothing changed, so the loop sleeps.
+    const out = await h.runTask('exec-1');
+    expect(out.type).toBe(RunEnd.Sleep);
+    const asleep = await h.checkpoints.getJob();
+    expect(asleep).toMatchObject({ lastCompletedId: 1, pendingCheckpoints: [] });
+    expect(asleep?.coordinator?.owner).toBeUndefined();
+    expect(asleep?.coordinator?.asleepSince).toBeDefined();
+    // The watchdog's execution finds nothing to do either, and ends asleep.
+    h.advance(600_000);
+    expect((await h.runTask('watchdog-1')).type).toBe(RunEnd.Sleep);
+    // Ingest appends, reads the job record, sees it asleep and wakes it; every ingest of this sleep uses the same execution name.
+    const ingest = createIngestHandler({
+      job: wordCount.build(),
+      limits: parseRuntimeLimits(),
+      log: h.log,
+      deadLetters: new EmbeddedDeadLetterStore(EmbeddedDb.memory()),
+      transport: { send: () => Promise.resolve() },
+      checkpoints: h.checkpoints,
+      wake: (name) => Promise.resolve(void h.wakes.push(name)),
+    });
+    await ingest({ Records: [sqsRecord('m1', '{"line":"c"}'), sqsRecord('m2', '{"line":"d"}')] });
+    await ingest({ Records: [sqsRecord('m3', '{"line":"e"}')] });
+    const slept = await h.checkpoints.getJob();
+    expect(h.wakes).toEqual([wakeExecutionName(slept!), wakeExecutionName(slept!)]);
+    // The woken execution checkpoints the new input, then sleeps again.
+    expect((await h.runTask(h.wakes[0] ?? '')).type).toBe(RunEnd.Sleep);
+    expect((await h.checkpoints.getJob())?.lastCompletedId).toBe(2);
+    expect(wordCount.canonical(await h.sinks.read('counts'))).toEqual(wordCount.oracle(['a b', 'c', 'd', 'e'].map((line) => ({ line }))));
   });
 
-  it('acknowledgements that beat the token are noticed by AwaitAcks itself', async () => {
+  it('input appended while the loop decides to sleep keeps it running (its check after the sleep mark sees the input)', async () => {
     const h = harness();
-    await barriersDelivered(h);
-    expect(await h.tasks.awaitAcks({ checkpointId: 1, token: 'late-token' })).toEqual({ waiting: false });
-    expect(h.tokens.map((t) => t.token)).toEqual(['late-token']);
+    expect((await h.runTask('exec-1')).type).toBe(RunEnd.Sleep);
+    await h.log.append(0, [{ id: 'e1', event: { line: 'x' } }]);
+    // The ingest appends after the loop's last decision but before its sleep mark, and so reads the job record awake: it wakes nobody.
+    const putJob = h.checkpoints.putJob.bind(h.checkpoints);
+    let appended = false;
+    h.checkpoints.putJob = async (job, expected) => {
+      if (!appended && job.coordinator?.asleepSince !== undefined) {
+        appended = true;
+        await h.log.append(1, [{ id: 'late', event: { line: 'late' } }]);
+      }
+      return putJob(job, expected);
+    };
+    const out = await h.runTask('exec-1');
+    expect(appended).toBe(true);
+    expect(out.type).toBe(RunEnd.Sleep);
+    // Not lost: the loop saw it after its sleep mark, took a checkpoint with it (3, after the empty one and the one of 'x'), and only then slept.
+    expect(await h.checkpoints.getJob()).toMatchObject({ lastCompletedId: 3 });
+    expect(wordCount.canonical(await h.sinks.read('counts'))).toEqual(wordCount.oracle(['x', 'late'].map((line) => ({ line }))));
+  });
+
+  it('a long wait is a Wait state (no compute billed), and an old execution hands over to a successor', async () => {
+    const h = harness(undefined, { checkpoint: { intervalMs: 60_000 } });
+    await h.log.append(0, [{ id: 'e1', event: { line: 'a' } }]);
+    const first = await h.runTask('exec-1');
+    expect(first.type).toBe(RunEnd.Wait);
+    expect(first.waitSeconds).toBeGreaterThan(3);
+    expect(first.waitSeconds).toBeLessThanOrEqual(60);
+    // The lease covers the wait.
+    expect((await h.checkpoints.getJob())?.coordinator?.until).toBeGreaterThan(h.now() + first.waitSeconds * 1000);
+    // Past its lifetime (1 h here) the execution starts its successor instead of waiting again.
+    await h.log.append(1, [{ id: 'e2', event: { line: 'b' } }]);
+    const old = await h.runTask('exec-1', { startedAt: new Date(h.now() - 3_700_000).toISOString() });
+    expect(old.type).toBe(RunEnd.Handoff);
+    expect(h.wakes).toHaveLength(1);
+    expect(h.wakes[0]).toMatch(/^next-v\d+$/);
+    expect((await h.checkpoints.getJob())?.coordinator?.owner).toBeUndefined();
+    expect((await h.runTask(h.wakes[0] ?? '')).type).not.toBe(RunEnd.Handoff);
   });
 
   it('a stale decision is refused, so the workflow decides again', async () => {
@@ -233,7 +281,6 @@ describe('coordinator task functions', () => {
     h.advance(1000);
     const inject = await run(h, 'trigger');
     await h.tasks.apply({ decision: inject.decision, jobVersion: inject.jobVersion });
-    await h.tasks.awaitAcks({ checkpointId: 1, token: 't' });
     // (no delivery: the acks never come) States.Timeout -> AbortTimedOut
     h.advance(5000);
     expect(await h.tasks.abort({ checkpointId: 1, reason: inject.reason })).toEqual({ aborted: true });
@@ -416,7 +463,6 @@ describe('coordinator task functions', () => {
       const inject = await run(h, 'trigger');
       await h.tasks.apply({ decision: inject.decision, jobVersion: inject.jobVersion });
       await h.deliver();
-      expect(await h.tasks.awaitAcks({ checkpointId: id, token: `t${id}` })).toEqual({ waiting: false });
       await run(h, 'complete', 'commit-sinks');
       if (id === 1) await h.log.append(1, [{ id: 'e2', event: { line: 'b c' } }]);
       await h.deliver();
@@ -450,12 +496,13 @@ describe('coordinator task functions', () => {
     expect(await h.tasks.planRestart({ reason: 'operator threw' })).toMatchObject({ action: 'recover', delaySeconds: 0 });
   });
 
-  it('a paused job: the execution hands over instead of looping, and triggers nothing until resumed', async () => {
+  it('a paused job: the coordinator sleeps instead of looping, and triggers nothing until resumed', async () => {
     const h = harness();
     await h.tasks.decide(h.input);
     await updateJob(h.checkpoints, pauseJob);
     h.advance(60_000);
-    expect(await h.tasks.decide(h.input)).toMatchObject({ type: 'wait', handoff: true });
+    expect(await h.tasks.decide(h.input)).toMatchObject({ type: 'wait', hibernate: true });
+    expect((await h.runTask('exec-1')).type).toBe(RunEnd.Sleep);
     await updateJob(h.checkpoints, resumeJob);
     expect(await h.tasks.decide(h.input)).toMatchObject({ type: 'trigger', trigger: 'time' });
   });
@@ -471,29 +518,6 @@ describe('coordinator task functions', () => {
       expect((await h.state.loadSnapshot(instance, 1))?.state, `${instance} checkpoint 1`).toBeDefined();
       expect((await h.state.loadSnapshot(instance, 2))?.state, `${instance} checkpoint 2`).toBeDefined();
     }
-  });
-
-  it('a looping execution past its window starts no new round, even when every round is due at once: it hands over (history limit)', async () => {
-    const h = harness(undefined, { checkpoint: { trigger: 'continuous' } });
-    const looping = { ...h.input, input: { windowSeconds: 300 } };
-    const started = Date.parse(h.input.startedAt);
-    expect(await h.tasks.decide(looping)).toMatchObject({ type: 'trigger', trigger: 'continuous' });
-    h.advance(299_000);
-    await updateJob(h.checkpoints, (job) => ({ ...job, pendingCheckpoints: [] }));
-    expect(await h.tasks.decide(looping)).toMatchObject({ type: 'trigger', trigger: 'continuous' });
-    h.advance(2_000);
-    expect(await h.tasks.decide(looping)).toMatchObject({ type: 'wait', waitSeconds: 0, handoff: true });
-    // The next scheduled execution (its own start time) takes the round.
-    expect(await h.tasks.decide({ ...looping, startedAt: new Date(started + 301_000).toISOString() })).toMatchObject({ type: 'trigger', trigger: 'continuous' });
-  });
-
-  it('a one-round execution (window 0) hands over instead of waiting long', async () => {
-    const h = harness();
-    const first = await h.tasks.decide({ ...h.input, input: { windowSeconds: 0 } });
-    expect(first).toMatchObject({ type: 'wait', waitSeconds: 1, handoff: false });
-    h.advance(120_000);
-    const late = await h.tasks.decide({ ...h.input, input: { windowSeconds: 0 } });
-    expect(late.type).toBe('trigger');
   });
 });
 

@@ -1,17 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { DescribeStreamCommand, DynamoDBStreamsClient, GetRecordsCommand, GetShardIteratorCommand, ListStreamsCommand } from '@aws-sdk/client-dynamodb-streams';
 import { CreateStateMachineCommand, DescribeExecutionCommand, GetExecutionHistoryCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { expect, inject } from 'vitest';
 import { wordCount } from '../../examples/word-count.js';
-import {
-  createCoordinatorHandler,
-  createCoordinatorRuntime,
-  type AckStreamEvent,
-  type CoordinatorEnv,
-  type CoordinatorEvent,
-  type CoordinatorRuntime,
-} from '../../shared/lambda/coordinator-handler.js';
+import { createCoordinatorHandler, createCoordinatorRuntime, type CoordinatorEnv, type CoordinatorEvent, type CoordinatorRuntime } from '../../shared/lambda/coordinator-handler.js';
 import { createAwsStores, ensureBucket, ensureFifoQueues, ensureJobTable, type AwsStores } from '../../shared/aws/index.js';
 import { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfigInput } from '../../shared/core/config.js';
 import { handleOperatorBatch } from '../../shared/core/instance/handler.js';
@@ -55,8 +47,6 @@ export interface Deployed {
   readonly suffix: string;
   /** Output keys of the synthesized stack. */
   readonly outputKeys: string[];
-  /** The ack listener's event source mapping, played on the table's real stream. */
-  readonly ackStream: AckStream;
 }
 
 export async function deploy(name: string, checkpoint: CheckpointConfigInput): Promise<Deployed> {
@@ -76,7 +66,7 @@ export async function deploy(name: string, checkpoint: CheckpointConfigInput): P
   if (!health.backends.moto) throw new Error('the local cloud has no moto');
   const motoEndpoint = `http://${health.backends.moto.host}:${health.backends.moto.port}`;
   const stores = await createAwsStores({ tableName: table, bucket, endpoint: cloud, credentials, region: 'us-east-1' });
-  await ensureJobTable(stores.clients.dynamo, table, { stream: true });
+  await ensureJobTable(stores.clients.dynamo, table);
   await ensureBucket(stores.clients.s3, bucket);
   const topology = new Topology(wordCount.build());
   const queueUrls = await ensureFifoQueues(
@@ -84,7 +74,9 @@ export async function deploy(name: string, checkpoint: CheckpointConfigInput): P
     topology.vertices.map((v) => v.id),
     `sfn-${suffix}-`,
   );
-  const env: CoordinatorEnv = { table, bucket, queueUrls, checkpoint, restartStrategy: { kind: 'fixed-delay', attempts: 3, delaySeconds: 0 }, endpoint: cloud, region: 'us-east-1' };
+  // The Run task's loop in this process: short waits in the invocation, acknowledgements read every 200 ms.
+  const run = { budgetMs: 30_000, maxInvocationWaitMs: 2_000, ackPollMs: 200 };
+  const env: CoordinatorEnv = { table, bucket, queueUrls, checkpoint, restartStrategy: { kind: 'fixed-delay', attempts: 3, delaySeconds: 0 }, run, endpoint: cloud, region: 'us-east-1' };
   const runtime = await createCoordinatorRuntime(wordCount, env);
   wired.handlers = createCoordinatorHandler(() => Promise.resolve(runtime));
 
@@ -107,11 +99,6 @@ export async function deploy(name: string, checkpoint: CheckpointConfigInput): P
   };
   refs[recoveryId] = await create(recoveryId, `${name}-${suffix}-recovery`);
   const checkpointsArn = await create(checkpointsId, `${name}-${suffix}-checkpoints`);
-  // The ack listener's mapping as synthesized: its filter decides which stream records reach it.
-  const ackMapping = Object.values(synthesized.Resources).find((r) => (r as { Type?: string }).Type === 'AWS::Lambda::EventSourceMapping' && r.Properties.StartingPosition !== undefined);
-  const filter = (ackMapping?.Properties.FilterCriteria as { Filters: Array<{ Pattern: string }> } | undefined)?.Filters[0]?.Pattern;
-  if (!filter) throw new Error('the synthesized ack listener mapping has no filter');
-  const ackStream = await AckStream.open(table, cloud, JSON.parse(filter) as FilterPattern);
   return {
     endpoint: cloud,
     motoEndpoint,
@@ -127,77 +114,20 @@ export async function deploy(name: string, checkpoint: CheckpointConfigInput): P
     bucket,
     suffix,
     outputKeys: Object.keys(synthesized.Outputs ?? {}),
-    ackStream,
   };
 }
 
 /**
- * The acknowledgement path of a deployed stack for checkpoint `id`: once its AwaitAcks state
- * stored the task token, the operators process the barriers, and the DynamoDB stream record
- * of an ack item wakes the listener, which sends the token.
+ * The operators of a deployed stack run (the SQS event source mappings, played) while the
+ * coordinator loop in the Run task waits for checkpoint `id`'s acknowledgements, until it is
+ * no longer pending.
  */
 export async function acknowledge(d: Deployed, id: number): Promise<void> {
-  await until(`the task token on checkpoint ${id}`, async () => ((await d.stores.checkpoints.getCheckpoint(id)) as { taskToken?: string } | undefined)?.taskToken);
-  await drainOperators(d);
-  const records = await d.ackStream.read();
-  const { notified } = await createCoordinatorHandler(() => Promise.resolve(d.runtime)).ackListener({ Records: records });
-  expect(notified).toContain(id);
-}
-
-type FilterPattern = { readonly [key: string]: FilterPattern | ReadonlyArray<string | { readonly prefix: string }> };
-
-/** Lambda event filtering, the part the ack listener's pattern uses: literal values and `prefix`. */
-export function matchesFilter(pattern: FilterPattern, value: unknown): boolean {
-  return Object.entries(pattern).every(([key, rule]) => {
-    const field = (value as Record<string, unknown> | undefined)?.[key];
-    if (!Array.isArray(rule)) return matchesFilter(rule as FilterPattern, field);
-    return (rule as ReadonlyArray<string | { prefix: string }>).some((r) => (typeof r === 'string' ? field === r : typeof field === 'string' && field.startsWith(r.prefix)));
+  await until(`checkpoint ${id} to finish`, async () => {
+    await drainOperators(d);
+    const checkpoint = await d.stores.checkpoints.getCheckpoint(id);
+    return checkpoint && checkpoint.status !== 'PENDING' ? checkpoint.status : undefined;
   });
-}
-
-/**
- * Plays the ack listener's DynamoDB event source mapping on the job table's real stream
- * (DynamoDB Local): new records of every shard since the last read, in the Lambda event's
- * shape, kept only if they pass the synthesized mapping's filter.
- */
-export class AckStream {
-  private readonly iterators = new Map<string, string | undefined>();
-
-  private constructor(
-    private readonly client: DynamoDBStreamsClient,
-    private readonly streamArn: string,
-    private readonly filter: FilterPattern,
-  ) {}
-
-  static async open(table: string, endpoint: string, filter: FilterPattern): Promise<AckStream> {
-    const client = new DynamoDBStreamsClient({ endpoint, region: 'us-east-1', credentials });
-    const { Streams = [] } = await client.send(new ListStreamsCommand({ TableName: table }));
-    const arn = Streams[0]?.StreamArn;
-    if (!arn) throw new Error(`table ${table} has no stream`);
-    return new AckStream(client, arn, filter);
-  }
-
-  async read(): Promise<Array<AckStreamEvent['Records'][number]>> {
-    const { StreamDescription } = await this.client.send(new DescribeStreamCommand({ StreamArn: this.streamArn }));
-    const records: Array<AckStreamEvent['Records'][number]> = [];
-    for (const shard of StreamDescription?.Shards ?? []) {
-      const id = shard.ShardId as string;
-      let iterator = this.iterators.has(id)
-        ? this.iterators.get(id)
-        : (await this.client.send(new GetShardIteratorCommand({ StreamArn: this.streamArn, ShardId: id, ShardIteratorType: 'TRIM_HORIZON' }))).ShardIterator;
-      for (let page = 0; iterator && page < 100; page++) {
-        const out = await this.client.send(new GetRecordsCommand({ ShardIterator: iterator }));
-        for (const r of out.Records ?? []) {
-          const record = { eventName: r.eventName, dynamodb: { Keys: r.dynamodb?.Keys } };
-          if (matchesFilter(this.filter, record)) records.push(record);
-        }
-        iterator = out.NextShardIterator;
-        if ((out.Records ?? []).length === 0) break;
-      }
-      this.iterators.set(id, iterator);
-    }
-    return records;
-  }
 }
 
 /** Plays the SQS event source mappings: receive, one atomic step per instance, delete what succeeded. */

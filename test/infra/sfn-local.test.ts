@@ -1,9 +1,8 @@
-import { DescribeExecutionCommand, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { wordCount } from '../../examples/word-count.js';
-import { createCoordinatorHandler } from '../../shared/lambda/coordinator-handler.js';
 import { Topology } from '../../shared/core/topology.js';
-import { acknowledge, deploy, drainOperators, finished, until, visitedStates, type Deployed } from './moto-deploy.js';
+import { acknowledge, deploy, drainOperators, finished, visitedStates, type Deployed } from './moto-deploy.js';
 
 /**
  * The synthesized checkpoint workflow, created with CreateStateMachine on moto and EXECUTED by
@@ -35,42 +34,33 @@ describe('the synthesized checkpoint workflow on moto', () => {
     }
   });
 
-  it('a manual checkpoint completes through the task-token callback of the ack listener', async () => {
+  it('a manual checkpoint completes in the Run task, which reads the acknowledgements; then the coordinator sleeps and the execution ends', async () => {
     const d = cpl;
     await d.stores.sourceLog.append(0, [{ id: 'e1', event: { line: 'barrier state barrier' } }]);
-    const { executionArn } = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, input: JSON.stringify({ manual: true, windowSeconds: 0 }) }));
+    const { executionArn } = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, name: 'manual-1', input: JSON.stringify({ manual: true }) }));
     if (!executionArn) throw new Error('no execution');
-    // AwaitAcks stored its task token on checkpoint 1.
-    const token = await until('the task token on checkpoint 1', async () => ((await d.stores.checkpoints.getCheckpoint(1)) as { taskToken?: string } | undefined)?.taskToken);
-    expect(token.length).toBeGreaterThan(0);
-    expect((await d.sfn.send(new DescribeExecutionCommand({ executionArn }))).status).toBe('RUNNING');
-    // The operators process the barriers and commit their acks ...
-    await drainOperators(d);
-    expect((await d.stores.checkpoints.listAcks(1)).length).toBe(4);
-    // ... and the table's stream records of the ack items, through the synthesized mapping's
-    // filter, wake the listener, which sends the token.
-    const records = await d.ackStream.read();
-    expect(records.map((r) => [r.eventName, r.dynamodb?.Keys?.pk?.S])).toEqual(Array.from({ length: 4 }, () => ['INSERT', 'A#000000000001']));
-    const handlers = createCoordinatorHandler(() => Promise.resolve(d.runtime));
-    expect(await handlers.ackListener({ Records: records })).toEqual({ notified: [1] });
+    // While the loop waits in its invocation, the operators process the barriers and commit their acks.
+    await acknowledge(d, 1);
     expect(await finished(d, executionArn)).toBe('SUCCEEDED');
     expect((await d.stores.checkpoints.getCheckpoint(1))?.status).toBe('COMPLETED');
-    const states = await visitedStates(d, executionArn);
-    expect(states).toEqual(expect.arrayContaining(['Decide', 'Trigger', 'InjectBarriers', 'AwaitAcks', 'CompleteCheckpoint', 'CommitSinks', 'HandedOver']));
+    expect(await visitedStates(d, executionArn)).toEqual(['Init', 'Run', 'Route', 'Asleep']);
+    const job = await d.stores.checkpoints.getJob();
+    expect(job).toMatchObject({ lastCompletedId: 1, sinksCommittedThrough: 1 });
+    expect(job?.coordinator?.owner).toBeUndefined();
+    expect(job?.coordinator?.asleepSince).toBeGreaterThan(0);
     expect((await d.stores.sinks.read('counts')).length).toBe(3);
   });
 
-  it('a checkpoint without acknowledgements is aborted by the task-token timeout and counted', async () => {
+  it('a checkpoint without acknowledgements is aborted at its timeout by the loop and counted', async () => {
     const d = tmo;
     const started = Date.now();
-    const { executionArn } = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, input: JSON.stringify({ manual: true, windowSeconds: 0 }) }));
+    const { executionArn } = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, input: JSON.stringify({ manual: true }) }));
     if (!executionArn) throw new Error('no execution');
     expect(await finished(d, executionArn)).toBe('SUCCEEDED');
     expect(Date.now() - started).toBeGreaterThanOrEqual(3_000);
-    expect(await d.stores.checkpoints.getCheckpoint(1)).toMatchObject({ status: 'ABORTED', abortReason: 'timed out after 3000 ms waiting for acknowledgements' });
+    expect(await d.stores.checkpoints.getCheckpoint(1)).toMatchObject({ status: 'ABORTED', abortReason: 'timed out after 3000 ms' });
     expect((await d.stores.checkpoints.getJob())?.consecutiveFailures).toBe(1);
-    const states = await visitedStates(d, executionArn);
-    expect(states).toEqual(expect.arrayContaining(['AwaitAcks', 'AbortTimedOut', 'HandedOver']));
+    expect(await visitedStates(d, executionArn)).toEqual(['Init', 'Run', 'Route', 'Asleep']);
   });
 
   // moto 5.2.5 cannot run the checkpoint workflow's nested `states:startExecution.sync:2`
@@ -78,7 +68,7 @@ describe('the synthesized checkpoint workflow on moto', () => {
   it('the recovery workflow rolls every instance back into a new generation; the replay ends with the sink equal to the oracle', async () => {
     const d = rec;
     await d.stores.sourceLog.append(0, [{ id: 'r1', event: { line: 'replay replay' } }]);
-    const first = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, input: JSON.stringify({ manual: true, windowSeconds: 0 }) }));
+    const first = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, input: JSON.stringify({ manual: true }) }));
     await acknowledge(d, 1);
     expect(await finished(d, first.executionArn as string)).toBe('SUCCEEDED');
     // Work past checkpoint 1 that no checkpoint covers yet: processed, staged, not committed.
@@ -102,7 +92,7 @@ describe('the synthesized checkpoint workflow on moto', () => {
     // Replay from checkpoint 1's source offsets, then checkpoint 2 through the workflow: the
     // sink holds exactly what one fault-free run over both lines gives.
     await drainOperators(d);
-    const second = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, name: 'after-recovery', input: JSON.stringify({ manual: true, windowSeconds: 0 }) }));
+    const second = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, name: 'after-recovery', input: JSON.stringify({ manual: true }) }));
     await acknowledge(d, 2);
     expect(await finished(d, second.executionArn as string)).toBe('SUCCEEDED');
     expect((await d.stores.checkpoints.getCheckpoint(2))?.status).toBe('COMPLETED');
@@ -114,7 +104,7 @@ describe('the synthesized checkpoint workflow on moto', () => {
     const d = live;
     const lines = [{ line: 'replay replay' }];
     await d.stores.sourceLog.append(0, [{ id: 'l0', event: lines[0] }]);
-    const first = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, input: JSON.stringify({ manual: true, windowSeconds: 0 }) }));
+    const first = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, input: JSON.stringify({ manual: true }) }));
     await acknowledge(d, 1);
     expect(await finished(d, first.executionArn as string)).toBe('SUCCEEDED');
 
@@ -150,7 +140,7 @@ describe('the synthesized checkpoint workflow on moto', () => {
     const job = await d.stores.checkpoints.getJob();
     await d.runtime.stores.transport?.send([{ queue: 'lines', groupId: 'lines#0', dedupId: 'after', body: { type: 'poll', gen: job?.generation ?? 0, to: 'lines#0' } }]);
     await drainOperators(d);
-    const second = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, name: 'after-live', input: JSON.stringify({ manual: true, windowSeconds: 0 }) }));
+    const second = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, name: 'after-live', input: JSON.stringify({ manual: true }) }));
     await acknowledge(d, job?.nextCheckpointId ?? 2);
     expect(await finished(d, second.executionArn as string)).toBe('SUCCEEDED');
     expect(wordCount.canonical(await d.stores.sinks.read('counts'))).toEqual(wordCount.oracle(lines));
@@ -159,7 +149,7 @@ describe('the synthesized checkpoint workflow on moto', () => {
   it('two recovery executions at once (a rollback and a looping coordinator): a later attempt supersedes the earlier one; the sink equals the oracle', async () => {
     const d = twice;
     await d.stores.sourceLog.append(0, [{ id: 't1', event: { line: 'replay replay' } }]);
-    const first = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, input: JSON.stringify({ manual: true, windowSeconds: 0 }) }));
+    const first = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, input: JSON.stringify({ manual: true }) }));
     await acknowledge(d, 1);
     expect(await finished(d, first.executionArn as string)).toBe('SUCCEEDED');
     await d.stores.sourceLog.append(0, [{ id: 't2', event: { line: 'barrier replay state' } }]);
@@ -185,7 +175,7 @@ describe('the synthesized checkpoint workflow on moto', () => {
     }
 
     await drainOperators(d);
-    const second = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, name: 'after-both', input: JSON.stringify({ manual: true, windowSeconds: 0 }) }));
+    const second = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, name: 'after-both', input: JSON.stringify({ manual: true }) }));
     const next = job?.nextCheckpointId ?? 2;
     await acknowledge(d, next);
     expect(await finished(d, second.executionArn as string)).toBe('SUCCEEDED');

@@ -127,9 +127,9 @@ describe('CairnJob: outputs the operations CLI reads (cairn status|pause|... --s
 });
 
 describe('CairnJob: functions and event source mappings', () => {
-  it('creates one Node.js 22 arm64 function per vertex, plus ingest, coordinator and ack listener', () => {
+  it('creates one Node.js 22 arm64 function per vertex, plus ingest and coordinator', () => {
     const fns = resourcesOf(template, 'AWS::Lambda::Function');
-    expect(fns).toHaveLength(spec.vertices.length + 3);
+    expect(fns).toHaveLength(spec.vertices.length + 2);
     for (const [, p] of fns) {
       expect(p.Runtime).toBe('nodejs22.x');
       expect(p.Architectures).toEqual(['arm64']);
@@ -155,12 +155,10 @@ describe('CairnJob: functions and event source mappings', () => {
     });
   });
 
-  it('wakes the ack listener only for ack items on the table stream', () => {
-    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
-      FunctionName: { Ref: logicalId(stack.job.ackListener) },
-      EventSourceArn: { 'Fn::GetAtt': [logicalId(stack.job.table), 'StreamArn'] },
-      FilterCriteria: { Filters: [{ Pattern: Match.stringLikeRegexp('"A#"') }] },
-    });
+  it('has no table stream and no stream consumer: the coordinator loop reads the acknowledgements itself', () => {
+    const [[, table] = ['', {}]] = resourcesOf(template, 'AWS::DynamoDB::Table');
+    expect(table.StreamSpecification).toBeUndefined();
+    for (const [, mapping] of resourcesOf(template, 'AWS::Lambda::EventSourceMapping')) expect(JSON.stringify(mapping.EventSourceArn)).not.toContain('StreamArn');
   });
 
   it('gives every function the job environment the handlers read (functions/lib/env.ts)', () => {
@@ -240,11 +238,14 @@ describe('CairnJob: least-privilege IAM', () => {
     }
   });
 
-  it('lets only the coordinator and the ack listener send task tokens, on the checkpoint state machine only', () => {
-    const senders = statements.filter((s) => actionsOf(s.statement).includes('states:SendTaskSuccess'));
-    const roles = new Set(senders.flatMap((s) => s.roles));
-    expect(roles).toEqual(new Set([logicalId(stack.job.coordinatorFunction.role as iam.IRole), logicalId(stack.job.ackListener.role as iam.IRole)]));
-    for (const s of senders) expect(JSON.stringify(s.statement.Resource)).toContain(`:stateMachine:${stack.stackName}-checkpoints`);
+  it('lets the coordinator and ingest start (wake) the checkpoint workflow, that one only; nobody sends task tokens', () => {
+    expect(statements.filter((s) => actionsOf(s.statement).includes('states:SendTaskSuccess'))).toEqual([]);
+    // Function roles (the checkpoint workflow's own role starts the recovery workflow).
+    const fnRoles = new Set(resourcesOf(template, 'AWS::Lambda::Function').map(([, p]) => (p.Role as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0]));
+    const wakers = statements.filter((s) => actionsOf(s.statement).includes('states:StartExecution') && s.roles.some((r) => fnRoles.has(r)));
+    const roles = new Set(wakers.flatMap((s) => s.roles));
+    for (const fn of [stack.job.coordinatorFunction, stack.job.ingestFunction]) expect(roles).toContain(logicalId(fn.role as iam.IRole));
+    for (const s of wakers) expect(JSON.stringify(s.statement.Resource)).toContain(`:stateMachine:${stack.stackName}-checkpoints`);
   });
 
   it('lets nobody purge a queue (a purge on AWS deletes what the new generation sends for up to 60 s)', () => {
@@ -270,16 +271,13 @@ describe('CairnJob: alarms, dashboard, triggers', () => {
     });
   });
 
-  it('loops inside the state machine for sub-minute intervals (the schedule starts a 5 min window)', () => {
+  it('schedules only a watchdog (every 10 min, whatever the interval): the coordinator loop runs, waits and sleeps by itself', () => {
     template.hasResourceProperties('AWS::Scheduler::Schedule', {
-      ScheduleExpression: 'rate(5 minutes)',
-      Target: Match.objectLike({ Arn: { Ref: logicalId(stack.job.coordinator.checkpointStateMachine) }, Input: JSON.stringify({ windowSeconds: 300 }) }),
+      ScheduleExpression: 'rate(10 minutes)',
+      Target: Match.objectLike({ Arn: { Ref: logicalId(stack.job.coordinator.checkpointStateMachine) }, Input: '{}' }),
     });
-  });
-
-  it('starts one round per EventBridge Scheduler tick for intervals of a minute or more', () => {
-    const { template: t } = synthStack({ job: 'account-balance', checkpoint: { intervalMs: 120_000 } }, 'Cairn-slow');
-    t.hasResourceProperties('AWS::Scheduler::Schedule', { ScheduleExpression: 'rate(2 minutes)', Target: Match.objectLike({ Input: JSON.stringify({ windowSeconds: 0 }) }) });
+    const { template: t } = synthStack({ job: 'account-balance', checkpoint: { intervalMs: 120_000 }, watchdogInterval: Duration.minutes(30) }, 'Cairn-slow');
+    t.hasResourceProperties('AWS::Scheduler::Schedule', { ScheduleExpression: 'rate(30 minutes)', Target: Match.objectLike({ Input: '{}' }) });
   });
 });
 
@@ -381,13 +379,13 @@ describe('CairnJob: the job of a project, as a module path', () => {
     const handlers = resourcesOf(Template.fromStack(s), 'AWS::Lambda::Function')
       .map(([, p]) => p.Handler as string)
       .sort();
-    expect(handlers).toEqual(['index.ackListener', 'index.coordinator', 'index.ingest', 'index.operator', 'index.operator']);
+    expect(handlers).toEqual(['index.coordinator', 'index.ingest', 'index.operator', 'index.operator']);
     const entries = readdirSync(path.join(REPO_ROOT, 'node_modules/.cache/cairn/lambda')).filter((f) => f.startsWith('account-balance-'));
     expect(entries).toHaveLength(1);
     const text = readFileSync(path.join(REPO_ROOT, 'node_modules/.cache/cairn/lambda', entries[0] ?? ''), 'utf8');
     expect(text).toContain('import job from "../../../../examples/account-balance.ts";');
     expect(text).toContain('import { createHandlers } from "../../../../shared/lambda/index.ts";');
-    expect(text).toContain('export const { operator, ingest, coordinator, ackListener } = createHandlers(job);');
+    expect(text).toContain('export const { operator, ingest, coordinator } = createHandlers(job);');
   });
 
   it('says what is wrong with a job it cannot deploy', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { definitionOf, resourcesOf, synthStack } from './helpers.js';
 
-const { stack, template } = synthStack({ job: 'word-count', checkpoint: { timeoutMs: 45_000 } }, 'Cairn-sfn');
+const { template } = synthStack({ job: 'word-count', checkpoint: { timeoutMs: 45_000 } }, 'Cairn-sfn');
 const machines = resourcesOf(template, 'AWS::StepFunctions::StateMachine');
 const byName = (suffix: string): ReturnType<typeof definitionOf> & { props: Record<string, unknown> } => {
   const found = machines.find(([, p]) => String(p.StateMachineName).endsWith(suffix));
@@ -28,69 +28,43 @@ describe('checkpoint workflow', () => {
     expect(checkpoints.TimeoutSeconds).toBeGreaterThan(45);
   });
 
-  it('waits for the acknowledgements with a task token for exactly the checkpoint timeout', () => {
-    const awaitAcks = state(checkpoints, 'AwaitAcks');
-    expect(awaitAcks.Resource).toMatch(/:states:::lambda:invoke\.waitForTaskToken$/);
-    expect(awaitAcks.TimeoutSeconds).toBe(45);
-    expect(stack.job.coordinator.ackTimeout.toSeconds()).toBe(45);
-    expect((awaitAcks.Parameters as { Payload: Record<string, string> }).Payload).toEqual({ action: 'await-acks', 'checkpointId.$': '$.step.checkpointId', 'token.$': '$$.Task.Token' });
-    expect(awaitAcks.Next).toBe('Decide');
+  it('runs the coordinator loop in one task, from the execution name, input and start time, carrying what it served', () => {
+    expect(checkpoints.StartAt).toBe('Init');
+    expect(state(checkpoints, 'Init')).toMatchObject({ Type: 'Pass', Parameters: { consumed: { manual: false, restart: false } }, ResultPath: '$.run', Next: 'Run' });
+    const run = state(checkpoints, 'Run');
+    expect(run.Resource).toMatch(/^\$\{JobCoordinator[A-Z0-9]+\.Arn\}$/);
+    expect(run.Parameters).toEqual({
+      action: 'run',
+      'execution.$': '$$.Execution.Name',
+      'input.$': '$$.Execution.Input',
+      'consumed.$': '$.run.consumed',
+      'startedAt.$': '$$.Execution.StartTime',
+    });
+    expect(run.ResultPath).toBe('$.run');
+    expect(run.Next).toBe('Route');
+    // Longer than the function's 15 min: the invocation ends itself (its budget) before.
+    expect(run.TimeoutSeconds).toBe(930);
   });
 
-  it('retries a failed AwaitAcks invocation before aborting, and never retries the timeout', () => {
-    const retries = state(checkpoints, 'AwaitAcks').Retry as Array<{ ErrorEquals: string[]; MaxAttempts: number }>;
-    expect(retries).toContainEqual(expect.objectContaining({ ErrorEquals: ['States.TaskFailed'], MaxAttempts: 2 }));
-    expect(retries.flatMap((r) => r.ErrorEquals)).not.toContain('States.Timeout');
-    expect(retries.flatMap((r) => r.ErrorEquals)).not.toContain('States.ALL');
+  it('retries a failed invocation of the loop (it carries on from the table)', () => {
+    const retries = state(checkpoints, 'Run').Retry as Array<{ ErrorEquals: string[]; MaxAttempts: number }>;
+    expect(retries).toContainEqual(expect.objectContaining({ ErrorEquals: ['States.TaskFailed', 'States.Timeout'], MaxAttempts: 5 }));
   });
 
-  it('aborts the checkpoint (and counts it) when the wait times out or fails', () => {
-    const catches = state(checkpoints, 'AwaitAcks').Catch as Array<{ ErrorEquals: string[]; Next: string }>;
-    expect(catches[0]).toMatchObject({ ErrorEquals: ['States.Timeout'], Next: 'AbortTimedOut' });
-    expect(catches[1]).toMatchObject({ ErrorEquals: ['States.ALL'], Next: 'AbortTimedOut' });
-    const abort = state(checkpoints, 'AbortTimedOut');
-    expect(abort.Parameters).toEqual({ action: 'abort', 'checkpointId.$': '$.step.checkpointId', 'reason.$': '$.step.reason' });
-    expect(abort.Next).toBe('Decide');
-    expect(abort.Retry).toEqual(expect.arrayContaining([expect.objectContaining({ ErrorEquals: ['States.TaskFailed'], MaxAttempts: 2 })]));
-  });
-
-  it('routes every decision of decideNext to its own transition state', () => {
+  it('has no per-checkpoint states: between invocations it only continues, waits, recovers, sleeps or ends', () => {
+    expect(Object.keys(checkpoints.States).sort()).toEqual(['Asleep', 'Finished', 'HandedOver', 'Init', 'JobFailed', 'Recover', 'Route', 'Run', 'WaitForNext'].sort());
     const route = state(checkpoints, 'Route');
-    const choices = (route.Choices as Array<Record<string, unknown>>).map((c) => JSON.stringify(c));
-    for (const type of ['trigger', 'inject-barriers', 'complete', 'commit-sinks', 'abort', 'start-recovery', 'continue-recovery', 'finish', 'finished', 'wait', 'fail']) {
-      expect(
-        choices.some((c) => c.includes(`"${type}"`)),
-        type,
-      ).toBe(true);
-    }
+    const next = Object.fromEntries((route.Choices as Array<{ StringEquals: string; Next: string }>).map((c) => [c.StringEquals, c.Next]));
+    expect(next).toEqual({ continue: 'Run', wait: 'WaitForNext', recover: 'Recover', sleep: 'Asleep', handoff: 'HandedOver', finished: 'Finished' });
     expect(route.Default).toBe('JobFailed');
-    expect(state(checkpoints, 'InjectBarriers').Next).toBe('AwaitAcks');
-    expect(state(checkpoints, 'Trigger').Next).toBe('ManualConsumed');
-    // An exhausted restart strategy (decideNext's 'fail') marks the job FAILED before the execution fails.
-    expect(state(checkpoints, 'MarkJobFailed').Next).toBe('JobFailed');
-    for (const name of ['Trigger', 'InjectBarriers', 'CompleteCheckpoint', 'CommitSinks', 'AbortCheckpoint', 'Finish', 'MarkJobFailed']) {
-      const s = state(checkpoints, name);
-      expect(s.Parameters, name).toEqual({ action: 'apply', 'decision.$': '$.step.decision', 'jobVersion.$': '$.step.jobVersion' });
-      // A stale decision goes back to Decide; transient failures are retried.
-      expect(s.Catch, name).toEqual([expect.objectContaining({ ErrorEquals: ['StaleDecisionError', 'ConcurrentStepError'], Next: 'Decide' })]);
-      expect(s.Retry, name).toEqual(expect.arrayContaining([expect.objectContaining({ ErrorEquals: ['States.TaskFailed'] })]));
-    }
-  });
-
-  it('decides with retries, from the execution input and start time', () => {
-    const decide = state(checkpoints, 'Decide');
-    expect(decide.Parameters).toEqual({ action: 'decide', 'input.$': '$$.Execution.Input', 'consumed.$': '$.consumed', 'startedAt.$': '$$.Execution.StartTime' });
-    expect(decide.Retry).toEqual(expect.arrayContaining([expect.objectContaining({ ErrorEquals: ['States.TaskFailed'], MaxAttempts: 3, BackoffRate: 2 })]));
-  });
-
-  it('loops with a Wait for the seconds the decision names, or hands over when the window is over', () => {
-    expect(state(checkpoints, 'WaitForNext')).toMatchObject({ Type: 'Wait', SecondsPath: '$.step.waitSeconds', Next: 'Decide' });
-    expect(state(checkpoints, 'Handoff').Choices).toEqual([{ Variable: '$.step.handoff', BooleanEquals: true, Next: 'HandedOver' }]);
+    expect(state(checkpoints, 'WaitForNext')).toMatchObject({ Type: 'Wait', SecondsPath: '$.run.waitSeconds', Next: 'Run' });
+    expect(state(checkpoints, 'Recover').Next).toBe('Run');
   });
 
   it('starts the recovery workflow and waits for it (.sync); a failed recovery fails the job', () => {
     const recover = state(checkpoints, 'Recover');
     expect(recover.Resource).toMatch(/:states:::states:startExecution\.sync:2$/);
+    expect((recover.Parameters as { Input: Record<string, string> }).Input).toMatchObject({ 'reason.$': '$.run.reason' });
     expect(recover.Catch).toEqual([expect.objectContaining({ ErrorEquals: ['States.ALL'], Next: 'JobFailed' })]);
     expect(state(checkpoints, 'JobFailed').Type).toBe('Fail');
   });
