@@ -24,8 +24,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { GetEventSourceMappingCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { CloudFormationClient, paginateListStackResources } from '@aws-sdk/client-cloudformation';
-import { GetScheduleCommand, SchedulerClient } from '@aws-sdk/client-scheduler';
-import { ListExecutionsCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { GetQueueAttributesCommand, SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { wordCount } from '../examples/word-count.js';
 import { createAwsStores } from '../shared/aws/index.js';
@@ -139,22 +138,17 @@ const physical = (type: string, logical: RegExp): string => {
   return found.physicalId;
 };
 
-// ---------- the schedule's part: a coordinator execution whenever none is running ----------
+// ---------- the coordinator: nobody starts it here ----------
+// The first events wake it (ingest starts an execution when there is no job record, and whenever
+// the coordinator sleeps); the schedule is only its watchdog, which LocalStack does not fire.
 const sfn = new SFNClient(client);
-const scheduleName = resources.scheduleName;
 if (!resources.checkpointStateMachineArn) await finish(false, `${STACK} has no CheckpointStateMachineArn output`);
-let target = { arn: resources.checkpointStateMachineArn ?? '', input: JSON.stringify({ windowSeconds: 300 }) };
-if (scheduleName) {
-  const schedule = await new SchedulerClient(client).send(new GetScheduleCommand({ Name: scheduleName }));
-  if (schedule.Target?.Arn) target = { arn: schedule.Target.Arn, input: schedule.Target.Input ?? '{}' };
-  say(`schedule ${scheduleName} (${schedule.ScheduleExpression}, not fired by LocalStack): its target is started by this test, input ${target.input}`);
+const checkpointsArn = resources.checkpointStateMachineArn ?? '';
+async function runningExecutions(): Promise<number> {
+  return ((await sfn.send(new ListExecutionsCommand({ stateMachineArn: checkpointsArn, statusFilter: 'RUNNING' }))).executions ?? []).length;
 }
-let executionsStarted = 0;
-async function tickSchedule(): Promise<void> {
-  const running = await sfn.send(new ListExecutionsCommand({ stateMachineArn: target.arn, statusFilter: 'RUNNING' }));
-  if ((running.executions ?? []).length > 0) return;
-  await sfn.send(new StartExecutionCommand({ stateMachineArn: target.arn, input: target.input }));
-  executionsStarted++;
+async function executionsSoFar(): Promise<number> {
+  return ((await sfn.send(new ListExecutionsCommand({ stateMachineArn: checkpointsArn }))).executions ?? []).length;
 }
 
 // ---------- faults (--faults): see scripts/localstack/faults.ts ----------
@@ -188,16 +182,7 @@ if (faults) {
 }
 
 const stores = await createAwsStores({ tableName, bucket, endpoint, region });
-await tickSchedule();
-// Ingest refuses events until the coordinator created the job record (they would wait a whole visibility timeout).
-{
-  const t = Date.now();
-  while (!(await stores.checkpoints.getJob())) {
-    if (Date.now() - t > STALL_MS) await finish(false, `the coordinator did not create the job record within ${STALL_MS} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
-  }
-  say(`job record created by the first coordinator execution after ${secs(t)}`);
-}
+if (await stores.checkpoints.getJob()) await finish(false, 'the job record exists before any event was pushed (a stale stack?)');
 
 // ---------- events ----------
 const events = wordCount.generate(EVENTS, 42);
@@ -253,7 +238,6 @@ async function waitUntil(what: string, done: (s: Seen) => boolean): Promise<Seen
         for (const started of await deliverAlarmEvent(where, faults.rule, { name: faults.alarm, arn })) say(`  started ${started}`);
       }
     }
-    await tickSchedule();
     await new Promise((resolve) => setTimeout(resolve, 3_000));
   }
 }
@@ -283,8 +267,13 @@ async function mappingOf(queue: string): Promise<string> {
 const last = await waitUntil('the oracle', (s) => s.equal && (!faults || (faults.alarmSeen && (s.job?.restarts.length ?? 0) >= 1 && !s.job?.recovery && s.job?.status === 'RUNNING')));
 const fired = faults ? faults.functions.filter((f) => existsSync(f.fault.once)).map((f) => `${f.fault.kind} in ${f.fn}`) : [];
 say(
-  `sink equals the oracle (${last.output.length} records) ${secs(pushStart)} after the first event; checkpoints completed: ${last.job?.lastCompletedId ?? 0}, restarts: ${last.job?.restarts.length ?? 0}, coordinator executions started by the test: ${executionsStarted}`,
+  `sink equals the oracle (${last.output.length} records) ${secs(pushStart)} after the first event; checkpoints completed: ${last.job?.lastCompletedId ?? 0}, restarts: ${last.job?.restarts.length ?? 0}, coordinator executions: ${await executionsSoFar()} (none started by the test)`,
 );
+// Idle: nothing changed since the last checkpoint, so the coordinator sleeps and no execution runs.
+const asleep = await waitUntil('the coordinator to sleep', (s) => s.job?.coordinator?.asleepSince !== undefined && s.job.coordinator.owner === undefined);
+const running = await runningExecutions();
+if (running > 0) await finish(false, `the coordinator sleeps (since ${asleep.job?.coordinator?.asleepSince}) but ${running} executions still run`);
+say(`idle: the coordinator sleeps since ${new Date(asleep.job?.coordinator?.asleepSince ?? 0).toISOString()}, no execution runs (checkpoints completed: ${asleep.job?.lastCompletedId ?? 0})`);
 say(`$ cairn status word-count --stack ${STACK}`);
 await statusCommand('word-count', { stack: STACK, endpoint, region });
 if (faults) {

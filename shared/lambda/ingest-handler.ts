@@ -2,7 +2,7 @@ import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda'
 import type { RuntimeLimits } from '../core/config.js';
 import { ingestBatch } from '../core/ingest.js';
 import type { JobGraph } from '../core/job.js';
-import type { CheckpointStore, Clock, DeadLetterStore, QueueTransport, SourceLog } from '../core/ports.js';
+import type { CheckpointStore, Clock, DeadLetterStore, JobRecord, QueueTransport, SourceLog } from '../core/ports.js';
 import { isAsleep, wakeExecutionName } from '../core/protocol/coordinator-lease.js';
 import { Topology } from '../core/topology.js';
 import { withRestOfGroupFailed } from './sqs-records.js';
@@ -34,6 +34,8 @@ export interface IngestHandlerDeps {
   readonly clock?: Clock;
   /** Starts a coordinator execution of this name (CoordinatorWaker): events appended while the coordinator sleeps wake it. */
   readonly wake?: (name: string) => Promise<void>;
+  /** Waits `ms` (real time in Lambda). */
+  readonly sleep?: (ms: number) => Promise<void>;
   readonly telemetry?: Telemetry;
   readonly onOutcome?: (outcome: IngestInvocationOutcome) => void;
 }
@@ -46,6 +48,9 @@ export interface IngestInvocationOutcome {
   readonly failedIds: readonly string[];
   readonly error?: Error;
 }
+
+/** Seconds an ingest waits for the first coordinator execution to create the job record (within the 30 s default function timeout). */
+const FIRST_RECORD_WAITS = 15;
 
 export type IngestHandler = (event: SQSEvent, context?: Context) => Promise<SQSBatchResponse>;
 
@@ -65,11 +70,28 @@ export function createIngestHandler(deps: IngestHandlerDeps): IngestHandler {
   const clock = deps.clock ?? { now: () => Date.now() };
   const { logger, metrics } = deps.telemetry ?? quietTelemetry;
 
+  const pause = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  /**
+   * A job deployed a moment ago has no job record until its first coordinator execution creates
+   * it: wake one (one wake-up per minute at most) and wait a little for the record, rather than
+   * leave the events to a whole visibility timeout.
+   */
+  const firstJobRecord = async (): Promise<JobRecord | undefined> => {
+    if (!deps.wake) return undefined;
+    await deps.wake(`init-${Math.floor(clock.now() / 60_000)}`);
+    for (let attempt = 0; attempt < FIRST_RECORD_WAITS; attempt++) {
+      await pause(1_000);
+      const job = await deps.checkpoints.getJob();
+      if (job) return job;
+    }
+    return undefined;
+  };
+
   return async (event: SQSEvent): Promise<SQSBatchResponse> => {
     const records = event.Records;
     let outcome: IngestInvocationOutcome;
     try {
-      const job = await deps.checkpoints.getJob();
+      const job = (await deps.checkpoints.getJob()) ?? (await firstJobRecord());
       if (!job) throw new Error(`job '${topology.graph.name}' is not initialized yet (no job record): the coordinator creates it`);
       const result = await ingestBatch(
         { source, generation: job.generation, running: job.status === 'RUNNING', log: deps.log, deadLetters: deps.deadLetters, transport: deps.transport, limits: deps.limits, clock },

@@ -223,6 +223,26 @@ describe('coordinator task functions', () => {
     expect(wordCount.canonical(await h.sinks.read('counts'))).toEqual(wordCount.oracle(['a b', 'c', 'd', 'e'].map((line) => ({ line }))));
   });
 
+  it('events pushed before the first coordinator execution wake it, and wait for it to create the job record', async () => {
+    const h = harness();
+    const ingest = createIngestHandler({
+      job: wordCount.build(),
+      limits: parseRuntimeLimits(),
+      log: h.log,
+      deadLetters: new EmbeddedDeadLetterStore(EmbeddedDb.memory()),
+      transport: { send: () => Promise.resolve() },
+      checkpoints: h.checkpoints,
+      clock: { now: h.now },
+      wake: (name) => Promise.resolve(void h.wakes.push(name)),
+      // While the ingest waits, the execution it started runs (and creates the job record).
+      sleep: async () => void (await h.runTask(h.wakes[0] ?? '', { remainingMs: 31_000 })),
+    });
+    const minute = Math.floor(h.now() / 60_000);
+    expect(await ingest({ Records: [sqsRecord('m1', '{"line":"early"}')] })).toEqual({ batchItemFailures: [] });
+    expect(h.wakes).toEqual([`init-${minute}`]);
+    expect((await h.log.head(0)) + (await h.log.head(1))).toBe(1);
+  });
+
   it('input appended while the loop decides to sleep keeps it running (its check after the sleep mark sees the input)', async () => {
     const h = harness();
     expect((await h.runTask('exec-1')).type).toBe(RunEnd.Sleep);
