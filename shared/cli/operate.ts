@@ -101,6 +101,9 @@ export function formatStatus(report: JobStatusReport, now = Date.now()): string[
   }
   if (report.schedule) lines.push(`schedule ${report.schedule.name}: ${report.schedule.state} (${report.schedule.expression})`);
   if (report.coordinator) lines.push(`coordinator: newest execution ${report.coordinator.name} ${report.coordinator.status}, started ${new Date(report.coordinator.startedAt).toISOString()}`);
+  const lease = report.job?.coordinator;
+  if (lease?.owner !== undefined) lines.push(`coordinator loop: run by ${lease.owner} (lease until ${new Date(lease.until ?? 0).toISOString()})`);
+  else if (lease?.asleepSince !== undefined) lines.push(`coordinator loop: asleep since ${new Date(lease.asleepSince).toISOString()} (nothing to do; new input wakes it)`);
   return lines;
 }
 
