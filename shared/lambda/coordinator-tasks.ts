@@ -406,10 +406,11 @@ export class CoordinatorTasks {
   /** Takes or extends the lease for `owner` until `until`; false if another execution holds a live one. */
   private async acquire(owner: string, until: number): Promise<boolean> {
     for (let attempt = 1; ; attempt++) {
-      const job = (await this.deps.checkpoints.getJob()) ?? (await this.driver().initialize());
-      if (leaseHeldByOther(job, owner, this.deps.clock.now())) return false;
-      if (job.coordinator?.owner === owner && (job.coordinator.until ?? 0) >= until) return true;
       try {
+        // Two first executions at once (a wake-up and the watchdog): one creates the job, the other reads it next time round.
+        const job = (await this.deps.checkpoints.getJob()) ?? (await this.driver().initialize());
+        if (leaseHeldByOther(job, owner, this.deps.clock.now())) return false;
+        if (job.coordinator?.owner === owner && (job.coordinator.until ?? 0) >= until) return true;
         await this.deps.checkpoints.putJob(withLease(job, owner, until), job.version);
         return true;
       } catch (error) {

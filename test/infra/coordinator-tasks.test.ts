@@ -11,7 +11,8 @@ import { pauseJob, requestRollback, resumeJob, updateJob } from '../../shared/co
 import { handleOperatorBatch } from '../../shared/core/instance/handler.js';
 import type { InstanceMessage } from '../../shared/core/messages.js';
 import type { OutboundMessage } from '../../shared/core/ports.js';
-import { RecoverySupersededError } from '../../shared/core/errors.js';
+import { InjectedFault, RecoverySupersededError } from '../../shared/core/errors.js';
+import { prng } from '../../examples/types.js';
 import { Topology } from '../../shared/core/topology.js';
 import { EmbeddedDb } from '../../shared/embedded/db.js';
 import { EmbeddedCheckpointStore, EmbeddedDeadLetterStore, EmbeddedSinkStore, EmbeddedSourceLog, EmbeddedStateStore } from '../../shared/embedded/stores.js';
@@ -571,5 +572,119 @@ describe('restart strategies', () => {
     expect(decideRestart(s, [0], minute)).toEqual({ restart: true, delaySeconds: 5 });
     expect(decideRestart(s, [0, minute], 2 * minute).restart).toBe(false);
     expect(decideRestart(s, [0, minute], 11 * minute)).toEqual({ restart: true, delaySeconds: 5 });
+  });
+});
+
+/**
+ * The deployed coordinator loop under faults, against the oracle: the Run task crashes at seeded
+ * job-record and checkpoint writes (before or after the write lands; Step Functions retries the
+ * invocation), executions start from everywhere at once (ingest wake-ups, the watchdog, CLI
+ * triggers, the successor), invocations get seeded budgets, events arrive in bursts with quiet
+ * spells in between (the coordinator sleeps and is woken), and rollbacks run the recovery
+ * workflow's tasks. The output must equal a fault-free run's, and the job must end asleep.
+ */
+describe('the Run task under faults (seeded)', () => {
+  const seeds = Array.from({ length: 24 }, (_, i) => i + 1);
+  it.each(seeds)('seed %i: crashes, concurrent executions, sleeps and wake-ups: the sink equals the oracle', async (seed) => {
+    const random = prng(seed * 104_729 + 7);
+    const h = harness({ kind: 'fixed-delay', attempts: 1_000, delaySeconds: 0 }, { checkpoint: { intervalMs: 1 + Math.floor(random() * 3) * 1000, timeoutMs: 5000, tolerableFailures: 1 } });
+    const events = wordCount.generate(30, seed).map((e) => e.event);
+    // Crashes: a seeded share of the coordinator's writes fail, half of them after the write landed.
+    const crashRate = 0.04 + random() * 0.08;
+    let crashes = 0;
+    const crashing =
+      <A extends unknown[], R>(write: (...args: A) => Promise<R>): ((...args: A) => Promise<R>) =>
+      async (...args) => {
+        if (!armed || random() >= crashRate) return write(...args);
+        crashes++;
+        if (random() < 0.5) throw new InjectedFault('Run task crashed before the write');
+        await write(...args);
+        throw new InjectedFault('Run task crashed after the write');
+      };
+    let armed = false;
+    h.checkpoints.putJob = crashing(h.checkpoints.putJob.bind(h.checkpoints));
+    h.checkpoints.putCheckpoint = crashing(h.checkpoints.putCheckpoint.bind(h.checkpoints));
+    const ingest = createIngestHandler({
+      job: wordCount.build(),
+      limits: parseRuntimeLimits(),
+      log: h.log,
+      deadLetters: new EmbeddedDeadLetterStore(EmbeddedDb.memory()),
+      transport: { send: (messages) => Promise.resolve(void h.queue.push(...messages)) },
+      checkpoints: h.checkpoints,
+      clock: { now: h.now },
+      wake: (name) => Promise.resolve(void h.wakes.push(name)),
+      sleep: () => Promise.resolve(h.advance(1000)),
+    });
+    /** One execution as Step Functions runs it: Run until it ends, retrying crashed invocations, running Recover between. */
+    const execute = async (name: string, input: { manual?: boolean } = {}): Promise<void> => {
+      let consumed = { manual: false, restart: false };
+      const startedAt = new Date(h.now()).toISOString();
+      for (let invocation = 0; invocation < 50; invocation++) {
+        let out: RunOutput;
+        try {
+          out = await h.runTask(name, { input, consumed, startedAt, remainingMs: 31_000 + Math.floor(random() * 8_000) });
+        } catch (error) {
+          if (!(error instanceof InjectedFault)) throw error;
+          continue; // the task's retry
+        }
+        consumed = { ...out.consumed };
+        if (out.type === RunEnd.Recover) {
+          armed = false; // the recovery workflow's tasks have their own suites; the loop's are under test here
+          const plan = await h.tasks.planRestart({ reason: out.reason });
+          const targets = await h.tasks.startRecovery({ reason: plan.reason });
+          for (const v of targets.vertices) await h.tasks.restoreOperator(v);
+          for (const i of targets.instances) await h.tasks.restoreInstance(i);
+          await h.tasks.resume(targets);
+          armed = true;
+          continue;
+        }
+        if (out.type === RunEnd.Wait) {
+          h.advance(out.waitSeconds * 1000);
+          await h.deliver();
+          continue;
+        }
+        if (out.type !== RunEnd.Continue) return;
+      }
+    };
+    armed = true;
+    let next = 0;
+    let messageId = 0;
+    const redeliver: SQSRecord[] = [];
+    for (let round = 0; round < 60; round++) {
+      if (next < events.length && random() < 0.6) {
+        const burst = events.slice(next, next + 1 + Math.floor(random() * 6));
+        next += burst.length;
+        redeliver.push(...burst.map((e) => sqsRecord(`m${messageId++}`, JSON.stringify(e))));
+      }
+      // What the ingest did not take comes back (SQS redelivers it after its visibility timeout).
+      if (redeliver.length > 0) {
+        const batch = redeliver.splice(0);
+        const { batchItemFailures } = await ingest({ Records: batch });
+        const failed = new Set(batchItemFailures.map((f) => f.itemIdentifier));
+        redeliver.push(...batch.filter((r) => failed.has(r.messageId)));
+      }
+      const woken = h.wakes.splice(0);
+      const who = [...new Set(woken), ...(random() < 0.3 ? [`watchdog-${round}`] : []), ...(random() < 0.1 ? [`cli-trigger-${round}`] : [])];
+      // Started at about the same time: their invocations interleave turn by turn with the operators.
+      await Promise.all(who.map((name) => execute(name, name.startsWith('cli-') ? { manual: true } : {})));
+      h.advance(Math.floor(random() * 3_000));
+      await h.deliver();
+      if (next >= events.length && redeliver.length === 0 && h.wakes.length === 0 && random() < 0.2) break;
+    }
+    // Quiet at last: whatever is still due gets served by the watchdog, and the job ends asleep.
+    armed = false;
+    for (let i = 0; i < 5; i++) {
+      h.advance(600_000);
+      if (redeliver.length > 0) await ingest({ Records: redeliver.splice(0) });
+      await execute(`final-watchdog-${i}`);
+      await Promise.all(h.wakes.splice(0).map((name) => execute(name)));
+      await h.deliver();
+    }
+    expect(wordCount.canonical(await h.sinks.read('counts'))).toEqual(wordCount.oracle(events));
+    const job = await h.checkpoints.getJob();
+    expect(job?.status).toBe('RUNNING');
+    expect(job?.coordinator?.asleepSince).toBeDefined();
+    expect(job?.coordinator?.owner).toBeUndefined();
+    expect(crashes).toBeGreaterThan(0);
   });
 });
