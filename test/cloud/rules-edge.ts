@@ -39,9 +39,62 @@ export interface RulesEdge {
   close(): Promise<void>;
 }
 
-/** An edge with `rules` over the shared emulators; DynamoDB requests whose body `hold` matches wait for `release()`. */
-export async function rulesEdge(rules: AwsRulesOptions | false, hold?: (body: string) => boolean): Promise<RulesEdge> {
+/** An SQS batch entry as sent (JSON protocol). */
+export interface BatchEntry {
+  readonly Id: string;
+  readonly MessageBody: string;
+  readonly MessageGroupId?: string;
+}
+
+/**
+ * An edge with `rules` over the shared emulators; DynamoDB requests whose body `hold` matches
+ * wait for `release()`; SendMessageBatch entries that `failEntry` picks are not sent and are
+ * reported Failed (SenderFault false, InternalError), as SQS reports a transient failure.
+ */
+export async function rulesEdge(rules: AwsRulesOptions | false, hold?: (body: string) => boolean, failEntry?: (entry: BatchEntry) => boolean): Promise<RulesEdge> {
   const targets = await emulators();
+  const servers: http.Server[] = [];
+  const sqs = targets.sqs;
+  if (failEntry && sqs) {
+    const agent = new http.Agent({ keepAlive: true });
+    const server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        let body = Buffer.concat(chunks).toString('utf8');
+        const failed: Array<{ Id: string; SenderFault: false; Code: string; Message: string }> = [];
+        if (req.headers['x-amz-target'] === 'AmazonSQS.SendMessageBatch') {
+          const input = JSON.parse(body) as { Entries: BatchEntry[] };
+          const kept = input.Entries.filter((e) => {
+            if (!failEntry(e)) return true;
+            failed.push({ Id: e.Id, SenderFault: false, Code: 'InternalError', Message: 'injected by the test' });
+            return false;
+          });
+          body = JSON.stringify({ ...input, Entries: kept });
+        }
+        const headers = { ...req.headers, 'content-length': String(Buffer.byteLength(body)) };
+        const up = http.request({ host: sqs.host, port: sqs.port, method: req.method, path: req.url, headers, agent }, (answer) => {
+          const parts: Buffer[] = [];
+          answer.on('data', (c: Buffer) => parts.push(c));
+          answer.on('end', () => {
+            let text = Buffer.concat(parts).toString('utf8');
+            if (failed.length > 0 && answer.statusCode === 200) {
+              const output = JSON.parse(text) as { Failed?: unknown[] };
+              text = JSON.stringify({ ...output, Failed: [...(output.Failed ?? []), ...failed] });
+            }
+            const { 'content-length': _length, 'transfer-encoding': _encoding, ...rest } = answer.headers;
+            res.writeHead(answer.statusCode ?? 502, { ...rest, 'content-length': String(Buffer.byteLength(text)) });
+            res.end(text);
+          });
+        });
+        up.on('error', () => res.destroy());
+        up.end(body);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    servers.push(server);
+    targets.sqs = { host: '127.0.0.1', port: (server.address() as AddressInfo).port };
+  }
   const held: HeldRequest[] = [];
   const waiters: Array<() => void> = [];
   let proxy: http.Server | undefined;
@@ -89,9 +142,9 @@ export async function rulesEdge(rules: AwsRulesOptions | false, hold?: (body: st
     async close(): Promise<void> {
       for (const h of held) h.release();
       await edge.close();
-      if (proxy) {
-        proxy.closeAllConnections();
-        await new Promise<void>((resolve) => proxy?.close(() => resolve()));
+      for (const server of [...servers, ...(proxy ? [proxy] : [])]) {
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
       }
     },
   };
