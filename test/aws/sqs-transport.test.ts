@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { RequestCounter, SqsFifoTransport, ensureFifoQueues, sqsId } from '../../shared/aws/index.js';
 import type { ChannelMessage } from '../../shared/core/messages.js';
 import type { OutboundMessage } from '../../shared/core/ports.js';
+import { rulesEdge } from '../cloud/rules-edge.js';
 import { cloudEndpoint, credentials, unique } from './helpers.js';
 
 const client = (): SQSClient => new SQSClient({ endpoint: cloudEndpoint(), region: 'us-east-1', credentials });
@@ -30,6 +31,35 @@ async function receiveAll(sqs: SQSClient, url: string, count: number): Promise<M
 const seqOf = (m: Message): number => (JSON.parse(m.Body ?? '{}') as ChannelMessage).seq;
 
 describe('SqsFifoTransport', () => {
+  it('an entry that fails while a later entry of its group is accepted leaves no gap: every group arrives in order', async () => {
+    // SQS reports entries of one SendMessageBatch individually: the edge fails op#0's seq 2
+    // once (InternalError, SenderFault false) and accepts the rest of the call. Before: seq 3..5
+    // went into the group ahead of the retried seq 2, a gap no redelivery heals.
+    const failedOnce = new Set<string>();
+    const edge = await rulesEdge({}, undefined, (entry) => {
+      const m = JSON.parse(entry.MessageBody) as ChannelMessage;
+      if (m.to !== 'op#0' || m.seq !== 2 || failedOnce.has(entry.MessageBody)) return false;
+      failedOnce.add(entry.MessageBody);
+      return true;
+    });
+    try {
+      const sqs = new SQSClient({ endpoint: edge.url, region: 'us-east-1', credentials });
+      const urls = await ensureFifoQueues(sqs, ['op'], unique('t'));
+      const transport = new SqsFifoTransport({ client: sqs, queueUrls: urls, retryBaseMs: 1 });
+      const messages: OutboundMessage[] = [];
+      for (let i = 1; i <= 5; i++) messages.push(message('op', 'op#0', i), ...(i <= 3 ? [message('op', 'op#1', i)] : []));
+      await transport.send(messages);
+      expect(failedOnce.size).toBe(1);
+      const got = await receiveAll(sqs, urls.op ?? '', 8);
+      const byGroup = (g: string): number[] => got.filter((m) => m.Attributes?.MessageGroupId === g).map(seqOf);
+      expect(byGroup('op#0')).toEqual([1, 2, 3, 4, 5]);
+      expect(byGroup('op#1')).toEqual([1, 2, 3]);
+      sqs.destroy();
+    } finally {
+      await edge.close();
+    }
+  });
+
   it('sends user strings holding U+FFFE and U+FFFF, which an SQS body may not contain, and they arrive unchanged', async () => {
     const sqs = client();
     const urls = await ensureFifoQueues(sqs, ['op'], unique('t'));
@@ -42,7 +72,7 @@ describe('SqsFifoTransport', () => {
     expect((JSON.parse(got?.Body ?? '{}') as ChannelMessage).records?.[0]?.v).toBe(text);
   });
 
-  it('sends 38 interleaved messages of two groups in 4 batches and each group arrives in order; another queue in its own batch', async () => {
+  it('sends 38 interleaved messages of two groups, at most one per group per call (25 batches), each group in order; another queue in its own batches', async () => {
     const sqs = client();
     const counter = new RequestCounter();
     counter.attach(sqs);
@@ -56,7 +86,8 @@ describe('SqsFifoTransport', () => {
       if (i <= 5) messages.push(message('sink', 'sink#0', i));
     }
     await transport.send(messages);
-    expect(counter.snapshot()).toEqual({ 'SQS.SendMessageBatch': 5 });
+    // op: rounds 1-13 hold op#0 and op#1 (one call each), rounds 14-25 op#0 alone; sink: 5 rounds.
+    expect(counter.snapshot()).toEqual({ 'SQS.SendMessageBatch': 30 });
 
     const got = await receiveAll(sqs, urls.op ?? '', 38);
     const byGroup = (g: string): number[] => got.filter((m) => m.Attributes?.MessageGroupId === g).map(seqOf);
@@ -66,17 +97,18 @@ describe('SqsFifoTransport', () => {
     sqs.destroy();
   });
 
-  it('splits batches at 256 KiB of bodies, keeping the group order', async () => {
+  it('splits batches at 256 KiB of bodies', async () => {
     const sqs = client();
     const counter = new RequestCounter();
     counter.attach(sqs);
     const urls = await ensureFifoQueues(sqs, ['op'], unique('t'));
     counter.reset();
     const transport = new SqsFifoTransport({ client: sqs, queueUrls: urls });
-    // 10 messages of ~60 KB: at most 4 fit in 256 KiB -> batches of 4, 4, 2.
-    await transport.send(Array.from({ length: 10 }, (_, i) => message('op', 'op#0', i + 1, 'p'.repeat(60_000))));
+    // 10 messages of ~60 KB to 10 groups: at most 4 fit in 256 KiB -> batches of 4, 4, 2.
+    await transport.send(Array.from({ length: 10 }, (_, i) => message('op', `op#${i}`, 1, 'p'.repeat(60_000))));
     expect(counter.count('SQS', 'SendMessageBatch')).toBe(3);
-    expect((await receiveAll(sqs, urls.op ?? '', 10)).map(seqOf)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    const got = await receiveAll(sqs, urls.op ?? '', 10);
+    expect(got.map((m) => m.Attributes?.MessageGroupId).sort()).toEqual(Array.from({ length: 10 }, (_, i) => `op#${i}`).sort());
     sqs.destroy();
   });
 

@@ -18,14 +18,19 @@ const utf8 = (s: string): number => Buffer.byteLength(s, 'utf8');
 export function attributeSize(value: AttributeValue): number {
   if (value.S !== undefined) return utf8(value.S);
   if (value.N !== undefined) return numberSize(value.N);
-  if (value.B !== undefined) return value.B.byteLength;
+  // A marshalled request read as JSON (the local cloud's edge) holds binary values as base64 text.
+  if (value.B !== undefined) return binarySize(value.B);
   if (value.BOOL !== undefined || value.NULL !== undefined) return 1;
   if (value.SS !== undefined) return value.SS.reduce((n, s) => n + utf8(s), 0);
   if (value.NS !== undefined) return value.NS.reduce((n, s) => n + numberSize(s), 0);
-  if (value.BS !== undefined) return value.BS.reduce((n, b) => n + b.byteLength, 0);
+  if (value.BS !== undefined) return value.BS.reduce((n, b) => n + binarySize(b), 0);
   if (value.L !== undefined) return 3 + value.L.reduce((n, v) => n + attributeSize(v) + 1, 0);
   if (value.M !== undefined) return 3 + Object.entries(value.M).reduce((n, [k, v]) => n + utf8(k) + attributeSize(v) + 1, 0);
   return 0;
+}
+
+function binarySize(value: Uint8Array | string): number {
+  return typeof value === 'string' ? Buffer.from(value, 'base64').byteLength : value.byteLength;
 }
 
 function numberSize(text: string): number {

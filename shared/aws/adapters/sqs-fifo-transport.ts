@@ -7,14 +7,13 @@ import type { OutboundMessage, QueueTransport } from '../../core/ports.js';
  * entries and `maxBatchBytes` (256 KiB) of bodies; MessageGroupId = groupId, deduplication id =
  * dedupId, body = JSON.
  *
- * Order per group: a batch keeps the given order of its entries (SQS enqueues a FIFO batch in
- * entry order), and a batch holding messages of group g starts only after every earlier batch
- * holding g has succeeded; batches of disjoint groups go out concurrently. Entries reported in
- * `Failed` with SenderFault=false (throttling, internal errors) are retried with backoff before
- * any later batch of their group starts. Residual risk: if SQS accepted a later entry of the
- * same group in the same call as a failed one, that later entry is ahead of the retried one;
- * receivers then see a sequence gap (ChannelGapError) and the step is retried. Client-side
- * faults (SenderFault=true) are not retried: they throw.
+ * Order per group: a batch holds at most one message of a group (the n-th message of every
+ * group goes in the n-th round of batches, see pack), and a batch holding a message of group g
+ * starts only after every earlier batch holding g has succeeded; batches of disjoint groups go
+ * out concurrently. Entries reported in `Failed` with SenderFault=false (throttling, internal
+ * errors) are retried with backoff before any later batch of their group starts, so a partial
+ * failure never lets a later message of the group in ahead of a failed one. Client-side faults
+ * (SenderFault=true) are not retried: they throw.
  *
  * Ids: SQS accepts group and deduplication ids of 1-128 characters from [!-~]; anything else
  * (longer, or other characters) is replaced by `h-` + its SHA-256 (deterministic, so dedup
@@ -79,23 +78,41 @@ export class SqsFifoTransport implements QueueTransport {
     if (failed) throw failed.reason;
   }
 
+  /**
+   * Batches of at most 10 entries and maxBatchBytes, holding at most one message per group:
+   * the n-th message of every group goes in the n-th round of batches. SQS reports the entries
+   * of a SendMessageBatch one by one, so a later entry of a group could be accepted while an
+   * earlier one failed and is retried: it would be ahead of it in the group, a gap that no
+   * redelivery heals. With one entry per group per call, a failed entry is retried before any
+   * later message of its group is sent.
+   */
   private pack(list: readonly OutboundMessage[]): Array<Array<OutboundMessage & { json: string }>> {
-    const batches: Array<Array<OutboundMessage & { json: string }>> = [];
-    let batch: Array<OutboundMessage & { json: string }> = [];
-    let bytes = 0;
+    const rounds: Array<Array<OutboundMessage & { json: string }>> = [];
+    const perGroup = new Map<string, number>();
     for (const m of list) {
       const json = sqsSafeJson(m.body);
       const size = Buffer.byteLength(json);
       if (size > this.maxBatchBytes) throw new Error(`message of ${size} bytes to ${m.groupId} exceeds the SQS limit of ${this.maxBatchBytes} bytes`);
-      if (batch.length === MAX_ENTRIES || (batch.length > 0 && bytes + size > this.maxBatchBytes)) {
-        batches.push(batch);
-        batch = [];
-        bytes = 0;
-      }
-      batch.push({ ...m, json });
-      bytes += size;
+      const round = perGroup.get(m.groupId) ?? 0;
+      perGroup.set(m.groupId, round + 1);
+      (rounds[round] ??= []).push({ ...m, json });
     }
-    if (batch.length > 0) batches.push(batch);
+    const batches: Array<Array<OutboundMessage & { json: string }>> = [];
+    for (const round of rounds) {
+      let batch: Array<OutboundMessage & { json: string }> = [];
+      let bytes = 0;
+      for (const m of round) {
+        const size = Buffer.byteLength(m.json);
+        if (batch.length === MAX_ENTRIES || (batch.length > 0 && bytes + size > this.maxBatchBytes)) {
+          batches.push(batch);
+          batch = [];
+          bytes = 0;
+        }
+        batch.push(m);
+        bytes += size;
+      }
+      if (batch.length > 0) batches.push(batch);
+    }
     return batches;
   }
 

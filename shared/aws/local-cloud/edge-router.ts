@@ -11,9 +11,16 @@
  * API for the real handlers (shared/aws/runner/lambda-invoke-server.ts), so Step Functions
  * tasks run by moto reach them. The rest of the Lambda API (functions, event source
  * mappings) is moto's.
+ *
+ * DynamoDB and SQS requests of the JSON protocol are buffered and pass through AWS's rules
+ * that the emulators do not play (aws-rules.ts: transaction conflicts, per-partition-key
+ * throughput, PurgeQueue's 60 s, SQS body characters); everything else is streamed.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { noRuleCounts, resolveAwsRules, type AwsRuleCounts, type AwsRulesOptions, type EdgeResponse } from './aws-rules.js';
+import { DynamoRules } from './dynamo-rules.js';
+import { SqsRules } from './sqs-rules.js';
 
 /** The emulators behind the edge. */
 export type Backend = 'dynamodb' | 'sqs' | 'moto';
@@ -32,6 +39,8 @@ export interface EdgeRouterOptions {
   readonly host?: string;
   /** Backends known at start; more can be set later with `setTargets`. */
   readonly targets?: EdgeTargets;
+  /** AWS's rules the emulators do not play (defaults: all on, AWS's figures); false: none. */
+  readonly rules?: AwsRulesOptions | false;
 }
 
 export interface EdgeRouter {
@@ -40,6 +49,8 @@ export interface EdgeRouter {
   /** `http://host:port` */
   readonly url: string;
   setTargets(targets: EdgeTargets): void;
+  /** How often each of AWS's rules bit (a copy). */
+  ruleCounts(): AwsRuleCounts;
   close(): Promise<void>;
 }
 
@@ -100,6 +111,27 @@ export function backendFor(service: string | undefined): Backend {
   return 'moto';
 }
 
+/** The DynamoDB / SQS operation of a JSON-protocol request (`X-Amz-Target: DynamoDB_20120810.PutItem`, `AmazonSQS.SendMessage`), else undefined. */
+export function ruledOperation(service: string | undefined, headers: http.IncomingHttpHeaders): { service: 'dynamodb' | 'sqs'; op: string } | undefined {
+  if (service !== 'dynamodb' && service !== 'sqs') return undefined;
+  const target = headerValue(headers['x-amz-target']);
+  if (target === undefined) return undefined;
+  const [prefix, op] = target.split('.');
+  if (op === undefined || op === '') return undefined;
+  if (service === 'dynamodb' && prefix?.startsWith('DynamoDB_') !== true) return undefined;
+  if (service === 'sqs' && prefix !== 'AmazonSQS') return undefined;
+  return { service, op };
+}
+
+function withoutLengthHeaders(raw: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
+    if (name !== 'content-length' && name !== 'transfer-encoding') out.push(raw[i] as string, raw[i + 1] as string);
+  }
+  return out;
+}
+
 /** Per-hop headers that belong to one connection, not to the request. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'expect', 'upgrade']);
 
@@ -128,10 +160,14 @@ export async function startEdgeRouter(options: EdgeRouterOptions): Promise<EdgeR
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
   const functions = new Map<string, BackendAddress>();
+  const counts = noRuleCounts();
+  const resolved = options.rules === false ? undefined : resolveAwsRules(options.rules);
+  const dynamoRules = resolved ? new DynamoRules(resolved, counts) : undefined;
+  const sqsRules = resolved ? new SqsRules(resolved, counts) : undefined;
 
   const server = http.createServer((req, res) => {
     if (req.url === HEALTH_PATH && req.method === 'GET') {
-      const body = JSON.stringify({ backends: targets, functions: Object.fromEntries(functions) });
+      const body = JSON.stringify({ backends: targets, functions: Object.fromEntries(functions), rules: resolved ?? false, ruleCounts: counts });
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(body);
       return;
@@ -148,6 +184,11 @@ export async function startEdgeRouter(options: EdgeRouterOptions): Promise<EdgeR
     if (target === undefined) {
       req.resume();
       sendError(res, 503, 'ServiceUnavailable', `local cloud: ${backend} is not running (service ${service ?? 'unsigned'})`);
+      return;
+    }
+    const ruled = registered === undefined ? ruledOperation(service, req.headers) : undefined;
+    if (ruled !== undefined) {
+      void applyRules(req, res, ruled, target, backend);
       return;
     }
     const upstream = http.request({
@@ -174,6 +215,49 @@ export async function startEdgeRouter(options: EdgeRouterOptions): Promise<EdgeR
     req.pipe(upstream);
   });
   server.keepAliveTimeout = 65_000;
+
+  /** Buffers the request, lets the rules answer it or forward it (maybe rewritten), and sends back what they return. */
+  async function applyRules(req: http.IncomingMessage, res: http.ServerResponse, ruled: { service: 'dynamodb' | 'sqs'; op: string }, target: BackendAddress, backend: string): Promise<void> {
+    const chunks: Buffer[] = [];
+    try {
+      for await (const chunk of req) chunks.push(chunk as Buffer);
+    } catch {
+      res.destroy();
+      return;
+    }
+    const headers = withoutLengthHeaders(forwardableRawHeaders(req.rawHeaders));
+    const forward = (text: string): Promise<EdgeResponse> =>
+      new Promise<EdgeResponse>((resolve, reject) => {
+        const body = Buffer.from(text, 'utf8');
+        const upstream = http.request({
+          host: target.host,
+          port: target.port,
+          method: req.method,
+          path: req.url,
+          headers: [...headers, 'Content-Length', String(body.byteLength)],
+          agent,
+          setHost: false,
+        });
+        upstream.on('response', (up) => {
+          const parts: Buffer[] = [];
+          up.on('data', (c: Buffer) => parts.push(c));
+          up.on('end', () => resolve({ status: up.statusCode ?? 502, rawHeaders: forwardableRawHeaders(up.rawHeaders), body: Buffer.concat(parts) }));
+          up.on('error', reject);
+        });
+        upstream.on('error', reject);
+        upstream.end(body);
+      });
+    const text = Buffer.concat(chunks).toString('utf8');
+    try {
+      const rules = ruled.service === 'dynamodb' ? dynamoRules : sqsRules;
+      const answer = rules ? await rules.handle(ruled.op, text, forward) : await forward(text);
+      if (res.destroyed) return;
+      res.writeHead(answer.status, [...answer.rawHeaders]);
+      res.end(answer.body);
+    } catch (err) {
+      sendError(res, 502, 'BadGateway', `local cloud: ${backend} at ${target.host}:${target.port} failed: ${(err as Error).message}`);
+    }
+  }
 
   async function register(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const name = decodeURIComponent((req.url ?? '').slice(LAMBDA_REGISTRY_PATH.length + 1));
@@ -211,6 +295,7 @@ export async function startEdgeRouter(options: EdgeRouterOptions): Promise<EdgeR
     setTargets(next: EdgeTargets): void {
       targets = { ...targets, ...next };
     },
+    ruleCounts: () => ({ ...counts }),
     close(): Promise<void> {
       return new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -11,12 +11,12 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { packageRoot } from '../../package-root.js';
+import { awsRulesFromEnv, type AwsRulesOptions } from './aws-rules.js';
 import { HEALTH_PATH, startEdgeRouter, type Backend, type EdgeRouter } from './edge-router.js';
+import { LOCAL_CLOUD_ACCOUNT, LOCAL_CLOUD_REGION } from './local-cloud-constants.js';
 
 export const DEFAULT_EDGE_PORT = 4566;
-export const LOCAL_CLOUD_REGION = 'us-east-1';
-/** moto's default account; ElasticMQ is configured to use the same one. */
-export const LOCAL_CLOUD_ACCOUNT = '123456789012';
+export { LOCAL_CLOUD_ACCOUNT, LOCAL_CLOUD_REGION } from './local-cloud-constants.js';
 export const INSTALL_COMMAND = 'npx cairn cloud install';
 
 /** The local cloud cannot start here: an emulator or a tool it needs is missing. */
@@ -41,6 +41,12 @@ export interface LocalCloudOptions {
   readonly startTimeoutMs?: number;
   /** Keep the emulators' logs after a clean stop. Default false. */
   readonly keepLogs?: boolean;
+  /**
+   * AWS's rules the emulators do not play, played at the edge (aws-rules.ts): by default all on
+   * with AWS's figures; the environment (CAIRN_CLOUD_PARTITION_WCU, ... see AWS_RULE_ENV) and
+   * then these options change them; false turns them all off.
+   */
+  readonly rules?: AwsRulesOptions | false;
   readonly log?: (message: string) => void;
 }
 
@@ -325,7 +331,8 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
 
   // The edge starts first: ElasticMQ and moto must know its port.
   const edgePort = options.edgePort ?? defaultEdgePort();
-  const edge: EdgeRouter = await startEdgeRouter({ port: edgePort }).catch((err: NodeJS.ErrnoException) => {
+  const rules = options.rules === false ? false : { ...awsRulesFromEnv(), ...options.rules };
+  const edge: EdgeRouter = await startEdgeRouter({ port: edgePort, rules }).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'EADDRINUSE') throw err;
     throw new LocalCloudStartError(`edge port 127.0.0.1:${edgePort} is in use (another local cloud? \`npm run cloud:down\`); or choose one with CAIRN_EDGE_PORT`, { cause: err });
   });

@@ -81,8 +81,9 @@ export interface LocalCloudJobOptions {
   /**
    * PurgeQueue the operator queues on rollback, waiting for it before any send. Default false,
    * as deployed: on AWS a purge takes up to 60 s and deletes what is sent meanwhile (the new
-   * generation's polls, ticks and barriers), so nothing purges; fencing drops the old
-   * generation's messages, which is what makes a rollback correct.
+   * generation's polls, ticks and barriers), waited for or not, and the local cloud's edge plays
+   * that (aws-rules.ts), so nothing purges; fencing drops the old generation's messages, which
+   * is what makes a rollback correct.
    */
   readonly purgeOnRollback?: boolean;
   /** What a failure does: roll back after a delay, or end FAILED once exhausted (default: exponential backoff). */
