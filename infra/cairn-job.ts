@@ -4,8 +4,6 @@ import { ArnFormat, CfnOutput, Duration, Fn, RemovalPolicy, Stack } from 'aws-cd
 import { outputPrefix, STACK_OUTPUTS } from '../shared/aws/ops/job-resources.js';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
-import * as events from 'aws-cdk-lib/aws-events';
-import * as eventTargets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as lambdaEvents from 'aws-cdk-lib/aws-lambda-event-sources';
@@ -24,7 +22,7 @@ import { CheckpointCoordinator } from './coordinator.js';
 import { describeJobModule, findProjectRoot, handlerEntryFor, jobSpecOf, type JobSpec, type VertexSpec } from './job-spec.js';
 
 /** The Lambda handlers of the job's entry file (handlerEntryFor): one export per kind of function. */
-const HANDLERS = { operator: 'operator', ingest: 'ingest', coordinator: 'coordinator' } as const;
+const HANDLERS = { operator: 'operator', ingest: 'ingest', coordinator: 'coordinator', deadLetter: 'deadLetter' } as const;
 
 export interface CairnJobProps {
   /**
@@ -52,7 +50,7 @@ export interface CairnJobProps {
   readonly namePrefix?: string;
   /** Operator function memory. @default 512 MiB */
   readonly memorySize?: number;
-  /** Operator and ingest function timeout; queue visibility timeout = 6 × this. @default 30 s */
+  /** Operator, ingest and dead-letter function timeout; queue visibility timeout = 6 × this. @default 30 s */
   readonly functionTimeout?: Duration;
   /** SQS batch size of every event source mapping (FIFO maximum: 10). @default 10 */
   readonly batchSize?: number;
@@ -106,12 +104,16 @@ export class CairnJob extends Construct {
   readonly vertices: ReadonlyMap<string, VertexResources>;
   readonly ingestFunction: nodejs.NodejsFunction;
   readonly coordinatorFunction: nodejs.NodejsFunction;
+  /** Consumes every dead-letter queue: dead letters with reason `redriven`, a failure on the job record, the coordinator woken. */
+  readonly deadLetterFunction: nodejs.NodejsFunction;
   readonly coordinator: CheckpointCoordinator;
   readonly alarms: cloudwatch.Alarm[] = [];
   readonly dashboard: cloudwatch.Dashboard;
   readonly schedule: scheduler.Schedule | undefined;
   /** The SQS event source mappings (ingest and operators): `cairn pause` disables them. */
   readonly queueEventSources: lambdaEvents.SqsEventSource[] = [];
+  /** One per dead-letter queue (ingress and every vertex); never paused: a paused job still hears of lost messages. */
+  readonly deadLetterEventSources: lambdaEvents.SqsEventSource[] = [];
 
   private readonly removalPolicy: RemovalPolicy;
   private readonly logRetention: logs.RetentionDays;
@@ -187,9 +189,11 @@ export class CairnJob extends Construct {
     });
 
     // ---------- queues ----------
+    // Dead-letter queues are consumed by the dead-letter function (timeout functionTimeout): the same visibility timeout as the queues.
     this.ingressDlq = new sqs.Queue(this, 'IngressDlq', {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
+      visibilityTimeout,
       retentionPeriod: Duration.days(14),
     });
     this.ingressQueue = new sqs.Queue(this, 'Ingress', {
@@ -206,6 +210,7 @@ export class CairnJob extends Construct {
         fifo: true,
         encryption: sqs.QueueEncryption.SQS_MANAGED,
         enforceSSL: true,
+        visibilityTimeout,
         retentionPeriod: Duration.days(14),
       });
       const queue = new sqs.Queue(this, `${vertex.id}-Queue`, {
@@ -310,6 +315,32 @@ export class CairnJob extends Construct {
     // A successor execution, a wake-up after a recovery. Formatted ARN, not a reference: the state machine refers to this function.
     this.allowWake(this.coordinatorFunction, checkpointsArn);
 
+    // ---------- dead-letter queues ----------
+    // Consumed, not only alarmed on: an alarm tells EventBridge only when its state changes, so
+    // with a message left in a DLQ a later incident would trigger nothing. Every redriven message
+    // becomes a dead letter (reason `redriven`); a lost operator message of the running generation
+    // is a failure on the job record, and the function wakes the coordinator to serve it.
+    const deadLetterQueues: Array<[string, sqs.Queue]> = [['ingress', this.ingressDlq], ...[...queues].map(([id, q]): [string, sqs.Queue] => [id, q.dlq])];
+    this.deadLetterFunction = this.fn('DeadLetter', HANDLERS.deadLetter, {
+      description: `Cairn ${spec.name}: dead-letter queues -> dead letters, a failure on the job record, the coordinator woken`,
+      memorySize: 256,
+      timeout: functionTimeout,
+      environment: {
+        ...commonEnv,
+        CAIRN_DEAD_LETTER_QUEUES: Stack.of(this).toJsonString(Object.fromEntries(deadLetterQueues.map(([id, q]) => [id, q.queueArn]))),
+        CAIRN_COORDINATOR_ARN: checkpointsArn,
+      },
+    });
+    // handleRedriven: the job record (GetItem, conditional PutItem), the dead letters (BatchWriteItem); large values spill.
+    this.allowTable(this.deadLetterFunction, ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:BatchWriteItem']);
+    this.allowBucket(this.deadLetterFunction);
+    this.allowWake(this.deadLetterFunction, checkpointsArn);
+    for (const [, dlq] of deadLetterQueues) {
+      const source = new lambdaEvents.SqsEventSource(dlq, { batchSize: 10, reportBatchItemFailures: true, maxConcurrency: 2 });
+      this.deadLetterFunction.addEventSource(source);
+      this.deadLetterEventSources.push(source);
+    }
+
     this.coordinator = new CheckpointCoordinator(this, 'Workflows', {
       jobName: this.prefix,
       checkpoint: spec.checkpoint,
@@ -349,11 +380,21 @@ export class CairnJob extends Construct {
     };
     const maxAge = (props.maxMessageAge ?? Duration.minutes(5)).toSeconds();
     const minute = { period: Duration.minutes(1), statistic: cloudwatch.Stats.MAXIMUM };
-    alarm('IngressDlqDepth', this.ingressDlq.metricApproximateNumberOfMessagesVisible(minute), 1, 'Events failed ingestion past retries (see the dead-letter queue)');
+    // The dead-letter function drains the DLQs: a depth that stays up means it is failing too.
+    alarm(
+      'IngressDlqDepth',
+      this.ingressDlq.metricApproximateNumberOfMessagesVisible(minute),
+      1,
+      'Events failed ingestion past retries and wait in the dead-letter queue (the dead-letter function keeps them as dead letters)',
+    );
     alarm('IngressAge', this.ingressQueue.metricApproximateAgeOfOldestMessage(minute), maxAge, 'Ingestion is falling behind', 3);
-    const operatorDlqAlarms: cloudwatch.Alarm[] = [];
     for (const v of vertices.values()) {
-      operatorDlqAlarms.push(alarm(`${v.spec.id}-DlqDepth`, v.dlq.metricApproximateNumberOfMessagesVisible(minute), 1, `A message of ${v.spec.id} reached its dead-letter queue: the job rolls back`));
+      alarm(
+        `${v.spec.id}-DlqDepth`,
+        v.dlq.metricApproximateNumberOfMessagesVisible(minute),
+        1,
+        `Messages of ${v.spec.id} wait in its dead-letter queue (the dead-letter function reports each and the job rolls back)`,
+      );
       alarm(`${v.spec.id}-Age`, v.queue.metricApproximateAgeOfOldestMessage(minute), maxAge, `Operator ${v.spec.id} is falling behind (or an instance is stuck)`, 3);
     }
     alarm('CheckpointFailures', this.metricCheckpointsAborted(), Math.max(1, spec.checkpoint.tolerableFailures + 1), 'Checkpoints are being aborted (timeouts or failures)');
@@ -363,23 +404,13 @@ export class CairnJob extends Construct {
       1,
       'The restart strategy is exhausted: the job is FAILED',
     );
+    alarm(
+      'DeadLetterErrors',
+      this.deadLetterFunction.metricErrors({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
+      1,
+      'The dead-letter function fails: lost messages may go unreported',
+    );
     alarm('CoordinatorFailures', this.coordinator.checkpointStateMachine.metricFailed({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }), 1, 'A coordinator execution failed');
-
-    // A message in an operator's dead-letter queue is a failure the job rolls back from.
-    new events.Rule(this, 'DeadLetterRollback', {
-      description: `Cairn ${spec.name}: roll back when an operator dead-letter queue alarm fires`,
-      eventPattern: {
-        source: ['aws.cloudwatch'],
-        detailType: ['CloudWatch Alarm State Change'],
-        resources: operatorDlqAlarms.map((a) => a.alarmArn),
-        detail: { state: { value: ['ALARM'] } },
-      },
-      targets: [
-        new eventTargets.SfnStateMachine(this.coordinator.checkpointStateMachine, {
-          input: events.RuleTargetInput.fromObject({ restart: `message in an operator dead-letter queue (alarm ${events.EventField.fromPath('$.detail.alarmName')})`, windowSeconds: 0 }),
-        }),
-      ],
-    });
 
     // ---------- dashboard ----------
     this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', { dashboardName: `${this.prefix}-cairn`.replace(/[^A-Za-z0-9_-]/g, '-') });
@@ -423,7 +454,7 @@ export class CairnJob extends Construct {
       }),
       new cloudwatch.GraphWidget({
         title: 'Function errors / duration',
-        left: [...vertices.values()].map((v) => v.fn.metricErrors({ label: v.spec.id })),
+        left: [...[...vertices.values()].map((v) => v.fn.metricErrors({ label: v.spec.id })), this.deadLetterFunction.metricErrors({ label: 'dead-letter' })],
         right: [...vertices.values()].map((v) => v.fn.metricDuration({ label: v.spec.id })),
         width: 12,
       }),

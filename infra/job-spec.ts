@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { packageModule, packageRoot } from '../shared/package-root.js';
 import { parseCheckpointConfig, type CheckpointConfig, type CheckpointConfigInput } from '../shared/core/config.js';
@@ -61,17 +61,22 @@ const LOCK_FILES = ['package-lock.json', 'yarn.lock', 'pnpm-lock.yaml', 'bun.loc
 /**
  * The Lambda entry file of a job module: its default export handed to `createHandlers`
  * (cairn/lambda), one file for every function of the job (handlers `operator`, `ingest`,
- * `coordinator`). Written under the project's node_modules/.cache, so that it is
- * under the project root esbuild bundles from; rewritten only when it changes.
+ * `coordinator`, `deadLetter`). Written under the project's node_modules/.cache, so that it is
+ * under the project root esbuild bundles from; rewritten only when it changes. Its imports are
+ * relative to the directory's real path: esbuild resolves them from there, so with a symlinked
+ * node_modules (a git worktree sharing another checkout's, a monorepo) they still name this
+ * project's job module and this cairn, not the ones next to the symlink's target.
  */
 export function handlerEntryFor(modulePath: string, projectRoot: string, jobName: string): string {
   const dir = path.join(projectRoot, 'node_modules', '.cache', 'cairn', 'lambda');
+  mkdirSync(dir, { recursive: true });
+  const realDir = realpathSync(dir);
   const hash = createHash('sha256').update(modulePath).digest('hex').slice(0, 8);
   const file = path.join(dir, `${jobName}-${hash}.ts`);
   const importOf = (target: string): string =>
     JSON.stringify(
       path
-        .relative(dir, target)
+        .relative(realDir, target)
         .split(path.sep)
         .join('/')
         .replace(/^(?!\.)/, './'),
@@ -81,10 +86,9 @@ export function handlerEntryFor(modulePath: string, projectRoot: string, jobName
     `import job from ${importOf(modulePath)};`,
     `import { createHandlers } from ${importOf(packageModule('shared/lambda/index.ts'))};`,
     '',
-    'export const { operator, ingest, coordinator } = createHandlers(job);',
+    'export const { operator, ingest, coordinator, deadLetter } = createHandlers(job);',
     '',
   ].join('\n');
-  mkdirSync(dir, { recursive: true });
   if (!existsSync(file) || readFileSync(file, 'utf8') !== text) writeFileSync(file, text);
   return file;
 }

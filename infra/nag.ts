@@ -38,6 +38,7 @@ export function suppressFindings(_stack: Stack, job: CairnJob): void {
   for (const vertex of job.vertices.values()) fnSuppressions(vertex.fn);
   fnSuppressions(job.ingestFunction);
   fnSuppressions(job.coordinatorFunction);
+  fnSuppressions(job.deadLetterFunction);
 
   const workflowRoleFindings: NagPackSuppression[] = [
     {

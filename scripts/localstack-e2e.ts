@@ -4,18 +4,22 @@
  * Without AWS_ENDPOINT_URL it installs and starts a LocalStack itself, without Docker
  * (scripts/localstack/: install.sh, our Lambda runtime executor, localstack.ts) and stops it
  * at the end; with AWS_ENDPOINT_URL it uses that LocalStack. Then: `cdk bootstrap` and
- * `cdk deploy Cairn-word-count` (the project's CDK CLI, or `CAIRN_CDK=cdklocal`), the first
- * coordinator execution started as the stack's schedule would (LocalStack's community
+ * `cdk deploy Cairn-word-count -c testSized=true` (the project's CDK CLI, or
+ * `CAIRN_CDK=cdklocal`; test-sized: 5 s function timeouts, so 30 s visibility timeouts, see
+ * infra/app.ts), the first coordinator execution started as the stack's schedule would
+ * (LocalStack's community
  * EventBridge Scheduler stores schedules but never fires them; this test starts an execution
  * with the schedule's own target and input whenever none is running), events pushed into the
  * ingress queue with the plain AWS SDK, and a wait until the transactional sink holds exactly
  * the oracle's output. The wait follows progress: it fails once neither the sink nor the
  * job's completed checkpoints moved for CAIRN_LOCALSTACK_STALL_MS.
  *
- * `--faults` (or CAIRN_LOCALSTACK_FAULTS=1) adds the fault run (scripts/localstack/faults.ts):
- * the sink operator's function throws once and the ingest function crashes once, each after its
- * handler returned; one message of the source vertex's queue reaches its dead-letter queue; the
- * DLQ alarm's rollback goes through the recovery workflow; the sink must still equal the oracle.
+ * The run has faults (scripts/localstack/faults.ts) unless `--no-faults` (or
+ * CAIRN_LOCALSTACK_FAULTS=0): the sink operator's function throws once and the ingest function
+ * crashes once, each after its handler returned; one message of the source vertex's queue
+ * reaches its dead-letter queue, where the deployed dead-letter function keeps it as a dead
+ * letter, reports the failure and wakes the coordinator, whose recovery workflow rolls the job
+ * back; the sink must still equal the oracle.
  *
  * Every failure, including a LocalStack that could not be started, exits 1.
  */
@@ -24,13 +28,13 @@ import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { GetEventSourceMappingCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { CloudFormationClient, paginateListStackResources } from '@aws-sdk/client-cloudformation';
-import { ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { ListExecutionsCommand, SFNClient, type ExecutionListItem } from '@aws-sdk/client-sfn';
 import { GetQueueAttributesCommand, SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { wordCount } from '../examples/word-count.js';
 import { createAwsStores } from '../shared/aws/index.js';
 import { jobResourcesFromOutputs } from '../shared/aws/ops/job-resources.js';
 import { statusCommand } from '../shared/cli/operate.js';
-import { alarmState, deliverAlarmEvent, injectFunctionFault, redriveOneMessage } from './localstack/faults.js';
+import { injectFunctionFault, mappingOfQueue, redriveOneMessage } from './localstack/faults.js';
 import { startLocalStack, type LocalStack } from './localstack/localstack.js';
 
 const EVENTS = Number(process.env.CAIRN_LOCALSTACK_EVENTS ?? 500);
@@ -39,13 +43,15 @@ const STALL_MS = Number(process.env.CAIRN_LOCALSTACK_STALL_MS ?? 180_000);
 const STACK = 'Cairn-word-count';
 /** The fault run's once-markers (scripts/localstack/faults.ts), removed at the end. */
 const faultDir = path.resolve('.cache/localstack', `faults-${process.pid}`);
-/** `npm run test:localstack -- --faults` (or CAIRN_LOCALSTACK_FAULTS=1): the fault run (scripts/localstack/faults.ts). */
-const FAULTS = process.argv.includes('--faults') || process.env.CAIRN_LOCALSTACK_FAULTS === '1';
+/** The fault run (scripts/localstack/faults.ts), unless `npm run test:localstack -- --no-faults` (or CAIRN_LOCALSTACK_FAULTS=0). `--faults` is the default. */
+const FAULTS = !process.argv.includes('--no-faults') && process.env.CAIRN_LOCALSTACK_FAULTS !== '0';
 const started = Date.now();
 const secs = (since: number): string => `${((Date.now() - since) / 1000).toFixed(1)} s`;
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 
 let localstack: LocalStack | undefined;
+/** Per process: other checkouts may run this test at the same time against the same .cache. */
+const outputsFile = path.resolve('.cache/localstack', `outputs-${process.pid}.json`);
 
 let finishing = false;
 async function finish(passed: boolean, message: string): Promise<never> {
@@ -53,6 +59,7 @@ async function finish(passed: boolean, message: string): Promise<never> {
   finishing = true;
   say(message);
   rmSync(faultDir, { recursive: true, force: true });
+  rmSync(outputsFile, { force: true });
   if (localstack) {
     say(`stopping LocalStack (its log: ${localstack.logFile}; function logs: ${localstack.lambdaLogDir})`);
     await localstack.stop();
@@ -98,11 +105,11 @@ const client = { endpoint, region, credentials };
 Object.assign(process.env, { AWS_ENDPOINT_URL: endpoint, AWS_REGION: region, AWS_ACCESS_KEY_ID: credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey });
 const env = { ...process.env };
 const cdk = process.env.CAIRN_CDK ?? 'cdk';
-const outputsFile = '.cache/localstack-outputs.json';
-mkdirSync('.cache', { recursive: true });
+mkdirSync(path.dirname(outputsFile), { recursive: true });
+const context = ['-c', 'job=word-count', '-c', 'testSized=true'];
 for (const args of [
-  ['bootstrap', '-c', 'job=word-count'],
-  ['deploy', STACK, '-c', 'job=word-count', '--require-approval', 'never', '--outputs-file', outputsFile],
+  ['bootstrap', ...context],
+  ['deploy', STACK, ...context, '--require-approval', 'never', '--outputs-file', outputsFile],
 ]) {
   const t = Date.now();
   say(`$ npx ${cdk} ${args.join(' ')}`);
@@ -161,9 +168,6 @@ const faults = FAULTS
         { fn: physical('AWS::Lambda::Function', new RegExp(`^Job${sinkVertex}Operator[0-9A-F]{8}$`)), fault: { point: 'after', kind: 'throw', once: path.join(faultDir, `${sinkVertex}-throw`) } },
         { fn: physical('AWS::Lambda::Function', /^JobIngest[0-9A-F]{8}$/), fault: { point: 'after', kind: 'crash', once: path.join(faultDir, 'ingest-crash') } },
       ] as const,
-      alarm: physical('AWS::CloudWatch::Alarm', new RegExp(`^Job${sourceVertex}DlqDepth`)),
-      rule: physical('AWS::Events::Rule', /^JobDeadLetterRollback/),
-      alarmSeen: false,
       redriven: undefined as string | undefined,
     }
   : undefined;
@@ -171,8 +175,9 @@ const faults = FAULTS
 let stallMs = STALL_MS;
 if (faults) {
   const sqsAttributes = await new SQSClient(client).send(new GetQueueAttributesCommand({ QueueUrl: resources.queueUrls[sinkVertex], AttributeNames: ['VisibilityTimeout'] }));
-  stallMs = Math.max(STALL_MS, Number(sqsAttributes.Attributes?.VisibilityTimeout ?? 0) * 1000 + 60_000);
-  say(`fault run: a wait fails after ${stallMs} ms without progress (the queues' visibility timeout + 60 s)`);
+  const visibility = Number(sqsAttributes.Attributes?.VisibilityTimeout ?? 0);
+  stallMs = Math.max(STALL_MS, visibility * 1000 + 60_000);
+  say(`fault run: visibility timeout ${visibility} s (test-sized stack); a wait fails after ${stallMs} ms without progress`);
   rmSync(faultDir, { recursive: true, force: true });
   mkdirSync(faultDir, { recursive: true });
   for (const { fn, fault } of faults.functions) {
@@ -229,15 +234,6 @@ async function waitUntil(what: string, done: (s: Seen) => boolean): Promise<Seen
         `no progress for ${stallMs} ms while waiting for ${what}: sink has ${output.length} records, the oracle ${expectedRecords.length}; last completed checkpoint ${job?.lastCompletedId ?? 0}`,
       );
     }
-    if (faults && !faults.alarmSeen && faults.redriven) {
-      const state = await alarmState(where, faults.alarm);
-      if (state === 'ALARM') {
-        faults.alarmSeen = true;
-        say(`alarm ${faults.alarm} is ALARM ${secs(pushStart)} after the first event; playing EventBridge for rule ${faults.rule}:`);
-        const arn = `arn:aws:cloudwatch:${region}:000000000000:alarm:${faults.alarm}`;
-        for (const started of await deliverAlarmEvent(where, faults.rule, { name: faults.alarm, arn })) say(`  started ${started}`);
-      }
-    }
     await new Promise((resolve) => setTimeout(resolve, 3_000));
   }
 }
@@ -248,10 +244,13 @@ if (!faults) {
   const half = Math.floor(events.length / 2);
   await push(0, half);
   await waitUntil('a first checkpoint with output', (s) => (s.job?.lastCompletedId ?? 0) >= 1 && s.output.length > 0);
-  const mapping = await mappingOf(resources.queueUrls[sourceVertex] ?? '');
-  say(`fault: pausing mapping ${mapping} of ${sourceVertex} and receiving one of its messages until SQS moves it to its dead-letter queue`);
-  faults.redriven = await redriveOneMessage(where, mapping, resources.queueUrls[sourceVertex] ?? '', resources.deadLetterQueueUrls[sourceVertex] ?? '', () => push(half, events.length), say);
-  say(`fault: message ${faults.redriven} of ${sourceVertex} is in its dead-letter queue; mapping resumed`);
+  const queue = resources.queueUrls[sourceVertex] ?? '';
+  const dlq = resources.deadLetterQueueUrls[sourceVertex] ?? '';
+  const mappings = { queue: await mappingOf(queue), dlq: await mappingOfQueue(where, dlq) };
+  if (!resources.eventSourceMappingIds.includes(mappings.queue)) await finish(false, `mapping ${mappings.queue} of ${sourceVertex} is not in the stack's EventSourceMappingIds output`);
+  say(`fault: pausing mapping ${mappings.queue} of ${sourceVertex} and ${mappings.dlq} of its dead-letter queue, receiving one of its messages until SQS moves it to the dead-letter queue`);
+  faults.redriven = await redriveOneMessage(where, mappings, queue, dlq, () => push(half, events.length), say);
+  say(`fault: a message of ${sourceVertex} (first received: ${faults.redriven}) is in its dead-letter queue; both mappings resumed, the deployed dead-letter function takes it from here`);
 }
 
 async function mappingOf(queue: string): Promise<string> {
@@ -264,7 +263,14 @@ async function mappingOf(queue: string): Promise<string> {
   throw new Error(`no event source mapping reads ${queue}`);
 }
 
-const last = await waitUntil('the oracle', (s) => s.equal && (!faults || (faults.alarmSeen && (s.job?.restarts.length ?? 0) >= 1 && !s.job?.recovery && s.job?.status === 'RUNNING')));
+/** What the dead-letter function did: the dead letters it kept for the source vertex, and the coordinator executions it started. */
+async function deadLetterWork(): Promise<{ letters: string[]; wakes: ExecutionListItem[] }> {
+  const letters = (await stores.deadLetters.list()).filter((l) => l.reason === 'redriven' && l.vertex === sourceVertex).map((l) => l.id);
+  const all = (await sfn.send(new ListExecutionsCommand({ stateMachineArn: checkpointsArn }))).executions ?? [];
+  return { letters, wakes: all.filter((e) => (e.name ?? '').startsWith('dead-letter-')) };
+}
+
+const last = await waitUntil('the oracle', (s) => s.equal && (!faults || ((s.job?.restarts.length ?? 0) >= 1 && !s.job?.recovery && s.job?.status === 'RUNNING')));
 const fired = faults ? faults.functions.filter((f) => existsSync(f.fault.once)).map((f) => `${f.fault.kind} in ${f.fn}`) : [];
 say(
   `sink equals the oracle (${last.output.length} records) ${secs(pushStart)} after the first event; checkpoints completed: ${last.job?.lastCompletedId ?? 0}, restarts: ${last.job?.restarts.length ?? 0}, coordinator executions: ${await executionsSoFar()} (none started by the test)`,
@@ -279,9 +285,16 @@ await statusCommand('word-count', { stack: STACK, endpoint, region });
 if (faults) {
   for (const r of last.job?.restarts ?? []) say(`restart to checkpoint ${r.toCheckpoint}: ${r.reason}`);
   if (fired.length !== faults.functions.length) await finish(false, `not every injected function fault fired (fired: ${fired.join(', ') || 'none'})`);
+  const reason = `message reached the dead-letter queue of '${sourceVertex}'`;
+  if (!(last.job?.restarts ?? []).some((r) => r.reason === reason)) await finish(false, `no restart for "${reason}": the dead-letter function reported nothing`);
+  const { letters, wakes } = await deadLetterWork();
+  for (const w of wakes) say(`coordinator woken by the dead-letter function: execution ${w.name} ${w.status}`);
+  say(`dead letters kept by the dead-letter function: ${letters.join(', ')}`);
+  if (letters.length === 0) await finish(false, `no dead letter with reason redriven for ${sourceVertex}: the dead-letter function did not consume its DLQ`);
+  if (wakes.length !== 1) await finish(false, `expected one coordinator execution started by the dead-letter function, found ${wakes.length}`);
   await finish(
     true,
-    `test:localstack --faults passed: faults ${fired.join(', ')}, message ${faults.redriven} redriven to a DLQ, alarm -> rollback; the sink still equals the oracle for ${EVENTS} events`,
+    `test:localstack passed with faults: ${fired.join(', ')}, ${letters.length} message(s) of ${sourceVertex} redriven to its DLQ, consumed by the deployed dead-letter function -> failure -> coordinator woken (${wakes[0]?.name}) -> rollback; the sink still equals the oracle for ${EVENTS} events`,
   );
 }
 await finish(true, `test:localstack passed: ${STACK} (${total} resources) deployed to LocalStack and its sink equals the oracle for ${EVENTS} events`);

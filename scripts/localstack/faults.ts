@@ -1,6 +1,6 @@
 /**
- * The faults of `npm run test:localstack -- --faults`, injected into the deployed stack from
- * outside (no engine hook exists for the deployed functions):
+ * The faults of `npm run test:localstack` (the fault run, on by default), injected into the
+ * deployed stack from outside (no engine hook exists for the deployed functions):
  *
  * - a function that fails once: CAIRN_LAMBDA_FAULT on its configuration, read by our Lambda
  *   runtime (scripts/localstack/cairn_executor/.../runtime.mjs): it throws or crashes once,
@@ -10,19 +10,22 @@
  *   while this process receives its messages (without deleting them) until SQS redrives one to
  *   the DLQ (what a consumer failing maxReceiveCount times does), then resumed. FIFO hands out
  *   the heads of several message groups in turn, so another head may be one receive short of
- *   the limit and follow it into the DLQ at its next receive: one rollback either way;
- * - the rollback: the DLQ-depth alarm goes to ALARM in LocalStack, but LocalStack community
- *   sends no "CloudWatch Alarm State Change" event to EventBridge, so this process plays that
- *   part: on the alarm's transition to ALARM it starts the DeadLetterRollback rule's target
- *   with the rule's own input transformer applied (a checkpoint execution with `restart`),
- *   and the recovery workflow rolls the job back.
- *
- * CloudWatch and EventBridge have no SDK client in this project: both are called with plain
- * HTTP (LocalStack does not check signatures).
+ *   the limit and follow it into the DLQ at its next receive: one rollback either way. The
+ *   DLQ's own consumer (the stack's dead-letter function) is paused meanwhile, so that this
+ *   process sees the message arrive there, and resumed with the rest;
+ * - the rollback: nothing of this process. The deployed dead-letter function keeps the message
+ *   as a dead letter, reports the failure on the job record and wakes the coordinator
+ *   (StartExecution named after the failure), whose recovery workflow rolls the job back.
  */
-import { GetEventSourceMappingCommand, GetFunctionConfigurationCommand, LambdaClient, UpdateEventSourceMappingCommand, UpdateFunctionConfigurationCommand } from '@aws-sdk/client-lambda';
+import {
+  GetEventSourceMappingCommand,
+  GetFunctionConfigurationCommand,
+  LambdaClient,
+  ListEventSourceMappingsCommand,
+  UpdateEventSourceMappingCommand,
+  UpdateFunctionConfigurationCommand,
+} from '@aws-sdk/client-lambda';
 import { ChangeMessageVisibilityCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 
 export interface Where {
   readonly endpoint: string;
@@ -31,39 +34,6 @@ export interface Where {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-function authorization(where: Where, service: string): string {
-  return `AWS4-HMAC-SHA256 Credential=${where.credentials.accessKeyId}/20260101/${where.region}/${service}/aws4_request, SignedHeaders=host, Signature=0`;
-}
-
-/** One CloudWatch call in the query protocol; returns the XML. */
-async function cloudwatch(where: Where, params: Record<string, string>): Promise<string> {
-  const response = await fetch(where.endpoint, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded; charset=utf-8', authorization: authorization(where, 'monitoring') },
-    body: new URLSearchParams({ Version: '2010-08-01', ...params }).toString(),
-  });
-  const text = await response.text();
-  if (!response.ok) throw new Error(`CloudWatch ${params.Action}: HTTP ${response.status} ${text.slice(0, 300)}`);
-  return text;
-}
-
-/** One EventBridge call (JSON 1.1). */
-async function events<T>(where: Where, action: string, body: object): Promise<T> {
-  const response = await fetch(where.endpoint, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': `AWSEvents.${action}`, authorization: authorization(where, 'events') },
-    body: JSON.stringify(body),
-  });
-  const text = await response.text();
-  if (!response.ok) throw new Error(`EventBridge ${action}: HTTP ${response.status} ${text.slice(0, 300)}`);
-  return JSON.parse(text) as T;
-}
-
-export async function alarmState(where: Where, alarmName: string): Promise<string | undefined> {
-  const xml = await cloudwatch(where, { Action: 'DescribeAlarms', 'AlarmNames.member.1': alarmName });
-  return /<StateValue>([^<]+)<\/StateValue>/.exec(xml)?.[1];
-}
 
 /** Sets CAIRN_LAMBDA_FAULT on a function (merged into its environment) and waits for the update. */
 export async function injectFunctionFault(where: Where, functionName: string, fault: { point: 'before' | 'after'; kind: 'throw' | 'crash'; once: string }): Promise<void> {
@@ -96,16 +66,36 @@ async function visible(sqs: SQSClient, queueUrl: string): Promise<number> {
   return Number(attributes.ApproximateNumberOfMessages ?? 0);
 }
 
+/** The event source mapping that reads `queueUrl` (by its ARN). */
+export async function mappingOfQueue(where: Where, queueUrl: string): Promise<string> {
+  const sqs = new SQSClient(where);
+  const arn = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['QueueArn'] }))).Attributes?.QueueArn;
+  if (!arn) throw new Error(`${queueUrl} has no QueueArn`);
+  const mappings = (await new LambdaClient(where).send(new ListEventSourceMappingsCommand({ EventSourceArn: arn }))).EventSourceMappings ?? [];
+  const uuid = mappings.find((m) => m.EventSourceArn === arn)?.UUID;
+  if (!uuid) throw new Error(`no event source mapping reads ${arn}`);
+  return uuid;
+}
+
 /**
  * Moves one message of `queueUrl` to its dead-letter queue the way SQS does: received (and
  * not deleted) until its receive count passes the redrive policy's maxReceiveCount. The queue's
- * event source mapping is disabled meanwhile, so that no function takes the message first.
- * `whilePaused` runs once the mapping is off (e.g. pushing events, so the queue has messages).
+ * event source mapping and the DLQ's (its consumer) are disabled meanwhile, so that no function
+ * takes the message first and this process sees it arrive. `whilePaused` runs once the
+ * mappings are off (e.g. pushing events, so the queue has messages).
  */
-export async function redriveOneMessage(where: Where, mappingUuid: string, queueUrl: string, dlqUrl: string, whilePaused: () => Promise<void>, say: (line: string) => void): Promise<string> {
+export async function redriveOneMessage(
+  where: Where,
+  mappings: { readonly queue: string; readonly dlq: string },
+  queueUrl: string,
+  dlqUrl: string,
+  whilePaused: () => Promise<void>,
+  say: (line: string) => void,
+): Promise<string> {
   const lambda = new LambdaClient(where);
   const sqs = new SQSClient(where);
-  await setMapping(lambda, mappingUuid, false);
+  await setMapping(lambda, mappings.queue, false);
+  await setMapping(lambda, mappings.dlq, false);
   try {
     await whilePaused();
     const before = await visible(sqs, dlqUrl);
@@ -123,49 +113,8 @@ export async function redriveOneMessage(where: Where, mappingUuid: string, queue
     }
     throw new Error(`no message of ${queueUrl} reached ${dlqUrl}`);
   } finally {
-    await setMapping(lambda, mappingUuid, true);
+    // The DLQ's consumer first: it takes the message at once; then the queue's mapping.
+    await setMapping(lambda, mappings.dlq, true);
+    await setMapping(lambda, mappings.queue, true);
   }
-}
-
-interface RuleTarget {
-  readonly Arn: string;
-  readonly Input?: string;
-  readonly InputTransformer?: { readonly InputPathsMap?: Record<string, string>; readonly InputTemplate: string };
-}
-
-function jsonPath(value: unknown, path: string): unknown {
-  return path
-    .replace(/^\$\.?/, '')
-    .split('.')
-    .filter((k) => k !== '')
-    .reduce<unknown>((v, key) => (v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[key] : undefined), value);
-}
-
-/** What EventBridge would do for the alarm's state change: start each of the rule's targets with its input. */
-export async function deliverAlarmEvent(where: Where, ruleName: string, alarm: { name: string; arn: string }): Promise<string[]> {
-  const event = {
-    version: '0',
-    source: 'aws.cloudwatch',
-    'detail-type': 'CloudWatch Alarm State Change',
-    region: where.region,
-    resources: [alarm.arn],
-    detail: { alarmName: alarm.name, state: { value: 'ALARM' }, previousState: { value: 'OK' } },
-  };
-  const { Targets } = await events<{ Targets?: RuleTarget[] }>(where, 'ListTargetsByRule', { Rule: ruleName });
-  const sfn = new SFNClient(where);
-  const started: string[] = [];
-  for (const target of Targets ?? []) {
-    let input = target.Input ?? JSON.stringify(event);
-    if (target.InputTransformer) {
-      input = target.InputTransformer.InputTemplate;
-      for (const [key, path] of Object.entries(target.InputTransformer.InputPathsMap ?? {})) {
-        const value = jsonPath(event, path);
-        input = input.split(`<${key}>`).join(typeof value === 'string' ? value : JSON.stringify(value));
-      }
-    }
-    if (!target.Arn.includes(':states:')) throw new Error(`rule ${ruleName} has a target this test cannot play: ${target.Arn}`);
-    const execution = await sfn.send(new StartExecutionCommand({ stateMachineArn: target.Arn, input }));
-    started.push(`${execution.executionArn} ${input}`);
-  }
-  return started;
 }

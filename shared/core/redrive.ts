@@ -34,7 +34,17 @@ export interface RedriveOutcome {
   readonly stored: number;
   /** Whether this batch reported a failure on the job record (false when one was pending already). */
   readonly failureReported: boolean;
+  /**
+   * The failure request on the job record that this batch's lost messages belong to, written now
+   * or pending already (a retried batch, a second incident before the coordinator served the
+   * first): whoever consumes the queue wakes the coordinator for it. Its generation and time
+   * name that one occasion, so every batch of the incident can wake the coordinator under one
+   * execution name. Undefined when the batch lost nothing of the running generation.
+   */
+  readonly failure?: FailureRequest;
 }
+
+export type FailureRequest = NonNullable<NonNullable<JobRecord['requests']>['failure']>;
 
 export const INGRESS_QUEUE = 'ingress';
 const MAX_JOB_WRITE_ATTEMPTS = 10;
@@ -59,15 +69,15 @@ export async function handleRedriven(deps: RedriveDeps, messages: readonly Redri
     if (!job || job.status === 'FAILED' || job.status === 'FINISHED') return { stored: letters.length, failureReported: false };
     // Unknown generation (an unreadable body): assume the current one; a needless rollback is safe, a missed one is not.
     const current = lost.find((l) => (l.generation ?? job.generation) >= job.generation);
-    if (!current || job.requests?.failure) return { stored: letters.length, failureReported: false };
-    const next: JobRecord = {
-      ...job,
-      version: job.version + 1,
-      requests: { ...job.requests, failure: { reason: `message reached the dead-letter queue of '${current.message.queue}'`, at, generation: job.generation } },
-    };
+    if (!current) return { stored: letters.length, failureReported: false };
+    const pending = job.requests?.failure;
+    // One pending failure is one rollback; one of an older generation was covered by the rollback since (decideNext ignores it).
+    if (pending && pending.generation >= job.generation) return { stored: letters.length, failureReported: false, failure: pending };
+    const failure: FailureRequest = { reason: `message reached the dead-letter queue of '${current.message.queue}'`, at, generation: job.generation };
+    const next: JobRecord = { ...job, version: job.version + 1, requests: { ...job.requests, failure } };
     try {
       await deps.checkpoints.putJob(next, job.version);
-      return { stored: letters.length, failureReported: true };
+      return { stored: letters.length, failureReported: true, failure };
     } catch (error) {
       // Someone else wrote the job record (a coordinator transition): decide again on the new one.
       if (!(error instanceof ConcurrentStepError) || attempt + 1 >= MAX_JOB_WRITE_ATTEMPTS) throw error;

@@ -1,6 +1,6 @@
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import type { CheckpointStore, Clock, DeadLetterStore } from '../core/ports.js';
-import { handleRedriven, type RedriveOutcome } from '../core/redrive.js';
+import { handleRedriven, type FailureRequest, type RedriveOutcome } from '../core/redrive.js';
 import { queueNameOf, receiveCountOf } from './sqs-records.js';
 import { MetricName, publishCounts, quietTelemetry, type Telemetry } from './telemetry.js';
 
@@ -10,7 +10,23 @@ import { MetricName, publishCounts, quietTelemetry, type Telemetry } from './tel
  * generation reports a failure on the job record, which the coordinator serves with a rollback
  * (shared/core/redrive.ts). Nothing stays in a DLQ, so every incident is seen, unlike an alarm
  * on the DLQ's depth, which EventBridge hears of only when its state changes.
+ *
+ * Deployed, it then wakes the coordinator (StartExecution of the checkpoint state machine, input
+ * `{}`: decideNext serves the failure from the job record) under one execution name per
+ * failure request, so a retried batch, or another batch of the same incident, starts one
+ * execution. A failed wake fails the batch: SQS delivers it again, the failure is found pending
+ * and the wake is tried again.
  */
+
+/** Starts the coordinator, idempotently by name (shared/aws/adapters/coordinator-waker.ts). */
+export interface CoordinatorWake {
+  wake(name: string, input?: Readonly<Record<string, unknown>>): Promise<{ readonly started: boolean }>;
+}
+
+/** The execution name of the wake for one failure request: the same for every batch that sees it. */
+export function wakeNameOf(failure: FailureRequest): string {
+  return `dead-letter-g${failure.generation}-${failure.at}`;
+}
 
 export interface DeadLetterHandlerDeps {
   readonly checkpoints: CheckpointStore;
@@ -19,6 +35,8 @@ export interface DeadLetterHandlerDeps {
   readonly queues: Readonly<Record<string, string>>;
   readonly clock?: Clock;
   readonly telemetry?: Telemetry;
+  /** Woken after a failure is pending (deployed: the checkpoint state machine). @default none: the host loop decides on its own */
+  readonly coordinator?: CoordinatorWake;
   readonly onOutcome?: (outcome: RedriveOutcome & { readonly messages: number }) => void;
 }
 
@@ -38,6 +56,11 @@ export function createDeadLetterHandler(deps: DeadLetterHandlerDeps): DeadLetter
     const outcome = await handleRedriven({ checkpoints: deps.checkpoints, deadLetters: deps.deadLetters, clock }, messages);
     for (const m of messages) logger.warn('message reached a dead-letter queue', { queue: m.queue, messageId: m.messageId, receiveCount: m.receiveCount });
     if (outcome.failureReported) logger.error('reported a failure: the job rolls back', { queues: [...new Set(messages.map((m) => m.queue))] });
+    if (outcome.failure && deps.coordinator) {
+      const name = wakeNameOf(outcome.failure);
+      const { started } = await deps.coordinator.wake(name, {});
+      logger.info(started ? 'woke the coordinator' : 'the coordinator was woken for this failure already', { execution: name });
+    }
     publishCounts(metrics, { [MetricName.deadLetters]: outcome.stored });
     deps.onOutcome?.({ ...outcome, messages: messages.length });
     return { batchItemFailures: [] };

@@ -14,6 +14,8 @@ import { createAwsStores, type AwsStores } from '../aws/index.js';
  * | `CAIRN_CHECKPOINT` | optional JSON checkpoint config, merged over the job definition's own |
  * | `CAIRN_LIMITS` | optional JSON runtime limits (batch size, visibility timeout, ...) |
  * | `CAIRN_SINK_TABLE` | optional table of the idempotent sink (default: the job table) |
+ * | `CAIRN_DEAD_LETTER_QUEUES` | dead-letter function: JSON object, `ingress` or vertex id -> ARN of its dead-letter queue |
+ * | `CAIRN_COORDINATOR_ARN` | ingest, dead-letter and coordinator functions: ARN of the checkpoint state machine they wake |
  * | `AWS_ENDPOINT_URL` | optional single endpoint (local cloud, LocalStack) |
  *
  * Built once per execution environment (cold start) and reused by every invocation.
@@ -65,6 +67,26 @@ export async function environmentFrom(definition: JobDefinition, env: NodeJS.Pro
   });
   if (!stores.transport) throw new HandlerConfigError('no queue transport');
   return { topology, config, limits, stores: stores as HandlerEnvironment['stores'] };
+}
+
+export interface DeadLetterEnvironment {
+  /** Dead-letter queue name -> `ingress` or the vertex whose queue redrives to it (createDeadLetterHandler's `queues`). */
+  readonly queues: Readonly<Record<string, string>>;
+  readonly checkpointStateMachineArn: string;
+}
+
+/** The dead-letter function's own variables (CAIRN_DEAD_LETTER_QUEUES, CAIRN_COORDINATOR_ARN). */
+export function deadLetterEnvFrom(env: NodeJS.ProcessEnv = process.env): DeadLetterEnvironment {
+  const arns = json<Record<string, unknown>>(env, 'CAIRN_DEAD_LETTER_QUEUES');
+  if (!arns || typeof arns !== 'object' || Array.isArray(arns))
+    throw new HandlerConfigError('environment variable CAIRN_DEAD_LETTER_QUEUES must be a JSON object of queue (ingress or vertex id) -> dead-letter queue ARN');
+  const queues: Record<string, string> = {};
+  for (const [queue, arn] of Object.entries(arns)) {
+    const name = typeof arn === 'string' ? arn.slice(arn.lastIndexOf(':') + 1) : '';
+    if (name === '') throw new HandlerConfigError(`CAIRN_DEAD_LETTER_QUEUES: '${queue}' has no queue ARN (${JSON.stringify(arn)})`);
+    queues[name] = queue;
+  }
+  return { queues, checkpointStateMachineArn: required(env, 'CAIRN_COORDINATOR_ARN') };
 }
 
 /** Memoizes an async initializer; a failed one is retried at the next call. */

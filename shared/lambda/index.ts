@@ -3,7 +3,8 @@ import { SFNClient } from '@aws-sdk/client-sfn';
 import { CoordinatorWaker } from '../aws/adapters/coordinator-waker.js';
 import type { JobDefinition } from '../core/definition.js';
 import { coordinatorEnvFrom, createCoordinatorHandler, createCoordinatorRuntime, type CoordinatorEvent } from './coordinator-handler.js';
-import { environmentFrom, once } from './environment.js';
+import { createDeadLetterHandler } from './dead-letter-handler.js';
+import { deadLetterEnvFrom, environmentFrom, once } from './environment.js';
 import { createIngestHandler } from './ingest-handler.js';
 import { createOperatorHandler } from './operator-handler.js';
 import { powertools } from './telemetry.js';
@@ -13,7 +14,7 @@ import { powertools } from './telemetry.js';
  * spirit of Restate's createEndpointHandler). A function's entry file bundles the job with them:
  *
  *   import job from './job.js';
- *   export const { operator, ingest, coordinator } = createHandlers(job);
+ *   export const { operator, ingest, coordinator, deadLetter } = createHandlers(job);
  *
  * Each handler builds its wiring from the environment the CairnJob construct sets (table,
  * bucket, queue URLs, checkpoint config) once per execution environment, at the first call.
@@ -25,6 +26,8 @@ export interface JobHandlers {
   readonly ingest: (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
   /** The coordinator state machines' task states. */
   readonly coordinator: (event: CoordinatorEvent, context?: Context) => Promise<unknown>;
+  /** Every dead-letter queue (ingress and operators): keeps each message as a dead letter, reports a lost one and wakes the coordinator. */
+  readonly deadLetter: (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
 }
 
 export function createHandlers(definition: JobDefinition, env: NodeJS.ProcessEnv = process.env): JobHandlers {
@@ -56,16 +59,30 @@ export function createHandlers(definition: JobDefinition, env: NodeJS.ProcessEnv
       telemetry: powertools(service('ingest')),
     });
   });
+  const deadLetter = once(async () => {
+    const { stores } = await environmentFrom(definition, env);
+    const { queues, checkpointStateMachineArn } = deadLetterEnvFrom(env);
+    const sfn = new SFNClient({ ...(env.AWS_ENDPOINT_URL ? { endpoint: env.AWS_ENDPOINT_URL } : {}), ...(env.AWS_REGION ? { region: env.AWS_REGION } : {}) });
+    return createDeadLetterHandler({
+      checkpoints: stores.checkpoints,
+      deadLetters: stores.deadLetters,
+      queues,
+      coordinator: new CoordinatorWaker(sfn, checkpointStateMachineArn),
+      telemetry: powertools(service('dead-letter')),
+    });
+  });
   const coordinator = createCoordinatorHandler(once(() => createCoordinatorRuntime(definition, coordinatorEnvFrom(env))));
   return {
     operator: async (event, context) => (await operator())(event, context),
     ingest: async (event, context) => (await ingest())(event, context),
     coordinator: coordinator.handler,
+    deadLetter: async (event, context) => (await deadLetter())(event, context),
   };
 }
 
 export { createCoordinatorHandler, createCoordinatorRuntime, coordinatorEnvFrom, type CoordinatorEnv, type CoordinatorEvent } from './coordinator-handler.js';
 export { CoordinatorTasks, DEFAULT_RUN_OPTIONS, type DecideOutput, type RunInput, type RunOptions, type RunOutput } from './coordinator-tasks.js';
-export { environmentFrom, HandlerConfigError, type HandlerEnvironment } from './environment.js';
+export { createDeadLetterHandler, wakeNameOf, type CoordinatorWake, type DeadLetterHandler, type DeadLetterHandlerDeps } from './dead-letter-handler.js';
+export { deadLetterEnvFrom, environmentFrom, HandlerConfigError, type DeadLetterEnvironment, type HandlerEnvironment } from './environment.js';
 export { createIngestHandler, EVENT_ID_ATTRIBUTE, eventIdOf, type IngestHandler, type IngestHandlerDeps } from './ingest-handler.js';
 export { createOperatorHandler, type OperatorHandler, type OperatorHandlerDeps } from './operator-handler.js';

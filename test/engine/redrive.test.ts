@@ -25,16 +25,26 @@ describe('messages redriven to a dead-letter queue', () => {
 
   it('keeps each as a dead letter and reports one failure for a lost message of the current generation', async () => {
     const s = await stores();
-    expect(await handleRedriven(s, [lost(3, 'a'), lost(3, 'b')])).toEqual({ stored: 2, failureReported: true });
+    const failure = { reason: "message reached the dead-letter queue of 'count'", at: T0 + 7, generation: 3 };
+    expect(await handleRedriven(s, [lost(3, 'a'), lost(3, 'b')])).toEqual({ stored: 2, failureReported: true, failure });
     const job = (await s.checkpoints.getJob()) as JobRecord;
-    expect(job.requests).toEqual({ failure: { reason: "message reached the dead-letter queue of 'count'", at: T0 + 7, generation: 3 } });
+    expect(job.requests).toEqual({ failure });
     expect((await s.deadLetters.list()).map((l) => [l.id, l.reason, l.vertex, l.message])).toEqual([
       ['redriven:count:a', 'redriven', 'count', "reached the dead-letter queue of 'count' after 4 receives"],
       ['redriven:count:b', 'redriven', 'count', "reached the dead-letter queue of 'count' after 4 receives"],
     ]);
-    // A second incident while the first is unserved is the same rollback.
-    expect(await handleRedriven(s, [lost(3, 'c')])).toEqual({ stored: 1, failureReported: false });
+    // A second incident while the first is unserved, or the same batch again, is the same rollback: the same pending failure (one wake).
+    expect(await handleRedriven(s, [lost(3, 'c')])).toEqual({ stored: 1, failureReported: false, failure });
+    expect(await handleRedriven(s, [lost(3, 'a'), lost(3, 'b')])).toEqual({ stored: 2, failureReported: false, failure });
     expect((await s.checkpoints.getJob())?.version).toBe(job.version);
+    expect(await s.deadLetters.list()).toHaveLength(3);
+  });
+
+  it('replaces a pending failure of an older generation (one the rollback since has covered) instead of being swallowed by it', async () => {
+    const s = await stores({ requests: { failure: { reason: 'old', at: T0 - 100, generation: 2 } } });
+    const failure = { reason: "message reached the dead-letter queue of 'count'", at: T0 + 7, generation: 3 };
+    expect(await handleRedriven(s, [lost(3)])).toEqual({ stored: 1, failureReported: true, failure });
+    expect((await s.checkpoints.getJob())?.requests).toEqual({ failure });
   });
 
   it('reports nothing for a message of an older generation (the rollback that fenced it replays its input), nor for the ingress', async () => {
@@ -45,7 +55,7 @@ describe('messages redriven to a dead-letter queue', () => {
 
   it('reports a failure for an unreadable body: a needless rollback is safe, a missed one is not', async () => {
     const s = await stores();
-    expect(await handleRedriven(s, [{ queue: 'count', messageId: 'x', body: '{"cut', receiveCount: 4 }])).toEqual({ stored: 1, failureReported: true });
+    expect(await handleRedriven(s, [{ queue: 'count', messageId: 'x', body: '{"cut', receiveCount: 4 }])).toMatchObject({ stored: 1, failureReported: true, failure: { generation: 3 } });
   });
 
   it('reports nothing once the job has ended', async () => {

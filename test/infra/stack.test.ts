@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
@@ -82,9 +82,10 @@ describe('CairnJob: outputs the operations CLI reads (cairn status|pause|... --s
     expect(outputs.JobScheduleName?.Value).toEqual({ Ref: logicalId(stack.job.schedule as never) });
   });
 
-  it('lists every SQS event source mapping (ingest and one per vertex) for pause and resume', () => {
+  it("lists every SQS event source mapping (ingest and one per vertex) for pause and resume, not the dead-letter queues' ones", () => {
     // SQS mappings have no StartingPosition (the ack listener's DynamoDB stream mapping has one).
-    const mappings = resourcesOf(template, 'AWS::Lambda::EventSourceMapping').filter(([, p]) => p.StartingPosition === undefined);
+    const deadLetter = { Ref: logicalId(stack.job.deadLetterFunction) };
+    const mappings = resourcesOf(template, 'AWS::Lambda::EventSourceMapping').filter(([, p]) => p.StartingPosition === undefined && JSON.stringify(p.FunctionName) !== JSON.stringify(deadLetter));
     const joined = outputs.JobEventSourceMappingIds?.Value as { 'Fn::Join': [string, Array<{ Ref: string }>] };
     expect(joined['Fn::Join'][0]).toBe(',');
     expect(joined['Fn::Join'][1].map((r) => r.Ref).sort()).toEqual(mappings.map(([id]) => id).sort());
@@ -127,9 +128,9 @@ describe('CairnJob: outputs the operations CLI reads (cairn status|pause|... --s
 });
 
 describe('CairnJob: functions and event source mappings', () => {
-  it('creates one Node.js 22 arm64 function per vertex, plus ingest and coordinator', () => {
+  it('creates one Node.js 22 arm64 function per vertex, plus ingest, coordinator and dead-letter consumer', () => {
     const fns = resourcesOf(template, 'AWS::Lambda::Function');
-    expect(fns).toHaveLength(spec.vertices.length + 2);
+    expect(fns).toHaveLength(spec.vertices.length + 3);
     for (const [, p] of fns) {
       expect(p.Runtime).toBe('nodejs22.x');
       expect(p.Architectures).toEqual(['arm64']);
@@ -167,6 +168,79 @@ describe('CairnJob: functions and event source mappings', () => {
       expect(Object.keys(vars)).toEqual(expect.arrayContaining(['CAIRN_JOB', 'CAIRN_TABLE', 'CAIRN_BUCKET', 'CAIRN_QUEUE_URLS', 'CAIRN_CHECKPOINT']));
       expect(vars.CAIRN_JOB).toBe('word-count');
     }
+  });
+});
+
+describe('CairnJob: the dead-letter consumer', () => {
+  const fn = stack.job.deadLetterFunction;
+  const role = logicalId(fn.role as iam.IRole);
+  const dlqs = [stack.job.ingressDlq, ...spec.vertices.map((v) => stack.job.vertices.get(v.id)?.dlq)];
+
+  it('consumes every dead-letter queue (the standard ingress one, each FIFO operator one) with partial batch responses', () => {
+    const mine = resourcesOf(template, 'AWS::Lambda::EventSourceMapping').filter(([, p]) => JSON.stringify(p.FunctionName) === JSON.stringify({ Ref: logicalId(fn) }));
+    expect(mine.map(([, p]) => p.EventSourceArn)).toEqual(dlqs.map((q) => ({ 'Fn::GetAtt': [logicalId(q as never), 'Arn'] })));
+    for (const [, p] of mine) {
+      expect(p.FunctionResponseTypes).toEqual(['ReportBatchItemFailures']);
+      expect(p.BatchSize).toBe(10);
+    }
+    const queues = Object.fromEntries(resourcesOf(template, 'AWS::SQS::Queue'));
+    expect(dlqs.map((q) => queues[logicalId(q as never)]?.FifoQueue)).toEqual([undefined, ...spec.vertices.map(() => true)]);
+    // Lambda requires a source queue's visibility timeout to be at least the function's timeout.
+    for (const q of dlqs) expect(queues[logicalId(q as never)]?.VisibilityTimeout).toBe(180);
+  });
+
+  it('runs the deadLetter handler of the job entry, told each DLQ ARN and the checkpoint state machine it wakes', () => {
+    const props = template.findResources('AWS::Lambda::Function')[logicalId(fn)]?.Properties as { Handler: string; Timeout: number; Environment: { Variables: Record<string, unknown> } };
+    expect(props.Handler).toBe('index.deadLetter');
+    expect(props.Timeout).toBe(30);
+    const vars = props.Environment.Variables;
+    expect(JSON.stringify(vars.CAIRN_COORDINATOR_ARN)).toContain(`:stateMachine:${stack.stackName}-checkpoints`);
+    const queues = JSON.stringify(vars.CAIRN_DEAD_LETTER_QUEUES);
+    for (const [id, q] of [['ingress', stack.job.ingressDlq], ...spec.vertices.map((v) => [v.id, stack.job.vertices.get(v.id)?.dlq] as const)] as const) {
+      expect(queues).toContain(`\\"${id}\\":\\"`);
+      expect(queues).toContain(logicalId(q as never));
+    }
+  });
+
+  it('may read and write the job record and dead letters, consume the DLQs and start the checkpoint state machine: nothing else', () => {
+    const mine = statementsOf(template).filter((s) => s.roles.includes(role));
+    const byAction = new Map<string, unknown[]>();
+    for (const { statement } of mine) for (const a of actionsOf(statement)) byAction.set(a, [...(byAction.get(a) ?? []), ...resourcesOfStatement(statement)]);
+    expect([...byAction.keys()].sort()).toEqual([
+      'dynamodb:BatchWriteItem',
+      'dynamodb:GetItem',
+      'dynamodb:PutItem',
+      'logs:CreateLogStream',
+      'logs:PutLogEvents',
+      's3:DeleteObject',
+      's3:GetObject',
+      's3:PutObject',
+      'sqs:ChangeMessageVisibility',
+      'sqs:DeleteMessage',
+      'sqs:GetQueueAttributes',
+      'sqs:GetQueueUrl',
+      'sqs:ReceiveMessage',
+      'states:StartExecution',
+    ]);
+    const dlqArns = dlqs.map((q) => ({ 'Fn::GetAtt': [logicalId(q as never), 'Arn'] }));
+    const sorted = (arns: unknown[] | undefined): string[] => (arns ?? []).map((a) => JSON.stringify(a)).sort();
+    expect(sorted(byAction.get('sqs:ReceiveMessage'))).toEqual(sorted(dlqArns));
+    expect(sorted(byAction.get('sqs:DeleteMessage'))).toEqual(sorted(dlqArns));
+    expect(byAction.get('dynamodb:PutItem')).toEqual([{ 'Fn::GetAtt': [logicalId(stack.job.table), 'Arn'] }]);
+    const start = byAction.get('states:StartExecution') ?? [];
+    expect(start).toHaveLength(1);
+    expect(JSON.stringify(start[0])).toContain(`:stateMachine:${stack.stackName}-checkpoints`);
+    // A formatted ARN, not a reference: no dependency on the state machine (which depends on the coordinator function).
+    expect(JSON.stringify(start[0])).not.toContain(logicalId(stack.job.coordinator.checkpointStateMachine));
+    expect(mine.some((s) => actionsOf(s.statement).includes('sqs:SendMessage'))).toBe(false);
+  });
+
+  it('is one of the three functions that may start (wake) the checkpoint state machine, with ingest and the coordinator', () => {
+    const starters = statementsOf(template).filter((s) => actionsOf(s.statement).includes('states:StartExecution') && JSON.stringify(s.statement.Resource).includes(`${stack.stackName}-checkpoints`));
+    const functionRoles = new Set(resourcesOf(template, 'AWS::Lambda::Function').map(([, p]) => JSON.stringify(p.Role)));
+    const fromFunctions = starters.filter((s) => s.roles.some((r) => functionRoles.has(JSON.stringify({ 'Fn::GetAtt': [r, 'Arn'] }))));
+    const others = [stack.job.ingestFunction, stack.job.coordinatorFunction].map((fn) => logicalId(fn.role as iam.IRole));
+    expect(new Set(fromFunctions.flatMap((s) => s.roles))).toEqual(new Set([role, ...others]));
   });
 });
 
@@ -264,10 +338,14 @@ describe('CairnJob: alarms, dashboard, triggers', () => {
     template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
   });
 
-  it('rolls back when an operator dead-letter queue alarm fires', () => {
-    template.hasResourceProperties('AWS::Events::Rule', {
-      EventPattern: { source: ['aws.cloudwatch'], 'detail-type': ['CloudWatch Alarm State Change'], detail: { state: { value: ['ALARM'] } } },
-      Targets: [Match.objectLike({ Arn: { Ref: logicalId(stack.job.coordinator.checkpointStateMachine) } })],
+  it('rolls back through the dead-letter consumer, not from an alarm: no EventBridge rule (an alarm tells EventBridge only when its state changes)', () => {
+    template.resourceCountIs('AWS::Events::Rule', 0);
+    const alarms = resourcesOf(template, 'AWS::CloudWatch::Alarm');
+    expect(alarms.filter(([, p]) => (p.AlarmActions as unknown[] | undefined)?.length)).toEqual([]);
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'Errors',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: logicalId(stack.job.deadLetterFunction) } }],
+      Threshold: 1,
     });
   });
 
@@ -379,13 +457,14 @@ describe('CairnJob: the job of a project, as a module path', () => {
     const handlers = resourcesOf(Template.fromStack(s), 'AWS::Lambda::Function')
       .map(([, p]) => p.Handler as string)
       .sort();
-    expect(handlers).toEqual(['index.coordinator', 'index.ingest', 'index.operator', 'index.operator']);
-    const entries = readdirSync(path.join(REPO_ROOT, 'node_modules/.cache/cairn/lambda')).filter((f) => f.startsWith('account-balance-'));
+    expect(handlers).toEqual(['index.coordinator', 'index.deadLetter', 'index.ingest', 'index.operator', 'index.operator']);
+    // Imports resolve from the entry directory's real path, as esbuild resolves them (node_modules may be a symlink).
+    const dir = realpathSync(path.join(REPO_ROOT, 'node_modules/.cache/cairn/lambda'));
+    const importsOf = (file: string): string[] => [...readFileSync(path.join(dir, file), 'utf8').matchAll(/from "([^"]+)"/g)].map((m) => path.resolve(dir, m[1] ?? ''));
+    const entries = readdirSync(dir).filter((f) => f.startsWith('account-balance-') && importsOf(f)[0] === path.join(REPO_ROOT, 'examples/account-balance.ts'));
     expect(entries).toHaveLength(1);
-    const text = readFileSync(path.join(REPO_ROOT, 'node_modules/.cache/cairn/lambda', entries[0] ?? ''), 'utf8');
-    expect(text).toContain('import job from "../../../../examples/account-balance.ts";');
-    expect(text).toContain('import { createHandlers } from "../../../../shared/lambda/index.ts";');
-    expect(text).toContain('export const { operator, ingest, coordinator } = createHandlers(job);');
+    expect(importsOf(entries[0] ?? '')).toEqual([path.join(REPO_ROOT, 'examples/account-balance.ts'), path.join(REPO_ROOT, 'shared/lambda/index.ts')]);
+    expect(readFileSync(path.join(dir, entries[0] ?? ''), 'utf8')).toContain('export const { operator, ingest, coordinator, deadLetter } = createHandlers(job);');
   });
 
   it('says what is wrong with a job it cannot deploy', () => {

@@ -7,7 +7,8 @@ import type { SQSEvent, SQSRecord } from 'aws-lambda';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { examples } from '../../examples/index.js';
 import { exampleJob } from '../../functions/lib/example-job.js';
-import { createIngestHandler, createOperatorHandler, environmentFrom, HandlerConfigError } from '../../shared/lambda/index.js';
+import { CreateStateMachineCommand, DeleteStateMachineCommand, ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { createHandlers, createIngestHandler, createOperatorHandler, deadLetterEnvFrom, environmentFrom, HandlerConfigError, wakeNameOf } from '../../shared/lambda/index.js';
 import { EVENT_ID_ATTRIBUTE, eventIdOf } from '../../shared/lambda/ingest-handler.js';
 import { withRestOfGroupFailed } from '../../shared/lambda/sqs-records.js';
 import { powertools } from '../../shared/lambda/telemetry.js';
@@ -17,7 +18,7 @@ import { initialJob } from '../../shared/core/protocol/coordinator.js';
 import type { OutboundMessage } from '../../shared/core/ports.js';
 import { EmbeddedDb } from '../../shared/embedded/db.js';
 import { EmbeddedCheckpointStore, EmbeddedDeadLetterStore, EmbeddedSourceLog, EmbeddedStateStore } from '../../shared/embedded/stores.js';
-import { cloudEndpoint, localJob } from './helpers.js';
+import { cloudEndpoint, credentials, localJob, region } from './helpers.js';
 
 const wordCount = examples['word-count'];
 if (!wordCount) throw new Error('word-count example missing');
@@ -205,5 +206,84 @@ describe('handlers built from the environment', () => {
       process.env = saved;
       await job.destroy();
     }
+  });
+});
+
+describe('dead-letter handler (createHandlers(job).deadLetter), against the local cloud with a real state machine to wake', () => {
+  it('keeps every message as a dead letter, reports one failure and wakes the coordinator once per failure, retries included', async () => {
+    const job = await localJob({ example: wordCount });
+    const sfn = new SFNClient({ endpoint: cloudEndpoint(), region, credentials });
+    const definition = JSON.stringify({ StartAt: 'Served', States: { Served: { Type: 'Pass', End: true } } });
+    const { stateMachineArn } = await sfn.send(new CreateStateMachineCommand({ name: `${job.prefix}-checkpoints`, definition, roleArn: 'arn:aws:iam::123456789012:role/cairn-sfn', type: 'STANDARD' }));
+    const saved = { ...process.env };
+    try {
+      Object.assign(process.env, {
+        AWS_ENDPOINT_URL: cloudEndpoint(),
+        AWS_REGION: region,
+        AWS_ACCESS_KEY_ID: 'test',
+        AWS_SECRET_ACCESS_KEY: 'test',
+        POWERTOOLS_METRICS_DISABLED: 'true',
+        POWERTOOLS_LOG_LEVEL: 'SILENT',
+      });
+      const dlqs = { ingress: job.queues.ingress.dlqArn, ...Object.fromEntries(Object.entries(job.queues.operators).map(([v, q]) => [v, q.dlqArn])) };
+      const env = (machine: string): NodeJS.ProcessEnv => ({
+        ...process.env,
+        CAIRN_TABLE: job.prefix,
+        CAIRN_BUCKET: job.prefix.toLowerCase(),
+        CAIRN_QUEUE_URLS: JSON.stringify(Object.fromEntries(Object.entries(job.queues.operators).map(([v, q]) => [v, q.url]))),
+        CAIRN_DEAD_LETTER_QUEUES: JSON.stringify(dlqs),
+        CAIRN_COORDINATOR_ARN: machine,
+      });
+      const generation = (await job.checkpoints.getJob())?.generation ?? -1;
+      const lost = (id: string): SQSRecord => ({
+        ...record(id, JSON.stringify({ type: 'data', gen: generation, from: 'lines#0', to: 'count#0', seq: 3, records: [] }), 'count#0', 5),
+        eventSourceARN: job.queues.operators.count?.dlqArn ?? '',
+      });
+      const ingress = (id: string): SQSRecord => ({ ...record(id, 'not json', undefined, 6), eventSourceARN: job.queues.ingress.dlqArn });
+      const executions = async (): Promise<string[]> => ((await sfn.send(new ListExecutionsCommand({ stateMachineArn }))).executions ?? []).map((e) => e.name ?? '');
+      const context = {} as never;
+
+      // Ingress messages never reached the log: dead letters, no failure, nothing to wake.
+      const handler = createHandlers(wordCount, env(stateMachineArn ?? '')).deadLetter;
+      expect(await handler({ Records: [ingress('i1')] }, context)).toEqual({ batchItemFailures: [] });
+      expect((await job.checkpoints.getJob())?.requests).toBeUndefined();
+      expect(await executions()).toEqual([]);
+
+      // The wake fails (no such state machine): the batch fails, SQS delivers it again; the failure is on the job record already.
+      const missing = `${stateMachineArn ?? ''}-missing`;
+      await expect(createHandlers(wordCount, env(missing)).deadLetter({ Records: [lost('m1')] }, context)).rejects.toThrow(/does not exist|StateMachineDoesNotExist/i);
+      const failure = (await job.checkpoints.getJob())?.requests?.failure;
+      expect(failure).toMatchObject({ reason: "message reached the dead-letter queue of 'count'", generation });
+      if (!failure) throw new Error('no failure');
+
+      // Redelivered: the pending failure is found and the coordinator woken under its name; again, and for a second lost message: the same execution.
+      expect(await handler({ Records: [lost('m1')] }, context)).toEqual({ batchItemFailures: [] });
+      expect(await executions()).toEqual([wakeNameOf(failure)]);
+      expect(wakeNameOf(failure)).toBe(`dead-letter-g${generation}-${failure.at}`);
+      expect(await handler({ Records: [lost('m1')] }, context)).toEqual({ batchItemFailures: [] });
+      expect(await handler({ Records: [lost('m2'), ingress('i2')] }, context)).toEqual({ batchItemFailures: [] });
+      expect(await executions()).toEqual([wakeNameOf(failure)]);
+      expect((await job.checkpoints.getJob())?.requests?.failure).toEqual(failure);
+      expect((await job.stores.deadLetters.list()).map((l) => [l.id, l.reason]).sort()).toEqual([
+        ['redriven:count:m1', 'redriven'],
+        ['redriven:count:m2', 'redriven'],
+        ['redriven:ingress:i1', 'redriven'],
+        ['redriven:ingress:i2', 'redriven'],
+      ]);
+    } finally {
+      process.env = saved;
+      await sfn.send(new DeleteStateMachineCommand({ stateMachineArn })).catch(() => undefined);
+      await job.destroy();
+    }
+  });
+
+  it('refuses a missing or wrong CAIRN_DEAD_LETTER_QUEUES or CAIRN_COORDINATOR_ARN with its name', () => {
+    expect(() => deadLetterEnvFrom({})).toThrow(new HandlerConfigError('environment variable CAIRN_DEAD_LETTER_QUEUES must be a JSON object of queue (ingress or vertex id) -> dead-letter queue ARN'));
+    expect(() => deadLetterEnvFrom({ CAIRN_DEAD_LETTER_QUEUES: '{"count": 3}' })).toThrow(new HandlerConfigError("CAIRN_DEAD_LETTER_QUEUES: 'count' has no queue ARN (3)"));
+    expect(() => deadLetterEnvFrom({ CAIRN_DEAD_LETTER_QUEUES: '{"count": "arn:aws:sqs:r:1:q-dlq.fifo"}' })).toThrow(new HandlerConfigError('environment variable CAIRN_COORDINATOR_ARN is not set'));
+    expect(deadLetterEnvFrom({ CAIRN_DEAD_LETTER_QUEUES: '{"count": "arn:aws:sqs:r:1:q-dlq.fifo", "ingress": "arn:aws:sqs:r:1:i-dlq"}', CAIRN_COORDINATOR_ARN: 'arn:sm' })).toEqual({
+      queues: { 'q-dlq.fifo': 'count', 'i-dlq': 'ingress' },
+      checkpointStateMachineArn: 'arn:sm',
+    });
   });
 });

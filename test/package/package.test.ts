@@ -118,7 +118,7 @@ describe('a project made by `cairn init`, outside the repo, with the packed tarb
     expect(queues.filter((q) => q.Properties.FifoQueue === true && q.Properties.RedrivePolicy !== undefined)).toHaveLength(2);
     expect(queues).toHaveLength(6);
     const functions = resources.filter((r) => r.Type === 'AWS::Lambda::Function' && typeof r.Properties.Handler === 'string' && r.Properties.Handler.startsWith('index.'));
-    expect(functions.map((f) => f.Properties.Handler).sort()).toEqual(['index.coordinator', 'index.ingest', 'index.operator', 'index.operator']);
+    expect(functions.map((f) => f.Properties.Handler).sort()).toEqual(['index.coordinator', 'index.deadLetter', 'index.ingest', 'index.operator', 'index.operator']);
     expect(
       functions
         .map((f) => (f.Properties.Environment as { Variables: Record<string, unknown> }).Variables.CAIRN_VERTEX)
