@@ -151,6 +151,8 @@ export class CairnJob extends Construct {
       encryption: dynamodb.TableEncryption.AWS_MANAGED,
       // Keys only: the acknowledgement listener needs to know which checkpoint's acks changed.
       stream: dynamodb.StreamViewType.KEYS_ONLY,
+      // Retention: expired ingest dedup items are deleted for free (shared/aws/adapters/table-layout.ts TTL_ATTRIBUTE).
+      timeToLiveAttribute: 'exp',
       removalPolicy: this.removalPolicy,
     });
 
