@@ -26,19 +26,21 @@ describe('retention on DynamoDB', () => {
   it('a dedup item expires (TTL, epoch seconds rounded up) at the end of its dedup window; log entries carry no TTL', async () => {
     const s = await freshStores();
     try {
-      let now = 1_700_000_000_400;
+      // Real time (an emulator deleting by TTL must not delete what the test reads), at .400 s.
+      const t0 = Math.floor(Date.now() / 1000) * 1000 + 400;
+      let now = t0;
       const log = new DynamoSourceLog(s.io, { clock: { now: () => now } });
       await log.append(0, [{ id: 'a', event: 1 }]);
       now += 5_000;
       const short = new DynamoSourceLog(s.io, { clock: { now: () => now }, dedupWindowMs: 60_000 });
       await short.append(0, [{ id: 'b', event: 2 }]);
-      expect(await s.io.get(Keys.logDedup(0, 'a'))).toMatchObject({ o: 0, exp: Math.ceil((1_700_000_000_400 + DEFAULT_DEDUP_WINDOW_MS) / 1000) });
-      expect(await s.io.get(Keys.logDedup(0, 'b'))).toMatchObject({ o: 1, exp: 1_700_000_066 });
+      expect(await s.io.get(Keys.logDedup(0, 'a'))).toMatchObject({ o: 0, exp: Math.ceil((t0 + DEFAULT_DEDUP_WINDOW_MS) / 1000) });
+      expect(await s.io.get(Keys.logDedup(0, 'b'))).toMatchObject({ o: 1, exp: (t0 - 400) / 1000 + 66 });
       expect((await s.io.get(Keys.logEntry(0, 0)))?.[TTL_ATTRIBUTE]).toBeUndefined();
       // Past its TTL (DynamoDB Local never deletes it): absent for append, which re-writes it.
       now += 61_000;
       expect(await short.append(0, [{ id: 'b', event: 3 }])).toEqual({ appended: 1, duplicates: 0, head: 3 });
-      expect(await s.io.get(Keys.logDedup(0, 'b'))).toMatchObject({ o: 2, exp: 1_700_000_127 });
+      expect(await s.io.get(Keys.logDedup(0, 'b'))).toMatchObject({ o: 2, exp: (t0 - 400) / 1000 + 127 });
     } finally {
       await s.done();
     }
