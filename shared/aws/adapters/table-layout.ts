@@ -42,7 +42,8 @@ import { createHash } from 'node:crypto';
  *
  * Retention (shared/core/retention.ts): `exp` is the table's TTL attribute (epoch seconds).
  * Only dedup items carry it: DynamoDB deletes them for free some time after it passes, and
- * until then readers treat an item past `exp` as absent (DynamoDB Local never deletes by TTL).
+ * until then readers treat an item past `exp` as absent. (DynamoDB Local 3.x does delete by TTL,
+ * within seconds, except items more than five years past `exp`, as AWS documents.)
  * Log entries below every retained checkpoint and old checkpoint records are deleted by the
  * coordinator's prune (their cut is an offset / an id, not a time).
  *
