@@ -157,6 +157,8 @@ export class CairnJob extends Construct {
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       encryption: dynamodb.TableEncryption.AWS_MANAGED,
+      // Retention: expired ingest dedup items are deleted for free (shared/aws/adapters/table-layout.ts TTL_ATTRIBUTE).
+      timeToLiveAttribute: 'exp',
       removalPolicy: this.removalPolicy,
     });
 

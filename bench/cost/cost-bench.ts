@@ -6,6 +6,7 @@ import { startLocalCloud } from '../../shared/aws/local-cloud/local-cloud.js';
 import { AWS_PRICES, HOURS_PER_MONTH, SECONDS_PER_MONTH } from '../aws-prices.js';
 import { dynamoUsd, flinkFloorMonthlyUsd, lambdaUsd, logsIngestionUsd, PLATFORM_LOG_BYTES_PER_INVOCATION, sqsUsd, stepFunctionsUsd, storageMonthlyUsd } from './bill.js';
 import { deployedJob, transitionsPerDecision, type DeployedJob } from './deployed.js';
+import { BOUNDED_KINDS, byteMonths, ENGINE_KINDS, STORAGE_KINDS, type KindBytes } from './storage.js';
 import { measureRate, type RateRun, type Window } from './measure.js';
 
 /**
@@ -95,7 +96,8 @@ export function dataPathBill(window: Window, deployed: DeployedJob): Breakdown {
     invocations += inv.count;
   }
   b.logs = logsIngestionUsd(window.logBytes + invocations * PLATFORM_LOG_BYTES_PER_INVOCATION);
-  b.storage = storageMonthlyUsd(Math.max(0, window.tableBytesGrowth), Math.max(0, window.s3BytesGrowth), deployed.pointInTimeRecovery);
+  // Byte-months the window leaves behind: dedup items for their window, the job's state and results a month of their growth; the log and checkpoint metadata are bounded by retention (bench/cost/storage.ts).
+  b.storage = storageMonthlyUsd(byteMonths(window.tableBytesGrowthByKind), Math.max(0, window.s3BytesGrowth), deployed.pointInTimeRecovery);
   const s3 = Object.entries(window.requests.functions).filter(([k]) => k.startsWith('S3.'));
   b.s3 = s3.reduce((n, [k, c]) => n + c * (/Get|Head/.test(k) ? AWS_PRICES.s3PerGet : AWS_PRICES.s3PerPut), 0);
   return b;
@@ -360,8 +362,19 @@ export interface CostBenchResult {
   readonly writeUnitsPerEvent: Record<string, Record<string, number>>;
   readonly readUnitsPerEvent: Record<string, Record<string, number>>;
   readonly lambdaMsPerInvocation: Record<string, Record<string, Record<string, number>>>;
+  /**
+   * What Cairn keeps per event, in byte-months (bench/cost/storage.ts): its dedup items, for
+   * their 15-day window (then TTL deletes them). The source log and checkpoint metadata are
+   * bounded by retention (storageBoundedBytes). Storage at a steady rate R is flat at
+   * R x this x the seconds of a month, plus the bounded stock.
+   */
   readonly storageBytesPerEventPerMonth: number;
+  /** The same, per example. */
   readonly storageBytesPerEvent: Record<string, number>;
+  /** The bounded kinds' bytes (log, checkpoints) at the end of each example's last window. */
+  readonly storageBoundedBytes: Record<string, Record<string, number>>;
+  /** Measured table growth per event over the windows, by kind (bytes; negative: retention deleted more than was added). */
+  readonly storageGrowthBytesPerEventByKind: Record<string, KindBytes>;
   readonly measuredRates: readonly number[];
   readonly sustainedRates: Record<string, readonly number[]>;
   readonly modelledRates: readonly number[];
@@ -470,6 +483,8 @@ function assemble(results: readonly ExampleResult[], options: CostBenchOptions, 
   const readUnitsPerEvent: CostBenchResult['readUnitsPerEvent'] = {};
   const lambdaMsPerInvocation: CostBenchResult['lambdaMsPerInvocation'] = {};
   const storageBytesPerEvent: Record<string, number> = {};
+  const storageGrowthBytesPerEventByKind: Record<string, KindBytes> = {};
+  const storageBoundedBytes: Record<string, Record<string, number>> = {};
   const sustainedRates: Record<string, number[]> = {};
   const crossover: CostBenchResult['crossoverEventsPerSecond'] = {};
   const intervalS = options.intervalMs / 1000;
@@ -553,7 +568,12 @@ function assemble(results: readonly ExampleResult[], options: CostBenchOptions, 
       };
     }
     const events = ex.runs.reduce((n, r) => n + r.window.events, 0);
-    storageBytesPerEvent[name] = r2(ex.runs.reduce((n, r) => n + r.window.tableBytesGrowth + r.window.s3BytesGrowth, 0) / Math.max(1, events));
+    storageBytesPerEvent[name] = r2(ex.runs.reduce((n, r) => n + byteMonths(r.window.tableBytesGrowthByKind, ENGINE_KINDS), 0) / Math.max(1, events));
+    const last = ex.runs.at(-1);
+    storageBoundedBytes[name] = Object.fromEntries(BOUNDED_KINDS.map((k) => [k, last ? last.window.tableBytesByKind[k] : 0]));
+    storageGrowthBytesPerEventByKind[name] = Object.fromEntries(
+      STORAGE_KINDS.map((k) => [k, r2(ex.runs.reduce((n, r) => n + r.window.tableBytesGrowthByKind[k], 0) / Math.max(1, events))]),
+    ) as KindBytes;
     for (const v of ex.validation) errors.push(v.relativeError);
     for (const v of ex.validation) {
       const run = ex.runs.find((r) => r.rate === v.rate);
@@ -613,7 +633,7 @@ function assemble(results: readonly ExampleResult[], options: CostBenchOptions, 
     idleMonthlyBreakdown.idleWindowCheckpointsPerSecond = r2(first.idle.window.checkpoints / first.idle.window.seconds);
     idleMonthlyUsd = r2(idleMonthlyBreakdown.checkpoints + idleMonthlyBreakdown.waits + idleMonthlyBreakdown.eventSourcePolling + idleMonthlyBreakdown.alarms);
   }
-  const allStorage = results.flatMap((ex) => ex.runs.map((r) => ({ bytes: r.window.tableBytesGrowth + r.window.s3BytesGrowth, events: r.window.events })));
+  const allStorage = results.flatMap((ex) => ex.runs.map((r) => ({ bytes: byteMonths(r.window.tableBytesGrowthByKind, ENGINE_KINDS), events: r.window.events })));
   const mean = (xs: number[]): number => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length);
   return {
     date: new Date().toISOString(),
@@ -646,6 +666,8 @@ function assemble(results: readonly ExampleResult[], options: CostBenchOptions, 
         ),
     ),
     storageBytesPerEvent,
+    storageGrowthBytesPerEventByKind,
+    storageBoundedBytes,
     measuredRates: options.rates,
     sustainedRates,
     modelledRates: options.modelledRates,

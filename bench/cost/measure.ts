@@ -11,6 +11,7 @@ import { itemSize } from '../../shared/aws/adapters/dynamo-billing.js';
 import type { SqsTally } from '../../shared/aws/adapters/request-counter.js';
 import { createLocalCloudJob, type LocalCloudJob } from '../../shared/aws/runner/index.js';
 import type { SqsHandler } from '../../shared/aws/runner/event-source.js';
+import { noKindBytes, STORAGE_KINDS, storageKindOf, type KindBytes } from './storage.js';
 import { METRICS_NAMESPACE, type Telemetry } from '../../shared/lambda/telemetry.js';
 
 /**
@@ -55,6 +56,10 @@ export interface Window {
   readonly logBytes: number;
   /** Table size as DynamoDB bills storage (attributes + 100 bytes per item), and S3 bytes. */
   readonly tableBytesGrowth: number;
+  /** The same growth by what keeps it (bench/cost/storage.ts). */
+  readonly tableBytesGrowthByKind: KindBytes;
+  /** The table's bytes by kind at the window's end (the stock of the bounded kinds). */
+  readonly tableBytesByKind: KindBytes;
   readonly tableItemsGrowth: number;
   readonly s3BytesGrowth: number;
 }
@@ -197,6 +202,8 @@ export async function measureRate(example: Example, options: MeasureOptions): Pr
       invocations,
       logBytes: b.logBytes - a.logBytes,
       tableBytesGrowth: b.table.bytes - a.table.bytes,
+      tableBytesGrowthByKind: Object.fromEntries(STORAGE_KINDS.map((k) => [k, b.table.byKind[k] - a.table.byKind[k]])) as KindBytes,
+      tableBytesByKind: b.table.byKind,
       tableItemsGrowth: b.table.items - a.table.items,
       s3BytesGrowth: b.s3Bytes - a.s3Bytes,
     };
@@ -240,7 +247,7 @@ interface Snapshot {
   readonly sqs: Record<Role, Record<string, SqsTally>>;
   readonly units: Record<'functions' | 'coordinator', { read: number; write: number }>;
   readonly logBytes: number;
-  readonly table: { bytes: number; items: number };
+  readonly table: { bytes: number; items: number; byKind: KindBytes };
   readonly s3Bytes: number;
   readonly backlog: number;
 }
@@ -257,19 +264,22 @@ async function snapshot(job: LocalCloudJob, probe: { sqs: SQSClient; dynamo: Dyn
   return { ...shot, table, s3Bytes, backlog };
 }
 
-async function tableSize(dynamo: DynamoDBClient, table: string): Promise<{ bytes: number; items: number }> {
+async function tableSize(dynamo: DynamoDBClient, table: string): Promise<{ bytes: number; items: number; byKind: KindBytes }> {
   let bytes = 0;
   let items = 0;
+  const byKind = noKindBytes();
   let start: Record<string, AttributeValue> | undefined;
   do {
     const page = await dynamo.send(new ScanCommand({ TableName: table, ...(start ? { ExclusiveStartKey: start } : {}) }));
     for (const item of page.Items ?? []) {
-      bytes += itemSize(item) + 100;
+      const size = itemSize(item) + 100;
+      bytes += size;
+      byKind[storageKindOf(item.pk?.S ?? '', item.sk?.S ?? '')] += size;
       items++;
     }
     start = page.LastEvaluatedKey;
   } while (start);
-  return { bytes, items };
+  return { bytes, items, byKind };
 }
 
 async function bucketBytes(s3: S3Client, bucket: string): Promise<number> {

@@ -1,3 +1,4 @@
+import { SECONDS_PER_MONTH } from '../aws-prices.js';
 import type { CostBenchResult } from './cost-bench.js';
 
 const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
@@ -49,7 +50,9 @@ export function formatCostReport(r: CostBenchResult): string {
     if (i === 0) lines.push(widths.map((w) => '-'.repeat(w)).join('  '));
   }
   lines.push("  dynamodb..coord.: $ per million events by service (sqs includes the producer's sends to the ingress queue; coord. = the coordinator's share at one round per interval);");
-  lines.push('  storage*: one month of the table bytes (and S3) a million events add (DynamoDB + PITR), kept as long as nothing deletes them');
+  lines.push(
+    "  storage*: the table bytes (and S3) a million events leave behind, DynamoDB + PITR: dedup items for their 15-day window (TTL), a month of the job's state and results growth (log and checkpoints: bounded)",
+  );
   lines.push('');
   const first = r.examples[0];
   lines.push(`coordinator: ${r.coordinatorTransitionsPerCheckpoint} Standard state transitions per checkpoint (${first?.round.path.join(' > ') ?? ''}), ${first?.round.tasks ?? 0} Lambda tasks`);
@@ -62,10 +65,29 @@ export function formatCostReport(r: CostBenchResult): string {
     `idle (no events, ${r.intervalMs} ms interval): ${usd(r.idleMonthlyUsd)}/month besides storage (checkpoints ${usd(r.idleMonthlyBreakdown.checkpoints ?? 0)}, coordinator waits ${usd(r.idleMonthlyBreakdown.waits ?? 0)}, event source polling ${usd(r.idleMonthlyBreakdown.eventSourcePolling ?? 0)}, alarms ${usd(r.idleMonthlyBreakdown.alarms ?? 0)}; ${r.idleMonthlyBreakdown.idleWindowCheckpointsPerSecond ?? 0} checkpoints/s measured with no events; the table grows ${r.idleMonthlyBreakdown.tableGrowthGbPerMonth ?? 0} GB/month)`,
   );
   lines.push(
-    `storage growth: ${r.storageBytesPerEventPerMonth} bytes per event (${Object.entries(r.storageBytesPerEvent)
+    `storage kept by Cairn: ${r.storageBytesPerEventPerMonth} byte-months per event (${Object.entries(r.storageBytesPerEvent)
       .map(([e, b]) => `${e} ${b}`)
-      .join(', ')}), $${(((r.storageBytesPerEventPerMonth * 1e6) / 1024 ** 3) * (r.prices.dynamoStoragePerGbMonth + r.prices.dynamoPitrPerGbMonth)).toFixed(4)} per month per million events kept`,
+      .join(
+        ', ',
+      )}): flat at steady load (R events/s keep R x ${SECONDS_PER_MONTH} x that many bytes), $${(((r.storageBytesPerEventPerMonth * 1e6) / 1024 ** 3) * (r.prices.dynamoStoragePerGbMonth + r.prices.dynamoPitrPerGbMonth)).toFixed(4)} per million events`,
   );
+  lines.push(
+    `  (its dedup items, for their 15-day window, then TTL deletes them; the log and checkpoint metadata are bounded by retention: ${Object.entries(r.storageBoundedBytes)
+      .map(
+        ([e, b]) =>
+          `${e} ${Object.entries(b)
+            .map(([k, n]) => `${k} ${Math.round(n / 1024)} KiB`)
+            .join(' + ')}`,
+      )
+      .join(', ')} at the end)`,
+  );
+  for (const [e, kinds] of Object.entries(r.storageGrowthBytesPerEventByKind)) {
+    lines.push(
+      `  ${e}: table growth per event by kind: ${Object.entries(kinds)
+        .map(([k, b]) => `${k} ${b}`)
+        .join(', ')} (state and output are the job's own: its keys and its results)`,
+    );
+  }
   lines.push(
     `sustained here: ${Object.entries(r.sustainedRates)
       .map(([e, rates]) => `${e} ${rates.length > 0 ? rates.join(', ') : 'none'}`)

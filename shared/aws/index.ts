@@ -36,6 +36,8 @@ export interface AwsStoresOptions {
   readonly queueUrls?: Readonly<Record<string, string>>;
   readonly spillThresholdBytes?: number;
   readonly changeShards?: number;
+  /** How long an ingest id stays deduplicated (default: shared/core/retention.ts DEFAULT_DEDUP_WINDOW_MS). */
+  readonly dedupWindowMs?: number;
   /** SDK attempts per call (standard retry mode: exponential backoff with jitter on throttling). */
   readonly maxAttempts?: number;
   /** Counts every AWS request of these clients. */
@@ -81,7 +83,7 @@ export async function createAwsStores(options: AwsStoresOptions): Promise<AwsSto
   return {
     stateStore: new DynamoStateStore(io, { ...(options.sinkTable ? { sinkTable: options.sinkTable } : {}), ...(options.changeShards ? { changeShards: options.changeShards } : {}) }),
     checkpoints: new DynamoCheckpointStore(io),
-    sourceLog: new DynamoSourceLog(io),
+    sourceLog: new DynamoSourceLog(io, options.dedupWindowMs === undefined ? {} : { dedupWindowMs: options.dedupWindowMs }),
     sinks: new DynamoSinkStore(io, options.sinkTable ?? options.tableName),
     deadLetters: new DynamoDeadLetterStore(io),
     blobs,

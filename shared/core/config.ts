@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { CheckpointConfigError } from './errors.js';
+import { DEFAULT_CHECKPOINT_HISTORY } from './retention.js';
 
 /**
  * Checkpointing configuration with Flink's concepts; every default is written here once.
@@ -31,6 +32,12 @@ export const checkpointConfigSchema = z
     alignmentTimeoutMs: z.number().int().nonnegative().default(30_000),
     /** Completed checkpoints kept restorable (Flink: 1). */
     retained: z.number().int().positive().default(3),
+    /**
+     * Finished checkpoint records kept for `cairn status` / `cairn checkpoints` besides the
+     * retained and pending ones; older records (and their acks) are deleted when a checkpoint
+     * completes (shared/core/retention.ts).
+     */
+    history: z.number().int().nonnegative().default(DEFAULT_CHECKPOINT_HISTORY),
   })
   .strict();
 

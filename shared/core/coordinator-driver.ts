@@ -6,6 +6,7 @@ import type { CheckpointAck, CheckpointRecord, CheckpointStore, Clock, JobRecord
 import { aborted, completed, decideNext, failed, initialJob, recoveryStarted, triggered, type CoordinatorDecision, type CoordinatorFacts } from './protocol/coordinator.js';
 import { DEFAULT_RESTART_STRATEGY, type RestartStrategy } from './protocol/restart-strategy.js';
 import { Recovery, sinkBatchId, sourcePolls, type RecoveryFaults } from './recovery.js';
+import { checkpointsForgottenBelow, logTruncationPoints } from './retention.js';
 import type { Topology } from './topology.js';
 
 /**
@@ -229,7 +230,7 @@ export class CoordinatorDriver {
         this.deps.onTransition?.(decision, done);
         await this.prune(
           job.retainedCheckpoints.filter((id) => !next.retainedCheckpoints.includes(id)),
-          next.retainedCheckpoints[0],
+          next,
         );
         return;
       }
@@ -267,16 +268,27 @@ export class CoordinatorDriver {
     }
   }
 
-  /** Versions older than the oldest retained checkpoint go; checkpoints that left the retained set are marked pruned. */
-  private async prune(leftRetained: readonly number[], keepFrom: number | undefined): Promise<void> {
+  /**
+   * Retention (shared/core/retention.ts): versions older than the oldest retained checkpoint go;
+   * checkpoints that left the retained set are marked pruned; source-log entries below every
+   * retained checkpoint's offsets go; checkpoint records beyond the history go with their acks.
+   */
+  private async prune(leftRetained: readonly number[], job: JobRecord): Promise<void> {
+    const keepFrom = job.retainedCheckpoints[0];
     if (keepFrom === undefined) return;
-    for (const vertex of this.deps.topology.vertices) {
+    const { topology, checkpoints } = this.deps;
+    for (const vertex of topology.vertices) {
       await this.deps.state.prune(vertex.id, keepFrom);
     }
     for (const id of leftRetained) {
-      const checkpoint = await this.deps.checkpoints.getCheckpoint(id);
-      if (checkpoint && !checkpoint.pruned) await this.deps.checkpoints.putCheckpoint({ ...checkpoint, pruned: true });
+      const checkpoint = await checkpoints.getCheckpoint(id);
+      if (checkpoint && !checkpoint.pruned) await checkpoints.putCheckpoint({ ...checkpoint, pruned: true });
     }
+    const retained = await Promise.all(job.retainedCheckpoints.map((id) => checkpoints.getCheckpoint(id)));
+    const readers = new Map<number, string[]>();
+    for (const source of topology.sources()) for (let p = 0; p < source.parallelism; p++) readers.set(p, [...(readers.get(p) ?? []), instanceId(source.id, p)]);
+    for (const [partition, below] of logTruncationPoints(retained, readers)) await this.deps.log.truncate(partition, below);
+    await checkpoints.forgetBelow(checkpointsForgottenBelow(job, this.deps.config.history));
   }
 
   private async summarize(acks: readonly CheckpointAck[]): Promise<Partial<CheckpointRecord>> {

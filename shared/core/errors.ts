@@ -133,3 +133,19 @@ export class RecoverySupersededError extends CairnError {
     );
   }
 }
+
+/**
+ * A read of source-log offsets that retention has removed: below every retained checkpoint's
+ * offsets, so no restore of a retained checkpoint reads there (a restore to checkpoint 0, a
+ * replay from the very beginning, after the log was truncated, does).
+ */
+export class SourceLogTruncatedError extends CairnError {
+  override readonly name = 'SourceLogTruncatedError';
+  constructor(
+    readonly partition: number,
+    readonly from: number,
+    readonly retainedFrom: number,
+  ) {
+    super(`source log partition ${partition}: offset ${from} was removed by retention (entries start at ${retainedFrom})`);
+  }
+}

@@ -222,13 +222,23 @@ export interface SourceLog {
    * head right after this append (with concurrent appenders, possibly beyond its own entries).
    */
   append(partition: number, entries: readonly { id: string; event: unknown }[]): Promise<AppendResult>;
-  /** Entries with offset >= from, in offset order, at most `max`. Offsets start at 0. */
+  /**
+   * Entries with offset >= from, in offset order, at most `max`. Offsets start at 0. Throws
+   * SourceLogTruncatedError when `from` is below what `truncate` kept.
+   */
   read(partition: number, from: number, max: number): Promise<LogEntry[]>;
   /** Next offset to be written (= number of entries). */
   head(partition: number): Promise<number>;
   /** Marks the end of a bounded input. */
   seal(partition: number): Promise<void>;
   isSealed(partition: number): Promise<boolean>;
+  /**
+   * Retention (shared/core/retention.ts decides `below`): removes the entries with offset <
+   * `below`, which no retained checkpoint replays, and the dedup records whose window has passed
+   * (a store may do the latter by itself, e.g. DynamoDB's TTL). Head and seal are unchanged.
+   * Idempotent; `below` never moves back.
+   */
+  truncate(partition: number, below: number): Promise<void>;
 }
 
 // ---------- checkpoint metadata ----------
@@ -334,6 +344,12 @@ export interface CheckpointStore {
   putCheckpointIfPending(record: CheckpointRecord): Promise<boolean>;
   listCheckpoints(): Promise<CheckpointRecord[]>;
   listAcks(checkpointId: number): Promise<CheckpointAck[]>;
+  /**
+   * Retention (shared/core/retention.ts decides `id`): deletes the checkpoint records with an id
+   * below `id` and every ack stored under them (acks that arrived after their checkpoint
+   * finished). Idempotent.
+   */
+  forgetBelow(id: number): Promise<void>;
 }
 
 // ---------- blobs, sinks, dead letters ----------

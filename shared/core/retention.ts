@@ -32,3 +32,80 @@ export function tombstoneExpired(current: { readonly epoch: number; readonly val
 export function checkpointDataExpired(checkpointId: number, keepFrom: number): boolean {
   return checkpointId < keepFrom;
 }
+
+// ---------- the rest of the job's storage: source log, ingest dedup, checkpoint metadata ----------
+//
+// Written once here (the policy); every store only executes it (the I/O). What may go:
+// - a source-log entry once its offset is below every retained checkpoint's source offset for
+//   its partition: a rollback to any retained checkpoint replays from that checkpoint's offsets,
+//   and nothing else reads below them (live source instances are past the last completed
+//   checkpoint's offsets). With no retained checkpoint, nothing goes (a rollback replays from 0).
+// - an ingest dedup record once its dedup window has passed: an id must stay deduplicated only
+//   as long as the ingress can deliver it again. The deployed ingress queue keeps a message at
+//   most 14 days (SQS's maximum retention period, counted from the first send whatever the
+//   receives and visibility timeouts), so the default window is 14 days plus one day of margin.
+//   Whether the id's entry is still in the log does not matter: a dedup record answers "was
+//   this id appended", and after the window no delivery can ask. A producer that re-sends the
+//   same id on its own after the window (not an SQS redelivery) appends it again.
+// - a checkpoint record (and any ack left under it) once it is older than every retained and
+//   pending checkpoint and than the newest `history` checkpoints, which stay for `cairn status`
+//   and `cairn checkpoints`.
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** SQS's maximum message retention (14 days) + 1 day of margin. */
+export const DEFAULT_DEDUP_WINDOW_MS = 15 * DAY_MS;
+
+/** When the dedup record of an id ingested at `ingestedAt` may go. */
+export function dedupExpiresAt(ingestedAt: number, windowMs: number = DEFAULT_DEDUP_WINDOW_MS): number {
+  return ingestedAt + windowMs;
+}
+
+/**
+ * Whether a dedup record no longer deduplicates at `now`. Records written before retention
+ * existed carry no expiry and deduplicate forever. Readers treat an expired record as absent,
+ * so a store that deletes late (DynamoDB's TTL, within days) behaves as one that deletes at once.
+ */
+export function dedupExpired(expiresAt: number | undefined, now: number): boolean {
+  return expiresAt !== undefined && expiresAt <= now;
+}
+
+/** The retained checkpoints as the log's truncation needs them (undefined: the record could not be read). */
+export type RetainedOffsets = readonly ({ readonly sourceOffsets?: Readonly<Record<string, number>> } | undefined)[];
+
+/**
+ * Per source-log partition, the offset below which entries may go: the lowest source offset any
+ * retained checkpoint recorded for an instance reading that partition. `readers` maps each
+ * partition to the source instances that read it. A partition with a retained checkpoint that
+ * lacks its offset (or a record that could not be read) keeps everything; with no retained
+ * checkpoint at all, the result is empty (nothing goes).
+ */
+export function logTruncationPoints(retained: RetainedOffsets, readers: ReadonlyMap<number, readonly string[]>): Map<number, number> {
+  const cuts = new Map<number, number>();
+  if (retained.length === 0) return cuts;
+  for (const [partition, instances] of readers) {
+    let cut = Number.POSITIVE_INFINITY;
+    for (const checkpoint of retained) {
+      for (const instance of instances) {
+        const offset = checkpoint?.sourceOffsets?.[instance];
+        cut = Math.min(cut, offset ?? 0);
+      }
+    }
+    if (Number.isFinite(cut) && cut > 0) cuts.set(partition, cut);
+  }
+  return cuts;
+}
+
+/** Finished checkpoint records kept for `cairn status` / `cairn checkpoints` besides the retained and pending ones. */
+export const DEFAULT_CHECKPOINT_HISTORY = 100;
+
+/**
+ * Checkpoint records with an id below this may go (with their acks): older than every retained
+ * and pending checkpoint and than the newest `history` ids allocated.
+ */
+export function checkpointsForgottenBelow(
+  job: { readonly nextCheckpointId: number; readonly retainedCheckpoints: readonly number[]; readonly pendingCheckpoints: readonly number[] },
+  history: number = DEFAULT_CHECKPOINT_HISTORY,
+): number {
+  return Math.max(0, Math.min(job.nextCheckpointId - history, ...job.retainedCheckpoints, ...job.pendingCheckpoints));
+}

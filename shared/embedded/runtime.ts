@@ -109,7 +109,7 @@ export class EmbeddedRuntime {
     }
     this.state = new EmbeddedStateStore(this.db);
     this.checkpoints = new EmbeddedCheckpointStore(this.db);
-    this.log = new EmbeddedSourceLog(this.db);
+    this.log = new EmbeddedSourceLog(this.db, { clock: this.clock });
     this.sinks = new EmbeddedSinkStore(this.db);
     this.deadLetterStore = new EmbeddedDeadLetterStore(this.db);
 

@@ -1,4 +1,4 @@
-import { ConcurrentStepError, GenerationFencedError } from '../core/errors.js';
+import { ConcurrentStepError, GenerationFencedError, SourceLogTruncatedError } from '../core/errors.js';
 import type {
   AppendResult,
   BlobStore,
@@ -6,6 +6,7 @@ import type {
   CheckpointAck,
   CheckpointRecord,
   CheckpointStore,
+  Clock,
   DeadLetter,
   DeadLetterStore,
   InstanceRecord,
@@ -21,7 +22,7 @@ import type {
   StepCommit,
   StoredItem,
 } from '../core/ports.js';
-import { checkpointDataExpired, tombstoneExpired, versionsToKeep } from '../core/retention.js';
+import { DEFAULT_DEDUP_WINDOW_MS, checkpointDataExpired, dedupExpired, dedupExpiresAt, tombstoneExpired, versionsToKeep } from '../core/retention.js';
 import type { EmbeddedDb, WriteOp } from './db.js';
 
 /**
@@ -352,39 +353,82 @@ export class EmbeddedCheckpointStore implements CheckpointStore {
   listAcks(checkpointId: number): Promise<CheckpointAck[]> {
     return Promise.resolve([...this.db.scan<CheckpointAck>('ack', `${pad(checkpointId)}|`)].map(([, ack]) => ack));
   }
+
+  forgetBelow(id: number): Promise<void> {
+    const ops: WriteOp[] = [];
+    for (const [key] of this.db.table('cp')) if (Number(key) < id) ops.push(['cp', key, undefined]);
+    for (const [key] of this.db.table('ack')) if (Number(key.slice(0, key.indexOf('|'))) < id) ops.push(['ack', key, undefined]);
+    this.db.write(ops);
+    return Promise.resolve();
+  }
 }
 
 interface PartitionHead {
   readonly head: number;
   readonly sealed: boolean;
+  /** Entries below this offset were removed by retention (absent: none). */
+  readonly low?: number;
 }
 
+/** An ingest id's dedup record: its offset and when its dedup window ends (a bare offset: written before retention, never expires). */
+type DedupRecord = number | { readonly o: number; readonly x: number };
+
+export interface EmbeddedSourceLogOptions {
+  /** Time of appends and of dedup expiry (the runtime's clock; default wall time). */
+  readonly clock?: Clock;
+  readonly dedupWindowMs?: number;
+}
+
+/**
+ * Tables: `log` (partition|offset -> event), `logid` (partition|id -> DedupRecord), `loghead`
+ * (partition -> PartitionHead) and `logexp`, the dedup records by expiry: one row per append,
+ * `pad(expiresAt)|partition|pad(first offset)` -> ids, inserted in time order, so that a sweep
+ * reads only the expired rows at the front.
+ */
 export class EmbeddedSourceLog implements SourceLog {
-  constructor(private readonly db: EmbeddedDb) {}
+  private readonly clock: Clock;
+  private readonly dedupWindowMs: number;
+
+  constructor(
+    private readonly db: EmbeddedDb,
+    options: EmbeddedSourceLogOptions = {},
+  ) {
+    this.clock = options.clock ?? { now: () => Date.now() };
+    this.dedupWindowMs = options.dedupWindowMs ?? DEFAULT_DEDUP_WINDOW_MS;
+  }
 
   append(partition: number, entries: readonly { id: string; event: unknown }[]): Promise<AppendResult> {
     const state = this.db.get<PartitionHead>('loghead', String(partition)) ?? { head: 0, sealed: false };
+    const now = this.clock.now();
+    const expiresAt = dedupExpiresAt(now, this.dedupWindowMs);
     let head = state.head;
     let duplicates = 0;
     const ops: WriteOp[] = [];
     const seen = new Set<string>();
     for (const entry of entries) {
-      if (seen.has(entry.id) || this.db.get('logid', `${partition}|${entry.id}`) !== undefined) {
+      const stored = this.db.get<DedupRecord>('logid', `${partition}|${entry.id}`);
+      if (seen.has(entry.id) || (stored !== undefined && !dedupExpired(typeof stored === 'number' ? undefined : stored.x, now))) {
         duplicates++;
         continue;
       }
       seen.add(entry.id);
       ops.push(['log', `${partition}|${pad(head)}`, entry.event]);
-      ops.push(['logid', `${partition}|${entry.id}`, head]);
+      // Delete first: a re-set key would keep its old place in the table's order.
+      if (stored !== undefined) ops.push(['logid', `${partition}|${entry.id}`, undefined]);
+      ops.push(['logid', `${partition}|${entry.id}`, { o: head, x: expiresAt } satisfies DedupRecord]);
       head++;
     }
+    if (seen.size > 0) ops.push(['logexp', `${pad(expiresAt)}|${partition}|${pad(state.head)}`, [...seen]]);
     ops.push(['loghead', String(partition), { ...state, head } satisfies PartitionHead]);
     this.db.write(ops);
     return Promise.resolve({ appended: head - state.head, duplicates, head });
   }
 
   read(partition: number, from: number, max: number): Promise<LogEntry[]> {
-    const head = this.db.get<PartitionHead>('loghead', String(partition))?.head ?? 0;
+    const state = this.db.get<PartitionHead>('loghead', String(partition));
+    const head = state?.head ?? 0;
+    const low = state?.low ?? 0;
+    if (from < low && max > 0) return Promise.reject(new SourceLogTruncatedError(partition, from, low));
     const out: LogEntry[] = [];
     for (let offset = from; offset < head && out.length < max; offset++) {
       out.push({ offset, event: this.db.get('log', `${partition}|${pad(offset)}`) });
@@ -404,6 +448,31 @@ export class EmbeddedSourceLog implements SourceLog {
 
   isSealed(partition: number): Promise<boolean> {
     return Promise.resolve(this.db.get<PartitionHead>('loghead', String(partition))?.sealed ?? false);
+  }
+
+  truncate(partition: number, below: number): Promise<void> {
+    const state = this.db.get<PartitionHead>('loghead', String(partition)) ?? { head: 0, sealed: false };
+    const low = state.low ?? 0;
+    const cut = Math.min(below, state.head);
+    const ops: WriteOp[] = [];
+    if (cut > low) {
+      for (let offset = low; offset < cut; offset++) ops.push(['log', `${partition}|${pad(offset)}`, undefined]);
+      ops.push(['loghead', String(partition), { ...state, low: cut } satisfies PartitionHead]);
+    }
+    // Expired dedup records, of every partition: the rows at the front of `logexp`.
+    const now = this.clock.now();
+    for (const [key, ids] of this.db.table<string[]>('logexp')) {
+      const [x, p] = key.split('|') as [string, string];
+      if (!dedupExpired(Number(x), now)) break;
+      for (const id of ids) {
+        const stored = this.db.get<DedupRecord>('logid', `${p}|${id}`);
+        // Re-appended after it expired: the newer record stays (its own row expires it).
+        if (stored !== undefined && typeof stored !== 'number' && stored.x === Number(x)) ops.push(['logid', `${p}|${id}`, undefined]);
+      }
+      ops.push(['logexp', key, undefined]);
+    }
+    this.db.write(ops);
+    return Promise.resolve();
   }
 
   /** Inspection: every partition written so far, ascending. */

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { inject } from 'vitest';
-import { createAwsStores, deleteJobTable, ensureBucket, S3BlobStore, type AwsStores } from '../../shared/aws/index.js';
+import { createAwsStores, deleteJobTable, DynamoSourceLog, ensureBucket, S3BlobStore, type AwsStores } from '../../shared/aws/index.js';
+import { CONTRACT_DEDUP_WINDOW_MS, ManualClock } from './clock.js';
 import type { BlobStoreResource, Capabilities, PortImplementation, SourceLogResource, StoreFamily } from './implementations.js';
 
 /**
@@ -64,7 +65,15 @@ export const awsImplementations: readonly PortImplementation[] = [
     capabilities,
     create: tableBacked<StoreFamily>((s) => ({ stateStore: s.stateStore, checkpoints: s.checkpoints, sinks: s.sinks, deadLetters: s.deadLetters })),
   },
-  { port: 'source-log', name, capabilities, create: tableBacked<SourceLogResource>((s) => ({ log: s.sourceLog })) },
+  {
+    port: 'source-log',
+    name,
+    capabilities,
+    create: () => {
+      const clock = new ManualClock();
+      return tableBacked<SourceLogResource>((s) => ({ log: new DynamoSourceLog(s.io, { clock, dedupWindowMs: CONTRACT_DEDUP_WINDOW_MS }), clock }))();
+    },
+  },
   {
     port: 'blob-store',
     name: 'aws (S3, local cloud)',

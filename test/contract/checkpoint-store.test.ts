@@ -177,6 +177,39 @@ describe.each(implementationsOf('store-family'))('CheckpointStore contract: $nam
     );
   });
 
+  describe('retention', () => {
+    it(
+      'forgetBelow(id) deletes the records below id and every ack under them (late acks too); the rest stays as it was',
+      run(async (family) => {
+        await startJob(family.checkpoints);
+        const d = await new InstanceDriver(family.stateStore, 'op', 0).init();
+        for (const id of [1, 2, 3, 4]) await family.checkpoints.putCheckpoint(checkpoint(id, { status: 'COMPLETED', finishedAt: 9 }));
+        await family.checkpoints.putCheckpoint(checkpoint(5));
+        // Acks that arrived after their checkpoint finished (checkpoints 2 and 3), and a pending one's.
+        await d.commit({ acks: [ackOf(2, d.instance), ackOf(3, d.instance), ackOf(5, d.instance)] });
+        expect(await family.checkpoints.listAcks(2)).toEqual([ackOf(2, d.instance)]);
+
+        await family.checkpoints.forgetBelow(3);
+        expect((await family.checkpoints.listCheckpoints()).map((c) => c.id)).toEqual([3, 4, 5]);
+        expect(await family.checkpoints.getCheckpoint(1)).toBeUndefined();
+        expect(await family.checkpoints.getCheckpoint(2)).toBeUndefined();
+        expect(await family.checkpoints.listAcks(2)).toEqual([]);
+        expect(await family.checkpoints.listAcks(3)).toEqual([ackOf(3, d.instance)]);
+        expect(await family.checkpoints.listAcks(5)).toEqual([ackOf(5, d.instance)]);
+        expect(await family.checkpoints.getCheckpoint(4)).toEqual(checkpoint(4, { status: 'COMPLETED', finishedAt: 9 }));
+
+        // Idempotent; 0 forgets nothing.
+        await family.checkpoints.forgetBelow(3);
+        await family.checkpoints.forgetBelow(0);
+        expect((await family.checkpoints.listCheckpoints()).map((c) => c.id)).toEqual([3, 4, 5]);
+        await family.checkpoints.forgetBelow(5);
+        expect((await family.checkpoints.listCheckpoints()).map((c) => c.id)).toEqual([5]);
+        expect(await family.checkpoints.listAcks(3)).toEqual([]);
+        expect(await family.checkpoints.listAcks(5)).toEqual([ackOf(5, d.instance)]);
+      }),
+    );
+  });
+
   describeWhen(impl.capabilities.reopen)('durability', () => {
     itWhen(impl.capabilities.reopen)(
       'job, checkpoints and acks survive a reopen; the job version condition still holds',

@@ -6,6 +6,7 @@ import type { BlobStore, CheckpointStore, DeadLetterStore, SinkStore, SourceLog,
 import { EmbeddedDb } from '../../shared/embedded/db.js';
 import { EmbeddedBlobStore, EmbeddedCheckpointStore, EmbeddedDeadLetterStore, EmbeddedSinkStore, EmbeddedSourceLog, EmbeddedStateStore } from '../../shared/embedded/stores.js';
 import { awsImplementations } from './aws-implementations.js';
+import { CONTRACT_DEDUP_WINDOW_MS, ManualClock } from './clock.js';
 
 /**
  * Implementation descriptors of the contract suites (TESTING.md, layer 2). Every port has one
@@ -47,6 +48,8 @@ export interface StoreFamily extends Resource<StoreFamily> {
 
 export interface SourceLogResource extends Resource<SourceLogResource> {
   readonly log: SourceLog;
+  /** The log's clock (appends, dedup expiry); its dedup window is CONTRACT_DEDUP_WINDOW_MS (./clock.ts). */
+  readonly clock: ManualClock;
 }
 
 export interface BlobStoreResource extends Resource<BlobStoreResource> {
@@ -121,7 +124,15 @@ function embedded(durable: boolean): PortImplementation[] {
         deadLetters: new EmbeddedDeadLetterStore(db),
       })),
     },
-    { port: 'source-log', name, capabilities, create: embeddedBacking<SourceLogResource>(durable, (db) => ({ log: new EmbeddedSourceLog(db) })) },
+    {
+      port: 'source-log',
+      name,
+      capabilities,
+      create: () => {
+        const clock = new ManualClock();
+        return embeddedBacking<SourceLogResource>(durable, (db) => ({ log: new EmbeddedSourceLog(db, { clock, dedupWindowMs: CONTRACT_DEDUP_WINDOW_MS }), clock }))();
+      },
+    },
     { port: 'blob-store', name, capabilities, create: embeddedBacking<BlobStoreResource>(durable, (db) => ({ blobs: new EmbeddedBlobStore(db) })) },
   ];
 }

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { SourceLogTruncatedError } from '../../shared/core/errors.js';
 import type { LogEntry, SourceLog } from '../../shared/core/ports.js';
+import { CONTRACT_DEDUP_WINDOW_MS } from './clock.js';
 import { implementationsOf, withResource, type SourceLogResource } from './implementations.js';
 import { itWhen } from './implementations.js';
 
@@ -149,4 +151,71 @@ describe.each(implementationsOf('source-log'))('SourceLog contract: $name', (imp
       expect(await log.read(0, 4, 10)).toEqual(entries('d', 4, 2).map((e, i) => ({ offset: 4 + i, event: e.event })));
     }),
   );
+  describe('retention', () => {
+    const window = (from: number, count: number) => entries('t', from, count).map((e, i) => ({ offset: from + i, event: e.event }));
+
+    it(
+      'truncate(below) removes the entries below it: reads from the cut on are unchanged, reads below throw SourceLogTruncatedError, head and seal stay',
+      run(async ({ log }) => {
+        await log.append(0, entries('t', 0, 10));
+        await log.append(1, entries('u', 0, 4));
+        await log.seal(0);
+        await log.truncate(0, 6);
+        expect(await log.read(0, 6, 100)).toEqual(window(6, 4));
+        expect(await log.read(0, 7, 2)).toEqual(window(7, 2));
+        for (const from of [0, 5]) {
+          const error = await log.read(0, from, 3).then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+          expect(error).toBeInstanceOf(SourceLogTruncatedError);
+          expect(error).toMatchObject({ partition: 0, from, retainedFrom: 6 });
+        }
+        expect(await log.head(0)).toBe(10);
+        expect(await log.isSealed(0)).toBe(true);
+        // Other partitions are untouched; a lower or equal cut is a no-op.
+        expect(await readAll(log, 1)).toEqual(entries('u', 0, 4).map((e, offset) => ({ offset, event: e.event })));
+        await log.truncate(0, 3);
+        await log.truncate(0, 6);
+        expect(await log.read(0, 6, 100)).toEqual(window(6, 4));
+        // Appends go on at the head; a truncated id is still a duplicate within its window.
+        expect(await log.append(0, [...entries('t', 2, 1), ...entries('t', 10, 2)])).toEqual({ appended: 2, duplicates: 1, head: 12 });
+        expect(await log.read(0, 6, 100)).toEqual(window(6, 6));
+      }),
+    );
+
+    it(
+      'an id stays deduplicated until its dedup window has passed, then appends again',
+      run(async ({ log, clock }) => {
+        await log.append(0, entries('w', 0, 3));
+        clock.advance(CONTRACT_DEDUP_WINDOW_MS / 2);
+        await log.append(0, entries('w', 3, 2));
+        clock.advance(CONTRACT_DEDUP_WINDOW_MS / 2 - 1);
+        await log.truncate(0, 5);
+        // One millisecond before the first append's window ends: every id is still a duplicate.
+        expect(await log.append(0, entries('w', 0, 5))).toEqual({ appended: 0, duplicates: 5, head: 5 });
+        clock.advance(1);
+        await log.truncate(0, 5);
+        // w-0..w-2 expired, w-3 and w-4 (appended half a window later) not yet.
+        expect(await log.append(0, entries('w', 0, 5))).toEqual({ appended: 3, duplicates: 2, head: 8 });
+        expect(await log.read(0, 5, 100)).toEqual(entries('w', 0, 3).map((e, i) => ({ offset: 5 + i, event: e.event })));
+        // Appended again: deduplicated for a new window.
+        clock.advance(CONTRACT_DEDUP_WINDOW_MS / 2);
+        await log.truncate(0, 5);
+        expect(await log.append(0, entries('w', 0, 5))).toEqual({ appended: 2, duplicates: 3, head: 10 });
+      }),
+    );
+
+    itWhen(impl.capabilities.reopen)(
+      'a truncation survives a reopen',
+      run(async ({ log }, reopen) => {
+        await log.append(0, entries('t', 0, 10));
+        await log.truncate(0, 4);
+        const { log: reopened } = await reopen();
+        expect(await reopened.read(0, 4, 100)).toEqual(window(4, 6));
+        await expect(reopened.read(0, 0, 10)).rejects.toBeInstanceOf(SourceLogTruncatedError);
+        expect(await reopened.append(0, entries('t', 0, 11))).toEqual({ appended: 1, duplicates: 10, head: 11 });
+      }),
+    );
+  });
 });

@@ -165,5 +165,6 @@ function bind(store: CheckpointStore): CheckpointStore {
     putCheckpointIfPending: (record) => store.putCheckpointIfPending(record),
     listCheckpoints: () => store.listCheckpoints(),
     listAcks: (id) => store.listAcks(id),
+    forgetBelow: (id) => store.forgetBelow(id),
   };
 }

@@ -1,5 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { checkpointDataExpired, tombstoneExpired, versionsToKeep } from '../../shared/core/retention.js';
+import {
+  DEFAULT_CHECKPOINT_HISTORY,
+  DEFAULT_DEDUP_WINDOW_MS,
+  checkpointDataExpired,
+  checkpointsForgottenBelow,
+  dedupExpired,
+  dedupExpiresAt,
+  logTruncationPoints,
+  tombstoneExpired,
+  versionsToKeep,
+} from '../../shared/core/retention.js';
 
 /** The version-retention rule both state stores apply (shared/core/retention.ts). */
 describe('versionsToKeep: what a prune to the oldest retained checkpoint keeps', () => {
@@ -27,5 +37,71 @@ describe('versionsToKeep: what a prune to the oldest retained checkpoint keeps',
     expect(tombstoneExpired({ epoch: 2, value: { n: 1 } }, 5)).toBe(false);
     expect(tombstoneExpired(undefined, 5)).toBe(false);
     expect([4, 5, 6].map((id) => checkpointDataExpired(id, 5))).toEqual([true, false, false]);
+  });
+});
+
+describe('logTruncationPoints: the source-log offsets below which no retained checkpoint replays', () => {
+  const readers = new Map([
+    [0, ['src#0']],
+    [1, ['src#1']],
+  ]);
+
+  it('cuts each partition at the lowest offset any retained checkpoint recorded for it', () => {
+    const retained = [{ sourceOffsets: { 'src#0': 40, 'src#1': 7 } }, { sourceOffsets: { 'src#0': 55, 'src#1': 9 } }, { sourceOffsets: { 'src#0': 61, 'src#1': 12 } }];
+    expect([...logTruncationPoints(retained, readers)]).toEqual([
+      [0, 40],
+      [1, 7],
+    ]);
+    // Not ordered by id: after a rollback an older checkpoint can hold the higher offset; the minimum counts.
+    expect([...logTruncationPoints([{ sourceOffsets: { 'src#0': 50, 'src#1': 3 } }, { sourceOffsets: { 'src#0': 20, 'src#1': 8 } }], readers)]).toEqual([
+      [0, 20],
+      [1, 3],
+    ]);
+  });
+
+  it('cuts nothing without a retained checkpoint (a rollback replays from offset 0)', () => {
+    expect([...logTruncationPoints([], readers)]).toEqual([]);
+  });
+
+  it('keeps a whole partition when a retained checkpoint lacks its offset or its record could not be read', () => {
+    expect([...logTruncationPoints([{ sourceOffsets: { 'src#0': 40 } }, { sourceOffsets: { 'src#0': 50, 'src#1': 9 } }], readers)]).toEqual([[0, 40]]);
+    expect([...logTruncationPoints([undefined, { sourceOffsets: { 'src#0': 50, 'src#1': 9 } }], readers)]).toEqual([]);
+    expect([...logTruncationPoints([{ sourceOffsets: { 'src#0': 0, 'src#1': 5 } }], readers)]).toEqual([[1, 5]]);
+  });
+
+  it('takes the lowest offset of every source instance reading the same partition', () => {
+    const shared = new Map([[0, ['a#0', 'b#0']]]);
+    expect([...logTruncationPoints([{ sourceOffsets: { 'a#0': 30, 'b#0': 12 } }], shared)]).toEqual([[0, 12]]);
+  });
+});
+
+describe('dedup window: how long an ingest id stays deduplicated', () => {
+  it('defaults to SQS maximum retention (14 days) plus one day', () => {
+    expect(DEFAULT_DEDUP_WINDOW_MS).toBe(15 * 24 * 3600 * 1000);
+    expect(dedupExpiresAt(1_000)).toBe(1_000 + DEFAULT_DEDUP_WINDOW_MS);
+    expect(dedupExpiresAt(1_000, 60_000)).toBe(61_000);
+  });
+
+  it('expires at the end of the window, never for a record without expiry', () => {
+    expect(dedupExpired(61_000, 60_999)).toBe(false);
+    expect(dedupExpired(61_000, 61_000)).toBe(true);
+    expect(dedupExpired(undefined, Number.MAX_SAFE_INTEGER)).toBe(false);
+  });
+});
+
+describe('checkpointsForgottenBelow: checkpoint records that go with their acks', () => {
+  const job = (next: number, retained: number[], pending: number[]) => ({ nextCheckpointId: next, retainedCheckpoints: retained, pendingCheckpoints: pending });
+
+  it('keeps the newest `history` ids and everything retained or pending', () => {
+    expect(checkpointsForgottenBelow(job(500, [497, 498, 499], []), 100)).toBe(400);
+    expect(checkpointsForgottenBelow(job(500, [350, 420, 499], []), 100)).toBe(350);
+    expect(checkpointsForgottenBelow(job(500, [497, 498], [330, 499]), 100)).toBe(330);
+    expect(checkpointsForgottenBelow(job(500, [497, 498, 499], []), 0)).toBe(497);
+    expect(checkpointsForgottenBelow(job(500, [497, 498, 499], []))).toBe(500 - DEFAULT_CHECKPOINT_HISTORY);
+  });
+
+  it('forgets nothing while fewer than `history` checkpoints were taken', () => {
+    expect(checkpointsForgottenBelow(job(40, [37, 38, 39], []), 100)).toBe(0);
+    expect(checkpointsForgottenBelow(job(1, [], []), 100)).toBe(0);
   });
 });

@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { examples } from '../../examples/index.js';
 import { jobResourcesFromOutputs, JobResourcesNotFoundError, STACK_OUTPUTS } from '../../shared/aws/ops/job-resources.js';
 import { actionsOf, cdkContext, REPO_ROOT, resourcesOf, resourcesOfStatement, statementsOf, synthStack } from './helpers.js';
+import { TTL_ATTRIBUTE } from '../../shared/aws/adapters/table-layout.js';
 
 const { stack, template } = synthStack({ job: 'word-count' });
 const spec = stack.job.spec;
@@ -245,7 +246,7 @@ describe('CairnJob: the dead-letter consumer', () => {
 });
 
 describe('CairnJob: table and bucket', () => {
-  it("has the adapters' single-table key schema, point-in-time recovery and encryption", () => {
+  it("has the adapters' single-table key schema, point-in-time recovery, encryption and TTL on the adapters' TTL attribute", () => {
     template.hasResourceProperties('AWS::DynamoDB::Table', {
       KeySchema: [
         { AttributeName: 'pk', KeyType: 'HASH' },
@@ -258,6 +259,7 @@ describe('CairnJob: table and bucket', () => {
       BillingMode: 'PAY_PER_REQUEST',
       PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
       SSESpecification: { SSEEnabled: true },
+      TimeToLiveSpecification: { AttributeName: TTL_ATTRIBUTE, Enabled: true },
     });
   });
 

@@ -2,7 +2,7 @@ import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { ConcurrentStepError } from '../../core/errors.js';
 import type { CheckpointAck, CheckpointRecord, CheckpointStore, JobRecord } from '../../core/ports.js';
 import { cancellationReasons, type DynamoIo } from './dynamo-io.js';
-import { Keys } from './table-layout.js';
+import { Keys, pad } from './table-layout.js';
 
 /**
  * CheckpointStore on the job table: the job record, its generation fence (the item every step
@@ -93,6 +93,15 @@ export class DynamoCheckpointStore implements CheckpointStore {
     const raws = await this.io.queryPartition(Keys.checkpointPk);
     const values = await Promise.all(raws.map((r) => this.io.decode<CheckpointRecord>(r.d as string)));
     return values.sort((a, b) => a.id - b.id);
+  }
+
+  async forgetBelow(id: number): Promise<void> {
+    if (id <= 0) return;
+    // In steady state one record per completed checkpoint falls out of the history here.
+    const records = await this.io.queryRange(Keys.checkpointPk, pad(0), pad(id - 1));
+    const acks = (await Promise.all(records.map((r) => this.io.queryPartition(Keys.ackPk(Number(r.sk)))))).flat();
+    await this.io.batchWrite([...acks, ...records].map((r) => ({ delete: { pk: r.pk, sk: r.sk } })));
+    await Promise.all([...acks, ...records].map((r) => this.io.dropBlob(r.d)));
   }
 
   async listAcks(checkpointId: number): Promise<CheckpointAck[]> {

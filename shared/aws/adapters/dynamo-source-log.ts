@@ -1,7 +1,15 @@
-import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import type { AppendResult, LogEntry, SourceLog } from '../../core/ports.js';
-import { MAX_TRANSACT_ACTIONS, MAX_TRANSACT_BYTES, cancellationReasons, keyId, transactItemSize, type DynamoIo, type TransactItem } from './dynamo-io.js';
-import { Keys, pad } from './table-layout.js';
+import { QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { SourceLogTruncatedError } from '../../core/errors.js';
+import type { AppendResult, Clock, LogEntry, SourceLog } from '../../core/ports.js';
+import { DEFAULT_DEDUP_WINDOW_MS, dedupExpired, dedupExpiresAt } from '../../core/retention.js';
+import { MAX_TRANSACT_ACTIONS, MAX_TRANSACT_BYTES, cancellationReasons, keyId, transactItemSize, type DynamoIo, type Raw, type TransactItem } from './dynamo-io.js';
+import { Keys, TTL_ATTRIBUTE, pad, ttlSeconds } from './table-layout.js';
+
+export interface DynamoSourceLogOptions {
+  /** Time of appends and of dedup expiry (default wall time). */
+  readonly clock?: Clock;
+  readonly dedupWindowMs?: number;
+}
 
 /**
  * SourceLog on the job table. Partition p is the item collection `L#p`: a head item (`head` =
@@ -16,21 +24,41 @@ import { Keys, pad } from './table-layout.js';
  * its dedup condition, and the chunk is retried without it). A large append is therefore
  * atomic per chunk, not as a whole: a crash between chunks leaves a prefix appended, and the
  * redelivered batch appends the rest (its appended ids are skipped).
+ *
+ * Retention (shared/core/retention.ts): a dedup item carries the table's TTL attribute at the
+ * end of its dedup window, so DynamoDB deletes it for free; until it does, an item past it is
+ * absent for append (its id appends again, and the dedup put's condition accepts it).
+ * `truncate` deletes entries by key from the last truncation point (item `T`) up: one delete per
+ * entry, no read. A read from below the truncation point finds its first entry missing and
+ * throws SourceLogTruncatedError.
  */
 export class DynamoSourceLog implements SourceLog {
-  constructor(private readonly io: DynamoIo) {}
+  private readonly clock: Clock;
+  private readonly dedupWindowMs: number;
+
+  constructor(
+    private readonly io: DynamoIo,
+    options: DynamoSourceLogOptions = {},
+  ) {
+    this.clock = options.clock ?? { now: () => Date.now() };
+    this.dedupWindowMs = options.dedupWindowMs ?? DEFAULT_DEDUP_WINDOW_MS;
+  }
 
   async append(partition: number, entries: readonly { id: string; event: unknown }[]): Promise<AppendResult> {
     const seen = new Set<string>();
     const unique = entries.filter((e) => (seen.has(e.id) ? false : (seen.add(e.id), true)));
     let duplicates = entries.length - unique.length;
     if (unique.length === 0) return { appended: 0, duplicates, head: await this.head(partition) };
+    const now = this.clock.now();
+    const exp = ttlSeconds(dedupExpiresAt(now, this.dedupWindowMs));
+    const nowSeconds = Math.floor(now / 1000);
     const existing = await this.io.batchGet(
       unique.map((e) => Keys.logDedup(partition, e.id)),
       this.io.table,
-      ['pk', 'sk'],
+      ['pk', 'sk', TTL_ATTRIBUTE],
     );
-    let fresh = unique.filter((e) => !existing.has(keyId(Keys.logDedup(partition, e.id))));
+    const live = (raw: Raw | undefined): boolean => raw !== undefined && !dedupExpired(typeof raw[TTL_ATTRIBUTE] === 'number' ? raw[TTL_ATTRIBUTE] * 1000 : undefined, now);
+    let fresh = unique.filter((e) => !live(existing.get(keyId(Keys.logDedup(partition, e.id)))));
     duplicates += unique.length - fresh.length;
     const payloads = new Map<string, string>();
     await Promise.all(fresh.map(async (e) => payloads.set(e.id, await this.io.encode(e.event))));
@@ -57,7 +85,14 @@ export class DynamoSourceLog implements SourceLog {
         const offset = start + chunk.length;
         const put: TransactItem = { Put: { TableName: this.io.table, Item: { ...Keys.logEntry(partition, offset), d: payloads.get(entry.id) } } };
         const dedup: TransactItem = {
-          Put: { TableName: this.io.table, Item: { ...Keys.logDedup(partition, entry.id), o: offset }, ConditionExpression: 'attribute_not_exists(pk)' },
+          Put: {
+            TableName: this.io.table,
+            Item: { ...Keys.logDedup(partition, entry.id), o: offset, [TTL_ATTRIBUTE]: exp },
+            // Absent, or past its dedup window (not yet deleted by TTL).
+            ConditionExpression: 'attribute_not_exists(pk) OR #exp <= :now',
+            ExpressionAttributeNames: { '#exp': TTL_ATTRIBUTE },
+            ExpressionAttributeValues: { ':now': nowSeconds },
+          },
         };
         const size = transactItemSize(put) + transactItemSize(dedup);
         if (chunk.length > 0 && (2 * (chunk.length + 1) + 1 > MAX_TRANSACT_ACTIONS || bytes + size > MAX_TRANSACT_BYTES - 1_000)) break;
@@ -94,8 +129,62 @@ export class DynamoSourceLog implements SourceLog {
 
   async read(partition: number, from: number, max: number): Promise<LogEntry[]> {
     if (max <= 0) return [];
-    const raws = await this.io.queryRange(Keys.logPk(partition), `E#${pad(from)}`, `E#${pad(from + max - 1)}`);
+    // From `from` on, at most `max` entries: the first one found tells a truncated range apart.
+    const raws: Raw[] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const page = await this.io.retrying(() =>
+        this.io.doc.send(
+          new QueryCommand({
+            TableName: this.io.table,
+            ConsistentRead: true,
+            KeyConditionExpression: 'pk = :pk AND sk BETWEEN :lo AND :hi',
+            // No upper offset: with entries below the cut gone, the first one found is past `from`.
+            ExpressionAttributeValues: { ':pk': Keys.logPk(partition), ':lo': `E#${pad(from)}`, ':hi': 'E#\uffff' },
+            Limit: max - raws.length,
+            ...(start ? { ExclusiveStartKey: start } : {}),
+          }),
+        ),
+      );
+      raws.push(...((page.Items ?? []) as Raw[]));
+      start = page.LastEvaluatedKey;
+    } while (start && raws.length < max);
+    // Entries below the head always exist unless truncated, so a first entry past `from` means
+    // `from` was truncated. (An empty result is not checked, to keep the empty poll at the end of
+    // the log one query: only a log truncated up to its head reads as empty from below.)
+    const first = raws[0];
+    if (first && Number(first.sk.slice(2)) !== from) throw new SourceLogTruncatedError(partition, from, await this.truncatedBelow(partition));
     return Promise.all(raws.map(async (raw) => ({ offset: Number(raw.sk.slice(2)), event: await this.io.decode<unknown>(raw.d as string) })));
+  }
+
+  async truncate(partition: number, below: number): Promise<void> {
+    const low = await this.truncatedBelow(partition);
+    const cut = Math.min(below, await this.head(partition));
+    if (cut <= low) return;
+    const doomed = Array.from({ length: cut - low }, (_, i) => ({ delete: Keys.logEntry(partition, low + i) }));
+    await this.io.batchWrite(doomed);
+    try {
+      await this.io.retrying(() =>
+        this.io.doc.send(
+          new UpdateCommand({
+            TableName: this.io.table,
+            Key: Keys.logTruncation(partition),
+            UpdateExpression: 'SET #low = :cut',
+            ConditionExpression: 'attribute_not_exists(#low) OR #low < :cut',
+            ExpressionAttributeNames: { '#low': 'low' },
+            ExpressionAttributeValues: { ':cut': cut },
+          }),
+        ),
+      );
+    } catch (error) {
+      // A concurrent prune truncated further already.
+      if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
+    }
+  }
+
+  /** Offset below which entries were deleted (0: none). */
+  private async truncatedBelow(partition: number): Promise<number> {
+    return ((await this.io.get(Keys.logTruncation(partition)))?.low as number | undefined) ?? 0;
   }
 
   async head(partition: number): Promise<number> {

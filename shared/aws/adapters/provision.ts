@@ -1,13 +1,14 @@
-import { CreateTableCommand, DeleteTableCommand, DescribeTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, DeleteTableCommand, DescribeTableCommand, DescribeTimeToLiveCommand, UpdateTimeToLiveCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectsCommand, ListObjectVersionsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { TTL_ATTRIBUTE } from './table-layout.js';
 
 /**
  * Creates what the adapters need, for tests and the local-cloud run (the deployed stack
  * creates them with CDK). All idempotent.
  */
 
-/** The job table: `pk` + `sk` strings, on-demand billing. Waits until ACTIVE. */
+/** The job table: `pk` + `sk` strings, on-demand billing, TTL on `exp`. Waits until ACTIVE. */
 export async function ensureJobTable(client: DynamoDBClient, tableName: string, options: { stream?: boolean } = {}): Promise<void> {
   try {
     await client.send(
@@ -29,12 +30,17 @@ export async function ensureJobTable(client: DynamoDBClient, tableName: string, 
   } catch (error) {
     if ((error as Error).name !== 'ResourceInUseException') throw error;
   }
-  for (let i = 0; i < 600; i++) {
+  for (let i = 0; ; i++) {
     const { Table } = await client.send(new DescribeTableCommand({ TableName: tableName }));
-    if (Table?.TableStatus === 'ACTIVE') return;
+    if (Table?.TableStatus === 'ACTIVE') break;
+    if (i >= 600) throw new Error(`table ${tableName} did not become ACTIVE`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`table ${tableName} did not become ACTIVE`);
+  // As deployed: DynamoDB deletes items past their TTL attribute (retention: dedup items) for free.
+  const { TimeToLiveDescription } = await client.send(new DescribeTimeToLiveCommand({ TableName: tableName }));
+  if (TimeToLiveDescription?.TimeToLiveStatus !== 'ENABLED' && TimeToLiveDescription?.TimeToLiveStatus !== 'ENABLING') {
+    await client.send(new UpdateTimeToLiveCommand({ TableName: tableName, TimeToLiveSpecification: { Enabled: true, AttributeName: TTL_ATTRIBUTE } }));
+  }
 }
 
 export async function deleteJobTable(client: DynamoDBClient, tableName: string): Promise<void> {

@@ -27,7 +27,8 @@ import { createHash } from 'node:crypto';
  * | dead letter             | `DL`                       | id                                 | d |
  * | source-log head         | `L#`partition              | `H`                                | head (N), sealed (BOOL) |
  * | source-log entry        | `L#`partition              | `E#`pad(offset)                    | d |
- * | source-log dedup        | `L#`partition              | `D#`id                             | o (N) |
+ * | source-log dedup        | `L#`partition              | `D#`id                             | o (N), exp (N) |
+ * | source-log truncation   | `L#`partition              | `T`                                | low (N): entries below it are deleted |
  *
  * The generation fence is the job record's `gen` in an item of its own, written in the same
  * transaction as the job record whenever the generation changes (and only then). Every step
@@ -38,6 +39,13 @@ import { createHash } from 'node:crypto';
  * `shard` = keyGroup mod changeShards (default 4): the index of one operator spreads over a few
  * partitions instead of one hot one; restore and prune query each shard by epoch range, so
  * they cost O(changed keys) + changeShards queries.
+ *
+ * Retention (shared/core/retention.ts): `exp` is the table's TTL attribute (epoch seconds).
+ * Only dedup items carry it: DynamoDB deletes them for free some time after it passes, and
+ * until then readers treat an item past `exp` as absent. (DynamoDB Local 3.x does delete by TTL,
+ * within seconds, except items more than five years past `exp`, as AWS documents.)
+ * Log entries below every retained checkpoint and old checkpoint records are deleted by the
+ * coordinator's prune (their cut is an offset / an id, not a time).
  *
  * Payloads: `d` holds JSON, or `@s3:<blob key>` when the JSON exceeds the spill threshold
  * (JSON never starts with `@`), the bytes then live in the BlobStore (S3).
@@ -111,7 +119,17 @@ export const Keys = {
   logHead: (partition: number): ItemKey => ({ pk: `L#${partition}`, sk: 'H' }),
   logEntry: (partition: number, offset: number): ItemKey => ({ pk: `L#${partition}`, sk: `E#${pad(offset)}` }),
   logDedup: (partition: number, id: string): ItemKey => ({ pk: `L#${partition}`, sk: `D#${keyPart(id)}` }),
+  logTruncation: (partition: number): ItemKey => ({ pk: `L#${partition}`, sk: 'T' }),
 };
+
+/** The job table's TTL attribute (epoch seconds); infra/cairn-job.ts and provision.ts enable TTL on it. */
+export const TTL_ATTRIBUTE = 'exp';
+
+/** A TTL value in epoch seconds for a time in ms (rounded up: never expires before `at`). */
+export const ttlSeconds = (at: number): number => Math.ceil(at / 1000);
+
+/** Whether an item whose TTL attribute is `exp` is past it at `now` (ms): such an item counts as absent. */
+export const ttlPassed = (exp: unknown, now: number): boolean => typeof exp === 'number' && exp * 1000 <= now;
 
 /** Upper bound of a string key range that starts with `prefix` (for BETWEEN / < queries). */
 export const prefixEnd = (prefix: string): string => `${prefix}\uffff`;

@@ -1,0 +1,72 @@
+/**
+ * Retention on DynamoDB as stored (the contract suites check the behaviour, this the items): dedup
+ * items carry the table's TTL attribute at the end of their window, the table has TTL enabled on
+ * it, truncated log entries and forgotten checkpoint records are deleted items.
+ */
+import { DescribeTimeToLiveCommand } from '@aws-sdk/client-dynamodb';
+import { describe, expect, it } from 'vitest';
+import { DynamoSourceLog } from '../../shared/aws/index.js';
+import { Keys, TTL_ATTRIBUTE } from '../../shared/aws/adapters/table-layout.js';
+import { DEFAULT_DEDUP_WINDOW_MS } from '../../shared/core/retention.js';
+import { freshStores } from './helpers.js';
+
+describe('retention on DynamoDB', () => {
+  it('the job table has TTL enabled on the `exp` attribute (as infra/cairn-job.ts deploys it)', async () => {
+    const s = await freshStores();
+    try {
+      const { TimeToLiveDescription } = await s.clients.dynamo.send(new DescribeTimeToLiveCommand({ TableName: s.table }));
+      expect(TimeToLiveDescription).toMatchObject({ AttributeName: 'exp' });
+      expect(['ENABLED', 'ENABLING']).toContain(TimeToLiveDescription?.TimeToLiveStatus);
+      expect(TTL_ATTRIBUTE).toBe('exp');
+    } finally {
+      await s.done();
+    }
+  });
+
+  it('a dedup item expires (TTL, epoch seconds rounded up) at the end of its dedup window; log entries carry no TTL', async () => {
+    const s = await freshStores();
+    try {
+      // Real time (an emulator deleting by TTL must not delete what the test reads), at .400 s.
+      const t0 = Math.floor(Date.now() / 1000) * 1000 + 400;
+      let now = t0;
+      const log = new DynamoSourceLog(s.io, { clock: { now: () => now } });
+      await log.append(0, [{ id: 'a', event: 1 }]);
+      now += 5_000;
+      const short = new DynamoSourceLog(s.io, { clock: { now: () => now }, dedupWindowMs: 60_000 });
+      await short.append(0, [{ id: 'b', event: 2 }]);
+      expect(await s.io.get(Keys.logDedup(0, 'a'))).toMatchObject({ o: 0, exp: Math.ceil((t0 + DEFAULT_DEDUP_WINDOW_MS) / 1000) });
+      expect(await s.io.get(Keys.logDedup(0, 'b'))).toMatchObject({ o: 1, exp: (t0 - 400) / 1000 + 66 });
+      expect((await s.io.get(Keys.logEntry(0, 0)))?.[TTL_ATTRIBUTE]).toBeUndefined();
+      // Past its TTL (DynamoDB Local never deletes it): absent for append, which re-writes it.
+      now += 61_000;
+      expect(await short.append(0, [{ id: 'b', event: 3 }])).toEqual({ appended: 1, duplicates: 0, head: 3 });
+      expect(await s.io.get(Keys.logDedup(0, 'b'))).toMatchObject({ o: 2, exp: (t0 - 400) / 1000 + 127 });
+    } finally {
+      await s.done();
+    }
+  });
+
+  it('truncate deletes the entry items below the cut and records the cut; forgetBelow deletes records and ack items', async () => {
+    const s = await freshStores();
+    try {
+      await s.sourceLog.append(
+        0,
+        Array.from({ length: 8 }, (_, i) => ({ id: `e${i}`, event: i })),
+      );
+      await s.sourceLog.truncate(0, 5);
+      const left = await s.io.queryRange(Keys.logPk(0), 'E#', 'E#\uffff');
+      expect(left.map((r) => r.sk)).toEqual([5, 6, 7].map((o) => Keys.logEntry(0, o).sk));
+      expect(await s.io.get(Keys.logTruncation(0))).toMatchObject({ low: 5 });
+      // Dedup items stay (until their TTL).
+      expect(await s.io.get(Keys.logDedup(0, 'e0'))).toMatchObject({ o: 0 });
+
+      for (const id of [1, 2, 3]) await s.checkpoints.putCheckpoint({ id, generation: 1, status: 'COMPLETED', trigger: 'time', triggeredAt: id, barriersInjected: true });
+      await s.io.batchWrite([{ put: { ...Keys.ack(1, 'op#0'), d: '{}' } }]);
+      await s.checkpoints.forgetBelow(3);
+      expect((await s.io.queryPartition(Keys.checkpointPk)).map((r) => r.sk)).toEqual([Keys.checkpoint(3).sk]);
+      expect(await s.io.queryPartition(Keys.ackPk(1))).toEqual([]);
+    } finally {
+      await s.done();
+    }
+  });
+});
