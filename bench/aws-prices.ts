@@ -29,6 +29,9 @@ export const AWS_PRICES = {
   lambdaPerGbSecondX86: 0.0000166667,
   /** Step Functions Standard: per state transition. */
   stepFunctionsPerTransition: 0.025 / 1e3,
+  /** EventBridge Scheduler: per invocation after its free tier of 14 M invocations a month (the bench bills list price, no free tier, and states both). */
+  schedulerPerInvocation: 1 / 1e6,
+  schedulerFreeInvocationsPerMonth: 14e6,
   /** CloudWatch Logs (Standard class): ingestion per GB; archived storage per GB-month. */
   logsIngestionPerGb: 0.5,
   logsStoragePerGbMonth: 0.03,

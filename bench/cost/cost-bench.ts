@@ -4,8 +4,23 @@ import { performance } from 'node:perf_hooks';
 import { examples } from '../../examples/index.js';
 import { startLocalCloud } from '../../shared/aws/local-cloud/local-cloud.js';
 import { AWS_PRICES, HOURS_PER_MONTH, SECONDS_PER_MONTH } from '../aws-prices.js';
-import { dynamoUsd, flinkFloorMonthlyUsd, lambdaUsd, logsIngestionUsd, PLATFORM_LOG_BYTES_PER_INVOCATION, sqsUsd, stepFunctionsUsd, storageMonthlyUsd } from './bill.js';
-import { deployedJob, transitionsPerDecision, type DeployedJob } from './deployed.js';
+import { parseCheckpointConfig, parseRuntimeLimits } from '../../shared/core/config.js';
+import { tickIntervalFor } from '../../shared/core/timer-service.js';
+import { Topology } from '../../shared/core/topology.js';
+import { DEFAULT_RUN_OPTIONS } from '../../shared/lambda/coordinator-tasks.js';
+import { dynamoUsd, flinkFloorMonthlyUsd, lambdaUsd, logsIngestionUsd, PLATFORM_LOG_BYTES_PER_INVOCATION, sqsUsd, storageMonthlyUsd } from './bill.js';
+import {
+  COORDINATOR_ASSUMPTIONS,
+  coordinatorMonthly,
+  coordinatorPlan,
+  idleMappingsMonthly,
+  usdTotal,
+  watchdogMonthly,
+  type CoordinatorMeasured,
+  type CoordinatorPlan,
+  type WatchdogPlan,
+} from './coordinator.js';
+import { deployedJob, type DeployedJob } from './deployed.js';
 import { BOUNDED_KINDS, byteMonths, ENGINE_KINDS, STORAGE_KINDS, type KindBytes } from './storage.js';
 import { measureRate, type RateRun, type Window } from './measure.js';
 
@@ -42,28 +57,23 @@ export const DEFAULT_COST_BENCH: CostBenchOptions = {
 export const QUICK_COST_BENCH: CostBenchOptions = { ...DEFAULT_COST_BENCH, rates: [5, 15], warmupSeconds: 3, seconds: 5, idleSeconds: 3 };
 
 /**
- * Modelled, not measured (stated in the JSON and the README): a coordinator task invocation's
- * duration, the acknowledgement listener's, the cycle time of an event source mapping's batch
- * on AWS (receive + invocation), the log bytes per Step Functions history event, and the idle
- * long polling of an SQS event source mapping.
+ * Modelled, not measured (stated in the JSON and the README): the cycle time of an event source
+ * mapping's batch on AWS (receive + invocation), the producer's batching, an alarm's price, and
+ * the coordinator's (./coordinator.ts COORDINATOR_ASSUMPTIONS: a watchdog invocation's duration,
+ * the ack Query's units, its log bytes, Step Functions' history events and their bytes, the idle
+ * long polling of an SQS event source mapping).
  */
 export const ASSUMPTIONS = {
-  coordinatorTaskMs: 100,
-  ackListenerMs: 50,
+  ...COORDINATOR_ASSUMPTIONS,
   awsBatchCycleSeconds: 0.1,
-  sfnLogBytesPerHistoryEvent: 700,
-  /** History events per state: a Task logs entered, scheduled, started, succeeded, exited; other states entered and exited. */
-  sfnHistoryEventsPerTask: 5,
-  sfnHistoryEventsPerOtherState: 2,
-  esmIdlePollers: 5,
-  esmLongPollSeconds: 20,
   alarmMonthlyUsd: 0.1,
   producerBatchSeconds: 0.2,
 } as const;
 
-export type Breakdown = Record<'dynamodb' | 'sqs' | 'lambda' | 'logs' | 'storage' | 's3' | 'stepFunctions', number>;
+export type Breakdown = Record<'dynamodb' | 'sqs' | 'lambda' | 'logs' | 'storage' | 's3' | 'stepFunctions' | 'scheduler', number>;
 
-const zero = (): Breakdown => ({ dynamodb: 0, sqs: 0, lambda: 0, logs: 0, storage: 0, s3: 0, stepFunctions: 0 });
+const zero = (): Breakdown => ({ dynamodb: 0, sqs: 0, lambda: 0, logs: 0, storage: 0, s3: 0, stepFunctions: 0, scheduler: 0 });
+const asBreakdown = (u: CoordinatorPlan['usd'], k = 1): Breakdown => add(zero(), { ...zero(), ...u }, k);
 const sum = (b: Breakdown): number => Object.values(b).reduce((x, y) => x + y, 0);
 const add = (a: Breakdown, b: Breakdown, k = 1): Breakdown => Object.fromEntries(Object.keys(a).map((key) => [key, a[key as keyof Breakdown] + k * b[key as keyof Breakdown]])) as Breakdown;
 
@@ -120,87 +130,40 @@ export function producerBill(window: Window): number {
   return sqsUsd(window.sqs.eventSources, (k) => k.startsWith('SQS.SendMessageBatch')).usd;
 }
 
-export interface RoundModel {
-  readonly transitions: number;
-  readonly path: readonly string[];
-  readonly tasks: number;
-  readonly decides: number;
-  readonly ackListenerInvocations: number;
-  /** Measured on the in-process coordinator: DynamoDB units and SQS (barrier) requests per checkpoint. */
-  readonly dynamoUnits: { read: number; write: number };
-  readonly sqsBilled: number;
-  /** Billed requests per round: transitions, Lambda invocations, DynamoDB, SQS. */
-  readonly requests: number;
-  readonly usd: Breakdown;
-}
-
 /**
- * One checkpoint round of the deployed coordinator: the states it enters (decideNext issues
- * trigger, inject-barriers, complete and commit-sinks for every checkpoint). `loop`: a round
- * inside a looping execution (intervals under a minute) that ends when the next trigger is
- * already due, the most rounds per month the interval allows (a round that ends early adds a
- * wait of at least 1 s, Decide > Route > Handoff > WaitForNext, and so runs fewer rounds);
- * `scheduled`: one execution per round (intervals of a minute or more), Init, the round, and
- * the wait that hands over (Decide > Route > Handoff > HandedOver). Also:
- * their Lambda task invocations, the acknowledgement listener's invocations (one per acking
- * instance), the queue-depth reads of each Decide, Step Functions' execution logs (level ALL),
- * and the DynamoDB units and barrier sends the in-process coordinator made per checkpoint.
+ * What the in-process coordinator (JobHost's CoordinatorDriver: the same transitions and fact
+ * reads as the deployed Run task) did per checkpoint on the local cloud: the forced rounds and
+ * the rate runs. The local host decides once per turn, at its own cadence; the turns it spent
+ * waiting are taken out (at the idle window's units per turn) so that the deployed loop's own
+ * waiting decides can be put back at its cadence (coordinator.ts).
  */
-export function roundModel(
-  deployed: DeployedJob,
-  measured: { units: { read: number; write: number }; sqsBilled: number; dynamoRequests: number; checkpoints: number },
-  instances: number,
-  operatorQueues: number,
-  kind: 'loop' | 'scheduled' = 'loop',
-): RoundModel {
-  const asl = deployed.checkpointAsl;
-  const path = [
-    ...(kind === 'scheduled' ? ['Init'] : []),
-    ...['trigger', 'inject-barriers', 'complete', 'commit-sinks'].flatMap((t) => transitionsPerDecision(asl, t).path),
-    ...(kind === 'scheduled' ? transitionsPerDecision(asl, 'wait', { handoff: true }).path : []),
-  ];
-  const tasks = path.filter((s) => asl.States[s]?.Type === 'Task').length;
-  const decides = path.filter((s) => s === 'Decide').length;
-  const coordinator = deployed.functions.find((f) => f.role === 'coordinator') ?? { memoryMb: 512, architecture: 'arm64' as const };
-  const ack = deployed.functions.find((f) => f.role === 'ackListener') ?? { memoryMb: 256, architecture: 'arm64' as const };
-  const per = Math.max(1, measured.checkpoints);
-  const dynamoUnits = { read: measured.units.read / per, write: measured.units.write / per };
-  const sqsBilled = measured.sqsBilled / per;
-  const usd = zero();
-  usd.stepFunctions = stepFunctionsUsd(path.length);
-  usd.lambda =
-    lambdaUsd(tasks, tasks * ASSUMPTIONS.coordinatorTaskMs, coordinator.memoryMb, coordinator.architecture) +
-    lambdaUsd(instances, instances * ASSUMPTIONS.ackListenerMs, ack.memoryMb, ack.architecture);
-  usd.sqs = (decides * operatorQueues + sqsBilled) * (deployed.operatorQueuesFifo ? AWS_PRICES.sqsFifoPerRequest : AWS_PRICES.sqsStandardPerRequest);
-  usd.dynamodb = dynamoUsd(dynamoUnits);
-  const historyEvents = tasks * ASSUMPTIONS.sfnHistoryEventsPerTask + (path.length - tasks) * ASSUMPTIONS.sfnHistoryEventsPerOtherState;
-  const lambdaLogBytes = (tasks + instances) * PLATFORM_LOG_BYTES_PER_INVOCATION;
-  usd.logs = logsIngestionUsd((deployed.sfnLogLevel === 'ALL' ? historyEvents * ASSUMPTIONS.sfnLogBytesPerHistoryEvent : 0) + lambdaLogBytes);
-  const requests = path.length + tasks + instances + measured.dynamoRequests / per + sqsBilled + decides * operatorQueues;
-  return { transitions: path.length, path, tasks, decides, ackListenerInvocations: instances, dynamoUnits, sqsBilled, requests, usd };
-}
+/** The transitions decideNext issues for every checkpoint (shared/core/protocol/coordinator.ts); JobHost's onTransition reports only trigger and complete. */
+const EXECUTED_PER_CHECKPOINT = ['trigger', 'inject-barriers', 'complete', 'commit-sinks'] as const;
 
-/**
- * Monthly cost of checkpointing under load at an interval: one round per interval (`loopUsd`
- * under a minute, plus Init and the hand-over of each 5-minute execution; `scheduledUsd` from a
- * minute up, one execution per round).
- */
-export function coordinatorMonthly(deployed: DeployedJob, rounds: { loopUsd: number; scheduledUsd: number }, intervalMs: number): number {
-  const perMonth = SECONDS_PER_MONTH / (intervalMs / 1000);
-  if (intervalMs >= 60_000) return perMonth * rounds.scheduledUsd;
-  const asl = deployed.checkpointAsl;
-  const perExecution = transitionsPerDecision(asl, '', { from: 'Init' }).transitions + transitionsPerDecision(asl, 'wait', { handoff: true }).transitions;
-  return perMonth * rounds.loopUsd + (SECONDS_PER_MONTH / 300) * stepFunctionsUsd(perExecution);
-}
-
-/** What an event source mapping costs with nothing to deliver: long polls of its pollers. */
-export function idleMappingsMonthly(deployed: DeployedJob, operatorQueues: number): number {
-  const pollsPerMonth = ASSUMPTIONS.esmIdlePollers * (SECONDS_PER_MONTH / ASSUMPTIONS.esmLongPollSeconds);
-  return (
-    pollsPerMonth *
-    ((deployed.ingressFifo ? AWS_PRICES.sqsFifoPerRequest : AWS_PRICES.sqsStandardPerRequest) +
-      operatorQueues * (deployed.operatorQueuesFifo ? AWS_PRICES.sqsFifoPerRequest : AWS_PRICES.sqsStandardPerRequest))
-  );
+export function measureCoordinator(runs: readonly RateRun[], idle: RateRun, tickEveryMs: number | undefined): CoordinatorMeasured {
+  const checkpoints = runs.reduce((n, r) => n + r.window.checkpoints, 0);
+  const per = Math.max(1, checkpoints);
+  const dynamoRequests = (w: Window): number => Object.entries(w.requests.coordinator).reduce((m, [k, c]) => m + (k.startsWith('DynamoDB.') ? c : 0), 0);
+  const idleTurns = Math.max(1, idle.window.turns);
+  const readUnitsPerDecide = idle.window.units.coordinator.read / idleTurns;
+  const requestsPerDecide = dynamoRequests(idle.window) / idleTurns;
+  const units = runs.reduce((u, r) => ({ read: u.read + r.window.units.coordinator.read, write: u.write + r.window.units.coordinator.write }), { read: 0, write: 0 });
+  const turns = runs.reduce((n, r) => n + r.window.turns, 0);
+  // Each local turn decides once per transition it executes and once more to wait; the deployed loop's decides are put back by the plan.
+  const decidesPerCheckpoint = EXECUTED_PER_CHECKPOINT.length + turns / per;
+  const weighted = (f: (w: Window) => number): number => runs.reduce((n, r) => n + f(r.window) * r.window.checkpoints, 0) / per;
+  return {
+    transitionUnits: { read: Math.max(0, units.read / per - decidesPerCheckpoint * readUnitsPerDecide), write: units.write / per },
+    transitionRequests: Math.max(0, runs.reduce((n, r) => n + dynamoRequests(r.window), 0) / per - decidesPerCheckpoint * requestsPerDecide),
+    readUnitsPerDecide,
+    requestsPerDecide,
+    decisionsPerCheckpoint: EXECUTED_PER_CHECKPOINT.length,
+    sqsBilled: runs.reduce((n, r) => n + sqsUsd(r.window.sqs.coordinator).fifo + sqsUsd(r.window.sqs.coordinator).standard, 0) / per,
+    roundMs: weighted((w) => w.roundMs),
+    ackLatencyMs: weighted((w) => w.roundMs),
+    jobRecordBytes: Math.max(...runs.map((r) => r.window.jobRecordBytes), idle.window.jobRecordBytes),
+    tickEveryMs,
+  };
 }
 
 // ---------- the model of the data path ----------
@@ -327,9 +290,10 @@ export interface ExampleResult {
   /** No events, a checkpoint triggered every interval: the cost of a round. */
   readonly forced: RateRun;
   readonly runs: readonly RateRun[];
-  /** A round inside a looping execution (intervals under a minute), and one scheduled execution per round. */
-  readonly round: RoundModel;
-  readonly scheduledRound: RoundModel;
+  /** The in-process coordinator per checkpoint, measured; the deployed coordinator's month by interval (ms), modelled from it; the watchdog of the sleeping job. */
+  readonly coordinator: CoordinatorMeasured;
+  readonly coordinatorPlans: Readonly<Record<string, CoordinatorPlan>>;
+  readonly watchdog: WatchdogPlan;
   readonly dataRound: DataPathRound;
   readonly model: DataPathModel;
   /** Leave-one-rate-out: the data path's $ per event predicted for each measured rate from the others. */
@@ -345,15 +309,21 @@ export interface CostBenchResult {
   readonly machine: { readonly cores: number; readonly loadAverage: readonly number[] };
   readonly prices: typeof AWS_PRICES & { readonly hoursPerMonth: number };
   readonly assumptions: typeof ASSUMPTIONS;
+  readonly coordinatorRunOptions: typeof DEFAULT_RUN_OPTIONS;
   readonly intervalMs: number;
   readonly idleMonthlyUsd: number;
   readonly idleMonthlyBreakdown: Record<string, number>;
-  /** The coordinator alone (Step Functions, its task and listener functions, its DynamoDB and SQS requests), by interval (ms). */
+  /** The coordinator alone (Step Functions, its Run function, its DynamoDB and SQS requests, its logs), under load, by interval (ms). */
   readonly coordinatorMonthlyUsd: Record<string, number>;
   /** Every checkpoint's cost: the coordinator plus the operators' barrier steps, acks and snapshots, by interval (ms). */
   readonly checkpointingMonthlyUsd: Record<string, number>;
-  readonly coordinatorTransitionsPerCheckpoint: number;
-  readonly coordinatorTransitionsPerScheduledCheckpoint: number;
+  /** Step Functions transitions per checkpoint by interval (ms): 0 while waits are slept in process, Run + Route + WaitForNext through the Wait state. */
+  readonly coordinatorTransitionsPerCheckpoint: Record<string, number>;
+  /** The deployed coordinator by interval (ms): mode, invocations, GB-s, transitions, units per checkpoint. */
+  readonly coordinatorPlans: Record<string, CoordinatorPlan>;
+  readonly watchdog: WatchdogPlan | undefined;
+  /** Which parts of the figures are measured on the local cloud and which are modelled. */
+  readonly modelled: Record<string, string>;
   readonly managedFlinkFloorMonthlyUsd: number;
   readonly perMillionUsd: Record<string, Record<string, number>>;
   readonly perMillionBreakdown: Record<string, Record<string, Breakdown & { producer: number; coordinator: number }>>;
@@ -406,6 +376,9 @@ function dirtyFiles(): string[] {
   }
 }
 
+/** The intervals the coordinator's month is stated for (ms), besides the run's own. */
+const INTERVALS = [1_000, 60_000] as const;
+
 const r4 = (n: number): number => Math.round(n * 1e4) / 1e4;
 const r2 = (n: number): number => Math.round(n * 100) / 100;
 
@@ -436,17 +409,10 @@ export async function runCostBench(options: CostBenchOptions, command = 'npm run
         );
       }
       const graph = example.build();
-      const instances = graph.vertices.reduce((n, v) => n + v.parallelism, 0);
-      const operatorQueues = graph.vertices.length;
-      const coordinatorRuns = [forced, ...runs];
-      const measuredCoordinator = {
-        units: coordinatorRuns.reduce((u, r) => ({ read: u.read + r.window.units.coordinator.read, write: u.write + r.window.units.coordinator.write }), { read: 0, write: 0 }),
-        sqsBilled: coordinatorRuns.reduce((n, r) => n + sqsUsd(r.window.sqs.coordinator).fifo + sqsUsd(r.window.sqs.coordinator).standard, 0),
-        dynamoRequests: coordinatorRuns.reduce((n, r) => n + Object.entries(r.window.requests.coordinator).reduce((m, [k, c]) => m + (k.startsWith('DynamoDB.') ? c : 0), 0), 0),
-        checkpoints: coordinatorRuns.reduce((n, r) => n + r.window.checkpoints, 0),
-      };
-      const round = roundModel(deployed, measuredCoordinator, instances, operatorQueues, 'loop');
-      const scheduledRound = roundModel(deployed, measuredCoordinator, instances, operatorQueues, 'scheduled');
+      const tickEveryMs = tickIntervalFor(new Topology(graph), parseCheckpointConfig({ intervalMs: options.intervalMs }), parseRuntimeLimits());
+      const coordinator = measureCoordinator([forced, ...runs], idle, tickEveryMs);
+      const coordinatorPlans = Object.fromEntries([...new Set([...INTERVALS, options.intervalMs])].map((i) => [String(i), coordinatorPlan(deployed, coordinator, i)]));
+      const watchdog = watchdogMonthly(deployed, coordinator);
       const slots: Record<string, number> = {
         ingress: Math.max(
           2,
@@ -466,7 +432,7 @@ export async function runCostBench(options: CostBenchOptions, command = 'npm run
         return { rate: run.rate, measured, predicted, relativeError: measured > 0 ? Math.abs(predicted - measured) / measured : 0 };
       });
       const { checkpointAsl: _asl, ...deployedInfo } = deployed;
-      results.push({ example: name, deployed: deployedInfo, idle, forced, runs, round, scheduledRound, dataRound, model, validation });
+      results.push({ example: name, deployed: deployedInfo, idle, forced, runs, coordinator, coordinatorPlans, watchdog, dataRound, model, validation });
     }
   } finally {
     await cloud?.stop();
@@ -487,7 +453,6 @@ function assemble(results: readonly ExampleResult[], options: CostBenchOptions, 
   const storageBoundedBytes: Record<string, Record<string, number>> = {};
   const sustainedRates: Record<string, number[]> = {};
   const crossover: CostBenchResult['crossoverEventsPerSecond'] = {};
-  const intervalS = options.intervalMs / 1000;
   const flink = flinkFloorMonthlyUsd(HOURS_PER_MONTH);
   const errors: number[] = [];
   const errorsTotal: number[] = [];
@@ -501,71 +466,67 @@ function assemble(results: readonly ExampleResult[], options: CostBenchOptions, 
     readUnitsPerEvent[name] = {};
     lambdaMsPerInvocation[name] = {};
     sustainedRates[name] = ex.runs.filter((r) => r.sustained).map((r) => r.rate);
-    const roundUsd = sum(ex.round.usd) + sum(ex.dataRound.usd);
-    const roundBreakdown = add(ex.round.usd, ex.dataRound.usd);
+    const plan = ex.coordinatorPlans[String(options.intervalMs)] as CoordinatorPlan;
+    // The deployed coordinator per second under load at the run's interval, and per checkpoint the operators' share (barrier steps, acks, snapshots).
+    const coordinatorPerSecond = asBreakdown(plan.usd, 1 / SECONDS_PER_MONTH);
+    const checkpointsPerSecond = plan.checkpointsPerMonth / SECONDS_PER_MONTH;
+    const perSecondFixed = add(coordinatorPerSecond, ex.dataRound.usd, checkpointsPerSecond);
     for (const run of ex.runs) {
       const w = run.window;
       if (w.events === 0) continue;
       const key = String(run.rate);
       const bill = dataPathBill(w, /* deployed */ { ...ex.deployed, checkpointAsl: { StartAt: '', States: {} } });
-      // Rounds at the nominal interval (the in-process coordinator on 2 shared cores runs fewer).
-      const rounds = w.seconds / intervalS;
+      // Checkpoints at the deployed pace (the in-process coordinator on 2 shared cores runs fewer).
+      const rounds = w.seconds * checkpointsPerSecond;
       const producer = producerBill(w);
       // The rounds the window should have had but the starved local coordinator did not run cost the data path too.
       const missing = Math.max(0, rounds - w.checkpoints);
-      const full = add(add(bill, ex.dataRound.usd, missing), ex.round.usd, rounds);
+      const full = add(add(bill, ex.dataRound.usd, missing), coordinatorPerSecond, w.seconds);
       const total = sum(full) + producer;
       perMillionUsd[name][key] = r2((total / w.events) * 1e6);
       perMillionBreakdown[name][key] = {
         ...(Object.fromEntries(Object.entries(full).map(([k, v]) => [k, r4((v / w.events) * 1e6)])) as Breakdown),
         producer: r4((producer / w.events) * 1e6),
-        coordinator: r4(((rounds * sum(ex.round.usd)) / w.events) * 1e6),
+        coordinator: r4(((w.seconds * sum(coordinatorPerSecond)) / w.events) * 1e6),
       };
-      // Billed requests the data path and the producer make, plus the coordinator's per round (Lambda invocations and transitions excluded).
+      // Billed requests of the data path and the producer (measured), plus the deployed coordinator's (modelled: its month, pro rata).
       const byApi: Record<string, number> = {};
       const addApi = (k: string, n: number): void => {
         byApi[k] = (byApi[k] ?? 0) + n;
       };
       for (const [k, n] of Object.entries(w.requests.functions)) if (!k.startsWith('SQS.')) addApi(k, n);
-      for (const [k, n] of Object.entries(w.requests.coordinator)) if (!k.startsWith('SQS.')) addApi(k, (n * rounds) / Math.max(1, w.checkpoints));
-      for (const role of ['functions', 'eventSources', 'coordinator'] as const)
+      for (const role of ['functions', 'eventSources'] as const)
         for (const [k, t] of Object.entries(w.sqs[role])) {
           if (role === 'eventSources' && !LOCAL_ONLY(k, t) && !k.startsWith('SQS.SendMessageBatch')) continue;
-          const billed = k.startsWith('SQS.ReceiveMessage') ? t.billed - t.empty : t.billed;
-          addApi(k.replace(/\.(fifo|standard)$/, ''), role === 'coordinator' ? (billed * rounds) / Math.max(1, w.checkpoints) : billed);
+          addApi(k.replace(/\.(fifo|standard)$/, ''), k.startsWith('SQS.ReceiveMessage') ? t.billed - t.empty : t.billed);
         }
-      addApi('SQS.GetQueueAttributes', rounds * ex.round.decides * Object.keys(ex.model.sources).filter((s) => s !== 'ingress').length);
-      const invocations = Object.values(w.invocations).reduce((n, i) => n + i.count, 0);
-      addApi('Lambda.Invoke', invocations + rounds * (ex.round.tasks + ex.round.ackListenerInvocations));
-      addApi('StepFunctions.StateTransition', rounds * ex.round.transitions);
+      addApi(
+        'Lambda.Invoke',
+        Object.values(w.invocations).reduce((n, i) => n + i.count, 0),
+      );
+      addApi('coordinator (modelled: DynamoDB, SQS, Lambda, StepFunctions)', (plan.requestsPerMonth * w.seconds) / SECONDS_PER_MONTH);
       requestsPerThousandByApi[name][key] = Object.fromEntries(Object.entries(byApi).map(([k, n]) => [k, r2((n / w.events) * 1000)]));
       requestsPerThousand[name][key] = r2((Object.values(byApi).reduce((a, b) => a + b, 0) / w.events) * 1000);
-      writeUnitsPerEvent[name][key] = r2((w.units.functions.write + ex.round.dynamoUnits.write * rounds) / w.events);
-      readUnitsPerEvent[name][key] = r2((w.units.functions.read + ex.round.dynamoUnits.read * rounds) / w.events);
+      writeUnitsPerEvent[name][key] = r2((w.units.functions.write + plan.unitsPerCheckpoint.write * rounds) / w.events);
+      readUnitsPerEvent[name][key] = r2((w.units.functions.read + plan.unitsPerCheckpoint.read * rounds) / w.events);
       lambdaMsPerInvocation[name][key] = Object.fromEntries(Object.entries(w.invocations).map(([s, i]) => [s, r2(i.ms / Math.max(1, i.count))]));
     }
     for (const rate of options.modelledRates) {
-      const perEvent =
-        predictPerEvent(ex.model, rate, ASSUMPTIONS.awsBatchCycleSeconds) +
-        (ASSUMPTIONS.producerBatchSeconds > 0 ? AWS_PRICES.sqsStandardPerRequest / Math.min(10, Math.max(1, rate * ASSUMPTIONS.producerBatchSeconds)) : 0) +
-        roundUsd / (rate * intervalS);
+      const producerUsd = AWS_PRICES.sqsStandardPerRequest / Math.min(10, Math.max(1, rate * ASSUMPTIONS.producerBatchSeconds));
+      const perEvent = predictPerEvent(ex.model, rate, ASSUMPTIONS.awsBatchCycleSeconds) + (ASSUMPTIONS.producerBatchSeconds > 0 ? producerUsd : 0) + sum(perSecondFixed) / rate;
       perMillionUsd[name][`${rate} (modelled)`] = r2(perEvent * 1e6);
       const xc = invocationsPerEvent(ex.model, rate, ASSUMPTIONS.awsBatchCycleSeconds);
-      const perRound = 1 / (rate * intervalS);
+      const perRound = checkpointsPerSecond / rate;
       const c = ex.model.counts;
       const producerRequests = 1 / Math.min(10, Math.max(1, rate * ASSUMPTIONS.producerBatchSeconds));
-      requestsPerThousand[name][`${rate} (modelled)`] = r2((c.requests.a + c.requests.b * xc + producerRequests + (ex.dataRound.counts.requests + ex.round.requests) * perRound) * 1000);
-      writeUnitsPerEvent[name][`${rate} (modelled)`] = r2(c.writeUnits.a + c.writeUnits.b * xc + (ex.dataRound.counts.writeUnits + ex.round.dynamoUnits.write) * perRound);
-      readUnitsPerEvent[name][`${rate} (modelled)`] = r2(c.readUnits.a + c.readUnits.b * xc + (ex.dataRound.counts.readUnits + ex.round.dynamoUnits.read) * perRound);
-      const x = invocationsPerEvent(ex.model, rate, ASSUMPTIONS.awsBatchCycleSeconds);
+      const coordinatorRequests = plan.requestsPerMonth / SECONDS_PER_MONTH / rate;
+      requestsPerThousand[name][`${rate} (modelled)`] = r2((c.requests.a + c.requests.b * xc + producerRequests + ex.dataRound.counts.requests * perRound + coordinatorRequests) * 1000);
+      writeUnitsPerEvent[name][`${rate} (modelled)`] = r2(c.writeUnits.a + c.writeUnits.b * xc + (ex.dataRound.counts.writeUnits + plan.unitsPerCheckpoint.write) * perRound);
+      readUnitsPerEvent[name][`${rate} (modelled)`] = r2(c.readUnits.a + c.readUnits.b * xc + (ex.dataRound.counts.readUnits + plan.unitsPerCheckpoint.read) * perRound);
       const parts = Object.fromEntries(
-        (Object.keys(ex.model.parts) as Array<keyof Breakdown>).map((k) => [k, r4((ex.model.parts[k].a + ex.model.parts[k].b * x + roundBreakdown[k] / (rate * intervalS)) * 1e6)]),
+        (Object.keys(ex.model.parts) as Array<keyof Breakdown>).map((k) => [k, r4((ex.model.parts[k].a + ex.model.parts[k].b * xc + perSecondFixed[k] / rate) * 1e6)]),
       ) as Breakdown;
-      perMillionBreakdown[name][String(rate)] = {
-        ...parts,
-        producer: r4((AWS_PRICES.sqsStandardPerRequest / Math.min(10, Math.max(1, rate * ASSUMPTIONS.producerBatchSeconds))) * 1e6),
-        coordinator: r4((sum(ex.round.usd) / (rate * intervalS)) * 1e6),
-      };
+      perMillionBreakdown[name][String(rate)] = { ...parts, producer: r4(producerUsd * 1e6), coordinator: r4((sum(coordinatorPerSecond) / rate) * 1e6) };
     }
     const events = ex.runs.reduce((n, r) => n + r.window.events, 0);
     storageBytesPerEvent[name] = r2(ex.runs.reduce((n, r) => n + byteMonths(r.window.tableBytesGrowthByKind, ENGINE_KINDS), 0) / Math.max(1, events));
@@ -578,15 +539,21 @@ function assemble(results: readonly ExampleResult[], options: CostBenchOptions, 
     for (const v of ex.validation) {
       const run = ex.runs.find((r) => r.rate === v.rate);
       if (!run) continue;
-      const fixed = (producerBill(run.window) + (run.window.seconds / intervalS) * roundUsd) / run.window.events;
+      const fixed = (producerBill(run.window) + run.window.seconds * sum(perSecondFixed)) / run.window.events;
       errorsTotal.push(Math.abs(v.predicted - v.measured) / (v.measured + fixed));
     }
-    // Events/s at which Cairn's month (coordinator at the interval + data path) equals Managed Flink's floor.
+    // Events/s at which Cairn's month (everything the stack bills: coordinator, checkpoints' data path, watchdog, idle polling, alarms, data path) equals Managed Flink's floor.
     crossover[name] = {};
-    for (const interval of [1_000, 60_000]) {
+    const deployed = { ...ex.deployed, checkpointAsl: deployedAslOf(ex) };
+    for (const interval of INTERVALS) {
+      const p = ex.coordinatorPlans[String(interval)] as CoordinatorPlan;
       const fixedMonthly =
-        coordinatorMonthly({ ...ex.deployed, checkpointAsl: deployedAslOf(ex) }, { loopUsd: roundUsd, scheduledUsd: sum(ex.scheduledRound.usd) + sum(ex.dataRound.usd) }, interval) +
-        idleMappingsMonthly({ ...ex.deployed, checkpointAsl: deployedAslOf(ex) }, Object.keys(ex.model.sources).length - 1);
+        usdTotal(p.usd) +
+        p.checkpointsPerMonth * sum(ex.dataRound.usd) +
+        usdTotal(ex.watchdog.usd) +
+        idleMappingsMonthly(deployed) +
+        ex.deployed.alarms * ASSUMPTIONS.alarmMonthlyUsd +
+        ex.deployed.compositeAlarms * 0.5;
       if (fixedMonthly >= flink) {
         crossover[name][String(interval)] = null;
         continue;
@@ -608,30 +575,37 @@ function assemble(results: readonly ExampleResult[], options: CostBenchOptions, 
     }
   }
   const first = results[0];
-  const asl = first ? deployedAslOf(first) : undefined;
   const coordinatorMonthlyUsd: Record<string, number> = {};
   const checkpointingMonthlyUsd: Record<string, number> = {};
+  const coordinatorTransitionsPerCheckpoint: Record<string, number> = {};
   let idleMonthlyUsd = 0;
   const idleMonthlyBreakdown: Record<string, number> = {};
-  if (first && asl) {
-    const deployed = { ...first.deployed, checkpointAsl: asl };
-    const data = sum(first.dataRound.usd);
-    const coordinatorOnly = { loopUsd: sum(first.round.usd), scheduledUsd: sum(first.scheduledRound.usd) };
-    const withData = { loopUsd: coordinatorOnly.loopUsd + data, scheduledUsd: coordinatorOnly.scheduledUsd + data };
-    for (const interval of [1_000, 60_000]) {
-      coordinatorMonthlyUsd[String(interval)] = r2(coordinatorMonthly(deployed, coordinatorOnly, interval));
-      checkpointingMonthlyUsd[String(interval)] = r2(coordinatorMonthly(deployed, withData, interval));
+  if (first) {
+    const deployed = { ...first.deployed, checkpointAsl: deployedAslOf(first) };
+    for (const interval of INTERVALS) {
+      const p = first.coordinatorPlans[String(interval)] as CoordinatorPlan;
+      coordinatorMonthlyUsd[String(interval)] = r2(coordinatorMonthly(deployed, first.coordinator, interval));
+      checkpointingMonthlyUsd[String(interval)] = r2(usdTotal(p.usd) + p.checkpointsPerMonth * sum(first.dataRound.usd));
+      coordinatorTransitionsPerCheckpoint[String(interval)] = r2(p.transitionsPerMonth / p.checkpointsPerMonth);
     }
-    // Idle: does the coordinator still checkpoint with no events? Measured on the idle window.
-    const idleRounds = first.idle.window.checkpoints > 0 ? SECONDS_PER_MONTH / intervalS : 0;
-    idleMonthlyBreakdown.checkpoints = r2(idleRounds > 0 ? coordinatorMonthly(deployed, withData, options.intervalMs) : 0);
-    // A looping execution with nothing to checkpoint still decides and waits once per interval (at least 1 s).
-    idleMonthlyBreakdown.waits = r2(idleRounds > 0 ? 0 : (SECONDS_PER_MONTH / Math.max(1, intervalS)) * idleWaitUsd(deployed, first));
-    idleMonthlyBreakdown.tableGrowthGbPerMonth = r4((idleRounds * first.dataRound.tableBytes) / 1024 ** 3);
-    idleMonthlyBreakdown.eventSourcePolling = r2(idleMappingsMonthly(deployed, Object.keys(first.model.sources).length - 1));
+    // Idle: does the job still checkpoint with no events? Measured on the idle window (one checkpoint of the fresh job is allowed); if it sleeps, only the watchdog runs.
+    const sleeps = first.idle.window.checkpoints <= 1;
+    const plan = first.coordinatorPlans[String(options.intervalMs)] as CoordinatorPlan;
+    idleMonthlyBreakdown.checkpoints = r2(sleeps ? 0 : usdTotal(plan.usd) + plan.checkpointsPerMonth * sum(first.dataRound.usd));
+    idleMonthlyBreakdown.watchdog = r4(usdTotal(first.watchdog.usd));
+    idleMonthlyBreakdown.watchdogStepFunctions = r4(first.watchdog.usd.stepFunctions);
+    idleMonthlyBreakdown.watchdogLambda = r4(first.watchdog.usd.lambda);
+    idleMonthlyBreakdown.watchdogDynamodb = r4(first.watchdog.usd.dynamodb);
+    idleMonthlyBreakdown.watchdogLogs = r4(first.watchdog.usd.logs);
+    idleMonthlyBreakdown.watchdogScheduler = r4(first.watchdog.usd.scheduler);
+    idleMonthlyBreakdown.watchdogSchedulerWithFreeTier = r4(first.watchdog.schedulerUsdWithFreeTier);
+    idleMonthlyBreakdown.tableGrowthGbPerMonth = r4(sleeps ? 0 : (plan.checkpointsPerMonth * first.dataRound.tableBytes) / 1024 ** 3);
+    idleMonthlyBreakdown.eventSourcePolling = r2(idleMappingsMonthly(deployed));
+    idleMonthlyBreakdown.eventSourceMappings = deployed.eventSourceMappings.length;
     idleMonthlyBreakdown.alarms = r2(first.deployed.alarms * ASSUMPTIONS.alarmMonthlyUsd + first.deployed.compositeAlarms * 0.5);
+    idleMonthlyBreakdown.idleWindowCheckpoints = first.idle.window.checkpoints;
     idleMonthlyBreakdown.idleWindowCheckpointsPerSecond = r2(first.idle.window.checkpoints / first.idle.window.seconds);
-    idleMonthlyUsd = r2(idleMonthlyBreakdown.checkpoints + idleMonthlyBreakdown.waits + idleMonthlyBreakdown.eventSourcePolling + idleMonthlyBreakdown.alarms);
+    idleMonthlyUsd = r2(idleMonthlyBreakdown.checkpoints + usdTotal(first.watchdog.usd) + idleMonthlyBreakdown.eventSourcePolling + idleMonthlyBreakdown.alarms);
   }
   const allStorage = results.flatMap((ex) => ex.runs.map((r) => ({ bytes: byteMonths(r.window.tableBytesGrowthByKind, ENGINE_KINDS), events: r.window.events })));
   const mean = (xs: number[]): number => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length);
@@ -643,13 +617,16 @@ function assemble(results: readonly ExampleResult[], options: CostBenchOptions, 
     machine: { cores: cpus().length, loadAverage: loadavg().map(r2) },
     prices: { ...AWS_PRICES, hoursPerMonth: HOURS_PER_MONTH },
     assumptions: ASSUMPTIONS,
+    coordinatorRunOptions: DEFAULT_RUN_OPTIONS,
     intervalMs: options.intervalMs,
     idleMonthlyUsd,
     idleMonthlyBreakdown,
     coordinatorMonthlyUsd,
     checkpointingMonthlyUsd,
-    coordinatorTransitionsPerCheckpoint: first?.round.transitions ?? 0,
-    coordinatorTransitionsPerScheduledCheckpoint: first?.scheduledRound.transitions ?? 0,
+    coordinatorTransitionsPerCheckpoint,
+    coordinatorPlans: first?.coordinatorPlans ?? {},
+    watchdog: first?.watchdog,
+    modelled: MODELLED,
     managedFlinkFloorMonthlyUsd: r2(flink),
     perMillionUsd,
     perMillionBreakdown,
@@ -679,27 +656,22 @@ function assemble(results: readonly ExampleResult[], options: CostBenchOptions, 
   };
 }
 
-/**
- * One idle pass of the looping execution: Decide > Route > Handoff > WaitForNext, the Decide
- * task, its queue-depth reads and its DynamoDB reads (the in-process coordinator's per loop turn
- * of the idle window), and the execution's log events.
- */
-export function idleWaitUsd(deployed: DeployedJob, ex: ExampleResult): number {
-  const path = transitionsPerDecision(deployed.checkpointAsl, 'wait').path;
-  const tasks = path.filter((s) => deployed.checkpointAsl.States[s]?.Type === 'Task').length;
-  const coordinator = deployed.functions.find((f) => f.role === 'coordinator') ?? { memoryMb: 512, architecture: 'arm64' as const };
-  const turns = Math.max(1, ex.idle.window.turns);
-  const units = { read: ex.idle.window.units.coordinator.read / turns, write: ex.idle.window.units.coordinator.write / turns };
-  const operatorQueues = Object.keys(ex.model.sources).length - 1;
-  const historyEvents = tasks * ASSUMPTIONS.sfnHistoryEventsPerTask + (path.length - tasks) * ASSUMPTIONS.sfnHistoryEventsPerOtherState;
-  return (
-    stepFunctionsUsd(path.length) +
-    lambdaUsd(tasks, tasks * ASSUMPTIONS.coordinatorTaskMs, coordinator.memoryMb, coordinator.architecture) +
-    tasks * operatorQueues * (deployed.operatorQueuesFifo ? AWS_PRICES.sqsFifoPerRequest : AWS_PRICES.sqsStandardPerRequest) +
-    dynamoUsd(units) +
-    logsIngestionUsd((deployed.sfnLogLevel === 'ALL' ? historyEvents * ASSUMPTIONS.sfnLogBytesPerHistoryEvent : 0) + tasks * PLATFORM_LOG_BYTES_PER_INVOCATION)
-  );
-}
+/** What the JSON's figures are made of: measured on the local cloud, or modelled (and from what). */
+const MODELLED: Record<string, string> = {
+  dataPath:
+    'measured at the measured rates (requests by API, DynamoDB units from item sizes, SQS per 64 KiB chunk, handler durations, log bytes, table growth); modelled above them (per-event and per-invocation fits, AWS batching)',
+  coordinatorDynamoAndSqs:
+    "measured per checkpoint on the in-process coordinator (the same CoordinatorDriver transitions and fact reads); the deployed loop's waiting decides (every ackPollMs), ack Query polls (backoff 50 ms .. ackPollMs over the measured ack latency) and lease writes (job record size measured) are modelled",
+  coordinatorLambda: 'modelled: continuous (memory x every second of the month) while waits are slept in process; one invocation of the measured round duration per checkpoint through the Wait state',
+  coordinatorStepFunctions:
+    'modelled from the synthesized ASL: Run + Route per invocation in process, Run + Route + WaitForNext per checkpoint through the Wait state, Init + HandedOver per successor (lifetimeMs)',
+  coordinatorLogs: 'modelled: history events per state (level ALL) x assumed bytes, Lambda platform lines, an assumed EMF line per checkpoint',
+  watchdog:
+    'modelled from the template: executions at the schedule rate x the ASL path Init > Run > Route > Asleep, one short invocation (assumed ms), two decides and two job record writes; EventBridge Scheduler at list price (free tier stated apart)',
+  idlePolling: 'modelled: every SQS event source mapping in the template (operators, ingest, any dead-letter consumer) long-polls with 5 pollers every 20 s',
+  queueDepthReads: 'none: GetQueueAttributes only once every source finished a bounded input (never for a deployed unbounded job)',
+  ackListener: 'none: no ack listener function, no table stream',
+};
 
 function deployedAslOf(ex: ExampleResult): DeployedJob['checkpointAsl'] {
   return deployedJob(ex.example, 1_000).checkpointAsl;

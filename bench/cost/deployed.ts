@@ -8,8 +8,10 @@ import { CairnStack } from '../../infra/cairn-stack.js';
 /**
  * What the deployed stack bills by, read from the synthesized CloudFormation template (no
  * bundling): each function's memory size and architecture, which queues are FIFO, the
- * checkpoint workflow's states, its type and its schedule. The coordinator's state transitions
- * per decision are the lengths of the paths through that definition (`transitionsPerDecision`).
+ * checkpoint workflow's states, its type and its (watchdog) schedule, the SQS event source
+ * mappings (every mapping polls its queue, idle or not). The coordinator's state transitions
+ * between two `Run` invocations are the lengths of the paths through that definition
+ * (`transitionsPerDecision`).
  */
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -27,7 +29,9 @@ export interface Asl {
 }
 
 export interface DeployedFunction {
-  readonly role: 'operator' | 'ingest' | 'coordinator' | 'ackListener';
+  /** The handler's export name: operator, ingest, coordinator, or any other (e.g. a dead-letter consumer). */
+  readonly role: string;
+  readonly logicalId: string;
   readonly vertex?: string;
   readonly memoryMb: number;
   readonly architecture: 'arm64' | 'x86_64';
@@ -40,7 +44,11 @@ export interface DeployedJob {
   readonly operatorQueuesFifo: boolean;
   readonly stateMachineType: string;
   readonly checkpointAsl: Asl;
-  /** EventBridge Scheduler rate of the checkpoint schedule (minutes). */
+  /** The coordinator function's timeout (s): one `Run` invocation ends before it. */
+  readonly coordinatorTimeoutSeconds: number | undefined;
+  /** Every SQS event source mapping: the function it invokes and whether its queue is FIFO. */
+  readonly eventSourceMappings: ReadonlyArray<{ readonly functionRole: string; readonly queue: string; readonly fifo: boolean }>;
+  /** EventBridge Scheduler rate of the coordinator's watchdog schedule (minutes). */
   readonly scheduleRateMinutes: number | undefined;
   /** The Step Functions log level (ALL: every history event is a log event). */
   readonly sfnLogLevel: string | undefined;
@@ -67,16 +75,39 @@ export function deployedJob(example: string, intervalMs = 1_000): DeployedJob {
   const template = app.synth().getStackByName(stack.stackName).template as { Resources: Record<string, { Type: string; Properties: Json }> };
   const resources = Object.entries(template.Resources);
   const functions: DeployedFunction[] = [];
-  for (const [, r] of resources) {
+  let coordinatorTimeoutSeconds: number | undefined;
+  for (const [id, r] of resources) {
     if (r.Type !== 'AWS::Lambda::Function') continue;
     const handler = typeof r.Properties.Handler === 'string' ? r.Properties.Handler : '';
-    const fn = handler.split('.').pop() as DeployedFunction['role'];
-    if (!['operator', 'ingest', 'coordinator', 'ackListener'].includes(fn)) continue;
+    const fn = handler.split('.').pop() ?? '';
+    // CDK's own helper functions (log retention, custom resources) have no Cairn handler.
+    if (fn === '' || fn === 'handler') continue;
     const env = ((r.Properties.Environment as Json | undefined)?.Variables ?? {}) as Record<string, string>;
     const archs = (r.Properties.Architectures as string[] | undefined) ?? ['x86_64'];
-    functions.push({ role: fn, ...(env.CAIRN_VERTEX ? { vertex: env.CAIRN_VERTEX } : {}), memoryMb: Number(r.Properties.MemorySize ?? 128), architecture: archs[0] === 'arm64' ? 'arm64' : 'x86_64' });
+    if (fn === 'coordinator') coordinatorTimeoutSeconds = Number(r.Properties.Timeout ?? 3);
+    functions.push({
+      role: fn,
+      logicalId: id,
+      ...(env.CAIRN_VERTEX ? { vertex: env.CAIRN_VERTEX } : {}),
+      memoryMb: Number(r.Properties.MemorySize ?? 128),
+      architecture: archs[0] === 'arm64' ? 'arm64' : 'x86_64',
+    });
   }
   const queues = resources.filter(([, r]) => r.Type === 'AWS::SQS::Queue');
+  const refId = (v: unknown): string | undefined => {
+    if (typeof v !== 'object' || v === null) return undefined;
+    const o = v as { Ref?: string; 'Fn::GetAtt'?: [string, string] };
+    return o.Ref ?? o['Fn::GetAtt']?.[0];
+  };
+  const eventSourceMappings = resources
+    .filter(([, r]) => r.Type === 'AWS::Lambda::EventSourceMapping')
+    .flatMap(([, r]) => {
+      const queueId = refId(r.Properties.EventSourceArn);
+      const queue = queues.find(([id]) => id === queueId);
+      if (!queue) return []; // not an SQS mapping
+      const fnId = refId(r.Properties.FunctionName);
+      return [{ functionRole: functions.find((f) => f.logicalId === fnId)?.role ?? 'unknown', queue: queue[0], fifo: queue[1].Properties.FifoQueue === true }];
+    });
   const ingress = queues.find(([id]) => id.startsWith('JobIngress') && !id.includes('Dlq'));
   const operatorQueues = queues.filter(([id]) => /Queue[0-9A-F]{8}$/.test(id));
   const machines = resources.filter(([, r]) => r.Type === 'AWS::StepFunctions::StateMachine');
@@ -94,6 +125,8 @@ export function deployedJob(example: string, intervalMs = 1_000): DeployedJob {
     operatorQueuesFifo: operatorQueues.length > 0 && operatorQueues.every(([, r]) => r.Properties.FifoQueue === true),
     stateMachineType: typeof props.StateMachineType === 'string' ? props.StateMachineType : 'STANDARD',
     checkpointAsl: aslOf(props.DefinitionString),
+    coordinatorTimeoutSeconds,
+    eventSourceMappings,
     scheduleRateMinutes: rate === undefined ? undefined : Number(rate),
     sfnLogLevel: (props.LoggingConfiguration as Json | undefined)?.Level as string | undefined,
     pointInTimeRecovery: pitr,
@@ -117,23 +150,22 @@ function aslOf(definition: unknown): Asl {
 }
 
 /**
- * State transitions of one pass through the checkpoint workflow for a decision of `type`:
- * every state entered from Decide (included) until Decide is entered again (excluded) or the
- * execution ends (the end state included), following Route's choice for `type` and, from the
- * Handoff choice, the `handoff` branch. Step Functions bills one transition per state entered.
+ * State transitions of one pass through the checkpoint workflow: every state entered from
+ * `from` (default: the `Run` task; `StartAt` for a whole execution) until `Run` is entered
+ * again (excluded) or the execution ends (the end state included), following Route's choice
+ * for the `Run` task's result `type` (continue, wait, recover, sleep, handoff, finished, failed).
+ * Step Functions bills one transition per state entered.
  */
-export function transitionsPerDecision(asl: Asl, type: string, options: { handoff?: boolean; from?: string } = {}): { transitions: number; path: string[] } {
+export function transitionsPerDecision(asl: Asl, type: string, options: { from?: string } = {}): { transitions: number; path: string[] } {
   const path: string[] = [];
-  let name: string | undefined = options.from ?? 'Decide';
+  let name: string | undefined = options.from ?? 'Run';
   for (let guard = 0; name !== undefined && guard < 50; guard++) {
-    if (path.length > 0 && name === 'Decide') break;
+    if (path.includes(name)) break;
     const state: AslState | undefined = asl.States[name];
     if (!state) throw new Error(`no state ${name}`);
     path.push(name);
     if (state.Type === 'Choice') {
-      const match: { Next: string } | undefined = (state.Choices ?? []).find(
-        (c) => c.StringEquals === type || (c.Or ?? []).some((o) => o.StringEquals === type) || (c.Variable === '$.step.handoff' && options.handoff === true),
-      );
+      const match: { Next: string } | undefined = (state.Choices ?? []).find((c) => c.StringEquals === type || (c.Or ?? []).some((o) => o.StringEquals === type));
       name = match?.Next ?? state.Default;
       continue;
     }
@@ -141,4 +173,9 @@ export function transitionsPerDecision(asl: Asl, type: string, options: { handof
     name = state.Next;
   }
   return { transitions: path.length, path };
+}
+
+/** Task states on a path (each logs 5 history events; other states 2). */
+export function tasksOn(asl: Asl, path: readonly string[]): number {
+  return path.filter((s) => asl.States[s]?.Type === 'Task').length;
 }

@@ -47,6 +47,10 @@ export interface Window {
   readonly decisions: Record<string, number>;
   /** Coordinator loop turns of the in-process coordinator. */
   readonly turns: number;
+  /** Mean ms from a checkpoint's trigger to its completion (every instance acknowledged): the round, and an upper bound of the ack latency. */
+  readonly roundMs: number;
+  /** The job record's size (bytes, as DynamoDB bills it) at the window's end: every lease write bills it. */
+  readonly jobRecordBytes: number;
   readonly requests: Record<Role, Record<string, number>>;
   readonly sqs: Record<Role, Record<string, SqsTally>>;
   readonly units: Record<'functions' | 'coordinator', { read: number; write: number }>;
@@ -114,6 +118,7 @@ export async function measureRate(example: Example, options: MeasureOptions): Pr
   let measuring = false;
   const decisions: Record<string, number> = {};
   let turns = 0;
+  const timing = { trigger: 0, rounds: 0, roundMs: 0 };
   const graph = example.build();
   const sources = graph.vertices.filter((v) => v.head.kind === 'source');
   const job = await createLocalCloudJob({
@@ -131,7 +136,16 @@ export async function measureRate(example: Example, options: MeasureOptions): Pr
     ),
     telemetry: countingTelemetry(sink, `cairn-${example.name}`),
     onTransition: (decision) => {
-      if (measuring) decisions[decision.type] = (decisions[decision.type] ?? 0) + 1;
+      if (!measuring) return;
+      decisions[decision.type] = (decisions[decision.type] ?? 0) + 1;
+      // JobHost's driver reports trigger and complete (not inject-barriers nor commit-sinks): the round is trigger -> complete.
+      const now = performance.now();
+      if (decision.type === 'trigger') timing.trigger = now;
+      if (decision.type === 'complete' && timing.trigger > 0) {
+        timing.rounds++;
+        timing.roundMs += now - timing.trigger;
+        timing.trigger = 0;
+      }
     },
   });
   const invocations: Record<string, Invocations> = {};
@@ -189,6 +203,8 @@ export async function measureRate(example: Example, options: MeasureOptions): Pr
       checkpoints: decisions.complete ?? 0,
       decisions,
       turns,
+      roundMs: timing.rounds > 0 ? timing.roundMs / timing.rounds : 0,
+      jobRecordBytes: b.table.jobRecordBytes,
       requests: {
         functions: diff(b.requests.functions, a.requests.functions),
         coordinator: diff(b.requests.coordinator, a.requests.coordinator),
@@ -247,7 +263,7 @@ interface Snapshot {
   readonly sqs: Record<Role, Record<string, SqsTally>>;
   readonly units: Record<'functions' | 'coordinator', { read: number; write: number }>;
   readonly logBytes: number;
-  readonly table: { bytes: number; items: number; byKind: KindBytes };
+  readonly table: { bytes: number; items: number; byKind: KindBytes; jobRecordBytes: number };
   readonly s3Bytes: number;
   readonly backlog: number;
 }
@@ -264,10 +280,11 @@ async function snapshot(job: LocalCloudJob, probe: { sqs: SQSClient; dynamo: Dyn
   return { ...shot, table, s3Bytes, backlog };
 }
 
-async function tableSize(dynamo: DynamoDBClient, table: string): Promise<{ bytes: number; items: number; byKind: KindBytes }> {
+async function tableSize(dynamo: DynamoDBClient, table: string): Promise<{ bytes: number; items: number; byKind: KindBytes; jobRecordBytes: number }> {
   let bytes = 0;
   let items = 0;
   const byKind = noKindBytes();
+  let jobRecordBytes = 0;
   let start: Record<string, AttributeValue> | undefined;
   do {
     const page = await dynamo.send(new ScanCommand({ TableName: table, ...(start ? { ExclusiveStartKey: start } : {}) }));
@@ -276,10 +293,11 @@ async function tableSize(dynamo: DynamoDBClient, table: string): Promise<{ bytes
       bytes += size;
       byKind[storageKindOf(item.pk?.S ?? '', item.sk?.S ?? '')] += size;
       items++;
+      if (item.pk?.S === 'JOB' && item.sk?.S === 'JOB') jobRecordBytes = itemSize(item);
     }
     start = page.LastEvaluatedKey;
   } while (start);
-  return { bytes, items, byKind };
+  return { bytes, items, byKind, jobRecordBytes };
 }
 
 async function bucketBytes(s3: S3Client, bucket: string): Promise<number> {

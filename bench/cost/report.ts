@@ -54,15 +54,19 @@ export function formatCostReport(r: CostBenchResult): string {
     "  storage*: the table bytes (and S3) a million events leave behind, DynamoDB + PITR: dedup items for their 15-day window (TTL), a month of the job's state and results growth (log and checkpoints: bounded)",
   );
   lines.push('');
-  const first = r.examples[0];
-  lines.push(`coordinator: ${r.coordinatorTransitionsPerCheckpoint} Standard state transitions per checkpoint (${first?.round.path.join(' > ') ?? ''}), ${first?.round.tasks ?? 0} Lambda tasks`);
-  lines.push(
-    `  (${r.coordinatorTransitionsPerScheduledCheckpoint} with Init and the hand-over when the schedule starts one execution per round, intervals >= 60 s; +4 for a wait when a round ends before the next is due)`,
-  );
+  const plan = (ms: number): string => {
+    const p = r.coordinatorPlans[String(ms)];
+    if (!p) return '';
+    return `${ms / 1000} s: ${p.mode === 'in-process' ? 'waits slept in process, the Run function busy all month' : 'each wait through WaitForNext'}, ${p.invocationsPerMonth.toFixed(0)} Run invocations of ${(p.invocationMs / 1000).toFixed(1)} s (${p.gbSecondsPerMonth.toFixed(0)} GB-s), ${p.transitionsPerMonth.toFixed(0)} transitions (${r.coordinatorTransitionsPerCheckpoint[String(ms)] ?? 0} per checkpoint), ${p.decidesPerCheckpoint.toFixed(1)} decides and ${p.ackPollsPerCheckpoint} ack polls per checkpoint, ${p.unitsPerCheckpoint.write.toFixed(1)} WRU + ${p.unitsPerCheckpoint.read.toFixed(1)} RRU per checkpoint`;
+  };
+  lines.push(`coordinator (the Run task's loop, modelled from the template and the in-process coordinator's measured requests per checkpoint):`);
+  for (const ms of [1_000, 60_000]) lines.push(`  ${plan(ms)}`);
   lines.push(`  coordinator alone: ${usd(r.coordinatorMonthlyUsd['1000'] ?? 0)}/month at a 1 s interval, ${usd(r.coordinatorMonthlyUsd['60000'] ?? 0)}/month at 60 s`);
   lines.push(`  with the operators' barrier steps, acks and snapshots: ${usd(r.checkpointingMonthlyUsd['1000'] ?? 0)}/month at 1 s, ${usd(r.checkpointingMonthlyUsd['60000'] ?? 0)}/month at 60 s`);
+  const b = r.idleMonthlyBreakdown;
+  const w = r.watchdog;
   lines.push(
-    `idle (no events, ${r.intervalMs} ms interval): ${usd(r.idleMonthlyUsd)}/month besides storage (checkpoints ${usd(r.idleMonthlyBreakdown.checkpoints ?? 0)}, coordinator waits ${usd(r.idleMonthlyBreakdown.waits ?? 0)}, event source polling ${usd(r.idleMonthlyBreakdown.eventSourcePolling ?? 0)}, alarms ${usd(r.idleMonthlyBreakdown.alarms ?? 0)}; ${r.idleMonthlyBreakdown.idleWindowCheckpointsPerSecond ?? 0} checkpoints/s measured with no events; the table grows ${r.idleMonthlyBreakdown.tableGrowthGbPerMonth ?? 0} GB/month)`,
+    `idle (no events): ${usd(r.idleMonthlyUsd)}/month besides storage: watchdog every ${w?.rateMinutes ?? 0} min ${usd(b.watchdog ?? 0)} (${(w?.executionsPerMonth ?? 0).toFixed(0)} executions of ${w?.path.join(' > ') ?? ''}; EventBridge Scheduler $${(b.watchdogScheduler ?? 0).toFixed(4)} at list price, ${usd(b.watchdogSchedulerWithFreeTier ?? 0)} within its 14 M free tier), event source polling ${usd(b.eventSourcePolling ?? 0)} (${b.eventSourceMappings ?? 0} mappings), alarms ${usd(b.alarms ?? 0)}, checkpoints ${usd(b.checkpoints ?? 0)} (${b.idleWindowCheckpoints ?? 0} checkpoints measured in the idle window)`,
   );
   lines.push(
     `storage kept by Cairn: ${r.storageBytesPerEventPerMonth} byte-months per event (${Object.entries(r.storageBytesPerEvent)

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { ReceiveMessageCommand, SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { describe, expect, it } from 'vitest';
 import { AWS_PRICES } from '../../bench/aws-prices.js';
-import { billedMs, dynamoUsd, gbSeconds, lambdaUsd, sqsUsd, stepFunctionsUsd, storageMonthlyUsd } from '../../bench/cost/bill.js';
+import { billedMs, dynamoUsd, gbSeconds, lambdaUsd, PLATFORM_LOG_BYTES_PER_INVOCATION, sqsUsd, stepFunctionsUsd, storageMonthlyUsd } from '../../bench/cost/bill.js';
+import { ackPolls, coordinatorMonthly, coordinatorPlan, idleMappingsMonthly, usdTotal, watchdogMonthly, type CoordinatorMeasured } from '../../bench/cost/coordinator.js';
 import { deployedJob, transitionsPerDecision } from '../../bench/cost/deployed.js';
 import { DynamoBillingMeter, type BillingTally } from '../../shared/aws/adapters/dynamo-billing.js';
 import { messagePayloadBytes, RequestCounter, sqsBilledRequests } from '../../shared/aws/adapters/request-counter.js';
@@ -165,22 +166,116 @@ describe('Lambda, Step Functions, storage', () => {
     expect(AWS_PRICES.asOf).toMatch(/^\d{4}-\d{2}-\d{2}/);
   });
 
-  it('counts the transitions of a checkpoint round on the synthesized state machine', () => {
+  it('follows the synthesized checkpoint workflow between two Run invocations', () => {
     const deployed = deployedJob('word-count');
     const asl = deployed.checkpointAsl;
-    const round = ['trigger', 'inject-barriers', 'complete', 'commit-sinks', 'wait'].map((t) => transitionsPerDecision(asl, t));
-    expect(round.map((r) => r.path)).toEqual([
-      ['Decide', 'Route', 'Trigger', 'ManualConsumed'],
-      ['Decide', 'Route', 'InjectBarriers', 'AwaitAcks'],
-      ['Decide', 'Route', 'CompleteCheckpoint'],
-      ['Decide', 'Route', 'CommitSinks'],
-      ['Decide', 'Route', 'Handoff', 'WaitForNext'],
+    expect(['continue', 'wait', 'recover', 'sleep', 'handoff'].map((t) => transitionsPerDecision(asl, t).path)).toEqual([
+      ['Run', 'Route'],
+      ['Run', 'Route', 'WaitForNext'],
+      ['Run', 'Route', 'Recover'],
+      ['Run', 'Route', 'Asleep'],
+      ['Run', 'Route', 'HandedOver'],
     ]);
-    expect(round.reduce((n, r) => n + r.transitions, 0)).toBe(18);
-    expect(transitionsPerDecision(asl, 'wait', { handoff: true }).path).toEqual(['Decide', 'Route', 'Handoff', 'HandedOver']);
+    // The watchdog's execution of a sleeping job.
+    expect(transitionsPerDecision(asl, 'sleep', { from: asl.StartAt }).path).toEqual(['Init', 'Run', 'Route', 'Asleep']);
     expect(deployed.stateMachineType).toBe('STANDARD');
     expect(deployed.ingressFifo).toBe(false);
     expect(deployed.operatorQueuesFifo).toBe(true);
-    expect(deployed.functions.find((f) => f.role === 'ackListener')?.memoryMb).toBe(256);
+    expect(deployed.scheduleRateMinutes).toBe(10);
+    expect(deployed.coordinatorTimeoutSeconds).toBe(900);
+    expect(deployed.functions.find((f) => f.role === 'coordinator')).toMatchObject({ memoryMb: 256, architecture: 'arm64' });
+    expect(deployed.functions.map((f) => f.role)).not.toContain('ackListener');
+    expect(deployed.eventSourceMappings.map((m) => [m.functionRole, m.fifo]).sort()).toEqual([
+      ['deadLetter', false],
+      ['deadLetter', true],
+      ['deadLetter', true],
+      ['ingest', false],
+      ['operator', true],
+      ['operator', true],
+    ]);
+  });
+});
+
+describe('the deployed coordinator: one Run invocation runs the loop, an idle job sleeps', () => {
+  const deployed = deployedJob('word-count');
+  // Per checkpoint, as the bench measures it on the in-process coordinator.
+  const measured: CoordinatorMeasured = {
+    transitionUnits: { read: 10, write: 8 },
+    transitionRequests: 12,
+    readUnitsPerDecide: 3,
+    requestsPerDecide: 5,
+    decisionsPerCheckpoint: 4,
+    sqsBilled: 3,
+    roundMs: 200,
+    ackLatencyMs: 120,
+    jobRecordBytes: 1500, // 1 RRU (4 KB), 2 WRU (1 KB) per lease read / write
+    tickEveryMs: undefined,
+  };
+  const P = PLATFORM_LOG_BYTES_PER_INVOCATION;
+  const logs = (bytes: number): number => (bytes / 1024 ** 3) * 0.5;
+
+  it('polls the acknowledgements with a backoff from 50 ms to ackPollMs', () => {
+    expect(ackPolls(0, 500)).toBe(1);
+    expect(ackPolls(120, 500)).toBe(3); // at 0, 50, 150
+    expect(ackPolls(2_000, 500)).toBe(8); // 0, 50, 150, 350, 750, 1250, 1750, 2250
+  });
+
+  it('bills a month at a 1 s interval: the Run function busy all month, waits slept in process', () => {
+    const plan = coordinatorPlan(deployed, measured, 1_000);
+    expect(plan.mode).toBe('in-process');
+    expect(plan.checkpointsPerMonth).toBe(2_628_000);
+    // 800 ms to wait: 2 decides (every 500 ms) + 4 executed; 3 ack polls + the checkpoint read
+    expect(plan.decidesPerCheckpoint).toBe(6);
+    expect(plan.unitsPerCheckpoint).toEqual({ read: 10 + 6 * 3 + 4, write: 8 });
+    // 4,380 invocations of 10 min at 256 MB; Run + Route each, Init + HandedOver per 6 h successor
+    expect(plan.invocationsPerMonth).toBe(4_380);
+    expect(plan.gbSecondsPerMonth).toBeCloseTo(657_000, 6);
+    expect(plan.transitionsPerMonth).toBeCloseTo(8_760 + (2_628_000 / 21_600) * 2, 6);
+    const lambda = 4_380 * 0.2e-6 + 657_000 * 0.0000133334;
+    const sfn = (8_760 + 243.3333333) * 0.000025;
+    // Per checkpoint 32 RRU + 8 WRU; the lease once per invocation: 1 RRU + 2 WRU
+    const dynamo = (2_628_000 * 32 + 4_380) * 0.125e-6 + (2_628_000 * 8 + 4_380 * 2) * 0.625e-6;
+    const sqs = 2_628_000 * 3 * 0.5e-6;
+    const log = logs((4_380 * 7 + 121.6666667 * 8) * 700 + 4_380 * P + 2_628_000 * 400);
+    expect(plan.usd.lambda).toBeCloseTo(lambda, 6);
+    expect(plan.usd.stepFunctions).toBeCloseTo(sfn, 6);
+    expect(plan.usd.dynamodb).toBeCloseTo(dynamo, 6);
+    expect(plan.usd.sqs).toBeCloseTo(sqs, 6);
+    expect(plan.usd.logs).toBeCloseTo(log, 6);
+    expect(coordinatorMonthly(deployed, measured, 1_000)).toBeCloseTo(lambda + sfn + dynamo + sqs + log, 6);
+    expect(coordinatorMonthly(deployed, measured, 1_000)).toBeCloseTo(37.09, 1);
+  });
+
+  it('bills a month at a 60 s interval: each wait through WaitForNext, one short invocation per checkpoint', () => {
+    const plan = coordinatorPlan(deployed, measured, 60_000);
+    expect(plan.mode).toBe('wait-state');
+    expect(plan.checkpointsPerMonth).toBe(43_800);
+    expect(plan.pathPerCheckpoint).toEqual(['Run', 'Route', 'WaitForNext']);
+    // 4 executed + the wait decide; the lease extended before the wait and taken after it
+    expect(plan.unitsPerCheckpoint).toEqual({ read: 10 + 5 * 3 + 4 + 2 * 1, write: 8 + 2 * 2 });
+    const lambda = 43_800 * 0.2e-6 + 43_800 * 0.2 * 0.25 * 0.0000133334;
+    const sfn = (43_800 * 3 + 243.3333333) * 0.000025;
+    const dynamo = 43_800 * 31 * 0.125e-6 + 43_800 * 12 * 0.625e-6;
+    const sqs = 43_800 * 3 * 0.5e-6;
+    const log = logs((43_800 * 9 + 121.6666667 * 8) * 700 + 43_800 * P + 43_800 * 400);
+    expect(plan.gbSecondsPerMonth).toBeCloseTo(2_190, 6);
+    expect(usdTotal(plan.usd)).toBeCloseTo(lambda + sfn + dynamo + sqs + log, 6);
+    expect(usdTotal(plan.usd)).toBeCloseTo(4.03, 1);
+  });
+
+  it('bills an idle month: the watchdog every 10 min, the mappings long-polling', () => {
+    const w = watchdogMonthly(deployed, measured);
+    expect(w.executionsPerMonth).toBe(4_380);
+    expect(w.path).toEqual(['Init', 'Run', 'Route', 'Asleep']);
+    expect(w.unitsPerExecution).toEqual({ read: 2 * 3 + 2 * 1, write: 2 * 2 });
+    expect(w.usd.stepFunctions).toBeCloseTo(4_380 * 4 * 0.000025, 9);
+    expect(w.usd.lambda).toBeCloseTo(4_380 * 0.2e-6 + 4_380 * 0.4 * 0.25 * 0.0000133334, 9);
+    expect(w.usd.dynamodb).toBeCloseTo(4_380 * 8 * 0.125e-6 + 4_380 * 4 * 0.625e-6, 9);
+    expect(w.usd.logs).toBeCloseTo(logs(4_380 * (13 * 700 + P)), 9);
+    expect(w.usd.scheduler).toBeCloseTo(4_380 * 1e-6, 12);
+    expect(w.schedulerUsdWithFreeTier).toBe(0);
+    expect(usdTotal(w.usd)).toBeCloseTo(0.48, 2);
+    // 2 FIFO operator queues, the standard ingress queue and their dead-letter queues (the consumer's mappings): 5 pollers x a 20 s long poll each
+    expect(idleMappingsMonthly(deployed)).toBeCloseTo(657_000 * 2 * (2 * 0.5e-6 + 0.4e-6), 9);
   });
 });

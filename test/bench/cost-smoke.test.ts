@@ -39,8 +39,12 @@ describe('bench:cost (smoke)', () => {
     for (const v of Object.values(perMillion['account-balance'] ?? {})) expect(v).toBeGreaterThan(0);
     expect(result.measuredRates).toEqual([5]);
     expect(result.idleMonthlyUsd).toBeGreaterThan(0);
-    expect(result.coordinatorTransitionsPerCheckpoint).toBe(14);
-    expect(result.coordinatorTransitionsPerScheduledCheckpoint).toBe(19);
+    // In process at 1 s (Route + Run per 10-min invocation); Run + Route + WaitForNext per checkpoint at 60 s.
+    expect(result.coordinatorTransitionsPerCheckpoint['1000']).toBeLessThan(0.01);
+    expect(result.coordinatorTransitionsPerCheckpoint['60000']).toBeCloseTo(3, 1);
+    expect(result.coordinatorPlans['1000']?.mode).toBe('in-process');
+    expect(result.coordinatorPlans['60000']?.mode).toBe('wait-state');
+    expect(result.watchdog?.path).toEqual(['Init', 'Run', 'Route', 'Asleep']);
     expect(result.writeUnitsPerEvent['account-balance']?.['5']).toBeGreaterThan(0);
     expect(result.requestsPerThousand['account-balance']?.['5']).toBeGreaterThan(0);
     expect(Number.isFinite(result.modelError)).toBe(true);
@@ -50,6 +54,7 @@ describe('bench:cost (smoke)', () => {
     const text = formatCostReport(result);
     expect(text).toContain('account-balance');
     expect(text).toContain('model');
-    expect(text).toMatch(/coordinator: 14 Standard state transitions per checkpoint/);
+    expect(text).toMatch(/1 s: waits slept in process/);
+    expect(text).toMatch(/idle \(no events\): \$\d+\.\d\d\/month besides storage: watchdog every 10 min/);
   });
 });
