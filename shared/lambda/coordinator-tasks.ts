@@ -260,7 +260,8 @@ export class CoordinatorTasks {
             await this.acquire(input.execution, now + waitMs + LEASE_SLACK_MS);
             return end(RunEnd.Wait, { waitSeconds: Math.ceil(waitMs / 1000) });
           }
-          await this.pause(Math.max(0, Math.min(stepWait, untilTick, deadline - now, options.ackPollMs)));
+          // Until the decision's time: every decision reads the facts again (a request is served at the next one, at most 20 s away).
+          await this.pause(Math.max(0, Math.min(stepWait, untilTick, deadline - now)));
           continue;
         }
         default: {
