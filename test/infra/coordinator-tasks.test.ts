@@ -122,6 +122,21 @@ function harness(restartStrategy: RestartStrategy = { kind: 'fixed-delay', attem
 
 type H = ReturnType<typeof harness>;
 
+/** The ingest handler over the harness's log and job record: its polls go to the harness's queues, its wake-ups to `h.wakes`. */
+function ingestOf(h: H, extra: Partial<Parameters<typeof createIngestHandler>[0]> = {}): ReturnType<typeof createIngestHandler> {
+  return createIngestHandler({
+    job: wordCount.build(),
+    limits: parseRuntimeLimits(),
+    log: h.log,
+    deadLetters: new EmbeddedDeadLetterStore(EmbeddedDb.memory()),
+    transport: { send: (messages) => Promise.resolve(void h.queue.push(...messages)) },
+    checkpoints: h.checkpoints,
+    clock: { now: h.now },
+    wake: (name) => Promise.resolve(void h.wakes.push(name)),
+    ...extra,
+  });
+}
+
 function sqsRecord(messageId: string, body: string): SQSRecord {
   return {
     messageId,
@@ -205,15 +220,7 @@ describe('coordinator task functions', () => {
     h.advance(600_000);
     expect((await h.runTask('watchdog-1')).type).toBe(RunEnd.Sleep);
     // Ingest appends, reads the job record, sees it asleep and wakes it; every ingest of this sleep uses the same execution name.
-    const ingest = createIngestHandler({
-      job: wordCount.build(),
-      limits: parseRuntimeLimits(),
-      log: h.log,
-      deadLetters: new EmbeddedDeadLetterStore(EmbeddedDb.memory()),
-      transport: { send: () => Promise.resolve() },
-      checkpoints: h.checkpoints,
-      wake: (name) => Promise.resolve(void h.wakes.push(name)),
-    });
+    const ingest = ingestOf(h);
     await ingest({ Records: [sqsRecord('m1', '{"line":"c"}'), sqsRecord('m2', '{"line":"d"}')] });
     await ingest({ Records: [sqsRecord('m3', '{"line":"e"}')] });
     const slept = await h.checkpoints.getJob();
@@ -226,18 +233,8 @@ describe('coordinator task functions', () => {
 
   it('events pushed before the first coordinator execution wake it, and wait for it to create the job record', async () => {
     const h = harness();
-    const ingest = createIngestHandler({
-      job: wordCount.build(),
-      limits: parseRuntimeLimits(),
-      log: h.log,
-      deadLetters: new EmbeddedDeadLetterStore(EmbeddedDb.memory()),
-      transport: { send: () => Promise.resolve() },
-      checkpoints: h.checkpoints,
-      clock: { now: h.now },
-      wake: (name) => Promise.resolve(void h.wakes.push(name)),
-      // While the ingest waits, the execution it started runs (and creates the job record).
-      sleep: async () => void (await h.runTask(h.wakes[0] ?? '', { remainingMs: 31_000 })),
-    });
+    // While the ingest waits, the execution it started runs (and creates the job record).
+    const ingest = ingestOf(h, { sleep: async () => void (await h.runTask(h.wakes[0] ?? '', { remainingMs: 31_000 })) });
     const minute = Math.floor(h.now() / 60_000);
     expect(await ingest({ Records: [sqsRecord('m1', '{"line":"early"}')] })).toEqual({ batchItemFailures: [] });
     expect(h.wakes).toEqual([`init-${minute}`]);
@@ -604,17 +601,7 @@ describe('the Run task under faults (seeded)', () => {
     let armed = false;
     h.checkpoints.putJob = crashing(h.checkpoints.putJob.bind(h.checkpoints));
     h.checkpoints.putCheckpoint = crashing(h.checkpoints.putCheckpoint.bind(h.checkpoints));
-    const ingest = createIngestHandler({
-      job: wordCount.build(),
-      limits: parseRuntimeLimits(),
-      log: h.log,
-      deadLetters: new EmbeddedDeadLetterStore(EmbeddedDb.memory()),
-      transport: { send: (messages) => Promise.resolve(void h.queue.push(...messages)) },
-      checkpoints: h.checkpoints,
-      clock: { now: h.now },
-      wake: (name) => Promise.resolve(void h.wakes.push(name)),
-      sleep: () => Promise.resolve(h.advance(1000)),
-    });
+    const ingest = ingestOf(h, { sleep: () => Promise.resolve(h.advance(1000)) });
     /** One execution as Step Functions runs it: Run until it ends, retrying crashed invocations, running Recover between. */
     const execute = async (name: string, input: { manual?: boolean } = {}): Promise<void> => {
       let consumed = { manual: false, restart: false };
