@@ -81,7 +81,8 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
       {
         events: options.events ?? DEFAULT_EVENTS,
         seed: options.seed ?? DEFAULT_SEED,
-        checkpoint: { ...definition.checkpoint, ...checkpointFlags(options) },
+        // The whole source log stays: the run checks its output against the oracle over every event.
+        checkpoint: { ...definition.checkpoint, ...checkpointFlags(options), truncateLog: false },
         ...(options.rate !== undefined ? { rate: options.rate } : {}),
         ...(options.crashAt !== undefined ? { crashAt: options.crashAt } : {}),
         ...(options.ephemeral ? { ephemeral: true } : {}),
@@ -107,7 +108,8 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
   // A resumed run keeps the job's checkpointing flags (retention above all: a lower --retained
   // has already pruned checkpoints a higher one would think restorable); flags given now win.
   const flags = { ...stored?.checkpoint, ...checkpointFlags(options) };
-  const checkpoint: CheckpointConfigInput = { ...definition.checkpoint, ...flags };
+  // The whole source log stays: the run checks its output against the oracle over every event.
+  const checkpoint: CheckpointConfigInput = { ...definition.checkpoint, ...flags, truncateLog: false };
   if (stateDir && options.restore !== undefined) {
     const refusal = await restoreRefusal(stateDir, options.restore);
     if (refusal) return refuse(new CheckpointNotFoundError(refusal), live);

@@ -38,6 +38,12 @@ export const checkpointConfigSchema = z
      * completes (shared/core/retention.ts).
      */
     history: z.number().int().nonnegative().default(DEFAULT_CHECKPOINT_HISTORY),
+    /**
+     * Source-log entries that no retained checkpoint needs are deleted when a checkpoint
+     * completes. `cairn run` keeps them (false): it checks the output against the oracle over
+     * every event the log ever took.
+     */
+    truncateLog: z.boolean().default(true),
   })
   .strict();
 

@@ -287,7 +287,7 @@ export class CoordinatorDriver {
     const retained = await Promise.all(job.retainedCheckpoints.map((id) => checkpoints.getCheckpoint(id)));
     const readers = new Map<number, string[]>();
     for (const source of topology.sources()) for (let p = 0; p < source.parallelism; p++) readers.set(p, [...(readers.get(p) ?? []), instanceId(source.id, p)]);
-    for (const [partition, below] of logTruncationPoints(retained, readers)) await this.deps.log.truncate(partition, below);
+    if (this.deps.config.truncateLog) for (const [partition, below] of logTruncationPoints(retained, readers)) await this.deps.log.truncate(partition, below);
     await checkpoints.forgetBelow(checkpointsForgottenBelow(job, this.deps.config.history));
   }
 
