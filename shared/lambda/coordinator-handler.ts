@@ -5,7 +5,7 @@ import type { JobDefinition } from '../core/definition.js';
 import { parseCheckpointConfig, type CheckpointConfigInput } from '../core/config.js';
 import { CoordinatorWaker, createAwsStores, type AwsStores } from '../aws/index.js';
 import { DEFAULT_RESTART_STRATEGY, validateRestartStrategy, type RestartStrategy } from '../core/protocol/restart-strategy.js';
-import { CoordinatorTasks, type DecideInput, type RunInput, type RunOptions } from './coordinator-tasks.js';
+import { CoordinatorTasks, type RunInput, type RunOptions } from './coordinator-tasks.js';
 
 /**
  * Lambda entry of the coordinator's task states. One function, one `action` per state (the
@@ -57,10 +57,7 @@ export function coordinatorEnvFrom(env: NodeJS.ProcessEnv): CoordinatorEnv {
 }
 
 export type CoordinatorEvent =
-  | ({ readonly action: 'decide' } & DecideInput)
-  | { readonly action: 'apply'; readonly decision: Parameters<CoordinatorTasks['apply']>[0]['decision']; readonly jobVersion: number }
   | ({ readonly action: 'run' } & RunInput)
-  | { readonly action: 'abort'; readonly checkpointId: number; readonly reason: string }
   | { readonly action: 'plan-restart'; readonly reason: string }
   | { readonly action: 'mark-failed'; readonly reason: string }
   | { readonly action: 'start-recovery'; readonly reason: string }
@@ -136,12 +133,6 @@ export async function dispatch(tasks: CoordinatorTasks, event: CoordinatorEvent,
   switch (event.action) {
     case 'run':
       return tasks.run({ ...event, ...(context ? { remainingMs: context.getRemainingTimeInMillis() } : {}) });
-    case 'decide':
-      return tasks.decide(event);
-    case 'apply':
-      return tasks.apply(event);
-    case 'abort':
-      return tasks.abort(event);
     case 'plan-restart':
       return tasks.planRestart(event);
     case 'mark-failed':
