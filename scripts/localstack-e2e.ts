@@ -277,8 +277,10 @@ say(
 );
 // Idle: nothing changed since the last checkpoint, so the coordinator sleeps and no execution runs.
 const asleep = await waitUntil('the coordinator to sleep', (s) => s.job?.coordinator?.asleepSince !== undefined && s.job.coordinator.owner === undefined);
-const running = await runningExecutions();
-if (running > 0) await finish(false, `the coordinator sleeps (since ${asleep.job?.coordinator?.asleepSince}) but ${running} executions still run`);
+// The execution that marked the sleep ends a moment later (its Run task returns, then Route > Asleep).
+let running = await runningExecutions();
+for (const t = Date.now(); running > 0 && Date.now() - t < 60_000; running = await runningExecutions()) await new Promise((resolve) => setTimeout(resolve, 1_000));
+if (running > 0) await finish(false, `the coordinator sleeps (since ${asleep.job?.coordinator?.asleepSince}) but ${running} executions still run a minute later`);
 say(`idle: the coordinator sleeps since ${new Date(asleep.job?.coordinator?.asleepSince ?? 0).toISOString()}, no execution runs (checkpoints completed: ${asleep.job?.lastCompletedId ?? 0})`);
 say(`$ cairn status word-count --stack ${STACK}`);
 await statusCommand('word-count', { stack: STACK, endpoint, region });
