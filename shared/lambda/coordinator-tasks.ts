@@ -4,7 +4,7 @@ import { CoordinatorDriver, type CoordinatorDeps, type CoordinatorEnvironment, t
 import { ConcurrentStepError } from '../core/errors.js';
 import type { JobGraph } from '../core/job.js';
 import type { JobRecord } from '../core/ports.js';
-import { decideNext, restartOrFail, rollbackTarget } from '../core/protocol/coordinator.js';
+import { decideNext, restartOrFail, rollbackRequested, rollbackTarget } from '../core/protocol/coordinator.js';
 import { isAsleep, leaseHeldByOther, mayHibernate, released, RunEnd, wakeExecutionName, withLease } from '../core/protocol/coordinator-lease.js';
 import type { RestartStrategy } from '../core/protocol/restart-strategy.js';
 import { tickIntervalFor, tickMessages } from '../core/timer-service.js';
@@ -47,11 +47,13 @@ export interface RunOptions {
   readonly maxInvocationWaitMs: number;
   /** Acknowledgements are read this often at most while a checkpoint is in flight (backing off from 50 ms). */
   readonly ackPollMs: number;
+  /** While a checkpoint is in flight, the job record is read this often for a rollback request (a dead letter's reported failure). */
+  readonly requestPollMs: number;
   /** An execution older than this starts its successor and ends (Standard's 25,000-event history). */
   readonly lifetimeMs: number;
 }
 
-export const DEFAULT_RUN_OPTIONS: RunOptions = { budgetMs: 10 * 60_000, maxInvocationWaitMs: 20_000, ackPollMs: 500, lifetimeMs: 6 * 3_600_000 };
+export const DEFAULT_RUN_OPTIONS: RunOptions = { budgetMs: 10 * 60_000, maxInvocationWaitMs: 20_000, ackPollMs: 500, requestPollMs: 2_000, lifetimeMs: 6 * 3_600_000 };
 /** A lease outlives the invocation that took it by this much (a crashed owner is replaced after it). */
 const LEASE_SLACK_MS = 60_000;
 
@@ -275,7 +277,7 @@ export class CoordinatorTasks {
           }
           transitions++;
           if (step.type === 'trigger' && input.input?.manual === true) consumed.manual = true;
-          if (step.type === 'inject-barriers') await this.awaitAcks(step.checkpointId, deadline, options.ackPollMs);
+          if (step.type === 'inject-barriers') await this.awaitAcks(step.checkpointId, deadline, options);
         }
       }
     }
@@ -294,19 +296,26 @@ export class CoordinatorTasks {
 
   /**
    * Reads the acknowledgements of checkpoint `id` (backing off from 50 ms) until every instance
-   * acknowledged, or its timeout or the invocation's deadline comes: then the loop decides again
-   * (complete, or abort on the timeout).
+   * acknowledged, its timeout or the invocation's deadline comes, or the job record asks for a
+   * rollback (a message lost to a dead-letter queue: the barriers behind it may never come):
+   * then the loop decides again (complete, abort on the timeout, or recover).
    */
-  private async awaitAcks(id: number, deadline: number, pollMs: number): Promise<void> {
+  private async awaitAcks(id: number, deadline: number, options: Pick<RunOptions, 'ackPollMs' | 'requestPollMs'>): Promise<void> {
     const checkpoint = await this.deps.checkpoints.getCheckpoint(id);
     if (checkpoint?.status !== 'PENDING') return;
     const driver = this.driver();
     const expected = this.topology.allInstances().length;
     const timeoutAt = checkpoint.triggeredAt + this.deps.config.timeoutMs;
-    for (let delay = 50; ; delay = Math.min(delay * 2, pollMs)) {
+    let requestsReadAt = this.deps.clock.now();
+    for (let delay = 50; ; delay = Math.min(delay * 2, options.ackPollMs)) {
       if ((await driver.acksOf(checkpoint)) >= expected) return;
       const now = this.deps.clock.now();
       if (now >= timeoutAt || now >= deadline) return;
+      if (now - requestsReadAt >= options.requestPollMs) {
+        requestsReadAt = now;
+        const job = await this.deps.checkpoints.getJob();
+        if (job && rollbackRequested(job)) return;
+      }
       await this.pause(Math.min(delay, timeoutAt - now, deadline - now));
     }
   }

@@ -9,6 +9,7 @@ import { RunEnd, withLease } from '../../shared/core/protocol/coordinator-lease.
 import { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfigInput } from '../../shared/core/config.js';
 import { pauseJob, requestRollback, resumeJob, updateJob } from '../../shared/core/control.js';
 import { handleOperatorBatch } from '../../shared/core/instance/handler.js';
+import { handleRedriven } from '../../shared/core/redrive.js';
 import type { InstanceMessage } from '../../shared/core/messages.js';
 import type { OutboundMessage } from '../../shared/core/ports.js';
 import { InjectedFault, RecoverySupersededError } from '../../shared/core/errors.js';
@@ -52,6 +53,8 @@ function harness(restartStrategy: RestartStrategy = { kind: 'fixed-delay', attem
   const metrics: string[] = [];
   /** While the loop waits in its invocation: time passes and, unless a test holds them back, the operators run. */
   const playing = { operators: true };
+  /** Something that happens whenever the loop pauses (a test's hook into the invocation's waits). */
+  const during: { pause?: () => Promise<void> } = {};
   const graph = wordCount.build();
   const config = parseCheckpointConfig({ intervalMs: 1000, timeoutMs: 5000, ...options.checkpoint });
   const deps: CoordinatorTaskDeps = {
@@ -73,6 +76,7 @@ function harness(restartStrategy: RestartStrategy = { kind: 'fixed-delay', attem
     sleep: async (ms) => {
       now += Math.max(1, ms);
       if (playing.operators) await deliver();
+      await during.pause?.();
     },
     run: { budgetMs: 10_000, maxInvocationWaitMs: 3_000, ackPollMs: 200, lifetimeMs: 3_600_000 },
     metric: (name, value, unit) => metrics.push(unit === 'Milliseconds' ? `${name} ${value} ms` : name),
@@ -117,7 +121,7 @@ function harness(restartStrategy: RestartStrategy = { kind: 'fixed-delay', attem
   /** One invocation of the checkpoint workflow's Run task. */
   const runTask = (execution: string, extra: Partial<Parameters<CoordinatorTasks['run']>[0]> = {}): Promise<RunOutput> =>
     tasks.run({ execution, input: {}, consumed: { manual: false, restart: false }, startedAt: new Date(now).toISOString(), ...extra });
-  return { tasks, checkpoints, state, log, sinks, wakes, metrics, queue, deliver, deliverBatch, deliverOnly, advance, afterRestoreOperator, input, runTask, playing, now: () => now };
+  return { tasks, checkpoints, state, log, sinks, wakes, metrics, queue, deliver, deliverBatch, deliverOnly, advance, afterRestoreOperator, input, runTask, playing, during, now: () => now };
 }
 
 type H = ReturnType<typeof harness>;
@@ -186,6 +190,31 @@ describe('coordinator task functions', () => {
     expect(h.metrics).toContain('CheckpointAborted');
     // No tolerable failures: the workflow runs the recovery workflow.
     expect(out).toMatchObject({ type: RunEnd.Recover, reason: '1 consecutive checkpoint failures (tolerable: 0)' });
+  });
+
+  it('a message lost to a dead-letter queue while the loop waits for acknowledgements ends the wait: the loop rolls back long before the timeout', async () => {
+    const h = harness(undefined, { checkpoint: { timeoutMs: 60_000 } });
+    expect((await h.runTask('exec-1')).type).toBe(RunEnd.Sleep); // checkpoint 1 (empty), then asleep
+    await h.log.append(0, [{ id: 'e1', event: { line: 'a' } }]);
+    // The lines message carrying e1 is lost: SQS moves it to the dead-letter queue, and the
+    // deployed dead-letter function reports the failure on the job record (the real path).
+    h.playing.operators = false;
+    let reportedAt: number | undefined;
+    h.during.pause = async () => {
+      if (reportedAt !== undefined || (await h.checkpoints.getJob())?.pendingCheckpoints.length !== 1) return;
+      reportedAt = h.now();
+      h.queue.splice(0);
+      const outcome = await handleRedriven({ checkpoints: h.checkpoints, deadLetters: new EmbeddedDeadLetterStore(EmbeddedDb.memory()), clock: { now: h.now } }, [
+        { queue: 'lines', messageId: 'lost-1', body: JSON.stringify({ gen: 1 }), receiveCount: 5 },
+      ]);
+      expect(outcome.failureReported).toBe(true);
+    };
+    const out = await h.runTask('exec-1');
+    expect(out).toMatchObject({ type: RunEnd.Recover, reason: "message reached the dead-letter queue of 'lines'" });
+    expect(reportedAt).toBeDefined();
+    // Seen at the next read of the job record (every requestPollMs, 2 s), not at the 60 s timeout.
+    expect(h.now() - (reportedAt ?? 0)).toBeLessThanOrEqual(2_000 + 200);
+    expect((await h.checkpoints.getJob())?.pendingCheckpoints).toEqual([2]);
   });
 
   it('an execution started while another holds the lease ends at once and leaves its requests on the job record', async () => {

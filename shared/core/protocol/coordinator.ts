@@ -57,6 +57,21 @@ export type CoordinatorDecision =
   | { readonly type: 'finish' }
   | { readonly type: 'wait'; readonly until: number | undefined };
 
+/** A failure reported on the job record (a lost message of the running generation), not yet served by a rollback. */
+export function reportedFailure(job: JobRecord): JobRequests['failure'] {
+  const reported = job.requests?.failure;
+  return reported && reported.generation >= job.generation ? reported : undefined;
+}
+
+/**
+ * Whether the job record asks for a rollback (an operator's, or a reported failure): a
+ * coordinator waiting for a checkpoint's acknowledgements stops waiting and decides, since a
+ * lost message means that checkpoint's barriers may never arrive.
+ */
+export function rollbackRequested(job: JobRecord): boolean {
+  return job.status === 'RUNNING' && job.recovery === undefined && (job.requests?.rollback !== undefined || reportedFailure(job) !== undefined);
+}
+
 export function decideNext(config: CheckpointConfig, facts: CoordinatorFacts, restartStrategy: RestartStrategy = DEFAULT_RESTART_STRATEGY): CoordinatorDecision {
   const { job, now } = facts;
   if (job.status === 'FAILED' || job.status === 'FINISHED') return { type: 'wait', until: undefined };
@@ -67,8 +82,8 @@ export function decideNext(config: CheckpointConfig, facts: CoordinatorFacts, re
   const rollback = job.requests?.rollback;
   if (rollback) return { type: 'start-recovery', ...rollbackTarget(job, rollback) };
   if (facts.failureSignal) return restartOrFail(restartStrategy, job, now, facts.failureSignal);
-  const reported = job.requests?.failure;
-  if (reported && reported.generation >= job.generation) return restartOrFail(restartStrategy, job, now, reported.reason);
+  const reported = reportedFailure(job);
+  if (reported) return restartOrFail(restartStrategy, job, now, reported.reason);
 
   // A transition half done: the checkpoint record ended, the job record missed it. Finish it
   // (the execution reuses the stored record), or the job would list the checkpoint forever.
