@@ -13,7 +13,7 @@ import { S3BlobStore } from './adapters/s3-blob-store.js';
 import { SqsFifoTransport } from './adapters/sqs-fifo-transport.js';
 
 export { DynamoCheckpointStore } from './adapters/dynamo-checkpoint-store.js';
-export { DynamoIo, DEFAULT_SPILL_THRESHOLD } from './adapters/dynamo-io.js';
+export { DynamoIo, DEFAULT_SPILL_THRESHOLD, MAX_INLINE_PAYLOAD_BYTES } from './adapters/dynamo-io.js';
 export { DynamoDeadLetterStore, DynamoSinkStore } from './adapters/dynamo-sink-store.js';
 export { DynamoSourceLog } from './adapters/dynamo-source-log.js';
 export { DynamoStateStore } from './adapters/dynamo-state-store.js';

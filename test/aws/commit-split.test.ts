@@ -118,6 +118,28 @@ describe('DynamoStateStore: a commit over the transaction limits', () => {
     }
   });
 
+  it('a split commit of a large value over a large committed one fits the 400 KB item limit (the pending payload sits next to the committed one)', async () => {
+    const s = await freshStores();
+    try {
+      await s.checkpoints.putJob(initialJob(1), undefined);
+      await s.stateStore.putInstance(initialInstanceRecord(INSTANCE, 1));
+      const large = (fill: string): { blob: string } => ({ blob: fill.repeat(300_000) });
+      const [first] = refs;
+      if (!first) throw new Error('no keys');
+      await s.stateStore.commitStep(commitOf(0, [{ ...first, value: large('a'), epoch: 1, previous: undefined }]));
+      // Epoch 1 again (no version record): 250 writes split the commit, and k0's pending 300 KB
+      // value is written onto the item that holds its committed 300 KB value.
+      const writes = refs.map((r, i): StateWrite => ({ ...r, value: i === 0 ? large('b') : { n: 1 }, epoch: 1, previous: i === 0 ? { value: large('a'), epoch: 1 } : undefined }));
+      await s.stateStore.commitStep(commitOf(1, writes));
+      const items = await s.stateStore.getItems(OP, refs);
+      expect(items.get(`${first.keyGroup}|${first.key}`)).toEqual({ value: large('b'), epoch: 1 });
+      expect(items.get(`${refs[249]?.keyGroup}|k249`)).toEqual({ value: { n: 1 }, epoch: 1 });
+      expect(items.size).toBe(250);
+    } finally {
+      await s.done();
+    }
+  });
+
   it('a process that dies after the commit point leaves a commit that readers see and the next loadInstance folds', async () => {
     const s = await freshStores();
     const other = await otherProcess(s.table);

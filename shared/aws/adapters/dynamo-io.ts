@@ -28,7 +28,7 @@ export interface DynamoIoOptions {
   readonly doc: DynamoDBDocumentClient;
   readonly table: string;
   readonly blobs: BlobStore;
-  /** Payloads (JSON bytes) above this spill to the BlobStore. Default 350 KB (items max 400 KB). */
+  /** Payloads (JSON bytes) above this spill to the BlobStore. Default and maximum: MAX_INLINE_PAYLOAD_BYTES. */
   readonly spillThresholdBytes?: number;
   /** Prefix of spilled blob keys. */
   readonly blobPrefix?: string;
@@ -37,7 +37,13 @@ export interface DynamoIoOptions {
   readonly maxRetries?: number;
 }
 
-export const DEFAULT_SPILL_THRESHOLD = 350 * 1024;
+/**
+ * The largest payload kept inline. An item can hold two payloads at once: a committed `d` and a
+ * split commit's pending `p` on a keyed-state item, or an instance record's `d` and its fold
+ * manifest. Two of these, with keys and markers, stay under DynamoDB's 400 KB item limit.
+ */
+export const MAX_INLINE_PAYLOAD_BYTES = 190 * 1024;
+export const DEFAULT_SPILL_THRESHOLD = MAX_INLINE_PAYLOAD_BYTES;
 /** DynamoDB: at most 100 actions and 4 MB per TransactWriteItems. We keep a margin on the size. */
 export const MAX_TRANSACT_ACTIONS = 100;
 export const MAX_TRANSACT_BYTES = 3_800_000;
@@ -98,6 +104,9 @@ export class DynamoIo {
     this.table = options.table;
     this.blobs = options.blobs;
     this.spillThreshold = options.spillThresholdBytes ?? DEFAULT_SPILL_THRESHOLD;
+    if (!(this.spillThreshold > 0 && this.spillThreshold <= MAX_INLINE_PAYLOAD_BYTES)) {
+      throw new RangeError(`spillThresholdBytes must be in 1..${MAX_INLINE_PAYLOAD_BYTES} (two inline payloads must fit one 400 KB item), got ${this.spillThreshold}`);
+    }
     this.blobPrefix = options.blobPrefix ?? `spill/${options.table}/`;
     this.retryBaseMs = options.retryBaseMs ?? 25;
     this.maxRetries = options.maxRetries ?? 12;
