@@ -30,7 +30,7 @@ import type { CheckpointConfig } from '../shared/core/config.js';
  *
  * Recovery workflow: PlanRestart (restart strategy) -> [exhausted: MarkFailed -> JobFailed]
  *   -> RestartDelay -> BumpGeneration (a new attempt in its own generation) ->
- *   RestoreOperators (Map over vertices) -> RestoreInstances (Map over instances) ->
+ *   RestoreOperators (Map over vertices) -> RestoreInstances (Map over batches of instances) ->
  *   Resume (finishes only) -> Recovered. Every item carries the attempt's generation; a state
  *   of an attempt that a newer one superseded ends the execution as Superseded.
  */
@@ -96,15 +96,16 @@ export class CheckpointCoordinator extends Construct {
     restoreOperators.itemProcessor(restoreOperator);
     restoreOperators.addCatch(superseded, { errors: [SUPERSEDED], resultPath: '$.superseded' });
 
-    const restoreInstance = invoke(
-      'RestoreInstance',
-      { action: 'restore-instance', 'instance.$': '$.instance', 'toCheckpoint.$': '$.toCheckpoint', 'generation.$': '$.generation' },
+    // One iteration per batch of instances (INSTANCES_PER_RESTORE_TASK), so large jobs stay far below the history and payload limits.
+    const restoreInstanceBatch = invoke(
+      'RestoreInstanceBatch',
+      { action: 'restore-instances', 'batch.$': '$.batch', 'toCheckpoint.$': '$.toCheckpoint', 'generation.$': '$.generation' },
       sfn.JsonPath.DISCARD,
-      'Instance record from its snapshot of the checkpoint, in the new generation',
+      'Instance records of one batch from their snapshots of the checkpoint, in the new generation',
     );
-    restoreInstance.addRetry(APPLY_RETRY);
-    const restoreInstances = new sfn.Map(this, 'RestoreInstances', { itemsPath: '$.targets.instances', maxConcurrency: 20, resultPath: sfn.JsonPath.DISCARD });
-    restoreInstances.itemProcessor(restoreInstance);
+    restoreInstanceBatch.addRetry(APPLY_RETRY);
+    const restoreInstances = new sfn.Map(this, 'RestoreInstances', { itemsPath: '$.targets.instanceBatches', maxConcurrency: 10, resultPath: sfn.JsonPath.DISCARD });
+    restoreInstances.itemProcessor(restoreInstanceBatch);
     restoreInstances.addCatch(superseded, { errors: [SUPERSEDED], resultPath: '$.superseded' });
 
     const resume = invoke(

@@ -62,7 +62,7 @@ export type CoordinatorEvent =
   | { readonly action: 'mark-failed'; readonly reason: string }
   | { readonly action: 'start-recovery'; readonly reason: string }
   | { readonly action: 'restore-operator'; readonly vertex: string; readonly toCheckpoint: number; readonly generation: number }
-  | { readonly action: 'restore-instance'; readonly instance: string; readonly toCheckpoint: number; readonly generation: number }
+  | { readonly action: 'restore-instances'; readonly batch: number; readonly toCheckpoint: number; readonly generation: number }
   | { readonly action: 'resume'; readonly generation: number };
 
 /** Embedded Metric Format: a log line CloudWatch turns into a metric (no API call, no extra permission). */
@@ -141,8 +141,8 @@ export async function dispatch(tasks: CoordinatorTasks, event: CoordinatorEvent,
       return tasks.startRecovery(event);
     case 'restore-operator':
       return tasks.restoreOperator(event);
-    case 'restore-instance':
-      return tasks.restoreInstance(event);
+    case 'restore-instances':
+      return tasks.restoreInstances(event);
     case 'resume':
       return tasks.resume(event);
     default:

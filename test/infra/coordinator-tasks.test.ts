@@ -15,6 +15,8 @@ import type { OutboundMessage } from '../../shared/core/ports.js';
 import { InjectedFault, RecoverySupersededError } from '../../shared/core/errors.js';
 import { prng } from '../../examples/types.js';
 import { Topology } from '../../shared/core/topology.js';
+import { job, type JobGraph } from '../../shared/core/job.js';
+import { z } from 'zod';
 import { EmbeddedDb } from '../../shared/embedded/db.js';
 import { EmbeddedCheckpointStore, EmbeddedDeadLetterStore, EmbeddedSinkStore, EmbeddedSourceLog, EmbeddedStateStore } from '../../shared/embedded/stores.js';
 
@@ -23,7 +25,10 @@ import { EmbeddedCheckpointStore, EmbeddedDeadLetterStore, EmbeddedSinkStore, Em
  * call them; the stores are the embedded ones and the operators run in-process, so the
  * scenarios are exactly those of the state machines minus Step Functions itself.
  */
-function harness(restartStrategy: RestartStrategy = { kind: 'fixed-delay', attempts: 1, delaySeconds: 2 }, options: { checkpoint?: CheckpointConfigInput; queuesIdle?: () => boolean } = {}) {
+function harness(
+  restartStrategy: RestartStrategy = { kind: 'fixed-delay', attempts: 1, delaySeconds: 2 },
+  options: { checkpoint?: CheckpointConfigInput; queuesIdle?: () => boolean; graph?: JobGraph } = {},
+) {
   const db = EmbeddedDb.memory();
   const state = new EmbeddedStateStore(db);
   // A test's hook into the restore: something that happens while an operator's keyed state is being restored.
@@ -55,7 +60,7 @@ function harness(restartStrategy: RestartStrategy = { kind: 'fixed-delay', attem
   const playing = { operators: true };
   /** Something that happens whenever the loop pauses (a test's hook into the invocation's waits). */
   const during: { pause?: () => Promise<void> } = {};
-  const graph = wordCount.build();
+  const graph = options.graph ?? wordCount.build();
   const config = parseCheckpointConfig({ intervalMs: 1000, timeoutMs: 5000, ...options.checkpoint });
   const deps: CoordinatorTaskDeps = {
     graph,
@@ -344,7 +349,8 @@ describe('coordinator task functions', () => {
     expect(plan).toMatchObject({ action: 'recover', delaySeconds: 2, toCheckpoint: 0 });
     const targets = await h.tasks.startRecovery({ reason: plan.reason });
     expect(targets.generation).toBe(2);
-    expect(targets.instances.map((i) => i.instance).sort()).toEqual(['count#0', 'count#1', 'lines#0', 'lines#1']);
+    // Four instances: one RestoreInstances batch.
+    expect(targets.instanceBatches).toEqual([{ batch: 0, toCheckpoint: 0, generation: 2 }]);
     // A retried (or concurrent) BumpGeneration opens a new attempt in a generation of its own;
     // every later state of the first attempt is refused, so it cannot restore over live instances.
     const retried = await h.tasks.startRecovery({ reason: plan.reason });
@@ -353,12 +359,12 @@ describe('coordinator task functions', () => {
     const superseded = new RecoverySupersededError(2, 3);
     expect(superseded.message).toBe('recovery attempt of generation 2 was superseded by generation 3');
     await expect(h.tasks.restoreOperator(targets.vertices[0] as (typeof targets.vertices)[number])).rejects.toThrow(superseded);
-    await expect(h.tasks.restoreInstance(targets.instances[0] as (typeof targets.instances)[number])).rejects.toThrow(superseded);
+    await expect(h.tasks.restoreInstances(targets.instanceBatches[0] as (typeof targets.instanceBatches)[number])).rejects.toThrow(superseded);
     await expect(h.tasks.resume({ generation: 2 })).rejects.toThrow(superseded);
     for (const v of retried.vertices) await h.tasks.restoreOperator(v);
-    for (const i of retried.instances) expect(await h.tasks.restoreInstance(i)).toEqual({ restored: true });
-    // A retried RestoreInstance finds the record already in the attempt's generation and leaves it alone.
-    for (const i of retried.instances) expect(await h.tasks.restoreInstance(i)).toEqual({ restored: false });
+    for (const b of retried.instanceBatches) expect(await h.tasks.restoreInstances(b)).toEqual({ restored: 4 });
+    // A retried RestoreInstances finds the records already in the attempt's generation and leaves them alone.
+    for (const b of retried.instanceBatches) expect(await h.tasks.restoreInstances(b)).toEqual({ restored: 0 });
     expect(await h.tasks.resume({ generation: 3 })).toEqual({ generation: 3, restoredTo: 0 });
     // A retried Resume after it finished: the recovery is over, nothing is redone.
     await expect(h.tasks.resume({ generation: 3 })).rejects.toThrow(new RecoverySupersededError(3, 3));
@@ -390,7 +396,7 @@ describe('coordinator task functions', () => {
     // A failure: the recovery workflow's first attempt rewrites every instance (they are live from then on) ...
     const first = await h.tasks.startRecovery({ reason: 'operator failed' });
     for (const v of first.vertices) await h.tasks.restoreOperator(v);
-    for (const i of first.instances) await h.tasks.restoreInstance(i);
+    for (const b of first.instanceBatches) await h.tasks.restoreInstances(b);
     // ... its Resume never comes (the task timed out), and a second attempt runs. Whenever it
     // restores the counters, a step of the first attempt's generation runs at that moment: a
     // new line is ingested and its poll reaches the live source instance.
@@ -403,7 +409,7 @@ describe('coordinator task functions', () => {
     });
     const second = await h.tasks.startRecovery({ reason: 'operator failed' });
     for (const v of second.vertices) await h.tasks.restoreOperator(v);
-    for (const i of second.instances) await h.tasks.restoreInstance(i);
+    for (const b of second.instanceBatches) await h.tasks.restoreInstances(b);
     await h.tasks.resume(second);
     h.afterRestoreOperator(undefined);
     await h.deliver();
@@ -416,6 +422,29 @@ describe('coordinator task functions', () => {
     await oracle.deliver();
     expect(output).toEqual(await finalOutput(oracle));
     expect(lines.length).toBeGreaterThan(1);
+  });
+
+  it('a job of 4,000 instances recovers through 80 RestoreInstances tasks: the Map and its payload stay far below Step Functions limits', async () => {
+    // 128 instances (the most a vertex has) in each of 1 source and 30 keyed stages, and a last one of 32: 4,000.
+    const wide = job('wide');
+    let stream = wide.source('in', { schema: z.object({ k: z.string() }), partitions: 128 }).keyBy((e) => e.k);
+    for (let i = 1; i <= 30; i++) stream = stream.process<{ k: string }>(`stage${i}`, (e, ctx) => ctx.emit(e), { parallelism: 128 }).keyBy((e) => e.k);
+    stream.process<{ k: string }>('last', (e, ctx) => ctx.emit(e), { parallelism: 32 }).sink('out');
+    const h = harness(undefined, { graph: wide.build() });
+    expect(h.tasks.topology.allInstances()).toHaveLength(4_000);
+    await h.tasks.decide(h.input);
+    const targets = await h.tasks.startRecovery({ reason: 'test' });
+    // 80 Map iterations (about 7 history events each) instead of 4,000; the state's input is a few KB, not 256.
+    expect(targets.instanceBatches).toHaveLength(80);
+    expect(targets.instanceBatches[79]).toEqual({ batch: 79, toCheckpoint: 0, generation: 2 });
+    expect(Buffer.byteLength(JSON.stringify(targets))).toBeLessThan(8_000);
+    for (const v of targets.vertices) await h.tasks.restoreOperator(v);
+    const restored = await Promise.all(targets.instanceBatches.map((b) => h.tasks.restoreInstances(b)));
+    expect(restored.every((r) => r.restored === 50)).toBe(true);
+    await expect(h.tasks.restoreInstances({ batch: 80, toCheckpoint: 0, generation: 2 })).rejects.toThrow("restore-instances: batch 80 is past the job's 4000 instances");
+    const records = await Promise.all(['in#0', 'in#127', 'stage30#127', 'last#31'].map((i) => h.state.loadInstance(i)));
+    expect(records.map((r) => r?.generation)).toEqual([2, 2, 2, 2]);
+    expect(await h.tasks.resume({ generation: 2 })).toEqual({ generation: 2, restoredTo: 0 });
   });
 
   it('a recovery to sinksCommittedThrough withdraws the batches an interrupted CommitSinks had published (two epochs)', async () => {
@@ -451,7 +480,7 @@ describe('coordinator task functions', () => {
     const plan = await h.tasks.planRestart({ reason: 'rollback' });
     const targets = await h.tasks.startRecovery({ reason: plan.reason });
     for (const v of targets.vertices) await h.tasks.restoreOperator(v);
-    for (const i of targets.instances) await h.tasks.restoreInstance(i);
+    for (const b of targets.instanceBatches) await h.tasks.restoreInstances(b);
     await h.tasks.resume(targets);
     await h.deliver();
     h.advance(1000);
@@ -522,7 +551,7 @@ describe('coordinator task functions', () => {
     const targets = await h.tasks.startRecovery({ reason: plan.reason });
     expect(targets).toMatchObject({ toCheckpoint: 1, generation: 2 });
     for (const v of targets.vertices) await h.tasks.restoreOperator(v);
-    for (const i of targets.instances) await h.tasks.restoreInstance(i);
+    for (const b of targets.instanceBatches) await h.tasks.restoreInstances(b);
     expect(await h.tasks.resume(targets)).toEqual({ generation: 2, restoredTo: 1 });
     const job = await h.checkpoints.getJob();
     expect(job).toMatchObject({ status: 'RUNNING', lastCompletedId: 1, retainedCheckpoints: [1], restarts: [{ toCheckpoint: 1, reason: 'rollback to checkpoint 1 requested by the operator' }] });
@@ -649,7 +678,7 @@ describe('the Run task under faults (seeded)', () => {
           const plan = await h.tasks.planRestart({ reason: out.reason });
           const targets = await h.tasks.startRecovery({ reason: plan.reason });
           for (const v of targets.vertices) await h.tasks.restoreOperator(v);
-          for (const i of targets.instances) await h.tasks.restoreInstance(i);
+          for (const b of targets.instanceBatches) await h.tasks.restoreInstances(b);
           await h.tasks.resume(targets);
           armed = true;
           continue;

@@ -87,8 +87,8 @@ describe('recovery workflow', () => {
     expect(JSON.stringify(template.toJSON())).not.toContain('sqs:PurgeQueue');
     expect(state(recovery, 'RestoreOperators')).toMatchObject({ Type: 'Map', ItemsPath: '$.targets.vertices', Next: 'RestoreInstances' });
     const instances = state(recovery, 'RestoreInstances');
-    expect(instances).toMatchObject({ Type: 'Map', ItemsPath: '$.targets.instances', MaxConcurrency: 20, Next: 'Resume' });
-    expect(inner(instances).RestoreInstance?.Parameters).toEqual({ action: 'restore-instance', 'instance.$': '$.instance', 'toCheckpoint.$': '$.toCheckpoint', 'generation.$': '$.generation' });
+    expect(instances).toMatchObject({ Type: 'Map', ItemsPath: '$.targets.instanceBatches', MaxConcurrency: 10, Next: 'Resume' });
+    expect(inner(instances).RestoreInstanceBatch?.Parameters).toEqual({ action: 'restore-instances', 'batch.$': '$.batch', 'toCheckpoint.$': '$.toCheckpoint', 'generation.$': '$.generation' });
     expect(state(recovery, 'Resume').Next).toBe('Recovered');
     expect(recovery.TimeoutSeconds).toBe(7200);
   });
