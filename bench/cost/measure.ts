@@ -291,7 +291,7 @@ async function tableSize(dynamo: DynamoDBClient, table: string): Promise<{ bytes
     for (const item of page.Items ?? []) {
       const size = itemSize(item) + 100;
       bytes += size;
-      byKind[storageKindOf(item.pk?.S ?? '', item.sk?.S ?? '')] += size;
+      byKind[storageKindOf(item.pk?.S ?? '')] += size;
       items++;
       if (item.pk?.S === 'JOB' && item.sk?.S === 'JOB') jobRecordBytes = itemSize(item);
     }

@@ -18,8 +18,9 @@ export type StorageKind = 'dedup' | 'log' | 'checkpoints' | 'state' | 'output' |
 
 export const STORAGE_KINDS: readonly StorageKind[] = ['dedup', 'log', 'checkpoints', 'state', 'output', 'deadLetters'];
 
-export function storageKindOf(pk: string, sk: string): StorageKind {
-  if (pk.startsWith('L#')) return sk.startsWith('D#') ? 'dedup' : 'log';
+export function storageKindOf(pk: string): StorageKind {
+  if (pk.startsWith('LD#')) return 'dedup';
+  if (pk.startsWith('L#')) return 'log';
   if (pk.startsWith('SB#') || pk.startsWith('SU#')) return 'output';
   if (pk === 'DL') return 'deadLetters';
   if (pk.startsWith('K#') || pk.startsWith('V#') || pk.startsWith('C#') || pk.startsWith('N#')) return 'state';

@@ -149,3 +149,18 @@ export class SourceLogTruncatedError extends CairnError {
     super(`source log partition ${partition}: offset ${from} was removed by retention (entries start at ${retainedFrom})`);
   }
 }
+
+/**
+ * Appends to one source partition kept losing the race for its head (other ingest invocations
+ * appended first) `attempts` times in a row. Nothing of the failed chunk was appended: the
+ * caller leaves those events for redelivery (appends are idempotent by event id).
+ */
+export class AppendContentionError extends CairnError {
+  override readonly name = 'AppendContentionError';
+  constructor(
+    readonly partition: number,
+    readonly attempts: number,
+  ) {
+    super(`source log partition ${partition}: the head moved during ${attempts} append attempts in a row (concurrent appenders); the events are left for redelivery`);
+  }
+}

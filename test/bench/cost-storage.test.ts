@@ -23,7 +23,7 @@ describe('bench:cost storage by kind', () => {
       Keys.sinkBatch('out', '000000000004|op#0'),
       Keys.sinkUpsert('out', 'k'),
       Keys.deadLetter('ingress:1'),
-    ].map((k) => storageKindOf(k.pk, k.sk));
+    ].map((k) => storageKindOf(k.pk));
     expect(kinds).toEqual(['dedup', 'log', 'log', 'log', ...Array<string>(6).fill('checkpoints'), 'state', 'state', 'state', 'state', 'output', 'output', 'deadLetters']);
   });
 

@@ -1,5 +1,5 @@
 import { QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { SourceLogTruncatedError } from '../../core/errors.js';
+import { AppendContentionError, SourceLogTruncatedError } from '../../core/errors.js';
 import type { AppendResult, Clock, LogEntry, SourceLog } from '../../core/ports.js';
 import { DEFAULT_DEDUP_WINDOW_MS, dedupExpired, dedupExpiresAt } from '../../core/retention.js';
 import { MAX_TRANSACT_ACTIONS, MAX_TRANSACT_BYTES, cancellationReasons, keyId, transactItemSize, type DynamoIo, type Raw, type TransactItem } from './dynamo-io.js';
@@ -9,12 +9,19 @@ export interface DynamoSourceLogOptions {
   /** Time of appends and of dedup expiry (default wall time). */
   readonly clock?: Clock;
   readonly dedupWindowMs?: number;
+  /** Lost races for the head in a row before an append gives up (AppendContentionError). @default 8 (at most about 6 s of backoff) */
+  readonly maxAppendAttempts?: number;
 }
+
+const DEFAULT_MAX_APPEND_ATTEMPTS = 8;
 
 /**
  * SourceLog on the job table. Partition p is the item collection `L#p`: a head item (`head` =
- * next offset, `sealed`), one item per entry (`E#<offset>`) and one dedup item per ingest id
- * (`D#<id>`, holding the entry's offset).
+ * next offset, `sealed`) and one item per entry (`E#<offset>`); each ingest id has a dedup item
+ * under a partition key of its own (`LD#p#<id>`, holding the entry's offset), so that the one
+ * hot key of a partition carries only the head and the entries (DynamoDB serves about 1,000
+ * write units per second per partition key: a source partition appends about 400 small events
+ * a second; more partitions, more throughput).
  *
  * append = one TransactWriteItems per chunk: the head's `head = s -> s + n` (condition on the
  * head it read), the n entries at offsets s.., and the n dedup items (condition: absent). A
@@ -23,7 +30,10 @@ export interface DynamoSourceLogOptions {
  * whole chunks. Ids already present are skipped (read first; an id appended concurrently fails
  * its dedup condition, and the chunk is retried without it). A large append is therefore
  * atomic per chunk, not as a whole: a crash between chunks leaves a prefix appended, and the
- * redelivered batch appends the rest (its appended ids are skipped).
+ * redelivered batch appends the rest (its appended ids are skipped). An appender that loses the
+ * race for the head `maxAppendAttempts` times in a row (backing off between) gives up with
+ * AppendContentionError: its events go back to the queue for a later delivery instead of
+ * spinning until the function times out.
  *
  * Retention (shared/core/retention.ts): a dedup item carries the table's TTL attribute at the
  * end of its dedup window, so DynamoDB deletes it for free; until it does, an item past it is
@@ -35,6 +45,7 @@ export interface DynamoSourceLogOptions {
 export class DynamoSourceLog implements SourceLog {
   private readonly clock: Clock;
   private readonly dedupWindowMs: number;
+  private readonly maxAppendAttempts: number;
 
   constructor(
     private readonly io: DynamoIo,
@@ -42,6 +53,7 @@ export class DynamoSourceLog implements SourceLog {
   ) {
     this.clock = options.clock ?? { now: () => Date.now() };
     this.dedupWindowMs = options.dedupWindowMs ?? DEFAULT_DEDUP_WINDOW_MS;
+    this.maxAppendAttempts = options.maxAppendAttempts ?? DEFAULT_MAX_APPEND_ATTEMPTS;
   }
 
   async append(partition: number, entries: readonly { id: string; event: unknown }[]): Promise<AppendResult> {
@@ -120,8 +132,9 @@ export class DynamoSourceLog implements SourceLog {
         } else if (reasons[0]?.Code !== 'ConditionalCheckFailed') {
           throw error;
         }
-        // The head moved (a concurrent appender): read it again.
-        await this.io.backoff(attempt++);
+        // The head moved (a concurrent appender): read it again, a bounded number of times.
+        if (++attempt >= this.maxAppendAttempts) throw new AppendContentionError(partition, attempt);
+        await this.io.backoff(attempt - 1);
       }
     }
     return { appended, duplicates, head: headAfter ?? (await this.head(partition)) };

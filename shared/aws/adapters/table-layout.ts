@@ -27,7 +27,7 @@ import { createHash } from 'node:crypto';
  * | dead letter             | `DL`                       | id                                 | d |
  * | source-log head         | `L#`partition              | `H`                                | head (N), sealed (BOOL) |
  * | source-log entry        | `L#`partition              | `E#`pad(offset)                    | d |
- * | source-log dedup        | `L#`partition              | `D#`id                             | o (N), exp (N) |
+ * | source-log dedup        | `LD#`partition`#`id        | `D`                                | o (N), exp (N): a key of its own, off the partition's hot `L#` key |
  * | source-log truncation   | `L#`partition              | `T`                                | low (N): entries below it are deleted |
  *
  * The generation fence is the job record's `gen` in an item of its own, written in the same
@@ -118,7 +118,7 @@ export const Keys = {
   logPk: (partition: number): string => `L#${partition}`,
   logHead: (partition: number): ItemKey => ({ pk: `L#${partition}`, sk: 'H' }),
   logEntry: (partition: number, offset: number): ItemKey => ({ pk: `L#${partition}`, sk: `E#${pad(offset)}` }),
-  logDedup: (partition: number, id: string): ItemKey => ({ pk: `L#${partition}`, sk: `D#${keyPart(id)}` }),
+  logDedup: (partition: number, id: string): ItemKey => ({ pk: `LD#${partition}#${keyPart(id)}`, sk: 'D' }),
   logTruncation: (partition: number): ItemKey => ({ pk: `L#${partition}`, sk: 'T' }),
 };
 
