@@ -180,7 +180,10 @@ export class CoordinatorDriver {
     switch (decision.type) {
       case 'start-recovery': {
         this.failureSignal = undefined;
-        await checkpoints.putJob(recoveryStarted(job, decision.toCheckpoint, decision.reason, now, decision.delayMs), job.version);
+        const started = recoveryStarted(job, decision.toCheckpoint, decision.reason, now, decision.delayMs);
+        await checkpoints.putJob(started, job.version);
+        // The old generation stops committing now, not after the restart delay (the attempt's `begin` fences again: a crash may fall in between).
+        await this.deps.state.fenceInstances(this.deps.topology.allInstances(), started.generation);
         this.deps.onTransition?.(decision);
         return;
       }

@@ -178,11 +178,19 @@ export interface StateStore {
    * Returns whether it wrote.
    */
   putInstance(record: InstanceRecord, options?: { readonly onlyOverOlderGeneration?: boolean }): Promise<boolean>;
+  /**
+   * From its return on, no step of a generation below `generation` commits on these instances
+   * (commitStep throws GenerationFencedError), whatever their records say. A recovery attempt
+   * fences every instance before it restores anything, so a step still running in the old
+   * generation cannot write over restored state. Idempotent; a fence never goes down, and
+   * putInstance keeps it.
+   */
+  fenceInstances(instances: readonly InstanceId[], generation: number): Promise<void>;
   getItems(operator: string, keys: readonly StateKeyRef[]): Promise<Map<string, StoredItem>>;
   /**
-   * Atomically: instance record (conditional on expectedVersion and on the job's
-   * generation), keyed state with version records, snapshot, channel state, acks, staged sink
-   * output, dead letters. Throws ConcurrentStepError or GenerationFencedError.
+   * Atomically: instance record (conditional on expectedVersion, on the record's generation and
+   * on the instance's fence), keyed state with version records, snapshot, channel state, acks,
+   * staged sink output, dead letters. Throws ConcurrentStepError or GenerationFencedError.
    */
   commitStep(commit: StepCommit): Promise<void>;
   loadSnapshot(instance: InstanceId, checkpointId: number): Promise<OperatorSnapshot | undefined>;

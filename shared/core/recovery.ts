@@ -79,13 +79,15 @@ export class Recovery {
   /**
    * A new attempt: claims it on the job record (conditional on its version, so two
    * coordinators cannot both begin one), in a new generation unless it is the recovery's first
-   * attempt, and marks the checkpoints it makes unrestorable. Returns the job in the attempt's
-   * generation.
+   * attempt, fences every instance at that generation (from here no step of an older one
+   * commits: nothing is restored before this), and marks the checkpoints it makes
+   * unrestorable. Returns the job in the attempt's generation.
    */
   async begin(job: JobRecord): Promise<JobRecord> {
-    const { checkpoints, clock } = this.deps;
+    const { checkpoints, clock, state, topology } = this.deps;
     const next = recoveryAttemptStarted(job);
     await checkpoints.putJob(next, job.version);
+    await state.fenceInstances(topology.allInstances(), next.generation);
     const target = next.recovery?.toCheckpoint ?? 0;
     for (const id of [...job.pendingCheckpoints, ...job.retainedCheckpoints.filter((c) => c > target)]) {
       const checkpoint = await checkpoints.getCheckpoint(id);

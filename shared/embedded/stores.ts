@@ -9,6 +9,7 @@ import type {
   Clock,
   DeadLetter,
   DeadLetterStore,
+  InstanceId,
   InstanceRecord,
   JobRecord,
   LogEntry,
@@ -60,6 +61,12 @@ export class EmbeddedStateStore implements StateStore {
     return Promise.resolve(true);
   }
 
+  fenceInstances(instances: readonly InstanceId[], generation: number): Promise<void> {
+    const raised = instances.filter((instance) => (this.db.get<number>('fence', instance) ?? 0) < generation);
+    if (raised.length > 0) this.db.write(raised.map((instance): WriteOp => ['fence', instance, generation]));
+    return Promise.resolve();
+  }
+
   getItems(operator: string, keys: readonly StateKeyRef[]): Promise<Map<string, StoredItem>> {
     const out = new Map<string, StoredItem>();
     for (const ref of keys) {
@@ -70,16 +77,16 @@ export class EmbeddedStateStore implements StateStore {
   }
 
   commitStep(commit: StepCommit): Promise<void> {
-    const job = this.db.get<JobRecord>('job', 'job');
-    const generation = job?.generation ?? commit.generation;
-    if (generation !== commit.generation) return Promise.reject(new GenerationFencedError(commit.generation, generation));
+    // The same conditions, in the same order, as DynamoStateStore's: the instance's fence, its record's generation, its version.
+    const fence = this.db.get<number>('fence', commit.instance) ?? 0;
+    if (fence > commit.generation) return Promise.reject(new GenerationFencedError(commit.generation, fence));
     const current = this.db.get<InstanceRecord>('inst', commit.instance);
+    if (current && current.generation !== commit.generation) {
+      return Promise.reject(new GenerationFencedError(commit.generation, current.generation));
+    }
     const version = current?.version ?? 0;
     if (version !== commit.expectedVersion) {
       return Promise.reject(new ConcurrentStepError(commit.instance, commit.expectedVersion, version));
-    }
-    if (current && current.generation !== commit.generation) {
-      return Promise.reject(new GenerationFencedError(commit.generation, current.generation));
     }
 
     const ops: WriteOp[] = [['inst', commit.instance, commit.record]];

@@ -71,11 +71,12 @@ describe('DynamoStateStore: a commit over the transaction limits', () => {
       await seed(s);
       const counter = new RequestCounter();
       counter.attach(s.clients.dynamo);
-      // A rollback happens after the pending writes, just before the commit point.
+      // A rollback happens after the pending writes, just before the commit point: generation 2, every instance fenced at it.
       beforeTransaction(s, '#fold = :m', async () => {
         const job = await other.checkpoints.getJob();
         if (!job) throw new Error('no job');
         await other.checkpoints.putJob({ ...job, version: job.version + 1, generation: 2 }, job.version);
+        await other.stateStore.fenceInstances([INSTANCE], 2);
       });
       await expect(s.stateStore.commitStep(commitOf(1, bigWrites(1)))).rejects.toBeInstanceOf(GenerationFencedError);
       // It really was split: claim + 6 pending chunks (510 items / 99) + the failed commit.

@@ -1,6 +1,8 @@
 /**
- * The generation fence: every step commit checks the job's generation, on an item of its own
- * that only a generation change rewrites (table-layout.ts). The job record itself grows (restart
+ * Generation fences. A step commit reads no job item: a recovery fences each instance record
+ * (`fg`) before it restores anything, so the commit's condition on its own instance record is
+ * the fence. The job's generation also has an item of its own (`JOB/GEN`, rewritten only when
+ * the generation changes), which a restore checks; the job record itself grows (restart
  * history, pending checkpoints) and is rewritten by the coordinator all the time.
  */
 import { describe, expect, it } from 'vitest';
@@ -35,6 +37,9 @@ describe('generation fence (DynamoDB)', () => {
       }
     }
     expect(units[1]).toBe(units[0]);
+    // One new key, billed as AWS bills a transaction (2 units per KB per action): the instance
+    // record, the item, its changed-keys index entry and the live-key counter. No job item.
+    expect(units[0]).toBe(8);
   });
 
   it('a job put that keeps the generation leaves the fence alone; a new generation rewrites it in the same transaction', async () => {

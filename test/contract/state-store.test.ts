@@ -139,12 +139,14 @@ describe.each(implementationsOf('store-family'))('StateStore contract: $name', (
     );
 
     it(
-      "a commit from an older generation than the job's throws GenerationFencedError and writes nothing",
+      'a commit from an older generation than the fence a recovery put on the instance throws GenerationFencedError and writes nothing',
       run(async (family) => {
         await startJob(family.checkpoints);
         const driver = await new InstanceDriver(family.stateStore, OP).init();
         await driver.commit();
+        // A recovery attempt: the job moves to generation 2 and fences every instance at it.
         await bumpGeneration(family.checkpoints);
+        await family.stateStore.fenceInstances([driver.instance], 2);
         const before = await footprint(family, driver, 2);
 
         const error: unknown = await family.stateStore.commitStep(fullCommit(driver, 2)).then(
@@ -161,6 +163,35 @@ describe.each(implementationsOf('store-family'))('StateStore contract: $name', (
         driver.version = 2;
         await family.stateStore.commitStep(fullCommit(driver, 2));
         expect(await family.checkpoints.listAcks(2)).toEqual([ackOf(2, driver.instance, 2)]);
+      }),
+    );
+
+    it(
+      'the fence holds whatever the instance record says: putInstance keeps it, it never goes down, and it covers an instance with no record yet',
+      run(async (family) => {
+        await startJob(family.checkpoints);
+        const driver = await new InstanceDriver(family.stateStore, OP).init();
+        await driver.commit();
+        const fresh = new InstanceDriver(family.stateStore, OP, 1);
+        await family.stateStore.fenceInstances([driver.instance, fresh.instance], 3);
+        await family.stateStore.fenceInstances([driver.instance], 2); // a lagging attempt: no effect
+        // A lagging restore of generation 2 rewrites the record; the fence at 3 stays.
+        expect(await family.stateStore.putInstance({ ...initialInstanceRecord(driver.instance, 2), version: 2 }, { onlyOverOlderGeneration: true })).toBe(true);
+        driver.generation = 2;
+        driver.version = 2;
+        await expect(family.stateStore.commitStep(fullCommit(driver, 2))).rejects.toThrow(new GenerationFencedError(2, 3));
+        // The fence is no record: the never-started instance still reads as absent, and an old step cannot create it.
+        expect(await family.stateStore.loadInstance(fresh.instance)).toBeUndefined();
+        await expect(family.stateStore.commitStep(fullCommit(fresh, 2))).rejects.toBeInstanceOf(GenerationFencedError);
+        expect(await family.stateStore.loadInstance(fresh.instance)).toBeUndefined();
+        // Restored at the fence's generation, both commit again.
+        for (const d of [driver, fresh]) {
+          expect(await family.stateStore.putInstance({ ...initialInstanceRecord(d.instance, 3), version: 5 }, { onlyOverOlderGeneration: true })).toBe(true);
+          d.generation = 3;
+          d.version = 5;
+          await family.stateStore.commitStep(fullCommit(d, 4));
+        }
+        expect((await family.checkpoints.listAcks(4)).map((a) => a.instance).sort()).toEqual([driver.instance, fresh.instance].sort());
       }),
     );
 

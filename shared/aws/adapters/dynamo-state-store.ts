@@ -4,29 +4,32 @@ import { ConcurrentStepError, GenerationFencedError } from '../../core/errors.js
 import { parseInstanceId } from '../../core/messages.js';
 import type { ChannelStateEntry, InstanceRecord, OperatorSnapshot, OperatorSnapshotState, StagedBatch, StateKeyRef, StateStore, StepCommit, StoredItem } from '../../core/ports.js';
 import type { DynamoIo } from './dynamo-io.js';
-import { MAX_TRANSACT_ACTIONS, MAX_TRANSACT_BYTES, SpilledValueMissingError, cancellationReasons, keyId, transactItemSize, usedNames, type Raw, type TransactItem } from './dynamo-io.js';
+import { MAX_TRANSACT_ACTIONS, MAX_TRANSACT_BYTES, SpilledValueMissingError, cancellationReasons, keyId, mapLimit, transactItemSize, usedNames, type Raw, type TransactItem } from './dynamo-io.js';
 import { BLOB_PREFIX, Keys, pad, prefixEnd, type ItemKey } from './table-layout.js';
 import { checkpointDataExpired, tombstoneExpired, versionsToKeep } from '../../core/retention.js';
 
 /**
  * StateStore on one DynamoDB table (layout: table-layout.ts).
  *
- * A step commit is ONE TransactWriteItems when it fits (at most 100 actions, ~3.8 MB): a
- * ConditionCheck on the job's generation fence, an Update of the instance record conditional
- * on its version and generation (and on no unfinished fold, see below), a live-key counter ADD,
- * and a Put per item. Two writes of the same item in one commit are merged (the last wins;
+ * A step commit is ONE TransactWriteItems when it fits (at most 100 actions, ~3.8 MB): an
+ * Update of the instance record conditional on its version, its generation and its fence
+ * (`fg`: no step of an older generation commits once a recovery fenced the instance; see
+ * fenceInstances), and on no unfinished fold (see below), a live-key counter ADD, and a Put per
+ * item. No other item is read: the job's generation fence (`JOB/GEN`) would be one hot item
+ * checked by every step of the job (2 write units each, and about 1,000 units per second for
+ * the whole job), so a recovery fences each instance record once instead. Two writes of the same item in one commit are merged (the last wins;
  * the copy-on-write of the first has already become a version record of its own key).
  *
  * A larger commit is split without losing atomicity (the "pending write" protocol):
- *   1. claim: a small transaction (job generation check + instance record `SET claim = T`, on
- *      the same conditions as the commit) reserves the step's commit for token T (a fresh UUID);
+ *   1. claim: an update of the instance record (`SET claim = T`, on the same conditions as
+ *      the commit) reserves the step's commit for token T (a fresh UUID);
  *   2. pending writes: every item is written as `p` (payload) + `pt = T`, `pi` (instance),
  *      `pv` (the version the step commits) in transactions of <= 99 Updates, each with a
  *      ConditionCheck `claim = T` on the instance record: once any other attempt claims or
  *      commits, a zombie's chunks fail instead of overwriting the winner's pending values.
  *      Committed values (`d`) stay untouched, so readers see the old state;
  *   3. commit: one transaction flips the instance record to `ver = v+1, tok = T` (conditional
- *      on `claim = T`, the version and the job's generation) and records the list of pending
+ *      on `claim = T`, the version, the generation and the fence) and records the list of pending
  *      items (`fold`). This is the commit point: from here a reader resolves an item with
  *      `pt = T` to its pending value (instance at `ver = pv`, `tok = pt`); before it, or if it
  *      never succeeds, to the committed one;
@@ -65,7 +68,11 @@ const N = {
   '#tok': 'tok',
   '#fold': 'fold',
   '#claim': 'claim',
+  '#fg': 'fg',
 };
+
+/** Instance records fenced at once by a recovery attempt. */
+const FENCE_CONCURRENCY = 16;
 
 export class DynamoStateStore implements StateStore {
   private readonly sinkTable: string;
@@ -138,6 +145,26 @@ export class DynamoStateStore implements StateStore {
     }
     if (existing?.d !== undefined && existing.d !== d) await this.io.dropBlob(existing.d);
     return true;
+  }
+
+  async fenceInstances(instances: readonly string[], generation: number): Promise<void> {
+    await mapLimit(instances, FENCE_CONCURRENCY, async (instance) => {
+      try {
+        await this.io.retrying(() =>
+          this.io.doc.send(
+            updateCommand(this.table, Keys.instance(instance), {
+              UpdateExpression: 'SET #fg = :g',
+              ConditionExpression: 'attribute_not_exists(#fg) OR #fg < :g',
+              ExpressionAttributeNames: N,
+              ExpressionAttributeValues: { ':g': generation },
+            }),
+          ),
+        );
+      } catch (error) {
+        // Fenced at this generation or a newer one already.
+        if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
+      }
+    });
   }
 
   // ---------- keyed state ----------
@@ -246,16 +273,12 @@ export class DynamoStateStore implements StateStore {
 
   private instanceCondition(commit: StepCommit): { expr: string; values: Record<string, unknown> } {
     const values = { ':ev': commit.expectedVersion, ':g': commit.generation };
-    const base = '#ver = :ev AND #gen = :g';
+    const unfenced = '(attribute_not_exists(#fg) OR #fg <= :g)';
     const expr =
       commit.expectedVersion === 0
-        ? '(attribute_not_exists(#ver) OR #ver = :ev) AND (attribute_not_exists(#gen) OR #gen = :g) AND attribute_not_exists(#fold)'
-        : `${base} AND attribute_not_exists(#fold)`;
+        ? `(attribute_not_exists(#ver) OR #ver = :ev) AND (attribute_not_exists(#gen) OR #gen = :g) AND ${unfenced} AND attribute_not_exists(#fold)`
+        : `#ver = :ev AND #gen = :g AND ${unfenced} AND attribute_not_exists(#fold)`;
     return { expr, values };
-  }
-
-  private jobCheck(commit: StepCommit): TransactItem {
-    return this.fenceCheck(commit.generation);
   }
 
   private fenceCheck(generation: number): TransactItem {
@@ -310,7 +333,7 @@ export class DynamoStateStore implements StateStore {
           ExpressionAttributeValues: { ...cond.values, ':d': recordPayload, ':nv': commit.record.version },
         },
       };
-      await this.transactMapped(commit, [this.jobCheck(commit), instanceUpdate, ...this.liveAdd(commit, liveDelta), ...puts]);
+      await this.transactMapped(commit, [instanceUpdate, ...this.liveAdd(commit, liveDelta), ...puts]);
       return;
     }
     await this.commitSplit(commit, items, liveDelta, recordPayload);
@@ -322,7 +345,6 @@ export class DynamoStateStore implements StateStore {
     const instanceKey = Keys.instance(commit.instance);
     // 1. claim
     await this.transactMapped(commit, [
-      this.jobCheck(commit),
       {
         Update: {
           TableName: this.table,
@@ -380,7 +402,6 @@ export class DynamoStateStore implements StateStore {
     const manifest: ManifestEntry[] = items.map((i) => [i.sink ? 1 : 0, i.key.pk, i.key.sk, i.epoch === undefined ? 0 : 1]);
     const fold = await this.io.encode(manifest);
     await this.transactMapped(commit, [
-      this.jobCheck(commit),
       {
         Update: {
           TableName: this.table,
@@ -398,18 +419,13 @@ export class DynamoStateStore implements StateStore {
     await this.clearFold(commit.instance, token, fold);
   }
 
-  /** Runs a commit transaction whose first action is the job check and second the instance record. */
+  /** Runs a commit transaction whose first action is the instance record's update. */
   private async transactMapped(commit: StepCommit, actions: TransactItem[]): Promise<void> {
     try {
       await this.io.transact(actions);
     } catch (error) {
       const reasons = cancellationReasons(error);
-      if (!reasons) throw error;
-      if (reasons[0]?.Code === 'ConditionalCheckFailed') {
-        const fence = await this.io.get(Keys.generationFence());
-        throw new GenerationFencedError(commit.generation, (fence?.gen as number | undefined) ?? -1);
-      }
-      if (reasons[1]?.Code === 'ConditionalCheckFailed') throw await this.instanceConflict(commit);
+      if (reasons?.[0]?.Code === 'ConditionalCheckFailed') throw await this.instanceConflict(commit);
       throw error;
     }
   }
@@ -417,8 +433,10 @@ export class DynamoStateStore implements StateStore {
   private async instanceConflict(commit: StepCommit): Promise<Error> {
     const raw = await this.io.get(Keys.instance(commit.instance));
     const version = (raw?.ver as number | undefined) ?? 0;
-    if (version !== commit.expectedVersion) return new ConcurrentStepError(commit.instance, commit.expectedVersion, version);
+    // Fenced first: a step of an old generation is dropped, whatever else moved meanwhile.
+    if (typeof raw?.fg === 'number' && raw.fg > commit.generation) return new GenerationFencedError(commit.generation, raw.fg);
     if (raw?.gen !== undefined && raw.gen !== commit.generation) return new GenerationFencedError(commit.generation, raw.gen as number);
+    if (version !== commit.expectedVersion) return new ConcurrentStepError(commit.instance, commit.expectedVersion, version);
     if (raw?.fold !== undefined) return new UnfinishedFold(raw);
     // Another attempt of the same step claimed the commit (split commits only).
     return new ConcurrentStepError(commit.instance, commit.expectedVersion, version);

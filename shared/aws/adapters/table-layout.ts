@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
  * | generation fence        | `JOB`                      | `GEN`                              | gen (N) |
  * | checkpoint record       | `CP`                       | pad(id)                            | d |
  * | ack                     | `A#`pad(cp)                | instance                           | d |
- * | instance record         | `I#`instance               | `I`                                | d, ver (N), gen (N), tok, fold, claim |
+ * | instance record         | `I#`instance               | `I`                                | d, ver (N), gen (N), fg (N): fenced below this generation, tok, fold, claim |
  * | live-key counter        | `N#`op                     | instance, or `~restore`            | n (N) |
  * | keyed-state item        | `K#`op`#`keyGroup          | key                                | d = {value, epoch} |
  * | version record          | `V#`op`#`keyGroup`#`key    | pad(epoch)                         | d = {value, epoch}: the item as the epoch closed it (copy-on-write; a spilled item's blob moves here as is) |
@@ -31,10 +31,11 @@ import { createHash } from 'node:crypto';
  * | source-log truncation   | `L#`partition              | `T`                                | low (N): entries below it are deleted |
  *
  * The generation fence is the job record's `gen` in an item of its own, written in the same
- * transaction as the job record whenever the generation changes (and only then). Every step
- * commit checks it, so it is kept tiny: a ConditionCheck is billed by the size of the item it
- * reads, and the job record (restart history, pending checkpoints) is rewritten by the
- * coordinator all the time, which would cancel the concurrent step transactions that checked it.
+ * transaction as the job record whenever the generation changes (and only then). A restore
+ * checks it, so it is kept tiny: a ConditionCheck is billed by the size of the item it reads.
+ * Step commits check no job item (one item checked by every step of the job would be hot):
+ * a recovery fences each instance record (`fg`, see DynamoStateStore.fenceInstances) before
+ * it restores anything, and a commit is conditional on its own instance record.
  *
  * `shard` = keyGroup mod changeShards (default 4): the index of one operator spreads over a few
  * partitions instead of one hot one; restore and prune query each shard by epoch range, so
