@@ -67,6 +67,12 @@ export interface CairnJobProps {
    * nothing to do ends at once (4 state transitions). @default 10 min
    */
   readonly watchdogInterval?: Duration;
+  /**
+   * Published batches of transactional sinks expire (DynamoDB TTL, free) this long after their
+   * publication: the job's output is kept for its readers this long. At least one day (a
+   * rollback republishes only batches younger than its checkpoint). @default kept until deleted
+   */
+  readonly outputRetention?: Duration;
   /** Alarm when the oldest message of a queue is older than this. @default 5 min */
   readonly maxMessageAge?: Duration;
   /** Added to every alarm (e.g. an SNS action). @default none */
@@ -307,7 +313,12 @@ export class CairnJob extends Construct {
       description: `Cairn ${spec.name}: the coordinator loop and the recovery workflow's tasks`,
       memorySize: 256,
       timeout: COORDINATOR_TIMEOUT,
-      environment: { ...commonEnv, CAIRN_RESTART_STRATEGY: JSON.stringify(restartStrategy), CAIRN_COORDINATOR_ARN: checkpointsArn },
+      environment: {
+        ...commonEnv,
+        CAIRN_RESTART_STRATEGY: JSON.stringify(restartStrategy),
+        CAIRN_COORDINATOR_ARN: checkpointsArn,
+        ...(props.outputRetention ? { CAIRN_OUTPUT_RETENTION_SECONDS: String(outputRetentionSeconds(props.outputRetention)) } : {}),
+      },
     });
     this.allowTable(this.coordinatorFunction);
     this.allowBucket(this.coordinatorFunction);
@@ -580,4 +591,11 @@ export class CairnJob extends Construct {
     const arns = [...new Set(queues.map((q) => q.queueArn))];
     if (arns.length > 0) fn.addToRolePolicy(new iam.PolicyStatement({ sid: 'SendDownstream', actions: ['sqs:SendMessage'], resources: arns }));
   }
+}
+
+/** CairnJob's outputRetention in seconds: a whole number of seconds, one day at least. */
+export function outputRetentionSeconds(retention: Duration): number {
+  const seconds = retention.toSeconds();
+  if (!Number.isInteger(seconds) || seconds < 86_400) throw new Error(`CairnJob outputRetention must be one day or more (whole seconds), got ${retention.toHumanString()}`);
+  return seconds;
 }

@@ -38,6 +38,8 @@ export interface AwsStoresOptions {
   readonly changeShards?: number;
   /** How long an ingest id stays deduplicated (default: shared/core/retention.ts DEFAULT_DEDUP_WINDOW_MS). */
   readonly dedupWindowMs?: number;
+  /** Published sink batches expire (DynamoDB TTL) this long after publication (DynamoSinkStore). @default kept */
+  readonly outputRetentionMs?: number;
   /** SDK attempts per call (standard retry mode: exponential backoff with jitter on throttling). */
   readonly maxAttempts?: number;
   /** Counts every AWS request of these clients. */
@@ -84,7 +86,7 @@ export async function createAwsStores(options: AwsStoresOptions): Promise<AwsSto
     stateStore: new DynamoStateStore(io, { ...(options.sinkTable ? { sinkTable: options.sinkTable } : {}), ...(options.changeShards ? { changeShards: options.changeShards } : {}) }),
     checkpoints: new DynamoCheckpointStore(io),
     sourceLog: new DynamoSourceLog(io, options.dedupWindowMs === undefined ? {} : { dedupWindowMs: options.dedupWindowMs }),
-    sinks: new DynamoSinkStore(io, options.sinkTable ?? options.tableName),
+    sinks: new DynamoSinkStore(io, options.sinkTable ?? options.tableName, options.outputRetentionMs === undefined ? {} : { outputRetentionMs: options.outputRetentionMs }),
     deadLetters: new DynamoDeadLetterStore(io),
     blobs,
     transport: options.queueUrls ? new SqsFifoTransport({ client: sqs, queueUrls: options.queueUrls }) : undefined,

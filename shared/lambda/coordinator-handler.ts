@@ -31,8 +31,16 @@ export interface CoordinatorEnv {
   readonly restartStrategy: RestartStrategy;
   readonly coordinatorArn?: string;
   readonly run?: Partial<RunOptions>;
+  /** CAIRN_OUTPUT_RETENTION_SECONDS: published sink batches expire this long after publication. */
+  readonly outputRetentionMs?: number;
   readonly endpoint?: string;
   readonly region?: string;
+}
+
+function positiveSeconds(name: string, value: string): number {
+  const seconds = Number(value);
+  if (!Number.isInteger(seconds) || seconds <= 0) throw new Error(`environment variable ${name} must be a whole number of seconds above 0, got '${value}'`);
+  return seconds;
 }
 
 export function coordinatorEnvFrom(env: NodeJS.ProcessEnv): CoordinatorEnv {
@@ -51,6 +59,7 @@ export function coordinatorEnvFrom(env: NodeJS.ProcessEnv): CoordinatorEnv {
     restartStrategy,
     ...(env.CAIRN_COORDINATOR_ARN ? { coordinatorArn: env.CAIRN_COORDINATOR_ARN } : {}),
     ...(env.CAIRN_COORDINATOR_RUN ? { run: JSON.parse(env.CAIRN_COORDINATOR_RUN) as Partial<RunOptions> } : {}),
+    ...(env.CAIRN_OUTPUT_RETENTION_SECONDS ? { outputRetentionMs: positiveSeconds('CAIRN_OUTPUT_RETENTION_SECONDS', env.CAIRN_OUTPUT_RETENTION_SECONDS) * 1000 } : {}),
     ...(env.AWS_ENDPOINT_URL ? { endpoint: env.AWS_ENDPOINT_URL } : {}),
     ...(env.AWS_REGION ? { region: env.AWS_REGION } : {}),
   };
@@ -103,6 +112,7 @@ export async function createCoordinatorRuntime(definition: JobDefinition, env: C
     tableName: env.table,
     bucket: env.bucket,
     queueUrls: env.queueUrls,
+    ...(env.outputRetentionMs === undefined ? {} : { outputRetentionMs: env.outputRetentionMs }),
     ...(env.endpoint ? { endpoint: env.endpoint } : {}),
     ...(env.region ? { region: env.region } : {}),
   });

@@ -16,6 +16,7 @@ import { createAwsStores, type AwsStores } from '../aws/index.js';
  * | `CAIRN_SINK_TABLE` | optional table of the idempotent sink (default: the job table) |
  * | `CAIRN_DEAD_LETTER_QUEUES` | dead-letter function: JSON object, `ingress` or vertex id -> ARN of its dead-letter queue |
  * | `CAIRN_COORDINATOR_ARN` | ingest, dead-letter and coordinator functions: ARN of the checkpoint state machine they wake |
+ * | `CAIRN_OUTPUT_RETENTION_SECONDS` | coordinator function, optional: published sink batches expire (TTL) this long after publication |
  * | `AWS_ENDPOINT_URL` | optional single endpoint (local cloud, LocalStack) |
  *
  * Built once per execution environment (cold start) and reused by every invocation.

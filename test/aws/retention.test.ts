@@ -5,7 +5,7 @@
  */
 import { DescribeTimeToLiveCommand } from '@aws-sdk/client-dynamodb';
 import { describe, expect, it } from 'vitest';
-import { DynamoSourceLog } from '../../shared/aws/index.js';
+import { DynamoSinkStore, DynamoSourceLog } from '../../shared/aws/index.js';
 import { Keys, TTL_ATTRIBUTE } from '../../shared/aws/adapters/table-layout.js';
 import { DEFAULT_DEDUP_WINDOW_MS } from '../../shared/core/retention.js';
 import { freshStores } from './helpers.js';
@@ -65,6 +65,20 @@ describe('retention on DynamoDB', () => {
       await s.checkpoints.forgetBelow(3);
       expect((await s.io.queryPartition(Keys.checkpointPk)).map((r) => r.sk)).toEqual([Keys.checkpoint(3).sk]);
       expect(await s.io.queryPartition(Keys.ackPk(1))).toEqual([]);
+    } finally {
+      await s.done();
+    }
+  });
+  it('with outputRetentionMs a published sink batch expires that long after its publication (TTL, seconds rounded up); without, it carries no TTL', async () => {
+    const s = await freshStores();
+    try {
+      const t0 = Math.floor(Date.now() / 1000) * 1000 + 400;
+      const retained = new DynamoSinkStore(s.io, s.table, { outputRetentionMs: 86_400_000, clock: { now: () => t0 } });
+      await retained.publish('out', 'b1', [{ n: 1 }]);
+      await s.sinks.publish('out', 'b2', [{ n: 2 }]);
+      expect((await s.io.get(Keys.sinkBatch('out', 'b1')))?.[TTL_ATTRIBUTE]).toBe((t0 - 400) / 1000 + 86_401);
+      expect((await s.io.get(Keys.sinkBatch('out', 'b2')))?.[TTL_ATTRIBUTE]).toBeUndefined();
+      expect(await retained.read('out')).toEqual([{ n: 1 }, { n: 2 }]);
     } finally {
       await s.done();
     }

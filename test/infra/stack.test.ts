@@ -359,6 +359,18 @@ describe('CairnJob: alarms, dashboard, triggers', () => {
     const { template: t } = synthStack({ job: 'account-balance', checkpoint: { intervalMs: 120_000 }, watchdogInterval: Duration.minutes(30) }, 'Cairn-slow');
     t.hasResourceProperties('AWS::Scheduler::Schedule', { ScheduleExpression: 'rate(30 minutes)', Target: Match.objectLike({ Input: '{}' }) });
   });
+
+  it('outputRetention: the coordinator (which publishes sink batches) gets it in seconds; under a day is refused; unset, output is kept', () => {
+    const coordinatorEnv = (t: Template): Record<string, unknown> => {
+      const fns = t.findResources('AWS::Lambda::Function', { Properties: { Description: Match.stringLikeRegexp('coordinator loop') } });
+      const [fn] = Object.values(fns) as Array<{ Properties: { Environment: { Variables: Record<string, unknown> } } }>;
+      return fn?.Properties.Environment.Variables ?? {};
+    };
+    expect(coordinatorEnv(template).CAIRN_OUTPUT_RETENTION_SECONDS).toBeUndefined();
+    const { template: t } = synthStack({ outputRetention: Duration.days(30) }, 'Cairn-retained');
+    expect(coordinatorEnv(t).CAIRN_OUTPUT_RETENTION_SECONDS).toBe('2592000');
+    expect(() => synthStack({ outputRetention: Duration.hours(6) }, 'Cairn-short')).toThrow('CairnJob outputRetention must be one day or more (whole seconds), got 6 hours');
+  });
 });
 
 describe('cdk-nag AwsSolutions', () => {

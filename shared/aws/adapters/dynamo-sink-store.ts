@@ -1,22 +1,43 @@
-import type { DeadLetter, DeadLetterStore, SinkStore } from '../../core/ports.js';
+import type { Clock, DeadLetter, DeadLetterStore, SinkStore } from '../../core/ports.js';
 import type { DynamoIo } from './dynamo-io.js';
-import { Keys } from './table-layout.js';
+import { Keys, TTL_ATTRIBUTE, ttlSeconds } from './table-layout.js';
+
+export interface DynamoSinkStoreOptions {
+  /**
+   * Published batches of transactional sinks carry the table's TTL attribute this long after
+   * they are published, so DynamoDB deletes them for free. @default kept until their user deletes them
+   */
+  readonly outputRetentionMs?: number;
+  readonly clock?: Clock;
+}
 
 /**
  * A DynamoDB table sink. Transactional sinks: one item per published batch (`SB#<sink>`,
  * sk = batchId), so a re-publish of the same batch overwrites it with the same records.
  * Idempotent sinks: one item per key (`SU#<sink>`, sk = key), written by step commits (and by
  * `upsert`). Values are JSON in `d` (spilled to S3 above the threshold).
+ *
+ * Retention: with `outputRetentionMs`, a published batch expires (TTL) that long after its
+ * publication. A rollback only withdraws and republishes batches after the restored
+ * checkpoint, which are younger than any retention worth setting (CairnJob requires a day at
+ * least). An idempotent sink's items are current values by key and never expire.
  */
 export class DynamoSinkStore implements SinkStore {
+  private readonly clock: Clock;
+
   constructor(
     private readonly io: DynamoIo,
     private readonly table: string = io.table,
-  ) {}
+    private readonly options: DynamoSinkStoreOptions = {},
+  ) {
+    this.clock = options.clock ?? { now: () => Date.now() };
+  }
 
   async publish(sink: string, batchId: string, records: readonly unknown[]): Promise<void> {
     const key = Keys.sinkBatch(sink, batchId);
-    await this.io.batchWrite([{ put: { ...key, id: batchId, d: await this.io.encode(records) } }], this.table);
+    const retention = this.options.outputRetentionMs;
+    const expiry = retention === undefined ? {} : { [TTL_ATTRIBUTE]: ttlSeconds(this.clock.now() + retention) };
+    await this.io.batchWrite([{ put: { ...key, id: batchId, d: await this.io.encode(records), ...expiry } }], this.table);
   }
 
   async upsert(sink: string, entries: readonly { key: string; value: unknown }[]): Promise<void> {
