@@ -6,6 +6,7 @@ import { initialInstanceRecord } from '../../shared/core/instance/step.js';
 import { BLOB_PREFIX, Keys } from '../../shared/aws/adapters/table-layout.js';
 import type { StoredItem } from '../../shared/core/ports.js';
 import { INSTANCE, OP, commitOf, freshStores } from './helpers.js';
+import { RequestCounter } from '../../shared/aws/index.js';
 
 const big = (size: number, fill = 'x'): string => fill.repeat(size);
 const ref = { keyGroup: 5, key: 'big' };
@@ -146,6 +147,41 @@ describe('spill to S3 over the size threshold', () => {
 
       await s.sinks.publish('out', 'b1', [big(4_000, 'r')]);
       expect(await s.sinks.read('out')).toEqual([big(4_000, 'r')]);
+    } finally {
+      await s.done();
+    }
+  });
+  it('truncating the source log deletes the blobs of its spilled entries too; a partition that never spilled reads no markers', async () => {
+    const counter = new RequestCounter();
+    const s = await freshStores({ spillThresholdBytes: 1_000, counter });
+    try {
+      const events = [{ n: 0 }, { payload: big(2_000, 'a') }, { n: 2 }, { payload: big(2_000, 'b') }];
+      await s.sourceLog.append(
+        0,
+        events.map((event, i) => ({ id: `e${i}`, event })),
+      );
+      await s.sourceLog.append(1, [
+        { id: 'f0', event: { n: 0 } },
+        { id: 'f1', event: { n: 1 } },
+      ]);
+      const [first, second] = await spilledBlobs(s);
+      expect([first, second].every((b) => b !== undefined)).toBe(true);
+      expect((await s.io.get(Keys.logHead(0)))?.sp).toBe(true);
+      expect((await s.io.get(Keys.logHead(1)))?.sp).toBeUndefined();
+
+      // Entries 0 and 1 go, and the blob of entry 1 with them; entry 3's stays with it.
+      await s.sourceLog.truncate(0, 2);
+      expect(await spilledBlobs(s)).toEqual([String((await s.io.get(Keys.logSpill(0, 3)))?.b).slice(BLOB_PREFIX.length)]);
+      expect(await s.io.get(Keys.logSpill(0, 1))).toBeUndefined();
+      expect(await s.sourceLog.read(0, 2, 10)).toEqual([
+        { offset: 2, event: events[2] },
+        { offset: 3, event: events[3] },
+      ]);
+      counter.reset();
+      await s.sourceLog.truncate(1, 2);
+      expect(counter.snapshot()).toEqual({ 'DynamoDB.GetItem': 2, 'DynamoDB.BatchWriteItem': 1, 'DynamoDB.UpdateItem': 1 });
+      await s.sourceLog.truncate(0, 4);
+      expect(await spilledBlobs(s)).toEqual([]);
     } finally {
       await s.done();
     }

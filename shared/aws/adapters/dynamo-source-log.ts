@@ -3,7 +3,7 @@ import { AppendContentionError, SourceLogTruncatedError } from '../../core/error
 import type { AppendResult, Clock, LogEntry, SourceLog } from '../../core/ports.js';
 import { DEFAULT_DEDUP_WINDOW_MS, dedupExpired, dedupExpiresAt } from '../../core/retention.js';
 import { MAX_TRANSACT_ACTIONS, MAX_TRANSACT_BYTES, cancellationReasons, keyId, transactItemSize, type DynamoIo, type Raw, type TransactItem } from './dynamo-io.js';
-import { Keys, TTL_ATTRIBUTE, pad, ttlSeconds } from './table-layout.js';
+import { BLOB_PREFIX, Keys, TTL_ATTRIBUTE, pad, ttlSeconds } from './table-layout.js';
 
 export interface DynamoSourceLogOptions {
   /** Time of appends and of dedup expiry (default wall time). */
@@ -39,7 +39,9 @@ const DEFAULT_MAX_APPEND_ATTEMPTS = 8;
  * end of its dedup window, so DynamoDB deletes it for free; until it does, an item past it is
  * absent for append (its id appends again, and the dedup put's condition accepts it).
  * `truncate` deletes entries by key from the last truncation point (item `T`) up: one delete per
- * entry, no read. A read from below the truncation point finds its first entry missing and
+ * entry, no read. An entry spilled to S3 (over the inline limit) gets a marker item (`S#<offset>`,
+ * the blob's key) in its chunk's transaction, and the head a flag (`sp`): only a partition that
+ * ever spilled queries its markers when it truncates, and deletes their blobs with the entries. A read from below the truncation point finds its first entry missing and
  * throws SourceLogTruncatedError.
  */
 export class DynamoSourceLog implements SourceLog {
@@ -80,22 +82,26 @@ export class DynamoSourceLog implements SourceLog {
     for (let attempt = 0; fresh.length > 0;) {
       const head = await this.io.get(Keys.logHead(partition));
       const start = (head?.head as number | undefined) ?? 0;
-      const headAction = (n: number): TransactItem => ({
+      const headAction = (n: number, spilled: boolean): TransactItem => ({
         Update: {
           TableName: this.io.table,
           Key: Keys.logHead(partition),
-          UpdateExpression: 'SET #h = :next',
+          UpdateExpression: spilled ? 'SET #h = :next, #sp = :t' : 'SET #h = :next',
           ConditionExpression: head?.head === undefined ? 'attribute_not_exists(#h)' : '#h = :start',
-          ExpressionAttributeNames: { '#h': 'head' },
-          ExpressionAttributeValues: { ':next': start + n, ...(head?.head === undefined ? {} : { ':start': start }) },
+          ExpressionAttributeNames: { '#h': 'head', ...(spilled ? { '#sp': 'sp' } : {}) },
+          ExpressionAttributeValues: { ':next': start + n, ...(head?.head === undefined ? {} : { ':start': start }), ...(spilled ? { ':t': true } : {}) },
         },
       });
       const chunk: Array<{ id: string }> = [];
       const actions: TransactItem[] = [];
+      // After every entry's pair, so that a cancellation reason's index still names its entry.
+      const markers: TransactItem[] = [];
       let bytes = 0;
       for (const entry of fresh) {
         const offset = start + chunk.length;
-        const put: TransactItem = { Put: { TableName: this.io.table, Item: { ...Keys.logEntry(partition, offset), d: payloads.get(entry.id) } } };
+        const payload = payloads.get(entry.id) ?? 'null';
+        const put: TransactItem = { Put: { TableName: this.io.table, Item: { ...Keys.logEntry(partition, offset), d: payload } } };
+        const marker: TransactItem[] = payload.startsWith(BLOB_PREFIX) ? [{ Put: { TableName: this.io.table, Item: { ...Keys.logSpill(partition, offset), b: payload } } }] : [];
         const dedup: TransactItem = {
           Put: {
             TableName: this.io.table,
@@ -106,14 +112,15 @@ export class DynamoSourceLog implements SourceLog {
             ExpressionAttributeValues: { ':now': nowSeconds },
           },
         };
-        const size = transactItemSize(put) + transactItemSize(dedup);
-        if (chunk.length > 0 && (2 * (chunk.length + 1) + 1 > MAX_TRANSACT_ACTIONS || bytes + size > MAX_TRANSACT_BYTES - 1_000)) break;
+        const size = transactItemSize(put) + transactItemSize(dedup) + marker.reduce((s, m) => s + transactItemSize(m), 0);
+        if (chunk.length > 0 && (2 * (chunk.length + 1) + markers.length + marker.length + 1 > MAX_TRANSACT_ACTIONS || bytes + size > MAX_TRANSACT_BYTES - 1_000)) break;
         chunk.push(entry);
         actions.push(put, dedup);
+        markers.push(...marker);
         bytes += size;
       }
       try {
-        await this.io.transact([headAction(chunk.length), ...actions]);
+        await this.io.transact([headAction(chunk.length, markers.length > 0), ...actions, ...markers]);
         headAfter = start + chunk.length;
         appended += chunk.length;
         fresh = fresh.slice(chunk.length);
@@ -123,8 +130,8 @@ export class DynamoSourceLog implements SourceLog {
         if (!reasons) throw error;
         const lostIds = new Set<string>();
         reasons.forEach((r, i) => {
-          // actions: [head, put0, dedup0, put1, dedup1, ...]
-          if (i > 0 && i % 2 === 0 && r.Code === 'ConditionalCheckFailed') lostIds.add((chunk[i / 2 - 1] as { id: string }).id);
+          // actions: [head, put0, dedup0, put1, dedup1, ..., markers]
+          if (i > 0 && i <= 2 * chunk.length && i % 2 === 0 && r.Code === 'ConditionalCheckFailed') lostIds.add((chunk[i / 2 - 1] as { id: string }).id);
         });
         if (lostIds.size > 0) {
           duplicates += lostIds.size;
@@ -172,10 +179,17 @@ export class DynamoSourceLog implements SourceLog {
 
   async truncate(partition: number, below: number): Promise<void> {
     const low = await this.truncatedBelow(partition);
-    const cut = Math.min(below, await this.head(partition));
+    const head = await this.io.get(Keys.logHead(partition));
+    const cut = Math.min(below, (head?.head as number | undefined) ?? 0);
     if (cut <= low) return;
     const doomed = Array.from({ length: cut - low }, (_, i) => ({ delete: Keys.logEntry(partition, low + i) }));
     await this.io.batchWrite(doomed);
+    if (head?.sp === true) {
+      // Blobs first, then their markers: a crash in between leaves markers the next truncation (from the same low) finds again.
+      const markers = await this.io.queryRange(Keys.logPk(partition), Keys.logSpill(partition, low).sk, Keys.logSpill(partition, cut - 1).sk);
+      await Promise.all(markers.map((m) => this.io.dropBlob(m.b)));
+      await this.io.batchWrite(markers.map((m) => ({ delete: { pk: m.pk, sk: m.sk } })));
+    }
     try {
       await this.io.retrying(() =>
         this.io.doc.send(

@@ -29,6 +29,7 @@ import { createHash } from 'node:crypto';
  * | source-log entry        | `L#`partition              | `E#`pad(offset)                    | d |
  * | source-log dedup        | `LD#`partition`#`id        | `D`                                | o (N), exp (N): a key of its own, off the partition's hot `L#` key |
  * | source-log truncation   | `L#`partition              | `T`                                | low (N): entries below it are deleted |
+ * | source-log spill marker | `L#`partition              | `S#`pad(offset)                    | b: the S3 blob of a spilled entry, deleted with it |
  *
  * The generation fence is the job record's `gen` in an item of its own, written in the same
  * transaction as the job record whenever the generation changes (and only then). A restore
@@ -121,6 +122,7 @@ export const Keys = {
   logEntry: (partition: number, offset: number): ItemKey => ({ pk: `L#${partition}`, sk: `E#${pad(offset)}` }),
   logDedup: (partition: number, id: string): ItemKey => ({ pk: `LD#${partition}#${keyPart(id)}`, sk: 'D' }),
   logTruncation: (partition: number): ItemKey => ({ pk: `L#${partition}`, sk: 'T' }),
+  logSpill: (partition: number, offset: number): ItemKey => ({ pk: `L#${partition}`, sk: `S#${pad(offset)}` }),
 };
 
 /** The job table's TTL attribute (epoch seconds); infra/cairn-job.ts and provision.ts enable TTL on it. */
