@@ -127,44 +127,39 @@ export class DynamoStateStore implements StateStore {
     const existing = await this.io.get(key);
     if (existing?.fold !== undefined) await this.finishFold(record.instance, existing);
     const d = await this.io.encode(record);
-    try {
-      await this.io.retrying(() =>
-        this.io.doc.send(
-          updateCommand(this.table, key, {
-            UpdateExpression: 'SET #d = :d, #ver = :ver, #gen = :gen REMOVE #tok, #claim, #fold',
-            ...(options.onlyOverOlderGeneration ? { ConditionExpression: 'attribute_not_exists(#gen) OR #gen < :gen' } : {}),
-            ExpressionAttributeNames: N,
-            ExpressionAttributeValues: { ':d': d, ':ver': record.version, ':gen': record.generation },
-          }),
-        ),
-      );
-    } catch (error) {
-      if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
-      if (d !== existing?.d) await this.io.dropBlob(d);
-      return false;
-    }
-    if (existing?.d !== undefined && existing.d !== d) await this.io.dropBlob(existing.d);
-    return true;
+    const written = await this.updateInstance(record.instance, {
+      UpdateExpression: 'SET #d = :d, #ver = :ver, #gen = :gen REMOVE #tok, #claim, #fold',
+      ...(options.onlyOverOlderGeneration ? { ConditionExpression: 'attribute_not_exists(#gen) OR #gen < :gen' } : {}),
+      ExpressionAttributeNames: N,
+      ExpressionAttributeValues: { ':d': d, ':ver': record.version, ':gen': record.generation },
+    });
+    // The blob nothing refers to any more: the replaced record's, or ours if the condition refused it.
+    if (written && existing?.d !== undefined && existing.d !== d) await this.io.dropBlob(existing.d);
+    if (!written && d !== existing?.d) await this.io.dropBlob(d);
+    return written;
   }
 
   async fenceInstances(instances: readonly string[], generation: number): Promise<void> {
-    await mapLimit(instances, FENCE_CONCURRENCY, async (instance) => {
-      try {
-        await this.io.retrying(() =>
-          this.io.doc.send(
-            updateCommand(this.table, Keys.instance(instance), {
-              UpdateExpression: 'SET #fg = :g',
-              ConditionExpression: 'attribute_not_exists(#fg) OR #fg < :g',
-              ExpressionAttributeNames: N,
-              ExpressionAttributeValues: { ':g': generation },
-            }),
-          ),
-        );
-      } catch (error) {
-        // Fenced at this generation or a newer one already.
-        if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
-      }
-    });
+    // A refused update: fenced at this generation or a newer one already.
+    await mapLimit(instances, FENCE_CONCURRENCY, (instance) =>
+      this.updateInstance(instance, {
+        UpdateExpression: 'SET #fg = :g',
+        ConditionExpression: 'attribute_not_exists(#fg) OR #fg < :g',
+        ExpressionAttributeNames: N,
+        ExpressionAttributeValues: { ':g': generation },
+      }),
+    );
+  }
+
+  /** An UpdateItem of the instance record; false if its condition refused it. */
+  private async updateInstance(instance: string, input: Omit<UpdateCommandInput, 'TableName' | 'Key'>): Promise<boolean> {
+    try {
+      await this.io.retrying(() => this.io.doc.send(updateCommand(this.table, Keys.instance(instance), input)));
+      return true;
+    } catch (error) {
+      if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
+      return false;
+    }
   }
 
   // ---------- keyed state ----------
@@ -484,21 +479,13 @@ export class DynamoStateStore implements StateStore {
   }
 
   private async clearFold(instance: string, token: string, fold: string): Promise<void> {
-    try {
-      await this.io.retrying(() =>
-        this.io.doc.send(
-          updateCommand(this.table, Keys.instance(instance), {
-            UpdateExpression: 'REMOVE #fold',
-            ConditionExpression: '#tok = :t AND attribute_exists(#fold)',
-            ExpressionAttributeNames: { '#fold': 'fold', '#tok': 'tok' },
-            ExpressionAttributeValues: { ':t': token },
-          }),
-        ),
-      );
-      await this.io.dropBlob(fold);
-    } catch (error) {
-      if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
-    }
+    const cleared = await this.updateInstance(instance, {
+      UpdateExpression: 'REMOVE #fold',
+      ConditionExpression: '#tok = :t AND attribute_exists(#fold)',
+      ExpressionAttributeNames: { '#fold': 'fold', '#tok': 'tok' },
+      ExpressionAttributeValues: { ':t': token },
+    });
+    if (cleared) await this.io.dropBlob(fold);
   }
 
   // ---------- snapshots ----------
