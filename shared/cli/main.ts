@@ -184,10 +184,12 @@ export function program(setExitCode: (code: number) => void): Command {
       .description('every dead letter of a job with its reason, origin and payload, and the messages in its dead-letter queues')
       .argument('<job>', "the job's name, or its module path")
       .option('--json', 'one JSON document for scripts')
+      .option('--redrive', 'first send the ingress events that reached the dead-letter queue back to the ingress queue, under their event ids (--stack or --target local-cloud)')
       .option('--state-dir <dir>', 'state directory (default .cairn/<job>)'),
-  ).action(async (job: string, options: RemoteOptions & { stateDir?: string; json?: boolean }) =>
-    setExitCode(isRemote(options) ? await remoteDeadLettersCommand(job, options) : await deadLettersCommand(job, options)),
-  );
+  ).action(async (job: string, options: RemoteOptions & { stateDir?: string; json?: boolean; redrive?: boolean }) => {
+    if (options.redrive && !isRemote(options)) throw new UsageError('--redrive sends events back to a deployed or local-cloud ingress queue: add --stack <name> or --target local-cloud');
+    setExitCode(isRemote(options) ? await remoteDeadLettersCommand(job, options) : await deadLettersCommand(job, options));
+  });
 
   remote(
     cli

@@ -3,6 +3,7 @@ import { DeleteQueueCommand, GetQueueAttributesCommand } from '@aws-sdk/client-s
 import { createAwsStores, deleteBucket, deleteJobTable, type AwsStores } from '../aws/index.js';
 import { JobOperations, type JobStatusReport } from '../aws/ops/job-operations.js';
 import { jobResourcesFromStack, localCloudManifestPath, readLocalCloudManifest, type JobResources } from '../aws/ops/job-resources.js';
+import { redriveIngress } from '../aws/ops/redrive-ingress.js';
 import type { CheckpointRecord, JobRecord } from '../core/ports.js';
 import { checkpointDuration, count, ms, table, timeline } from './format.js';
 import { sinksOf } from '../core/definition.js';
@@ -235,8 +236,15 @@ export async function remoteOutputCommand(job: string, options: RemoteOptions & 
 }
 
 /** `cairn dead-letters <job> --stack S | --target local-cloud`: the dead-letter store, and how many messages each dead-letter queue holds. */
-export async function remoteDeadLettersCommand(job: string, options: RemoteOptions & { json?: boolean }, print: Print = stdoutPrint): Promise<number> {
+export async function remoteDeadLettersCommand(job: string, options: RemoteOptions & { json?: boolean; redrive?: boolean }, print: Print = stdoutPrint): Promise<number> {
   return withStores(job, options, async (stores, resources) => {
+    if (options.redrive) {
+      const result = await redriveIngress({ deadLetters: stores.deadLetters, sqs: stores.clients.sqs, ingressQueueUrl: resources.ingressQueueUrl });
+      print(
+        `redrive: ${result.sent} ingress event(s) sent back to ${resources.ingressQueueUrl} under their event ids${result.failed.length > 0 ? `; ${result.failed.length} failed and stay (${result.failed.join(', ')})` : ''}`,
+      );
+      if (result.failed.length > 0) return 1;
+    }
     const letters = await stores.deadLetters.list();
     const redriven: Array<{ queue: string; reason: string; body: unknown }> = [];
     for (const [queue, url] of Object.entries(resources.deadLetterQueueUrls)) {

@@ -134,6 +134,12 @@ export interface DeadLetter {
   readonly vertex: string;
   readonly payload: string;
   readonly at: number;
+  /**
+   * An ingress message that reached its dead-letter queue: the event id it carried (producer's
+   * CairnEventId, else its SQS message id), so that `cairn dead-letters --redrive` sends it again
+   * under that id and an event that was appended after all stays one event.
+   */
+  readonly eventId?: string;
 }
 
 export interface StepCommit {
@@ -386,6 +392,8 @@ export interface SinkStore {
 export interface DeadLetterStore {
   put(letters: readonly DeadLetter[]): Promise<void>;
   list(): Promise<DeadLetter[]>;
+  /** Deletes these letters (absent ids are fine): after a redrive sent them back. */
+  remove(ids: readonly string[]): Promise<void>;
 }
 
 export interface Clock {

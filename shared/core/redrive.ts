@@ -22,6 +22,8 @@ export interface RedrivenMessage {
   readonly body: string;
   /** Receives before the redrive (SQS ApproximateReceiveCount). */
   readonly receiveCount: number;
+  /** Ingress messages: the event id the message carried (kept with the letter for a redrive). */
+  readonly eventId?: string;
 }
 
 export interface RedriveDeps {
@@ -57,8 +59,10 @@ export async function handleRedriven(deps: RedriveDeps, messages: readonly Redri
     reason: 'redriven',
     message: `reached the dead-letter queue of '${m.queue}' after ${m.receiveCount} receives`,
     vertex: m.queue,
-    payload: m.body.length > 4096 ? `${m.body.slice(0, 4096)}…` : m.body,
+    // An ingress message keeps its whole body and event id: it can be sent again (redrivableIngress).
+    payload: m.queue === INGRESS_QUEUE || m.body.length <= 4096 ? m.body : `${m.body.slice(0, 4096)}…`,
     at,
+    ...(m.queue === INGRESS_QUEUE && m.eventId !== undefined ? { eventId: m.eventId } : {}),
   }));
   await deps.deadLetters.put(letters);
   // Ingress messages never reached the log: a rollback cannot bring them back (they are dead letters to see and push again).
@@ -92,4 +96,13 @@ function generationOf(body: string): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The dead letters an ingress redrive sends back: ingress messages that reached their
+ * dead-letter queue (they never reached the log), with the event id they carried. Bad input
+ * (malformed, schema) and operators' poison records are not among them: they would fail again.
+ */
+export function redrivableIngress(letters: readonly DeadLetter[]): Array<DeadLetter & { readonly eventId: string }> {
+  return letters.filter((l): l is DeadLetter & { eventId: string } => l.reason === 'redriven' && l.vertex === INGRESS_QUEUE && l.eventId !== undefined);
 }

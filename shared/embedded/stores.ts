@@ -539,6 +539,11 @@ export class EmbeddedDeadLetterStore implements DeadLetterStore {
   list(): Promise<DeadLetter[]> {
     return Promise.resolve([...this.db.table<DeadLetter>('dlq').values()].sort((a, b) => a.at - b.at || a.id.localeCompare(b.id)));
   }
+
+  remove(ids: readonly string[]): Promise<void> {
+    this.db.write(ids.filter((id) => this.db.get('dlq', id) !== undefined).map((id): WriteOp => ['dlq', id, undefined]));
+    return Promise.resolve();
+  }
 }
 
 /** Blobs as base64 values of the same journal (embedded use is rare: values over the item limit). */

@@ -1,6 +1,7 @@
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import type { CheckpointStore, Clock, DeadLetterStore } from '../core/ports.js';
-import { handleRedriven, type FailureRequest, type RedriveOutcome } from '../core/redrive.js';
+import { handleRedriven, INGRESS_QUEUE, type FailureRequest, type RedriveOutcome } from '../core/redrive.js';
+import { eventIdOf } from './ingest-handler.js';
 import { queueNameOf, receiveCountOf } from './sqs-records.js';
 import { MetricName, publishCounts, quietTelemetry, type Telemetry } from './telemetry.js';
 
@@ -50,7 +51,7 @@ export function createDeadLetterHandler(deps: DeadLetterHandlerDeps): DeadLetter
       const name = queueNameOf(record);
       const queue = name === undefined ? undefined : deps.queues[name];
       if (queue === undefined) throw new Error(`dead-letter queue ${name ?? record.eventSourceARN} is not one of this job's (${Object.keys(deps.queues).join(', ')})`);
-      return { queue, messageId: record.messageId, body: record.body, receiveCount: receiveCountOf(record) };
+      return { queue, messageId: record.messageId, body: record.body, receiveCount: receiveCountOf(record), ...(queue === INGRESS_QUEUE ? { eventId: eventIdOf(record) } : {}) };
     });
     // A failure here fails the whole batch: SQS delivers it again, nothing is lost.
     const outcome = await handleRedriven({ checkpoints: deps.checkpoints, deadLetters: deps.deadLetters, clock }, messages);

@@ -50,6 +50,18 @@ describe.each(implementationsOf('store-family'))('DeadLetterStore contract: $nam
     }),
   );
 
+  it(
+    'remove deletes exactly the letters named (absent ids are fine), and a removed id can be put again',
+    run(async ({ deadLetters }) => {
+      await deadLetters.put([letterOf('a'), letterOf('b'), letterOf('c', { payload: 'z'.repeat(300_000) })]);
+      await deadLetters.remove(['a', 'c', 'never']);
+      expect(byId(await deadLetters.list())).toEqual([letterOf('b')]);
+      await deadLetters.remove([]);
+      await deadLetters.put([letterOf('a')]);
+      expect(byId(await deadLetters.list())).toEqual([letterOf('a'), letterOf('b')]);
+    }),
+  );
+
   itWhen(impl.capabilities.reopen)(
     'letters survive a reopen and stay deduplicated by id',
     run(async (first, reopen) => {

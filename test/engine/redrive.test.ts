@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseCheckpointConfig } from '../../shared/core/config.js';
 import type { JobRecord } from '../../shared/core/ports.js';
 import { decideNext, failed, initialJob, recoveryStarted } from '../../shared/core/protocol/coordinator.js';
-import { handleRedriven, type RedrivenMessage } from '../../shared/core/redrive.js';
+import { handleRedriven, redrivableIngress, type RedrivenMessage } from '../../shared/core/redrive.js';
 import { EmbeddedDb } from '../../shared/embedded/db.js';
 import { EmbeddedCheckpointStore, EmbeddedDeadLetterStore } from '../../shared/embedded/stores.js';
 import { facts, T0 } from './facts.js';
@@ -51,6 +51,27 @@ describe('messages redriven to a dead-letter queue', () => {
     const s = await stores();
     expect(await handleRedriven(s, [lost(2), { queue: 'ingress', messageId: 'i', body: 'not json', receiveCount: 6 }])).toEqual({ stored: 2, failureReported: false });
     expect((await s.checkpoints.getJob())?.requests).toBeUndefined();
+  });
+
+  it('an ingress message keeps its whole body and its event id, so that a redrive can send it again; an operator message is cut at 4,096 characters', async () => {
+    const s = await stores();
+    const body = JSON.stringify({ line: 'x'.repeat(10_000) });
+    await handleRedriven(s, [
+      { queue: 'ingress', messageId: 'sqs-1', body, receiveCount: 5, eventId: 'line:7' },
+      { ...lost(3, 'op'), body: `{"pad":"${'y'.repeat(5_000)}"}` },
+    ]);
+    const letters = await s.deadLetters.list();
+    expect(letters.find((l) => l.vertex === 'ingress')).toEqual({
+      id: 'redriven:ingress:sqs-1',
+      reason: 'redriven',
+      message: "reached the dead-letter queue of 'ingress' after 5 receives",
+      vertex: 'ingress',
+      payload: body,
+      at: T0 + 7,
+      eventId: 'line:7',
+    });
+    expect(letters.find((l) => l.vertex === 'count')?.payload).toHaveLength(4_097);
+    expect(redrivableIngress(letters).map((l) => l.eventId)).toEqual(['line:7']);
   });
 
   it('reports a failure for an unreadable body: a needless rollback is safe, a missed one is not', async () => {

@@ -270,6 +270,12 @@ describe('dead-letter handler (createHandlers(job).deadLetter), against the loca
         ['redriven:ingress:i1', 'redriven'],
         ['redriven:ingress:i2', 'redriven'],
       ]);
+      // An ingress letter keeps the event id it carried (here its SQS message id), for `cairn dead-letters --redrive`.
+      const ingressLetters = (await job.stores.deadLetters.list()).filter((l) => l.vertex === 'ingress');
+      expect(ingressLetters.map((l) => [l.eventId, l.payload]).sort()).toEqual([
+        ['i1', 'not json'],
+        ['i2', 'not json'],
+      ]);
     } finally {
       process.env = saved;
       await sfn.send(new DeleteStateMachineCommand({ stateMachineArn })).catch(() => undefined);

@@ -86,6 +86,13 @@ export class DynamoDeadLetterStore implements DeadLetterStore {
     const values = await this.io.readValues<DeadLetter>(raws);
     return values.filter((v): v is DeadLetter => v !== undefined).sort((a, b) => a.at - b.at || byCodeUnits(a.id, b.id));
   }
+
+  async remove(ids: readonly string[]): Promise<void> {
+    const keys = ids.map((id) => Keys.deadLetter(id));
+    const raws = await this.io.batchGet(keys);
+    await this.io.batchWrite(keys.map((key) => ({ delete: key })));
+    await Promise.all([...raws.values()].map((raw) => this.io.dropBlob(raw.d)));
+  }
 }
 
 function byCodeUnits(a: string, b: string): number {
