@@ -85,7 +85,7 @@ export function formatStatus(report: JobStatusReport, now = Date.now()): string[
   const lines = [`${where(report.resources)}`, jobLine(report.job)];
   const last = [...report.checkpoints].reverse().find((c) => c.status === 'COMPLETED');
   if (last?.finishedAt !== undefined) lines.push(`last completed: checkpoint ${last.id} (${last.trigger}) ${ms(now - last.finishedAt)} ago, took ${ms(checkpointDuration(last))}`);
-  const deadLetters = report.queues.filter((q) => q.role === 'dead-letter').reduce((n, q) => n + q.visible + q.inFlight, 0);
+  const inQueues = report.queues.filter((q) => q.role === 'dead-letter').reduce((n, q) => n + q.visible + q.inFlight, 0);
   lines.push('');
   lines.push(
     table(
@@ -94,7 +94,10 @@ export function formatStatus(report: JobStatusReport, now = Date.now()): string[
       new Set([2, 3]),
     ),
   );
-  lines.push(`dead letters: ${count(deadLetters)}${deadLetters > 0 ? ' (a message in an operator dead-letter queue starts a recovery)' : ''}`);
+  lines.push(
+    `dead letters: ${count(report.deadLetters)} kept${report.deadLetters > 0 ? ` (cairn dead-letters ${report.resources.jobName} lists them)` : ''}` +
+      (inQueues > 0 ? `, ${count(inQueues)} on their way from the dead-letter queues (the dead-letter function keeps them; a lost operator message starts a recovery)` : ''),
+  );
   if (report.eventSourceMappings.length > 0) {
     const states = new Map<string, number>();
     for (const m of report.eventSourceMappings) states.set(m.state, (states.get(m.state) ?? 0) + 1);

@@ -129,7 +129,7 @@ describe('operating a deployed job: cairn status | checkpoints | trigger | pause
     expect(await statusCommand('word-count', opts, out.print)).toBe(0);
     expect(out.lines[0]).toBe(`word-count (table ${f.d.table} at ${opts.endpoint})`);
     expect(out.lines[1]).toBe('job: not started yet (no job record)');
-    expect(out.lines).toContain('dead letters: 0');
+    expect(out.lines).toContain('dead letters: 0 kept');
     expect(out.lines).toContain('event source mappings: 3 Enabled');
     expect(out.lines).toContain(`schedule ${f.scheduleName}: ENABLED (rate(5 minutes))`);
     const queueTable = out.lines.find((l) => l.startsWith('queue'));

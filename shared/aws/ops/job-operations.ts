@@ -28,6 +28,8 @@ export interface JobStatusReport {
   readonly job: JobRecord | undefined;
   readonly checkpoints: readonly CheckpointRecord[];
   readonly queues: readonly QueueDepth[];
+  /** Letters in the dead-letter store (the dead-letter function moves every DLQ message there). */
+  readonly deadLetters: number;
   /** State of each SQS event source mapping ('Enabled', 'Disabled', 'Updating', ...). */
   readonly eventSourceMappings: readonly { readonly uuid: string; readonly state: string }[];
   readonly schedule?: { readonly name: string; readonly state: string; readonly expression: string };
@@ -96,10 +98,11 @@ export class JobOperations {
   }
 
   async status(): Promise<JobStatusReport> {
-    const [job, checkpoints, queues, eventSourceMappings, schedule, coordinator] = await Promise.all([
+    const [job, checkpoints, queues, letters, eventSourceMappings, schedule, coordinator] = await Promise.all([
       this.checkpointStore.getJob(),
       this.checkpointStore.listCheckpoints(),
       this.queueDepths(),
+      this.stores.deadLetters.list(),
       Promise.all(
         this.resources.eventSourceMappingIds.map(async (uuid) => {
           const mapping = await this.lambda.send(new GetEventSourceMappingCommand({ UUID: uuid }));
@@ -114,6 +117,7 @@ export class JobOperations {
       job,
       checkpoints: checkpoints.sort((a, b) => a.id - b.id),
       queues,
+      deadLetters: letters.length,
       eventSourceMappings,
       ...(schedule ? { schedule } : {}),
       ...(coordinator ? { coordinator } : {}),
