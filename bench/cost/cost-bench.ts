@@ -330,6 +330,8 @@ export interface CostBenchResult {
   readonly requestsPerThousand: Record<string, Record<string, number>>;
   readonly requestsPerThousandByApi: Record<string, Record<string, Record<string, number>>>;
   readonly writeUnitsPerEvent: Record<string, Record<string, number>>;
+  /** Measured rates: write units per event by item kind (handlers and the in-process coordinator; `L#` log, `LD#` dedup, `I#` instance records, `K#`/`V#`/`C#` keyed state...). */
+  readonly writeUnitsPerEventByItem: Record<string, Record<string, Record<string, number>>>;
   readonly readUnitsPerEvent: Record<string, Record<string, number>>;
   readonly lambdaMsPerInvocation: Record<string, Record<string, Record<string, number>>>;
   /**
@@ -446,6 +448,7 @@ function assemble(results: readonly ExampleResult[], options: CostBenchOptions, 
   const requestsPerThousand: CostBenchResult['requestsPerThousand'] = {};
   const requestsPerThousandByApi: CostBenchResult['requestsPerThousandByApi'] = {};
   const writeUnitsPerEvent: CostBenchResult['writeUnitsPerEvent'] = {};
+  const writeUnitsPerEventByItem: CostBenchResult['writeUnitsPerEventByItem'] = {};
   const readUnitsPerEvent: CostBenchResult['readUnitsPerEvent'] = {};
   const lambdaMsPerInvocation: CostBenchResult['lambdaMsPerInvocation'] = {};
   const storageBytesPerEvent: Record<string, number> = {};
@@ -463,6 +466,7 @@ function assemble(results: readonly ExampleResult[], options: CostBenchOptions, 
     requestsPerThousand[name] = {};
     requestsPerThousandByApi[name] = {};
     writeUnitsPerEvent[name] = {};
+    writeUnitsPerEventByItem[name] = {};
     readUnitsPerEvent[name] = {};
     lambdaMsPerInvocation[name] = {};
     sustainedRates[name] = ex.runs.filter((r) => r.sustained).map((r) => r.rate);
@@ -508,6 +512,12 @@ function assemble(results: readonly ExampleResult[], options: CostBenchOptions, 
       requestsPerThousandByApi[name][key] = Object.fromEntries(Object.entries(byApi).map(([k, n]) => [k, r2((n / w.events) * 1000)]));
       requestsPerThousand[name][key] = r2((Object.values(byApi).reduce((a, b) => a + b, 0) / w.events) * 1000);
       writeUnitsPerEvent[name][key] = r2((w.units.functions.write + plan.unitsPerCheckpoint.write * rounds) / w.events);
+      writeUnitsPerEventByItem[name][key] = Object.fromEntries(
+        Object.entries(w.unitsByItem)
+          .filter(([, u]) => u.write > 0)
+          .sort(([, x], [, y]) => y.write - x.write)
+          .map(([kind, u]) => [kind, r2(u.write / w.events)]),
+      );
       readUnitsPerEvent[name][key] = r2((w.units.functions.read + plan.unitsPerCheckpoint.read * rounds) / w.events);
       lambdaMsPerInvocation[name][key] = Object.fromEntries(Object.entries(w.invocations).map(([s, i]) => [s, r2(i.ms / Math.max(1, i.count))]));
     }
@@ -633,6 +643,7 @@ function assemble(results: readonly ExampleResult[], options: CostBenchOptions, 
     requestsPerThousand,
     requestsPerThousandByApi,
     writeUnitsPerEvent,
+    writeUnitsPerEventByItem,
     readUnitsPerEvent,
     lambdaMsPerInvocation,
     storageBytesPerEventPerMonth: r2(

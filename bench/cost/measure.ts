@@ -54,6 +54,8 @@ export interface Window {
   readonly requests: Record<Role, Record<string, number>>;
   readonly sqs: Record<Role, Record<string, SqsTally>>;
   readonly units: Record<'functions' | 'coordinator', { read: number; write: number }>;
+  /** The handlers' and the coordinator's units together, by item kind (`L#`, `LD#`, `I#`, `K#`...: shared/aws/adapters/table-layout.ts). */
+  readonly unitsByItem: Record<string, { read: number; write: number }>;
   /** Invocations by event source (`ingress` or the vertex id). */
   readonly invocations: Record<string, Invocations>;
   /** Bytes the handlers wrote to stdout/stderr (Powertools logs and EMF metric lines). */
@@ -215,6 +217,7 @@ export async function measureRate(example: Example, options: MeasureOptions): Pr
         functions: { read: b.units.functions.read - a.units.functions.read, write: b.units.functions.write - a.units.functions.write },
         coordinator: { read: b.units.coordinator.read - a.units.coordinator.read, write: b.units.coordinator.write - a.units.coordinator.write },
       },
+      unitsByItem: diffByItem(b.unitsByItem, a.unitsByItem),
       invocations,
       logBytes: b.logBytes - a.logBytes,
       tableBytesGrowth: b.table.bytes - a.table.bytes,
@@ -262,6 +265,7 @@ interface Snapshot {
   readonly requests: Record<Role, Record<string, number>>;
   readonly sqs: Record<Role, Record<string, SqsTally>>;
   readonly units: Record<'functions' | 'coordinator', { read: number; write: number }>;
+  readonly unitsByItem: Record<string, { read: number; write: number }>;
   readonly logBytes: number;
   readonly table: { bytes: number; items: number; byKind: KindBytes; jobRecordBytes: number };
   readonly s3Bytes: number;
@@ -273,11 +277,27 @@ async function snapshot(job: LocalCloudJob, probe: { sqs: SQSClient; dynamo: Dyn
   const shot: Omit<Snapshot, 'table' | 's3Bytes' | 'backlog'> = {
     requests: { functions: r.functions.snapshot(), coordinator: r.coordinator.snapshot(), eventSources: r.eventSources.snapshot() },
     sqs: { functions: r.functions.sqsSnapshot(), coordinator: r.coordinator.sqsSnapshot(), eventSources: r.eventSources.sqsSnapshot() },
-    units: { functions: { ...r.functions.capacity }, coordinator: { ...r.coordinator.capacity } },
+    units: { functions: { read: r.functions.capacity.read, write: r.functions.capacity.write }, coordinator: { read: r.coordinator.capacity.read, write: r.coordinator.capacity.write } },
+    unitsByItem: diffByItem(r.functions.capacity.byItem, {}, r.coordinator.capacity.byItem),
     logBytes: sink.bytes,
   };
   const [table, s3Bytes, backlog] = await Promise.all([tableSize(probe.dynamo, job.prefix), bucketBytes(probe.s3, job.prefix.toLowerCase()), queued(job, probe.sqs)]);
   return { ...shot, table, s3Bytes, backlog };
+}
+
+/** `b - a` by item kind, plus `extra` (units of another counter), rounded to the unit's half. */
+function diffByItem(
+  b: Readonly<Record<string, { read: number; write: number }>>,
+  a: Readonly<Record<string, { read: number; write: number }>>,
+  extra: Readonly<Record<string, { read: number; write: number }>> = {},
+): Record<string, { read: number; write: number }> {
+  const out: Record<string, { read: number; write: number }> = {};
+  for (const kind of [...new Set([...Object.keys(b), ...Object.keys(extra)])].sort()) {
+    const read = (b[kind]?.read ?? 0) + (extra[kind]?.read ?? 0) - (a[kind]?.read ?? 0);
+    const write = (b[kind]?.write ?? 0) + (extra[kind]?.write ?? 0) - (a[kind]?.write ?? 0);
+    if (read !== 0 || write !== 0) out[kind] = { read, write };
+  }
+  return out;
 }
 
 async function tableSize(dynamo: DynamoDBClient, table: string): Promise<{ bytes: number; items: number; byKind: KindBytes; jobRecordBytes: number }> {

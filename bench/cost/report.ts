@@ -92,6 +92,15 @@ export function formatCostReport(r: CostBenchResult): string {
         .join(', ')} (state and output are the job's own: its keys and its results)`,
     );
   }
+  for (const [e, rates] of Object.entries(r.writeUnitsPerEventByItem)) {
+    for (const [rate, kinds] of Object.entries(rates)) {
+      lines.push(
+        `  ${e} at ${rate} ev/s: write units per event by item: ${Object.entries(kinds)
+          .map(([k, n]) => `${k} ${n}`)
+          .join(', ')}`,
+      );
+    }
+  }
   lines.push(
     `sustained here: ${Object.entries(r.sustainedRates)
       .map(([e, rates]) => `${e} ${rates.length > 0 ? rates.join(', ') : 'none'}`)

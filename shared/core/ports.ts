@@ -249,8 +249,10 @@ export interface SourceLog {
   /**
    * Retention (shared/core/retention.ts decides `below`): removes the entries with offset <
    * `below`, which no retained checkpoint replays, and the dedup records whose window has passed
-   * (a store may do the latter by itself, e.g. DynamoDB's TTL). Head and seal are unchanged.
-   * Idempotent; `below` never moves back.
+   * (a store may do the latter by itself, e.g. DynamoDB's TTL). A store that keeps the log in
+   * segments removes whole segments, as Kafka's log retention does: the entries of a segment
+   * that straddles `below` stay readable until a later cut passes its end, and reads below what
+   * it kept throw. Head and seal are unchanged. Idempotent; `below` never moves back.
    */
   truncate(partition: number, below: number): Promise<void>;
 }

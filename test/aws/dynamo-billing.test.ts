@@ -81,6 +81,23 @@ describe('DynamoDB billing rules', () => {
     expect(t.read).toBe(7 + 2 + 1);
   });
 
+  it('by item kind (the partition key up to its first #): each unit goes to the item it was billed for', () => {
+    const meter = new DynamoBillingMeter();
+    const t = { read: 0, write: 0, byItem: {} };
+    const k = (pk: string, sk: string) => ({ pk: S(pk), sk: S(sk) });
+    meter.bill(
+      'TransactWriteItems',
+      { TransactItems: [{ Put: { TableName: 'T', Item: { ...k('L#0', 'E#1'), d: S('x'.repeat(1500)) } } }, { Put: { TableName: 'T', Item: k('LD#0#e1', 'D') } }] },
+      {},
+      t,
+      true,
+    );
+    meter.bill('BatchGetItem', { RequestItems: { T: { Keys: [k('LD#0#e1', 'D'), k('LD#0#e2', 'D')], ConsistentRead: true } } }, { Responses: { T: [k('LD#0#e1', 'D')] } }, t, true);
+    meter.bill('Query', { TableName: 'T', ExpressionAttributeValues: { ':pk': S('CP') } }, { Items: [] }, t, true);
+    meter.bill('DeleteItem', { TableName: 'T', Key: k('L#0', 'E#1') }, {}, t, true);
+    expect(t).toEqual({ read: 2.5, write: 8, byItem: { 'L#': { read: 0, write: 6 }, 'LD#': { read: 2, write: 2 }, CP: { read: 0.5, write: 0 } } });
+  });
+
   it('on DynamoDB Local: a transaction of two small items bills 4 write units, where the emulator reports 2; the adapters are billed the same way', async () => {
     const counter = new RequestCounter({ dynamoCapacity: true });
     const s = await freshStores({ counter });
@@ -93,11 +110,12 @@ describe('DynamoDB billing rules', () => {
         }),
       );
       expect(out.ConsumedCapacity?.[0]?.CapacityUnits).toBe(2); // the emulator's report: kinder than AWS
-      expect(counter.capacity).toEqual({ read: 0, write: 4 });
+      expect(counter.capacity).toEqual({ read: 0, write: 4, byItem: { X: { read: 0, write: 4 } } });
       counter.reset();
       await s.checkpoints.putJob(initialJob(1), undefined); // the job record and its generation fence, in one transaction
       await s.checkpoints.getJob();
-      expect(counter.capacity).toEqual({ read: 1, write: 4 });
+      // By item kind: both items of the transaction are under pk `JOB`.
+      expect(counter.capacity).toEqual({ read: 1, write: 4, byItem: { JOB: { read: 1, write: 4 } } });
     } finally {
       await s.done();
     }

@@ -12,14 +12,14 @@ describe('RequestCounter', () => {
     try {
       counter.reset();
       await s.checkpoints.putJob(initialJob(1), undefined);
-      expect(counter.capacity).toEqual({ read: 0, write: 4 }); // a transaction of two small items, the job record and its generation fence: 2 units each
+      expect(counter.capacity).toEqual({ read: 0, write: 4, byItem: { JOB: { read: 0, write: 4 } } }); // a transaction of two small items, the job record and its generation fence: 2 units each
       counter.reset();
       await s.checkpoints.getJob();
-      expect(counter.capacity).toEqual({ read: 1, write: 0 }); // strongly consistent read of an item under 4 KB
+      expect(counter.capacity).toEqual({ read: 1, write: 0, byItem: { JOB: { read: 1, write: 0 } } }); // strongly consistent read of an item under 4 KB
       counter.reset();
       const job = initialJob(1);
       await s.checkpoints.putJob({ ...job, version: job.version + 1 }, job.version);
-      expect(counter.capacity).toEqual({ read: 0, write: 1 }); // same generation: one plain write of an item under 1 KB
+      expect(counter.capacity).toEqual({ read: 0, write: 1, byItem: { JOB: { read: 0, write: 1 } } }); // same generation: one plain write of an item under 1 KB
       counter.reset();
       await s.sourceLog.append(0, [{ id: 'a', event: 'x'.repeat(1500) }]);
       // One transaction of three items (head, entry, dedup): transactional writes cost 2 units per item-KB.

@@ -23,7 +23,7 @@ describe('retention on DynamoDB', () => {
     }
   });
 
-  it('a dedup item expires (TTL, epoch seconds rounded up) at the end of its dedup window; log entries carry no TTL', async () => {
+  it('a dedup item expires (TTL, epoch seconds rounded up) at the end of its dedup window; log segments carry no TTL', async () => {
     const s = await freshStores();
     try {
       // Real time (an emulator deleting by TTL must not delete what the test reads), at .400 s.
@@ -36,7 +36,7 @@ describe('retention on DynamoDB', () => {
       await short.append(0, [{ id: 'b', event: 2 }]);
       expect(await s.io.get(Keys.logDedup(0, 'a'))).toMatchObject({ o: 0, exp: Math.ceil((t0 + DEFAULT_DEDUP_WINDOW_MS) / 1000) });
       expect(await s.io.get(Keys.logDedup(0, 'b'))).toMatchObject({ o: 1, exp: (t0 - 400) / 1000 + 66 });
-      expect((await s.io.get(Keys.logEntry(0, 0)))?.[TTL_ATTRIBUTE]).toBeUndefined();
+      expect((await s.io.get(Keys.logSegment(0, 0)))?.[TTL_ATTRIBUTE]).toBeUndefined();
       // Past its TTL (DynamoDB Local never deletes it): absent for append, which re-writes it.
       now += 61_000;
       expect(await short.append(0, [{ id: 'b', event: 3 }])).toEqual({ appended: 1, duplicates: 0, head: 3 });
@@ -46,16 +46,33 @@ describe('retention on DynamoDB', () => {
     }
   });
 
-  it('truncate deletes the entry items below the cut and records the cut; forgetBelow deletes records and ack items', async () => {
+  it('the log is one segment item per appended chunk; truncate deletes the segments wholly below the cut (a straddling one stays) and records where the kept log starts; forgetBelow deletes records and ack items', async () => {
     const s = await freshStores();
     try {
-      await s.sourceLog.append(
-        0,
-        Array.from({ length: 8 }, (_, i) => ({ id: `e${i}`, event: i })),
-      );
-      await s.sourceLog.truncate(0, 5);
-      const left = await s.io.queryRange(Keys.logPk(0), 'E#', 'E#\uffff');
-      expect(left.map((r) => r.sk)).toEqual([5, 6, 7].map((o) => Keys.logEntry(0, o).sk));
+      const batch = (from: number, n: number) => Array.from({ length: n }, (_, i) => ({ id: `e${from + i}`, event: from + i }));
+      for (const [from, n] of [
+        [0, 3],
+        [3, 2],
+        [5, 3],
+      ] as const)
+        await s.sourceLog.append(0, batch(from, n));
+      const segments = async () => (await s.io.queryRange(Keys.logPk(0), 'E#', 'E#\uffff')).map((r) => ({ sk: r.sk, f: r.f, es: r.es }));
+      expect(await segments()).toEqual([
+        { sk: Keys.logSegment(0, 2).sk, f: 0, es: ['0', '1', '2'] },
+        { sk: Keys.logSegment(0, 4).sk, f: 3, es: ['3', '4'] },
+        { sk: Keys.logSegment(0, 7).sk, f: 5, es: ['5', '6', '7'] },
+      ]);
+      // Cut 4 falls inside the second segment: only the first goes; offsets 3 and 4 stay readable.
+      await s.sourceLog.truncate(0, 4);
+      expect((await segments()).map((r) => r.sk)).toEqual([Keys.logSegment(0, 4).sk, Keys.logSegment(0, 7).sk]);
+      expect(await s.io.get(Keys.logTruncation(0))).toMatchObject({ low: 3 });
+      expect(await s.sourceLog.read(0, 3, 2)).toEqual([
+        { offset: 3, event: 3 },
+        { offset: 4, event: 4 },
+      ]);
+      await expect(s.sourceLog.read(0, 2, 2)).rejects.toMatchObject({ name: 'SourceLogTruncatedError', from: 2, retainedFrom: 3 });
+      await s.sourceLog.truncate(0, 6);
+      expect((await segments()).map((r) => r.sk)).toEqual([Keys.logSegment(0, 7).sk]);
       expect(await s.io.get(Keys.logTruncation(0))).toMatchObject({ low: 5 });
       // Dedup items stay (until their TTL).
       expect(await s.io.get(Keys.logDedup(0, 'e0'))).toMatchObject({ o: 0 });

@@ -156,10 +156,12 @@ describe('spill to S3 over the size threshold', () => {
     const s = await freshStores({ spillThresholdBytes: 1_000, counter });
     try {
       const events = [{ n: 0 }, { payload: big(2_000, 'a') }, { n: 2 }, { payload: big(2_000, 'b') }];
-      await s.sourceLog.append(
-        0,
-        events.map((event, i) => ({ id: `e${i}`, event })),
-      );
+      // Two segments: entries 0-1 and 2-3.
+      for (const from of [0, 2])
+        await s.sourceLog.append(
+          0,
+          events.slice(from, from + 2).map((event, i) => ({ id: `e${from + i}`, event })),
+        );
       await s.sourceLog.append(1, [
         { id: 'f0', event: { n: 0 } },
         { id: 'f1', event: { n: 1 } },
@@ -169,7 +171,7 @@ describe('spill to S3 over the size threshold', () => {
       expect((await s.io.get(Keys.logHead(0)))?.sp).toBe(true);
       expect((await s.io.get(Keys.logHead(1)))?.sp).toBeUndefined();
 
-      // Entries 0 and 1 go, and the blob of entry 1 with them; entry 3's stays with it.
+      // The segment of entries 0 and 1 goes, and the blob of entry 1 with it; entry 3's stays with its segment.
       await s.sourceLog.truncate(0, 2);
       expect(await spilledBlobs(s)).toEqual([String((await s.io.get(Keys.logSpill(0, 3)))?.b).slice(BLOB_PREFIX.length)]);
       expect(await s.io.get(Keys.logSpill(0, 1))).toBeUndefined();
@@ -179,7 +181,7 @@ describe('spill to S3 over the size threshold', () => {
       ]);
       counter.reset();
       await s.sourceLog.truncate(1, 2);
-      expect(counter.snapshot()).toEqual({ 'DynamoDB.GetItem': 2, 'DynamoDB.BatchWriteItem': 1, 'DynamoDB.UpdateItem': 1 });
+      expect(counter.snapshot()).toEqual({ 'DynamoDB.GetItem': 2, 'DynamoDB.Query': 1, 'DynamoDB.BatchWriteItem': 1, 'DynamoDB.UpdateItem': 1 });
       await s.sourceLog.truncate(0, 4);
       expect(await spilledBlobs(s)).toEqual([]);
     } finally {

@@ -7,7 +7,7 @@ describe('bench:cost storage by kind', () => {
   it('classifies the job table items by what keeps them', () => {
     const kinds = [
       Keys.logDedup(0, 'id-1'),
-      Keys.logEntry(1, 7),
+      Keys.logSegment(1, 7),
       Keys.logHead(0),
       Keys.logTruncation(0),
       Keys.checkpoint(3),

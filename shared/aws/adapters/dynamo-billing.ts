@@ -55,6 +55,21 @@ export const readUnits = (bytes: number, consistent: boolean): number => Math.ma
 export interface BillingTally {
   read: number;
   write: number;
+  /** The same units by item kind: the partition key's prefix up to its first `#` (`L#`, `K#`, `JOB`...), when present. */
+  byItem?: Record<string, { read: number; write: number }>;
+}
+
+/** The item kind of a key for `BillingTally.byItem`: `pk` up to and including its first `#` (`I#`, `LD#`), or the whole `pk` (`JOB`, `CP`, `DL`). */
+export function itemKindOf(pk: string): string {
+  const hash = pk.indexOf('#');
+  return hash < 0 ? pk : pk.slice(0, hash + 1);
+}
+
+function add(tally: BillingTally, kind: 'read' | 'write', units: number, pk: string | undefined): void {
+  tally[kind] += units;
+  if (!tally.byItem || units === 0) return;
+  const item = (tally.byItem[itemKindOf(pk ?? '?')] ??= { read: 0, write: 0 });
+  item[kind] += units;
 }
 
 interface Stackful {
@@ -94,15 +109,17 @@ export class DynamoBillingMeter {
   /** The units of one request (exported for the tests of the rules). */
   bill(op: string, input: Input, output: Input, tally: BillingTally, applied: boolean): void {
     const table = input.TableName as string | undefined;
+    const write = (t: string | undefined, keyOrItem: Item, after: (before: Item | undefined) => Item | undefined, factor = 1): void =>
+      add(tally, 'write', factor * this.write(t, keyOrItem, after), keyOrItem.pk?.S);
     switch (op) {
       case 'PutItem':
-        tally.write += this.write(table, input.Item as Item, (before) => (applied ? (input.Item as Item) : before));
+        write(table, input.Item as Item, (before) => (applied ? (input.Item as Item) : before));
         return;
       case 'UpdateItem':
-        tally.write += this.write(table, input.Key as Item, (before) => (applied ? applyUpdate(before ?? (input.Key as Item), input) : before));
+        write(table, input.Key as Item, (before) => (applied ? applyUpdate(before ?? (input.Key as Item), input) : before));
         return;
       case 'DeleteItem':
-        tally.write += this.write(table, input.Key as Item, (before) => (applied ? undefined : before));
+        write(table, input.Key as Item, (before) => (applied ? undefined : before));
         return;
       case 'BatchWriteItem': {
         const unprocessed = (output.UnprocessedItems ?? {}) as Record<string, unknown[]>;
@@ -110,8 +127,8 @@ export class DynamoBillingMeter {
           const left = new Set((unprocessed[t] ?? []).map((r) => JSON.stringify(r)));
           for (const r of requests) {
             if (left.has(JSON.stringify(r))) continue;
-            if (r.PutRequest) tally.write += this.write(t, r.PutRequest.Item, () => r.PutRequest?.Item);
-            else if (r.DeleteRequest) tally.write += this.write(t, r.DeleteRequest.Key, () => undefined);
+            if (r.PutRequest) write(t, r.PutRequest.Item, () => r.PutRequest?.Item);
+            else if (r.DeleteRequest) write(t, r.DeleteRequest.Key, () => undefined);
           }
         }
         return;
@@ -120,33 +137,45 @@ export class DynamoBillingMeter {
         for (const action of input.TransactItems as Array<Record<string, Input>>) {
           const [kind, body] = Object.entries(action)[0] as [string, Input];
           const t = body.TableName as string;
-          if (kind === 'Put') tally.write += 2 * this.write(t, body.Item as Item, (before) => (applied ? (body.Item as Item) : before));
-          else if (kind === 'Update') tally.write += 2 * this.write(t, body.Key as Item, (before) => (applied ? applyUpdate(before ?? (body.Key as Item), body) : before));
-          else if (kind === 'Delete') tally.write += 2 * this.write(t, body.Key as Item, (before) => (applied ? undefined : before));
-          else tally.write += 2 * writeUnits(itemSize(this.shadow.get(keyOf(t, body.Key as Item))));
+          if (kind === 'Put') write(t, body.Item as Item, (before) => (applied ? (body.Item as Item) : before), 2);
+          else if (kind === 'Update') write(t, body.Key as Item, (before) => (applied ? applyUpdate(before ?? (body.Key as Item), body) : before), 2);
+          else if (kind === 'Delete') write(t, body.Key as Item, (before) => (applied ? undefined : before), 2);
+          else add(tally, 'write', 2 * writeUnits(itemSize(this.shadow.get(keyOf(t, body.Key as Item)))), (body.Key as Item).pk?.S);
         }
         return;
       case 'GetItem': {
         const item = output.Item as Item | undefined;
         if (item) this.shadow.set(keyOf(table, input.Key as Item), item);
-        tally.read += readUnits(itemSize(item), input.ConsistentRead === true);
+        add(tally, 'read', readUnits(itemSize(item), input.ConsistentRead === true), (input.Key as Item).pk?.S);
         return;
       }
       case 'BatchGetItem':
         for (const [t, request] of Object.entries(input.RequestItems as Record<string, { Keys: Item[]; ConsistentRead?: boolean }>)) {
-          const found = ((output.Responses as Record<string, Item[]> | undefined)?.[t] ?? []).length;
-          const unprocessed = ((output.UnprocessedKeys as Record<string, { Keys: Item[] }> | undefined)?.[t]?.Keys ?? []).length;
-          for (const item of (output.Responses as Record<string, Item[]> | undefined)?.[t] ?? []) tally.read += readUnits(itemSize(item), request.ConsistentRead === true);
+          const found = new Set<string>();
+          for (const item of (output.Responses as Record<string, Item[]> | undefined)?.[t] ?? []) {
+            found.add(keyOf(t, item));
+            add(tally, 'read', readUnits(itemSize(item), request.ConsistentRead === true), item.pk?.S);
+          }
+          const unprocessed = new Set(((output.UnprocessedKeys as Record<string, { Keys: Item[] }> | undefined)?.[t]?.Keys ?? []).map((k) => keyOf(t, k)));
           // Keys asked for and not found cost one unit each too.
-          tally.read += Math.max(0, request.Keys.length - found - unprocessed) * readUnits(0, request.ConsistentRead === true);
+          for (const key of request.Keys) {
+            const id = keyOf(t, key);
+            if (!found.has(id) && !unprocessed.has(id)) add(tally, 'read', readUnits(0, request.ConsistentRead === true), key.pk?.S);
+          }
         }
         return;
       case 'Query':
       case 'Scan': {
         const items = (output.Items as Item[] | undefined) ?? [];
-        tally.read += readUnits(
-          items.reduce((n, item) => n + itemSize(item), 0),
-          input.ConsistentRead === true,
+        const values = (input.ExpressionAttributeValues ?? {}) as Record<string, AttributeValue>;
+        add(
+          tally,
+          'read',
+          readUnits(
+            items.reduce((n, item) => n + itemSize(item), 0),
+            input.ConsistentRead === true,
+          ),
+          items[0]?.pk?.S ?? values[':pk']?.S,
         );
         return;
       }

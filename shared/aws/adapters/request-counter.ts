@@ -1,4 +1,4 @@
-import { DynamoBillingMeter } from './dynamo-billing.js';
+import { DynamoBillingMeter, type BillingTally } from './dynamo-billing.js';
 
 /**
  * Counts AWS requests by service and operation: an SDK v3 middleware in the `deserialize`
@@ -35,8 +35,8 @@ export interface RequestCounterOptions {
 
 export class RequestCounter {
   private readonly counts = new Map<string, number>();
-  /** DynamoDB request units billed by AWS's rules (with `dynamoCapacity`). */
-  readonly capacity = { read: 0, write: 0 };
+  /** DynamoDB request units billed by AWS's rules (with `dynamoCapacity`), in all and by item kind. */
+  readonly capacity: Required<BillingTally> = { read: 0, write: 0, byItem: {} };
   private meter: DynamoBillingMeter | undefined;
   private readonly sqs = new Map<string, SqsTally>();
 
@@ -137,6 +137,7 @@ export class RequestCounter {
     this.sqs.clear();
     this.capacity.read = 0;
     this.capacity.write = 0;
+    this.capacity.byItem = {};
   }
 }
 

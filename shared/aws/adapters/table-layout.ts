@@ -26,9 +26,9 @@ import { createHash } from 'node:crypto';
  * | sink upsert             | `SU#`sink                  | key                                | d, key |
  * | dead letter             | `DL`                       | id                                 | d |
  * | source-log head         | `L#`partition              | `H`                                | head (N), sealed (BOOL) |
- * | source-log entry        | `L#`partition              | `E#`pad(offset)                    | d |
+ * | source-log segment      | `L#`partition              | `E#`pad(last offset)               | f (N): first offset, es (L of S): the payloads of offsets f..last |
  * | source-log dedup        | `LD#`partition`#`id        | `D`                                | o (N), exp (N): a key of its own, off the partition's hot `L#` key |
- * | source-log truncation   | `L#`partition              | `T`                                | low (N): entries below it are deleted |
+ * | source-log truncation   | `L#`partition              | `T`                                | low (N): every offset below it is deleted |
  * | source-log spill marker | `L#`partition              | `S#`pad(offset)                    | b: the S3 blob of a spilled entry, deleted with it |
  *
  * The generation fence is the job record's `gen` in an item of its own, written in the same
@@ -119,7 +119,8 @@ export const Keys = {
   deadLetter: (id: string): ItemKey => ({ pk: 'DL', sk: keyPart(id) }),
   logPk: (partition: number): string => `L#${partition}`,
   logHead: (partition: number): ItemKey => ({ pk: `L#${partition}`, sk: 'H' }),
-  logEntry: (partition: number, offset: number): ItemKey => ({ pk: `L#${partition}`, sk: `E#${pad(offset)}` }),
+  /** A segment of the source log, keyed by its last offset. */
+  logSegment: (partition: number, lastOffset: number): ItemKey => ({ pk: `L#${partition}`, sk: `E#${pad(lastOffset)}` }),
   logDedup: (partition: number, id: string): ItemKey => ({ pk: `LD#${partition}#${keyPart(id)}`, sk: 'D' }),
   logTruncation: (partition: number): ItemKey => ({ pk: `L#${partition}`, sk: 'T' }),
   logSpill: (partition: number, offset: number): ItemKey => ({ pk: `L#${partition}`, sk: `S#${pad(offset)}` }),
