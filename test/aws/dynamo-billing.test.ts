@@ -81,6 +81,22 @@ describe('DynamoDB billing rules', () => {
     expect(t.read).toBe(7 + 2 + 1);
   });
 
+  it('an update with if_not_exists keeps the stored value, or sets the fallback on an item without it (the after image bills)', () => {
+    const meter = new DynamoBillingMeter();
+    const t = tally();
+    const update = (value: string) => ({
+      TableName: 'T',
+      Key: key('H', '1'),
+      UpdateExpression: 'SET #h = :n, #x = if_not_exists(#x, :v)',
+      ExpressionAttributeNames: { '#h': 'head', '#x': 'ix' },
+      ExpressionAttributeValues: { ':n': { N: '1' }, ':v': S(value) },
+    });
+    meter.bill('UpdateItem', update('x'.repeat(1500)), {}, t, true);
+    expect(t.write).toBe(2); // the fallback (1,500 bytes) was set
+    meter.bill('UpdateItem', update('short'), {}, t, true);
+    expect(t.write).toBe(4); // kept: the item is still over 1 KB
+  });
+
   it('by item kind (the partition key up to its first #): each unit goes to the item it was billed for', () => {
     const meter = new DynamoBillingMeter();
     const t = { read: 0, write: 0, byItem: {} };
@@ -96,6 +112,30 @@ describe('DynamoDB billing rules', () => {
     meter.bill('Query', { TableName: 'T', ExpressionAttributeValues: { ':pk': S('CP') } }, { Items: [] }, t, true);
     meter.bill('DeleteItem', { TableName: 'T', Key: k('L#0', 'E#1') }, {}, t, true);
     expect(t).toEqual({ read: 2.5, write: 8, byItem: { 'L#': { read: 0, write: 6 }, 'LD#': { read: 2, write: 2 }, CP: { read: 0.5, write: 0 } } });
+  });
+
+  it('through the DocumentClient (plain values in its output): a 5 KB item reads as 2 units, projected or not, since AWS bills the whole item', async () => {
+    const counter = new RequestCounter({ dynamoCapacity: true });
+    const s = await freshStores({ counter });
+    try {
+      await s.io.batchWrite([{ put: { pk: 'Z#1', sk: 'a', d: 'x'.repeat(5000) } }]);
+      counter.reset();
+      await s.io.get({ pk: 'Z#1', sk: 'a' });
+      expect(counter.capacity.read).toBe(2);
+      await s.io.batchGet(
+        [
+          { pk: 'Z#1', sk: 'a' },
+          { pk: 'Z#1', sk: 'missing' },
+        ],
+        s.table,
+        ['pk', 'sk'],
+      );
+      expect(counter.capacity.read).toBe(2 + 2 + 1);
+      await s.io.queryPartition('Z#1');
+      expect(counter.capacity.read).toBe(5 + 2);
+    } finally {
+      await s.done();
+    }
   });
 
   it('on DynamoDB Local: a transaction of two small items bills 4 write units, where the emulator reports 2; the adapters are billed the same way', async () => {

@@ -1,4 +1,5 @@
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import { marshall } from '@aws-sdk/util-dynamodb';
 
 /**
  * DynamoDB on-demand billing, applied to what the SDK sends and receives: item sizes as AWS
@@ -122,11 +123,13 @@ export class DynamoBillingMeter {
         write(table, input.Key as Item, (before) => (applied ? undefined : before));
         return;
       case 'BatchWriteItem': {
-        const unprocessed = (output.UnprocessedItems ?? {}) as Record<string, unknown[]>;
-        for (const [t, requests] of Object.entries(input.RequestItems as Record<string, Array<{ PutRequest?: { Item: Item }; DeleteRequest?: { Key: Item } }>>)) {
-          const left = new Set((unprocessed[t] ?? []).map((r) => JSON.stringify(r)));
+        type WriteRequest = { PutRequest?: { Item: Item }; DeleteRequest?: { Key: Item } };
+        const unprocessed = (output.UnprocessedItems ?? {}) as Record<string, WriteRequest[]>;
+        const idOf = (r: WriteRequest): string => (r.PutRequest ? `put|${keyOf('', wire(r.PutRequest.Item) as Item)}` : `delete|${keyOf('', wire(r.DeleteRequest?.Key) ?? {})}`);
+        for (const [t, requests] of Object.entries(input.RequestItems as Record<string, WriteRequest[]>)) {
+          const left = new Set((unprocessed[t] ?? []).map(idOf));
           for (const r of requests) {
-            if (left.has(JSON.stringify(r))) continue;
+            if (left.has(idOf(r))) continue;
             if (r.PutRequest) write(t, r.PutRequest.Item, () => r.PutRequest?.Item);
             else if (r.DeleteRequest) write(t, r.DeleteRequest.Key, () => undefined);
           }
@@ -144,19 +147,19 @@ export class DynamoBillingMeter {
         }
         return;
       case 'GetItem': {
-        const item = output.Item as Item | undefined;
-        if (item) this.shadow.set(keyOf(table, input.Key as Item), item);
-        add(tally, 'read', readUnits(itemSize(item), input.ConsistentRead === true), (input.Key as Item).pk?.S);
+        const item = wire(output.Item as Item | undefined);
+        const size = item ? this.readSize(table, item, input.ProjectionExpression !== undefined) : 0;
+        add(tally, 'read', readUnits(size, input.ConsistentRead === true), (input.Key as Item).pk?.S);
         return;
       }
       case 'BatchGetItem':
-        for (const [t, request] of Object.entries(input.RequestItems as Record<string, { Keys: Item[]; ConsistentRead?: boolean }>)) {
+        for (const [t, request] of Object.entries(input.RequestItems as Record<string, { Keys: Item[]; ConsistentRead?: boolean; ProjectionExpression?: string }>)) {
           const found = new Set<string>();
-          for (const item of (output.Responses as Record<string, Item[]> | undefined)?.[t] ?? []) {
+          for (const item of ((output.Responses as Record<string, Item[]> | undefined)?.[t] ?? []).map((i) => wire(i) as Item)) {
             found.add(keyOf(t, item));
-            add(tally, 'read', readUnits(itemSize(item), request.ConsistentRead === true), item.pk?.S);
+            add(tally, 'read', readUnits(this.readSize(t, item, request.ProjectionExpression !== undefined), request.ConsistentRead === true), item.pk?.S);
           }
-          const unprocessed = new Set(((output.UnprocessedKeys as Record<string, { Keys: Item[] }> | undefined)?.[t]?.Keys ?? []).map((k) => keyOf(t, k)));
+          const unprocessed = new Set(((output.UnprocessedKeys as Record<string, { Keys: Item[] }> | undefined)?.[t]?.Keys ?? []).map((k) => keyOf(t, wire(k) as Item)));
           // Keys asked for and not found cost one unit each too.
           for (const key of request.Keys) {
             const id = keyOf(t, key);
@@ -166,13 +169,13 @@ export class DynamoBillingMeter {
         return;
       case 'Query':
       case 'Scan': {
-        const items = (output.Items as Item[] | undefined) ?? [];
+        const items = ((output.Items as Item[] | undefined) ?? []).map((i) => wire(i) as Item);
         const values = (input.ExpressionAttributeValues ?? {}) as Record<string, AttributeValue>;
         add(
           tally,
           'read',
           readUnits(
-            items.reduce((n, item) => n + itemSize(item), 0),
+            items.reduce((n, item) => n + this.readSize(table, item, input.ProjectionExpression !== undefined), 0),
             input.ConsistentRead === true,
           ),
           items[0]?.pk?.S ?? values[':pk']?.S,
@@ -182,6 +185,20 @@ export class DynamoBillingMeter {
       default:
         return;
     }
+  }
+
+  /**
+   * The size a read of `item` bills: AWS bills the whole item whatever a ProjectionExpression
+   * returns, so a projected item counts as large as the shadow knows it. A whole item updates the
+   * shadow.
+   */
+  private readSize(table: string | undefined, item: Item, projected: boolean): number {
+    const key = keyOf(table, item);
+    if (!projected) {
+      this.shadow.set(key, item);
+      return itemSize(item);
+    }
+    return Math.max(itemSize(item), itemSize(this.shadow.get(key)));
   }
 
   /** Units of one write: the larger of the before and after images; the shadow then holds the after image. */
@@ -195,11 +212,39 @@ export class DynamoBillingMeter {
   }
 }
 
+/**
+ * An item of a response as DynamoDB sent it. The DocumentClient's commands hand this middleware
+ * their output already converted to plain values (`{ pk: 'L#0' }`, not `{ pk: { S: 'L#0' } }`):
+ * those are marshalled back, or their sizes would read as 0.
+ */
+function wire(item: Item | Record<string, unknown> | undefined): Item | undefined {
+  if (!item) return undefined;
+  const pk = (item as Record<string, unknown>).pk;
+  return pk === undefined || typeof pk === 'object' ? (item as Item) : marshall(item, { removeUndefinedValues: true });
+}
+
 function keyOf(table: string | undefined, item: Item): string {
   return `${table ?? ''}|${item.pk?.S ?? ''}|${item.sk?.S ?? ''}`;
 }
 
-/** The top-level SET / REMOVE / ADD forms the adapters use (`SET #a = :v, #b = #c REMOVE #d ADD #n :n`). */
+/** Splits on the commas outside parentheses (`#a = :v, #b = if_not_exists(#b, :w)`). */
+function topLevelParts(body: string): string[] {
+  const parts: string[] = [];
+  let depth = 0;
+  let from = 0;
+  for (let i = 0; i < body.length; i++) {
+    if (body[i] === '(') depth++;
+    else if (body[i] === ')') depth--;
+    else if (body[i] === ',' && depth === 0) {
+      parts.push(body.slice(from, i));
+      from = i + 1;
+    }
+  }
+  parts.push(body.slice(from));
+  return parts.map((p) => p.trim()).filter((p) => p.length > 0);
+}
+
+/** The top-level SET / REMOVE / ADD forms the adapters use (`SET #a = :v, #b = #c, #e = if_not_exists(#e, :w) REMOVE #d ADD #n :n`). */
 function applyUpdate(before: Item, input: Input): Item {
   const names = (input.ExpressionAttributeNames ?? {}) as Record<string, string>;
   const values = (input.ExpressionAttributeValues ?? {}) as Record<string, AttributeValue>;
@@ -207,10 +252,12 @@ function applyUpdate(before: Item, input: Input): Item {
   const item: Item = { ...before };
   const expression = (input.UpdateExpression as string | undefined) ?? '';
   for (const [, clause, body] of expression.matchAll(/\b(SET|REMOVE|ADD|DELETE)\s+(.*?)(?=\s+\b(?:SET|REMOVE|ADD|DELETE)\b|$)/g)) {
-    for (const part of (body ?? '').split(',').map((p) => p.trim())) {
+    for (const part of topLevelParts(body ?? '')) {
       if (clause === 'SET') {
-        const [target, source] = part.split('=').map((p) => p.trim()) as [string, string];
-        const value = source.startsWith(':') ? values[source] : item[name(source)];
+        const [target, source] = part.split(/=(.*)/s).map((p) => p.trim()) as [string, string];
+        const fallback = /^if_not_exists\(\s*([^,\s]+)\s*,\s*([^)\s]+)\s*\)$/.exec(source);
+        const operand = (token: string): AttributeValue | undefined => (token.startsWith(':') ? values[token] : item[name(token)]);
+        const value = fallback ? (item[name(fallback[1] as string)] ?? operand(fallback[2] as string)) : operand(source);
         if (value) item[name(target)] = value;
       } else if (clause === 'REMOVE') {
         delete item[name(part)];

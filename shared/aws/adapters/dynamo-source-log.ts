@@ -15,49 +15,61 @@ export interface DynamoSourceLogOptions {
 
 const DEFAULT_MAX_APPEND_ATTEMPTS = 8;
 
-/** Entries of one segment at most: the chunk's transaction holds the head, the segment and a dedup put per entry (<= 100 actions). */
-export const MAX_SEGMENT_ENTRIES = MAX_TRANSACT_ACTIONS - 2;
+/** Entries of one segment at most (the default `sourceReadBatch`: a source catching up reads whole segments). */
+export const MAX_SEGMENT_ENTRIES = 500;
 
-/** Payload bytes of one segment at most (a single larger payload is spilled by then): two fit under the 400 KB item limit. */
+/** Bytes of one segment's payloads and ids at most (a single larger payload is spilled by then): two fit under the 400 KB item limit. */
 export const MAX_SEGMENT_BYTES = MAX_INLINE_PAYLOAD_BYTES;
+
+interface Segment {
+  /** First offset. */
+  readonly f: number;
+  readonly ids: readonly string[];
+}
 
 /**
  * SourceLog on the job table. Partition p is the item collection `L#p`: a head item (`head` =
- * next offset, `sealed`) and segments: one item per appended chunk (`E#<last offset>`, holding
- * its first offset `f` and the chunk's payloads `es` in offset order). Each ingest id has a
- * dedup item under a partition key of its own (`LD#p#<id>`, holding the entry's offset), so that
- * the one hot key of a partition carries only the head and the segments (DynamoDB serves about
- * 1,000 write units per second per partition key).
+ * next offset, `ix`: offsets below it are indexed, `sealed`) and segments: one item per
+ * appended chunk (`E#<last offset>`, holding its first offset `f`, the chunk's payloads `es` and
+ * event ids `ids` in offset order). Each ingest id has a dedup item under a partition key of its
+ * own (`LD#p#<id>`, holding the entry's offset), the index that tells a redelivered event from a
+ * new one, off the partition's hot `L#p` key (DynamoDB serves about 1,000 write units per second
+ * per partition key).
  *
- * Why segments: an entry item per event bills a write unit per event twice (put in the
- * transaction, then its delete at truncation), however small the event. A segment bills the
- * chunk's bytes (per KB) once when written and once when deleted: for small events a fraction
- * of a unit each.
+ * Why segments and a separate index: an entry item and a dedup item per event, both in the
+ * append's transaction, billed four write units per event however small it was, plus one more
+ * to delete the entry at truncation. A segment bills the chunk's bytes (per KB) when written and
+ * when deleted; a dedup item written outside the transaction bills one unit.
  *
- * append = one TransactWriteItems per chunk: the head's `head = s -> s + n` (condition on the
- * head it read), the chunk's segment (offsets s .. s+n-1), and the n dedup items (condition:
- * absent). A chunk holds at most MAX_SEGMENT_ENTRIES entries and MAX_SEGMENT_BYTES of payload;
- * every chunk carries the head condition, so the log never has holes and concurrent appenders
- * interleave whole chunks. Ids already present are skipped (read first; an id appended
- * concurrently fails its dedup condition, and the chunk is retried without it). A large append
- * is therefore atomic per chunk, not as a whole: a crash between chunks leaves a prefix
- * appended, and the redelivered batch appends the rest (its appended ids are skipped). An
- * appender that loses the race for the head `maxAppendAttempts` times in a row (backing off
- * between) gives up with AppendContentionError: its events go back to the queue for a later
- * delivery instead of spinning until the function times out.
+ * append, per chunk of at most MAX_SEGMENT_ENTRIES entries and MAX_SEGMENT_BYTES:
+ *   1. read the head (consistent): `head` = s, `ix` (absent: = s);
+ *   2. then look the ids up in the index (dedup items) and in the segments of [ix, s), which
+ *      are appended but maybe not indexed yet; ids found in either are duplicates;
+ *   3. one TransactWriteItems: `head = s -> s + n` (condition: still s; `ix` set to s if absent)
+ *      and the segment; a lost race for the head goes back to 1;
+ *   4. index: put the dedup items of [ix, s + n) (the segments read in 2 and its own), then
+ *      move `ix` up to s + n (condition: below it).
+ * The head condition orders every append after the head it read; whatever an appender reads in 2
+ * was either indexed before ix passed it or is in the segments it read, so a duplicate is always
+ * found, even if its first appender crashed between 3 and 4 (the next append to the partition
+ * indexes it). A crash between chunks leaves a prefix appended, and the redelivered batch appends
+ * the rest (its appended ids are found). An appender that loses the race for the head
+ * `maxAppendAttempts` times in a row (backing off between) gives up with AppendContentionError:
+ * its events go back to the queue for a later delivery instead of spinning until the function
+ * times out.
  *
  * read(from) = one Query from `E#<from>` up: a segment's key is its last offset, so the first
  * item found holds `from` (or starts past it: `from` was truncated, SourceLogTruncatedError).
  *
  * Retention (shared/core/retention.ts): a dedup item carries the table's TTL attribute at the
  * end of its dedup window, so DynamoDB deletes it for free; until it does, an item past it is
- * absent for append (its id appends again, and the dedup put's condition accepts it).
- * `truncate(below)` deletes the segments wholly below the cut (a segment that straddles it stays
- * until a later cut passes its end), found by one eventually consistent Query of the keys from
- * the last truncation point (item `T`, `low`: every offset below it is deleted) up. An entry
- * spilled to S3 (over the inline limit) gets a marker item (`S#<offset>`, the blob's key) in its
- * chunk's transaction, and the head a flag (`sp`): only a partition that ever spilled queries its
- * markers when it truncates, and deletes their blobs with their segments.
+ * absent for append (its id appends again). `truncate(below)` deletes the segments wholly below
+ * the cut (a segment that straddles it stays until a later cut passes its end), found by one
+ * eventually consistent Query of the keys from the last truncation point (item `T`, `low`: every
+ * offset below it is deleted) up. An entry spilled to S3 (over the inline limit) gets a marker
+ * item (`S#<offset>`, the blob's key) in its chunk's transaction, and the head a flag (`sp`): only
+ * a partition that ever spilled queries its markers when it truncates, and deletes their blobs
+ * with their segments.
  */
 export class DynamoSourceLog implements SourceLog {
   private readonly clock: Clock;
@@ -75,92 +87,115 @@ export class DynamoSourceLog implements SourceLog {
 
   async append(partition: number, entries: readonly { id: string; event: unknown }[]): Promise<AppendResult> {
     const seen = new Set<string>();
-    const unique = entries.filter((e) => (seen.has(e.id) ? false : (seen.add(e.id), true)));
-    let duplicates = entries.length - unique.length;
-    if (unique.length === 0) return { appended: 0, duplicates, head: await this.head(partition) };
+    let pending = entries.filter((e) => (seen.has(e.id) ? false : (seen.add(e.id), true)));
+    let duplicates = entries.length - pending.length;
+    if (pending.length === 0) return { appended: 0, duplicates, head: await this.head(partition) };
     const now = this.clock.now();
     const exp = ttlSeconds(dedupExpiresAt(now, this.dedupWindowMs));
-    const nowSeconds = Math.floor(now / 1000);
-    const existing = await this.io.batchGet(
-      unique.map((e) => Keys.logDedup(partition, e.id)),
-      this.io.table,
-      ['pk', 'sk', TTL_ATTRIBUTE],
-    );
     const live = (raw: Raw | undefined): boolean => raw !== undefined && !dedupExpired(typeof raw[TTL_ATTRIBUTE] === 'number' ? raw[TTL_ATTRIBUTE] * 1000 : undefined, now);
-    let fresh = unique.filter((e) => !live(existing.get(keyId(Keys.logDedup(partition, e.id)))));
-    duplicates += unique.length - fresh.length;
     const payloads = new Map<string, string>();
-    await Promise.all(fresh.map(async (e) => payloads.set(e.id, await this.io.encode(e.event))));
+    await Promise.all(pending.map(async (e) => payloads.set(e.id, await this.io.encode(e.event))));
 
     let appended = 0;
     let headAfter: number | undefined;
-    for (let attempt = 0; fresh.length > 0;) {
+    for (let attempt = 0; pending.length > 0;) {
+      // 1. The head, then 2. what was appended before among the next chunk's candidates.
       const head = await this.io.get(Keys.logHead(partition));
       const start = (head?.head as number | undefined) ?? 0;
+      headAfter = Math.max(headAfter ?? 0, start);
+      const indexed = (head?.ix as number | undefined) ?? start;
+      const window = pending.slice(0, MAX_SEGMENT_ENTRIES);
+      const [index, tail] = await Promise.all([
+        this.io.batchGet(
+          window.map((e) => Keys.logDedup(partition, e.id)),
+          this.io.table,
+          ['pk', 'sk', TTL_ATTRIBUTE],
+        ),
+        indexed < start ? this.segmentsFrom(partition, indexed) : Promise.resolve([]),
+      ]);
+      const inTail = new Set(tail.flatMap((segment) => segment.ids));
+      const known = new Set(window.filter((e) => inTail.has(e.id) || live(index.get(keyId(Keys.logDedup(partition, e.id))))).map((e) => e.id));
+      duplicates += known.size;
+      pending = pending.filter((e) => !known.has(e.id));
       const chunk: Array<{ id: string; payload: string }> = [];
-      const dedups: TransactItem[] = [];
-      // After the dedup puts, so that a cancellation reason's index still names its entry.
       const markers: TransactItem[] = [];
       let bytes = 0;
-      for (const entry of fresh) {
+      for (const entry of window) {
+        if (known.has(entry.id)) continue;
         const offset = start + chunk.length;
         const payload = payloads.get(entry.id) ?? 'null';
-        const size = Buffer.byteLength(payload) + 1;
+        const size = Buffer.byteLength(payload) + Buffer.byteLength(entry.id) + 2;
         const marker: TransactItem[] = payload.startsWith(BLOB_PREFIX) ? [{ Put: { TableName: this.io.table, Item: { ...Keys.logSpill(partition, offset), b: payload } } }] : [];
-        if (chunk.length > 0 && (chunk.length + 1 + markers.length + marker.length > MAX_SEGMENT_ENTRIES || bytes + size > MAX_SEGMENT_BYTES)) break;
+        if (chunk.length > 0 && (markers.length + marker.length > MAX_TRANSACT_ACTIONS - 2 || bytes + size > MAX_SEGMENT_BYTES)) break;
         chunk.push({ id: entry.id, payload });
-        dedups.push({
-          Put: {
-            TableName: this.io.table,
-            Item: { ...Keys.logDedup(partition, entry.id), o: offset, [TTL_ATTRIBUTE]: exp },
-            // Absent, or past its dedup window (not yet deleted by TTL).
-            ConditionExpression: 'attribute_not_exists(pk) OR #exp <= :now',
-            ExpressionAttributeNames: { '#exp': TTL_ATTRIBUTE },
-            ExpressionAttributeValues: { ':now': nowSeconds },
-          },
-        });
         markers.push(...marker);
         bytes += size;
       }
-      const last = start + chunk.length - 1;
+      if (chunk.length === 0) continue;
+      const end = start + chunk.length;
       const spilled = markers.length > 0;
+      // 3. The head (and where indexing stands, if no append left it behind) and the segment, in one transaction.
       const headAction: TransactItem = {
         Update: {
           TableName: this.io.table,
           Key: Keys.logHead(partition),
-          UpdateExpression: spilled ? 'SET #h = :next, #sp = :t' : 'SET #h = :next',
+          UpdateExpression: `SET #h = :next, #ix = if_not_exists(#ix, :start)${spilled ? ', #sp = :t' : ''}`,
           ConditionExpression: head?.head === undefined ? 'attribute_not_exists(#h)' : '#h = :start',
-          ExpressionAttributeNames: { '#h': 'head', ...(spilled ? { '#sp': 'sp' } : {}) },
-          ExpressionAttributeValues: { ':next': last + 1, ...(head?.head === undefined ? {} : { ':start': start }), ...(spilled ? { ':t': true } : {}) },
+          ExpressionAttributeNames: { '#h': 'head', '#ix': 'ix', ...(spilled ? { '#sp': 'sp' } : {}) },
+          ExpressionAttributeValues: { ':next': end, ':start': start, ...(spilled ? { ':t': true } : {}) },
         },
       };
-      const segment: TransactItem = { Put: { TableName: this.io.table, Item: { ...Keys.logSegment(partition, last), f: start, es: chunk.map((e) => e.payload) } } };
+      const segment: Segment & { es: string[] } = { f: start, es: chunk.map((e) => e.payload), ids: chunk.map((e) => e.id) };
       try {
-        await this.io.transact([headAction, segment, ...dedups, ...markers]);
-        headAfter = last + 1;
-        appended += chunk.length;
-        fresh = fresh.slice(chunk.length);
-        attempt = 0;
+        await this.io.transact([headAction, { Put: { TableName: this.io.table, Item: { ...Keys.logSegment(partition, end - 1), ...segment } } }, ...markers]);
       } catch (error) {
-        const reasons = cancellationReasons(error);
-        if (!reasons) throw error;
-        const lostIds = new Set<string>();
-        reasons.forEach((r, i) => {
-          // actions: [head, segment, dedup0, dedup1, ..., markers]
-          if (i >= 2 && i < 2 + chunk.length && r.Code === 'ConditionalCheckFailed') lostIds.add((chunk[i - 2] as { id: string }).id);
-        });
-        if (lostIds.size > 0) {
-          duplicates += lostIds.size;
-          fresh = fresh.filter((e) => !lostIds.has(e.id));
-        } else if (reasons[0]?.Code !== 'ConditionalCheckFailed') {
-          throw error;
-        }
+        if (cancellationReasons(error)?.[0]?.Code !== 'ConditionalCheckFailed') throw error;
         // The head moved (a concurrent appender): read it again, a bounded number of times.
         if (++attempt >= this.maxAppendAttempts) throw new AppendContentionError(partition, attempt);
         await this.io.backoff(attempt - 1);
+        continue;
       }
+      attempt = 0;
+      headAfter = Math.max(headAfter, end);
+      appended += chunk.length;
+      const written = new Set(segment.ids);
+      pending = pending.filter((e) => !written.has(e.id));
+      // 4. Index [indexed, end): the segments read in 2 and its own.
+      await this.index(partition, [...tail, segment], end, exp);
     }
     return { appended, duplicates, head: headAfter ?? (await this.head(partition)) };
+  }
+
+  /** Puts the dedup items of `segments` (which cover [ix, end) with no gap), then moves the head's `ix` up to `end`. */
+  private async index(partition: number, segments: readonly Segment[], end: number, exp: number): Promise<void> {
+    await this.io.batchWrite(segments.flatMap((segment) => segment.ids.map((id, i) => ({ put: { ...Keys.logDedup(partition, id), o: segment.f + i, [TTL_ATTRIBUTE]: exp } }))));
+    try {
+      await this.io.retrying(() =>
+        this.io.doc.send(
+          new UpdateCommand({
+            TableName: this.io.table,
+            Key: Keys.logHead(partition),
+            UpdateExpression: 'SET #ix = :end',
+            ConditionExpression: '#ix < :end',
+            ExpressionAttributeNames: { '#ix': 'ix' },
+            ExpressionAttributeValues: { ':end': end },
+          }),
+        ),
+      );
+    } catch (error) {
+      // A later append indexed past it already.
+      if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
+    }
+  }
+
+  /** The segments from offset `from` (a chunk boundary) to the head: their first offsets and ids. */
+  private async segmentsFrom(partition: number, from: number): Promise<Segment[]> {
+    const raws = await this.io.query({
+      KeyConditionExpression: 'pk = :pk AND sk BETWEEN :lo AND :hi',
+      ExpressionAttributeValues: { ':pk': Keys.logPk(partition), ':lo': Keys.logSegment(partition, from).sk, ':hi': 'E#\uffff' },
+      ProjectionExpression: 'f, ids',
+    });
+    return raws.map((raw) => ({ f: raw.f as number, ids: raw.ids as string[] }));
   }
 
   async read(partition: number, from: number, max: number): Promise<LogEntry[]> {

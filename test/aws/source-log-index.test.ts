@@ -1,0 +1,110 @@
+/**
+ * The source log's dedup index (dynamo-source-log.ts): an append's transaction writes the head
+ * and the segment; the dedup items are written after it, then the head's `ix` moves past them.
+ * A crash in between must not let a redelivered event in twice, concurrent appenders of one id
+ * must append it once, and an append bills what AWS bills for it.
+ */
+import { describe, expect, it } from 'vitest';
+import { DynamoSourceLog } from '../../shared/aws/adapters/dynamo-source-log.js';
+import { Keys } from '../../shared/aws/adapters/table-layout.js';
+import { RequestCounter } from '../../shared/aws/adapters/request-counter.js';
+import { InjectedFault } from '../../shared/core/errors.js';
+import { freshStores } from './helpers.js';
+
+type Stack = { add(mw: unknown, options: { step: 'initialize'; name: string }): void };
+
+/** Fails the next `times` calls of `command` on the client before they are sent (the Lambda dies there). */
+function crashBefore(client: object, command: string, times = 1): { crashes: number } {
+  const state = { crashes: 0, left: times };
+  (client as { middlewareStack: Stack }).middlewareStack.add(
+    (next: (args: unknown) => Promise<unknown>, context: { commandName?: string }) => (args: unknown) => {
+      if (context.commandName === command && state.left > 0) {
+        state.left--;
+        state.crashes++;
+        return Promise.reject(new InjectedFault(`crashed before ${command}`));
+      }
+      return next(args);
+    },
+    { step: 'initialize', name: `crashBefore${command}` },
+  );
+  return state;
+}
+
+const events = (ids: readonly string[]) => ids.map((id) => ({ id, event: { id } }));
+
+describe('DynamoSourceLog dedup index', () => {
+  it('a crash between the segment and its index: the redelivered batch appends only what is new, and the next append indexes the left-behind segment', async () => {
+    const s = await freshStores();
+    try {
+      const log = new DynamoSourceLog(s.io);
+      const crash = crashBefore(s.clients.dynamo, 'BatchWriteItemCommand');
+      await expect(log.append(0, events(['a', 'b']))).rejects.toThrow('crashed before BatchWriteItemCommand');
+      expect(crash.crashes).toBe(1);
+      // Appended, not indexed: the head is past the segment, `ix` still below it, no dedup item.
+      expect(await s.io.get(Keys.logHead(0))).toMatchObject({ head: 2, ix: 0 });
+      expect(await s.io.get(Keys.logDedup(0, 'a'))).toBeUndefined();
+
+      // SQS redelivers the batch (with a new event): a and b are found in the segment not indexed yet.
+      expect(await log.append(0, events(['a', 'b', 'c']))).toEqual({ appended: 1, duplicates: 2, head: 3 });
+      expect(await s.io.get(Keys.logHead(0))).toMatchObject({ head: 3, ix: 3 });
+      expect(await s.io.get(Keys.logDedup(0, 'a'))).toMatchObject({ o: 0 });
+      expect(await s.io.get(Keys.logDedup(0, 'b'))).toMatchObject({ o: 1 });
+      expect(await s.io.get(Keys.logDedup(0, 'c'))).toMatchObject({ o: 2 });
+      expect(await log.read(0, 0, 10)).toEqual(['a', 'b', 'c'].map((id, offset) => ({ offset, event: { id } })));
+    } finally {
+      await s.done();
+    }
+  });
+
+  it('a crash before `ix` moves: the dedup items are there, the next append reads the segment once more and moves it', async () => {
+    const s = await freshStores();
+    try {
+      const log = new DynamoSourceLog(s.io);
+      crashBefore(s.clients.dynamo, 'UpdateItemCommand');
+      await expect(log.append(0, events(['a']))).rejects.toThrow('crashed before UpdateItemCommand');
+      expect(await s.io.get(Keys.logHead(0))).toMatchObject({ head: 1, ix: 0 });
+      expect(await log.append(0, events(['a', 'b']))).toEqual({ appended: 1, duplicates: 1, head: 2 });
+      expect(await s.io.get(Keys.logHead(0))).toMatchObject({ head: 2, ix: 2 });
+      expect(await log.read(0, 0, 10)).toEqual(['a', 'b'].map((id, offset) => ({ offset, event: { id } })));
+    } finally {
+      await s.done();
+    }
+  });
+
+  it('appenders racing with the same ids (SQS delivering one message to two pollers) append each id once', async () => {
+    const s = await freshStores();
+    try {
+      const logs = [0, 1, 2].map(() => new DynamoSourceLog(s.io));
+      for (let round = 0; round < 5; round++) {
+        const ids = [`r${round}-x`, `r${round}-y`];
+        const results = await Promise.all(logs.map((log) => log.append(0, events(ids))));
+        expect(results.reduce((n, r) => n + r.appended, 0)).toBe(2);
+        expect(results.reduce((n, r) => n + r.duplicates, 0)).toBe(4);
+      }
+      const read = await logs[0]?.read(0, 0, 100);
+      expect(read?.map((e) => e.offset)).toEqual([...Array(10).keys()]);
+      expect(new Set(read?.map((e) => (e.event as { id: string }).id)).size).toBe(10);
+      expect((await s.io.get(Keys.logHead(0)))?.ix).toBe(10);
+    } finally {
+      await s.done();
+    }
+  });
+
+  it("bills as AWS does: 10 small events are one segment (2 units in the transaction), the head (2), 10 dedup puts (1 each) and the head's ix (1); a duplicate costs reads only", async () => {
+    const counter = new RequestCounter({ dynamoCapacity: true });
+    const s = await freshStores({ counter });
+    try {
+      const ids = Array.from({ length: 10 }, (_, i) => `event-${i}`);
+      counter.reset();
+      await s.sourceLog.append(0, events(ids));
+      // Reads: the head (1, strongly consistent), 10 dedup keys not found (1 each).
+      expect(counter.capacity.byItem).toEqual({ 'L#': { read: 1, write: 2 + 2 + 1 }, 'LD#': { read: 10, write: 10 } });
+      counter.reset();
+      expect(await s.sourceLog.append(0, events(ids.slice(0, 3)))).toEqual({ appended: 0, duplicates: 3, head: 10 });
+      expect(counter.capacity.byItem).toEqual({ 'L#': { read: 1, write: 0 }, 'LD#': { read: 3, write: 0 } });
+      expect(counter.snapshot()).toEqual({ 'DynamoDB.GetItem': 1, 'DynamoDB.BatchGetItem': 1 });
+    } finally {
+      await s.done();
+    }
+  });
+});
