@@ -53,7 +53,8 @@ describe('DynamoSourceLog under contention for the head', () => {
         { offset: 4, event: { n: 1 } },
         { offset: 5, event: { n: 2 } },
       ]);
-      // The dedup items live under keys of their own, off the partition's hot `L#0` key.
+      // The dedup items (written by the next append) live under keys of their own, off the partition's hot `L#0` key.
+      await log.append(0, [{ id: 'e3', event: { n: 3 } }]);
       expect((await s.io.get(Keys.logDedup(0, 'e2')))?.pk).toBe('LD#0#e2');
     } finally {
       await s.done();

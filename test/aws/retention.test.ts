@@ -34,13 +34,17 @@ describe('retention on DynamoDB', () => {
       now += 5_000;
       const short = new DynamoSourceLog(s.io, { clock: { now: () => now }, dedupWindowMs: 60_000 });
       await short.append(0, [{ id: 'b', event: 2 }]);
+      // An append indexes the one before it: a's window runs from a's append, not from its indexing.
       expect(await s.io.get(Keys.logDedup(0, 'a'))).toMatchObject({ o: 0, exp: Math.ceil((t0 + DEFAULT_DEDUP_WINDOW_MS) / 1000) });
+      now += 1_000;
+      await short.append(0, [{ id: 'c', event: 3 }]);
       expect(await s.io.get(Keys.logDedup(0, 'b'))).toMatchObject({ o: 1, exp: (t0 - 400) / 1000 + 66 });
       expect((await s.io.get(Keys.logSegment(0, 0)))?.[TTL_ATTRIBUTE]).toBeUndefined();
-      // Past its TTL (DynamoDB Local never deletes it): absent for append, which re-writes it.
-      now += 61_000;
-      expect(await short.append(0, [{ id: 'b', event: 3 }])).toEqual({ appended: 1, duplicates: 0, head: 3 });
-      expect(await s.io.get(Keys.logDedup(0, 'b'))).toMatchObject({ o: 2, exp: (t0 - 400) / 1000 + 127 });
+      // Past its TTL (DynamoDB Local never deletes it): absent for append, which appends it again; the next append indexes it anew.
+      now += 60_000;
+      expect(await short.append(0, [{ id: 'b', event: 4 }])).toEqual({ appended: 1, duplicates: 0, head: 4 });
+      await short.append(0, [{ id: 'd', event: 5 }]);
+      expect(await s.io.get(Keys.logDedup(0, 'b'))).toMatchObject({ o: 3, exp: (t0 - 400) / 1000 + 127 });
     } finally {
       await s.done();
     }

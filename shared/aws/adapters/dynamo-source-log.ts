@@ -25,11 +25,13 @@ interface Segment {
   /** First offset. */
   readonly f: number;
   readonly ids: readonly string[];
+  /** End of its ids' dedup window (epoch seconds, the TTL attribute of their dedup items), from its append, whenever they are indexed. */
+  readonly x: number;
 }
 
 /**
  * SourceLog on the job table. Partition p is the item collection `L#p`: a head item (`head` =
- * next offset, `ix`: offsets below it are indexed, `sealed`) and segments: one item per
+ * next offset, `ix`: offsets below it have their dedup items, `sealed`) and segments: one item per
  * appended chunk (`E#<last offset>`, holding its first offset `f`, the chunk's payloads `es` and
  * event ids `ids` in offset order). Each ingest id has a dedup item under a partition key of its
  * own (`LD#p#<id>`, holding the entry's offset), the index that tells a redelivered event from a
@@ -44,19 +46,19 @@ interface Segment {
  * append, per chunk of at most MAX_SEGMENT_ENTRIES entries and MAX_SEGMENT_BYTES:
  *   1. read the head (consistent): `head` = s, `ix` (absent: = s);
  *   2. then look the ids up in the index (dedup items) and in the segments of [ix, s), which
- *      are appended but maybe not indexed yet; ids found in either are duplicates;
- *   3. one TransactWriteItems: `head = s -> s + n` (condition: still s; `ix` set to s if absent)
- *      and the segment; a lost race for the head goes back to 1;
- *   4. index: put the dedup items of [ix, s + n) (the segments read in 2 and its own), then
- *      move `ix` up to s + n (condition: below it).
- * The head condition orders every append after the head it read; whatever an appender reads in 2
- * was either indexed before ix passed it or is in the segments it read, so a duplicate is always
- * found, even if its first appender crashed between 3 and 4 (the next append to the partition
- * indexes it). A crash between chunks leaves a prefix appended, and the redelivered batch appends
- * the rest (its appended ids are found). An appender that loses the race for the head
- * `maxAppendAttempts` times in a row (backing off between) gives up with AppendContentionError:
- * its events go back to the queue for a later delivery instead of spinning until the function
- * times out.
+ *      are appended but not indexed yet (normally the previous append's); found = duplicate;
+ *   3. put the dedup items of those segments;
+ *   4. one TransactWriteItems: `head = s -> s + n`, `ix = s` (condition: head and ix still as
+ *      read in 1) and the segment. A lost race goes back to 1.
+ * So each append indexes its predecessor, and the last segment of a partition stays unindexed
+ * until the next append or its truncation (which indexes what it deletes above `ix` and moves
+ * `ix` past it before deleting anything). The condition orders every append after the head and
+ * `ix` it read: whatever was appended before is indexed below `ix` or in the segments it read,
+ * so a duplicate is always found, whoever crashed where. A crash between chunks leaves a prefix
+ * appended, and the redelivered batch appends the rest (its appended ids are found). An
+ * appender that loses the race `maxAppendAttempts` times in a row (backing off between) gives up
+ * with AppendContentionError: its events go back to the queue for a later delivery instead of
+ * spinning until the function times out.
  *
  * read(from) = one Query from `E#<from>` up: a segment's key is its last offset, so the first
  * item found holds `from` (or starts past it: `from` was truncated, SourceLogTruncatedError).
@@ -91,7 +93,6 @@ export class DynamoSourceLog implements SourceLog {
     let duplicates = entries.length - pending.length;
     if (pending.length === 0) return { appended: 0, duplicates, head: await this.head(partition) };
     const now = this.clock.now();
-    const exp = ttlSeconds(dedupExpiresAt(now, this.dedupWindowMs));
     const live = (raw: Raw | undefined): boolean => raw !== undefined && !dedupExpired(typeof raw[TTL_ATTRIBUTE] === 'number' ? raw[TTL_ATTRIBUTE] * 1000 : undefined, now);
     const payloads = new Map<string, string>();
     await Promise.all(pending.map(async (e) => payloads.set(e.id, await this.io.encode(e.event))));
@@ -113,7 +114,7 @@ export class DynamoSourceLog implements SourceLog {
         ),
         indexed < start ? this.segmentsFrom(partition, indexed) : Promise.resolve([]),
       ]);
-      const inTail = new Set(tail.flatMap((segment) => segment.ids));
+      const inTail = new Set(tail.filter((segment) => !dedupExpired(segment.x * 1000, now)).flatMap((segment) => segment.ids));
       const known = new Set(window.filter((e) => inTail.has(e.id) || live(index.get(keyId(Keys.logDedup(partition, e.id))))).map((e) => e.id));
       duplicates += known.size;
       pending = pending.filter((e) => !known.has(e.id));
@@ -134,23 +135,25 @@ export class DynamoSourceLog implements SourceLog {
       if (chunk.length === 0) continue;
       const end = start + chunk.length;
       const spilled = markers.length > 0;
-      // 3. The head (and where indexing stands, if no append left it behind) and the segment, in one transaction.
+      // 3. Index the segments above ix (the previous appends'): this transaction then moves ix up to its own start.
+      await this.index(partition, tail);
+      // 4. The head, ix and the segment in one transaction, conditional on the head and ix as read in 1.
       const headAction: TransactItem = {
         Update: {
           TableName: this.io.table,
           Key: Keys.logHead(partition),
-          UpdateExpression: `SET #h = :next, #ix = if_not_exists(#ix, :start)${spilled ? ', #sp = :t' : ''}`,
-          ConditionExpression: head?.head === undefined ? 'attribute_not_exists(#h)' : '#h = :start',
+          UpdateExpression: `SET #h = :next, #ix = :start${spilled ? ', #sp = :t' : ''}`,
+          ConditionExpression: head?.head === undefined ? 'attribute_not_exists(#h)' : head.ix === undefined ? '#h = :start AND attribute_not_exists(#ix)' : '#h = :start AND #ix = :ix',
           ExpressionAttributeNames: { '#h': 'head', '#ix': 'ix', ...(spilled ? { '#sp': 'sp' } : {}) },
-          ExpressionAttributeValues: { ':next': end, ':start': start, ...(spilled ? { ':t': true } : {}) },
+          ExpressionAttributeValues: { ':next': end, ':start': start, ...(head?.ix === undefined ? {} : { ':ix': indexed }), ...(spilled ? { ':t': true } : {}) },
         },
       };
-      const segment: Segment & { es: string[] } = { f: start, es: chunk.map((e) => e.payload), ids: chunk.map((e) => e.id) };
+      const segment: Segment & { es: string[] } = { f: start, x: ttlSeconds(dedupExpiresAt(now, this.dedupWindowMs)), es: chunk.map((e) => e.payload), ids: chunk.map((e) => e.id) };
       try {
         await this.io.transact([headAction, { Put: { TableName: this.io.table, Item: { ...Keys.logSegment(partition, end - 1), ...segment } } }, ...markers]);
       } catch (error) {
         if (cancellationReasons(error)?.[0]?.Code !== 'ConditionalCheckFailed') throw error;
-        // The head moved (a concurrent appender): read it again, a bounded number of times.
+        // The head moved (a concurrent appender, or a truncation indexed past ix): read it again, a bounded number of times.
         if (++attempt >= this.maxAppendAttempts) throw new AppendContentionError(partition, attempt);
         await this.io.backoff(attempt - 1);
         continue;
@@ -160,32 +163,13 @@ export class DynamoSourceLog implements SourceLog {
       appended += chunk.length;
       const written = new Set(segment.ids);
       pending = pending.filter((e) => !written.has(e.id));
-      // 4. Index [indexed, end): the segments read in 2 and its own.
-      await this.index(partition, [...tail, segment], end, exp);
     }
     return { appended, duplicates, head: headAfter ?? (await this.head(partition)) };
   }
 
-  /** Puts the dedup items of `segments` (which cover [ix, end) with no gap), then moves the head's `ix` up to `end`. */
-  private async index(partition: number, segments: readonly Segment[], end: number, exp: number): Promise<void> {
-    await this.io.batchWrite(segments.flatMap((segment) => segment.ids.map((id, i) => ({ put: { ...Keys.logDedup(partition, id), o: segment.f + i, [TTL_ATTRIBUTE]: exp } }))));
-    try {
-      await this.io.retrying(() =>
-        this.io.doc.send(
-          new UpdateCommand({
-            TableName: this.io.table,
-            Key: Keys.logHead(partition),
-            UpdateExpression: 'SET #ix = :end',
-            ConditionExpression: '#ix < :end',
-            ExpressionAttributeNames: { '#ix': 'ix' },
-            ExpressionAttributeValues: { ':end': end },
-          }),
-        ),
-      );
-    } catch (error) {
-      // A later append indexed past it already.
-      if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
-    }
+  /** Puts the dedup items of `segments`, each expiring at the end of the dedup window from its segment's append. */
+  private async index(partition: number, segments: readonly Segment[]): Promise<void> {
+    await this.io.batchWrite(segments.flatMap((segment) => segment.ids.map((id, i) => ({ put: { ...Keys.logDedup(partition, id), o: segment.f + i, [TTL_ATTRIBUTE]: segment.x } }))));
   }
 
   /** The segments from offset `from` (a chunk boundary) to the head: their first offsets and ids. */
@@ -193,9 +177,9 @@ export class DynamoSourceLog implements SourceLog {
     const raws = await this.io.query({
       KeyConditionExpression: 'pk = :pk AND sk BETWEEN :lo AND :hi',
       ExpressionAttributeValues: { ':pk': Keys.logPk(partition), ':lo': Keys.logSegment(partition, from).sk, ':hi': 'E#\uffff' },
-      ProjectionExpression: 'f, ids',
+      ProjectionExpression: 'f, ids, x',
     });
-    return raws.map((raw) => ({ f: raw.f as number, ids: raw.ids as string[] }));
+    return raws.map((raw) => ({ f: raw.f as number, ids: raw.ids as string[], x: raw.x as number }));
   }
 
   async read(partition: number, from: number, max: number): Promise<LogEntry[]> {
@@ -244,15 +228,40 @@ export class DynamoSourceLog implements SourceLog {
     const head = await this.io.get(Keys.logHead(partition));
     const cut = Math.min(below, (head?.head as number | undefined) ?? 0);
     if (cut <= low) return;
-    // The segments that end below the cut (keys only; eventually consistent: they were written long before a checkpoint covered them).
+    // The segments that end below the cut (eventually consistent: they were written long before a checkpoint covered them).
     const doomed = await this.io.query({
       KeyConditionExpression: 'pk = :pk AND sk BETWEEN :lo AND :hi',
       ExpressionAttributeValues: { ':pk': Keys.logPk(partition), ':lo': Keys.logSegment(partition, low).sk, ':hi': Keys.logSegment(partition, cut - 1).sk },
-      ProjectionExpression: 'pk, sk',
+      ProjectionExpression: 'pk, sk, f, ids, x',
       ConsistentRead: false,
     });
     if (doomed.length === 0) return;
     const lowAfter = Number((doomed[doomed.length - 1] as Raw).sk.slice(2)) + 1;
+    // The last append's segment is indexed by the next append only: index what is left above ix before it goes, and move ix past it first.
+    const indexed = (head?.ix as number | undefined) ?? cut;
+    if (indexed < lowAfter) {
+      await this.index(
+        partition,
+        doomed.filter((raw) => (raw.f as number) >= indexed).map((raw) => ({ f: raw.f as number, ids: raw.ids as string[], x: raw.x as number })),
+      );
+      try {
+        await this.io.retrying(() =>
+          this.io.doc.send(
+            new UpdateCommand({
+              TableName: this.io.table,
+              Key: Keys.logHead(partition),
+              UpdateExpression: 'SET #ix = :low',
+              ConditionExpression: '#ix < :low',
+              ExpressionAttributeNames: { '#ix': 'ix' },
+              ExpressionAttributeValues: { ':low': lowAfter },
+            }),
+          ),
+        );
+      } catch (error) {
+        // An append moved it further already.
+        if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
+      }
+    }
     await this.io.batchWrite(doomed.map((raw) => ({ delete: { pk: raw.pk, sk: raw.sk } })));
     if (head?.sp === true) {
       // Blobs first, then their markers: a crash in between leaves markers the next truncation (from the same low) finds again.
