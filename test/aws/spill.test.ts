@@ -1,4 +1,5 @@
 /** Values over the DynamoDB item limit spill to S3 through the BlobStore, referenced from the item. */
+import { createHash } from 'node:crypto';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { initialJob } from '../../shared/core/protocol/coordinator.js';
@@ -8,7 +9,12 @@ import type { StoredItem } from '../../shared/core/ports.js';
 import { INSTANCE, OP, commitOf, freshStores } from './helpers.js';
 import { RequestCounter } from '../../shared/aws/index.js';
 
-const big = (size: number, fill = 'x'): string => fill.repeat(size);
+/** `size` characters that deflate hardly at all (base64 of a hash chain seeded by `fill`): payloads stay large once compressed. */
+const big = (size: number, fill = 'x'): string => {
+  let out = '';
+  for (let i = 0; out.length < size; i++) out += createHash('sha256').update(`${fill}:${i}`).digest('base64');
+  return out.slice(0, size);
+};
 const ref = { keyGroup: 5, key: 'big' };
 
 /** The keys of the spilled blobs the table's items refer to, as S3 lists them. */

@@ -20,7 +20,7 @@ async function jobOn(endpoint: string, options: Omit<LocalCloudJobOptions, 'endp
 }
 
 it('word-count with a rollback ends with exactly the oracle output under conflicts, hot-key throttling and purge windows', async () => {
-  const edge = await rulesEdge({ partitionWriteUnitsPerSecond: 25, partitionReadUnitsPerSecond: 180, purgeWindowMs: 60_000 });
+  const edge = await rulesEdge({ partitionWriteUnitsPerSecond: 12, partitionReadUnitsPerSecond: 180, purgeWindowMs: 60_000 });
   let completed = 0;
   // A standard ingress with concurrent ingest invocations: appends to one source partition race on its head item.
   const job = await jobOn(edge.url, {

@@ -88,7 +88,8 @@ it('`cairn rollback --to <sinksCommittedThrough>` landing while commit-sinks pub
   try {
     // A steady trickle, so that consecutive epochs all carry sink output, for as long as the
     // window has not been hit (a loaded machine needs more epochs); then the rest at once.
-    const perKey = 250;
+    // (400 per key: on a loaded machine the window may take a while; the rest goes at once once hit.)
+    const perKey = 400;
     const events = sequenceEvents(KEYS, perKey);
     const trickle = (async () => {
       let i = 0;

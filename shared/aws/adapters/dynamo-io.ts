@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { TransactionCanceledException, type CancellationReason } from '@aws-sdk/client-dynamodb';
 import {
   BatchGetCommand,
@@ -43,6 +44,12 @@ export interface DynamoIoOptions {
  * manifest. Two of these, with keys and markers, stay under DynamoDB's 400 KB item limit.
  */
 export const MAX_INLINE_PAYLOAD_BYTES = 190 * 1024;
+
+/** Payloads over this many bytes of JSON are stored deflated (below it an item bills 1 KB anyway). */
+export const COMPRESS_ABOVE_BYTES = 900;
+
+/** A deflated payload: `@z:` + base64 (JSON never starts with `@`). */
+export const COMPRESSED_PREFIX = '@z:';
 export const DEFAULT_SPILL_THRESHOLD = MAX_INLINE_PAYLOAD_BYTES;
 /** DynamoDB: at most 100 actions and 4 MB per TransactWriteItems. We keep a margin on the size. */
 export const MAX_TRANSACT_ACTIONS = 100;
@@ -119,16 +126,27 @@ export class DynamoIo {
 
   // ---------- payloads ----------
 
-  /** JSON text as stored in `d`/`p`: inline, or spilled to the BlobStore above the threshold. */
-  async encode(value: unknown): Promise<string> {
+  /**
+   * JSON text as stored in `d`/`p`: inline; over COMPRESS_ABOVE_BYTES deflated (`@z:` + base64,
+   * when that is smaller: DynamoDB bills an item per KB, and JSON records of one job repeat their
+   * field names); spilled to the BlobStore when still above the threshold. `compress: false`
+   * keeps what its user reads from the table (sink output, dead letters) plain JSON.
+   */
+  async encode(value: unknown, options: { compress?: boolean } = {}): Promise<string> {
     const json = JSON.stringify(value) ?? 'null';
-    if (Buffer.byteLength(json) <= this.spillThreshold) return json;
+    const bytes = Buffer.byteLength(json);
+    if (options.compress !== false && bytes > COMPRESS_ABOVE_BYTES) {
+      const packed = `${COMPRESSED_PREFIX}${deflateRawSync(json).toString('base64')}`;
+      if (packed.length < bytes && packed.length <= this.spillThreshold) return packed;
+    }
+    if (bytes <= this.spillThreshold) return json;
     const key = `${this.blobPrefix}${randomUUID()}`;
     await this.blobs.put(key, new Uint8Array(Buffer.from(json)));
     return `${BLOB_PREFIX}${key}`;
   }
 
   async decode<T>(stored: string): Promise<T> {
+    if (stored.startsWith(COMPRESSED_PREFIX)) return JSON.parse(inflateRawSync(Buffer.from(stored.slice(COMPRESSED_PREFIX.length), 'base64')).toString('utf8')) as T;
     if (!stored.startsWith(BLOB_PREFIX)) return JSON.parse(stored) as T;
     const key = stored.slice(BLOB_PREFIX.length);
     const bytes = await this.blobs.get(key);

@@ -37,11 +37,11 @@ export class DynamoSinkStore implements SinkStore {
     const key = Keys.sinkBatch(sink, batchId);
     const retention = this.options.outputRetentionMs;
     const expiry = retention === undefined ? {} : { [TTL_ATTRIBUTE]: ttlSeconds(this.clock.now() + retention) };
-    await this.io.batchWrite([{ put: { ...key, id: batchId, d: await this.io.encode(records), ...expiry } }], this.table);
+    await this.io.batchWrite([{ put: { ...key, id: batchId, d: await this.io.encode(records, { compress: false }), ...expiry } }], this.table);
   }
 
   async upsert(sink: string, entries: readonly { key: string; value: unknown }[]): Promise<void> {
-    const puts = await Promise.all(entries.map(async (e) => ({ put: { ...Keys.sinkUpsert(sink, e.key), key: e.key, d: await this.io.encode(e.value) } })));
+    const puts = await Promise.all(entries.map(async (e) => ({ put: { ...Keys.sinkUpsert(sink, e.key), key: e.key, d: await this.io.encode(e.value, { compress: false }) } })));
     await this.io.batchWrite(puts, this.table);
   }
 
@@ -77,7 +77,7 @@ export class DynamoDeadLetterStore implements DeadLetterStore {
   constructor(private readonly io: DynamoIo) {}
 
   async put(letters: readonly DeadLetter[]): Promise<void> {
-    const puts = await Promise.all(letters.map(async (l) => ({ put: { ...Keys.deadLetter(l.id), d: await this.io.encode(l) } })));
+    const puts = await Promise.all(letters.map(async (l) => ({ put: { ...Keys.deadLetter(l.id), d: await this.io.encode(l, { compress: false }) } })));
     await this.io.batchWrite(puts);
   }
 

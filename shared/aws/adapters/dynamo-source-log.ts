@@ -1,8 +1,9 @@
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { AppendContentionError, SourceLogTruncatedError } from '../../core/errors.js';
 import type { AppendResult, Clock, LogEntry, SourceLog } from '../../core/ports.js';
 import { DEFAULT_DEDUP_WINDOW_MS, dedupExpired, dedupExpiresAt } from '../../core/retention.js';
-import { MAX_INLINE_PAYLOAD_BYTES, MAX_TRANSACT_ACTIONS, cancellationReasons, keyId, type DynamoIo, type Raw, type TransactItem } from './dynamo-io.js';
+import { COMPRESS_ABOVE_BYTES, MAX_INLINE_PAYLOAD_BYTES, MAX_TRANSACT_ACTIONS, cancellationReasons, keyId, type DynamoIo, type Raw, type TransactItem } from './dynamo-io.js';
 import { BLOB_PREFIX, Keys, TTL_ATTRIBUTE, ttlSeconds } from './table-layout.js';
 
 export interface DynamoSourceLogOptions {
@@ -73,6 +74,18 @@ interface Segment {
  * a partition that ever spilled queries its markers when it truncates, and deletes their blobs
  * with their segments.
  */
+/** A segment's payloads: the list `es`, or deflated (`ez`, JSON of the list) when that is smaller and the list is over COMPRESS_ABOVE_BYTES. */
+function packPayloads(payloads: readonly string[]): { es: readonly string[] } | { ez: string } {
+  const json = JSON.stringify(payloads);
+  if (Buffer.byteLength(json) <= COMPRESS_ABOVE_BYTES) return { es: payloads };
+  const packed = deflateRawSync(json).toString('base64');
+  return packed.length < Buffer.byteLength(json) ? { ez: packed } : { es: payloads };
+}
+
+function unpackPayloads(raw: Raw): string[] {
+  return typeof raw.ez === 'string' ? (JSON.parse(inflateRawSync(Buffer.from(raw.ez, 'base64')).toString('utf8')) as string[]) : (raw.es as string[]);
+}
+
 export class DynamoSourceLog implements SourceLog {
   private readonly clock: Clock;
   private readonly dedupWindowMs: number;
@@ -148,9 +161,10 @@ export class DynamoSourceLog implements SourceLog {
           ExpressionAttributeValues: { ':next': end, ':start': start, ...(head?.ix === undefined ? {} : { ':ix': indexed }), ...(spilled ? { ':t': true } : {}) },
         },
       };
-      const segment: Segment & { es: string[] } = { f: start, x: ttlSeconds(dedupExpiresAt(now, this.dedupWindowMs)), es: chunk.map((e) => e.payload), ids: chunk.map((e) => e.id) };
+      const segment: Segment = { f: start, x: ttlSeconds(dedupExpiresAt(now, this.dedupWindowMs)), ids: chunk.map((e) => e.id) };
       try {
-        await this.io.transact([headAction, { Put: { TableName: this.io.table, Item: { ...Keys.logSegment(partition, end - 1), ...segment } } }, ...markers]);
+        const item = { ...Keys.logSegment(partition, end - 1), ...segment, ...packPayloads(chunk.map((e) => e.payload)) };
+        await this.io.transact([headAction, { Put: { TableName: this.io.table, Item: item } }, ...markers]);
       } catch (error) {
         if (cancellationReasons(error)?.[0]?.Code !== 'ConditionalCheckFailed') throw error;
         // The head moved (a concurrent appender, or a truncation indexed past ix): read it again, a bounded number of times.
@@ -212,7 +226,7 @@ export class DynamoSourceLog implements SourceLog {
           first = f;
           if (f > from) throw new SourceLogTruncatedError(partition, from, await this.truncatedBelow(partition));
         }
-        (raw.es as string[]).forEach((payload, i) => {
+        unpackPayloads(raw).forEach((payload, i) => {
           if (f + i >= from && found.length < max) found.push({ offset: f + i, payload });
         });
         segments++;

@@ -25,8 +25,8 @@ import { createHash } from 'node:crypto';
  * | sink batch (published)  | `SB#`sink                  | batchId                            | d |
  * | sink upsert             | `SU#`sink                  | key                                | d, key |
  * | dead letter             | `DL`                       | id                                 | d |
- * | source-log head         | `L#`partition              | `H`                                | head (N), sealed (BOOL) |
- * | source-log segment      | `L#`partition              | `E#`pad(last offset)               | f (N): first offset, es (L of S): the payloads of offsets f..last |
+ * | source-log head         | `L#`partition              | `H`                                | head (N), ix (N): offsets below it are indexed, sealed (BOOL), sp (BOOL) |
+ * | source-log segment      | `L#`partition              | `E#`pad(last offset)               | f (N): first offset, es (L of S) or ez: the payloads of offsets f..last, ids (L of S), x (N): their dedup expiry |
  * | source-log dedup        | `LD#`partition`#`id        | `D`                                | o (N), exp (N): a key of its own, off the partition's hot `L#` key |
  * | source-log truncation   | `L#`partition              | `T`                                | low (N): every offset below it is deleted |
  * | source-log spill marker | `L#`partition              | `S#`pad(offset)                    | b: the S3 blob of a spilled entry, deleted with it |
@@ -49,8 +49,11 @@ import { createHash } from 'node:crypto';
  * Log entries below every retained checkpoint and old checkpoint records are deleted by the
  * coordinator's prune (their cut is an offset / an id, not a time).
  *
- * Payloads: `d` holds JSON, or `@s3:<blob key>` when the JSON exceeds the spill threshold
- * (JSON never starts with `@`), the bytes then live in the BlobStore (S3).
+ * Payloads: `d` holds JSON; `@z:` + base64 of the deflated JSON when that is over 900 bytes and
+ * deflating makes it smaller (not sink output or dead letters: their users read them as JSON);
+ * or `@s3:<blob key>` when it still exceeds the spill threshold (JSON never starts with `@`),
+ * the bytes then live in the BlobStore (S3). A log segment's payloads are the list `es`, or `ez`
+ * (base64 of the deflated JSON of the list) on the same rule.
  *
  * Pending (overflow) writes of a step commit too large for one transaction carry the payload
  * in `p` instead of `d`, plus `pt` (the step's token), `pi` (instance) and `pv` (the instance
