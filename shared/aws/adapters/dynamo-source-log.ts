@@ -4,7 +4,7 @@ import { AppendContentionError, SourceLogTruncatedError } from '../../core/error
 import type { AppendResult, Clock, LogEntry, SourceLog } from '../../core/ports.js';
 import { DEFAULT_DEDUP_WINDOW_MS, dedupExpired, dedupExpiresAt } from '../../core/retention.js';
 import { COMPRESS_ABOVE_BYTES, MAX_INLINE_PAYLOAD_BYTES, MAX_TRANSACT_ACTIONS, cancellationReasons, keyId, type DynamoIo, type Raw, type TransactItem } from './dynamo-io.js';
-import { BLOB_PREFIX, Keys, TTL_ATTRIBUTE, ttlSeconds } from './table-layout.js';
+import { BLOB_PREFIX, Keys, TTL_ATTRIBUTE, ttlSeconds, type ItemKey } from './table-layout.js';
 
 export interface DynamoSourceLogOptions {
   /** Time of appends and of dedup expiry (default wall time). */
@@ -258,23 +258,8 @@ export class DynamoSourceLog implements SourceLog {
         partition,
         doomed.filter((raw) => (raw.f as number) >= indexed).map((raw) => ({ f: raw.f as number, ids: raw.ids as string[], x: raw.x as number })),
       );
-      try {
-        await this.io.retrying(() =>
-          this.io.doc.send(
-            new UpdateCommand({
-              TableName: this.io.table,
-              Key: Keys.logHead(partition),
-              UpdateExpression: 'SET #ix = :low',
-              ConditionExpression: '#ix < :low',
-              ExpressionAttributeNames: { '#ix': 'ix' },
-              ExpressionAttributeValues: { ':low': lowAfter },
-            }),
-          ),
-        );
-      } catch (error) {
-        // An append moved it further already.
-        if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
-      }
+      // (An append may have moved it further already.)
+      await this.raise(Keys.logHead(partition), 'ix', lowAfter, false);
     }
     await this.io.batchWrite(doomed.map((raw) => ({ delete: { pk: raw.pk, sk: raw.sk } })));
     if (head?.sp === true) {
@@ -283,21 +268,26 @@ export class DynamoSourceLog implements SourceLog {
       await Promise.all(markers.map((m) => this.io.dropBlob(m.b)));
       await this.io.batchWrite(markers.map((m) => ({ delete: { pk: m.pk, sk: m.sk } })));
     }
+    // (A concurrent prune may have truncated further already.)
+    await this.raise(Keys.logTruncation(partition), 'low', lowAfter, true);
+  }
+
+  /** Sets the number `attribute` of `key` to `value` if that raises it (or, with `orAbsent`, creates it); a higher value stays. */
+  private async raise(key: ItemKey, attribute: string, value: number, orAbsent: boolean): Promise<void> {
     try {
       await this.io.retrying(() =>
         this.io.doc.send(
           new UpdateCommand({
             TableName: this.io.table,
-            Key: Keys.logTruncation(partition),
-            UpdateExpression: 'SET #low = :cut',
-            ConditionExpression: 'attribute_not_exists(#low) OR #low < :cut',
-            ExpressionAttributeNames: { '#low': 'low' },
-            ExpressionAttributeValues: { ':cut': lowAfter },
+            Key: key,
+            UpdateExpression: 'SET #a = :v',
+            ConditionExpression: orAbsent ? 'attribute_not_exists(#a) OR #a < :v' : '#a < :v',
+            ExpressionAttributeNames: { '#a': attribute },
+            ExpressionAttributeValues: { ':v': value },
           }),
         ),
       );
     } catch (error) {
-      // A concurrent prune truncated further already.
       if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
     }
   }
