@@ -52,8 +52,21 @@ export interface CairnJobProps {
   readonly memorySize?: number;
   /** Operator, ingest and dead-letter function timeout; queue visibility timeout = 6 × this. @default 30 s */
   readonly functionTimeout?: Duration;
-  /** SQS batch size of every event source mapping (FIFO maximum: 10). @default 10 */
+  /** SQS batch size of the operators' event source mappings (FIFO maximum: 10). @default 10 */
   readonly batchSize?: number;
+  /**
+   * Events per ingest invocation (the standard ingress queue's mapping, 1..10,000): one append
+   * per source partition and invocation, so fuller batches mean fewer invocations and larger,
+   * cheaper log segments. @default 100
+   */
+  readonly ingestBatchSize?: number;
+  /**
+   * How long the ingress mapping gathers events before invoking with a batch that is not full
+   * (MaximumBatchingWindowInSeconds, up to 5 minutes; at least 1 s when ingestBatchSize > 10, as
+   * Lambda requires): the buffer timeout of ingestion, added to an event's latency at low rates.
+   * @default 1 second
+   */
+  readonly ingestBatchingWindow?: Duration;
   /** Receives before a message moves to its dead-letter queue. @default 5 (the engine's runtime limit) */
   readonly maxReceiveCount?: number;
   /**
@@ -155,6 +168,12 @@ export class CairnJob extends Construct {
     const batchSize = props.batchSize ?? 10;
     if (batchSize < 1 || batchSize > 10) throw new Error(`batchSize must be 1..10 (SQS FIFO event source), got ${batchSize}`);
     const maxReceiveCount = props.maxReceiveCount ?? limits.maxReceiveCount;
+    const ingestBatchSize = props.ingestBatchSize ?? 100;
+    if (!Number.isInteger(ingestBatchSize) || ingestBatchSize < 1 || ingestBatchSize > 10_000) throw new Error(`ingestBatchSize must be 1..10000 (SQS standard event source), got ${ingestBatchSize}`);
+    const ingestBatchingWindow = props.ingestBatchingWindow ?? Duration.seconds(1);
+    if (ingestBatchingWindow.toSeconds() > 300) throw new Error(`ingestBatchingWindow must be at most 5 minutes, got ${ingestBatchingWindow.toSeconds()} s`);
+    if (ingestBatchSize > 10 && ingestBatchingWindow.toSeconds() < 1)
+      throw new Error(`ingestBatchingWindow must be at least 1 second when ingestBatchSize > 10 (Lambda's rule), got ${ingestBatchingWindow.toSeconds()} s`);
 
     // ---------- storage ----------
     this.table = new dynamodb.Table(this, 'JobTable', {
@@ -298,7 +317,8 @@ export class CairnJob extends Construct {
       sources.map((s) => queueOf(s.id)),
     );
     const ingestSource = new lambdaEvents.SqsEventSource(this.ingressQueue, {
-      batchSize,
+      batchSize: ingestBatchSize,
+      maxBatchingWindow: ingestBatchingWindow,
       reportBatchItemFailures: true,
       maxConcurrency: Math.max(
         2,

@@ -173,6 +173,15 @@ interface SourceStats {
   readonly perEvent: number;
   /** Concurrent batches (message groups / max concurrency of the mapping). */
   readonly slots: number;
+  /** The mapping's batch size, and its batching window (s; 0: none, the batch is what one receive cycle finds). */
+  readonly maxBatch: number;
+  readonly windowSeconds: number;
+}
+
+/** A source's batch at `rate` events/s: a window gathers up to the batch size; without one, what one receive cycle finds (at most 10). */
+export function batchOf(s: SourceStats, rate: number, cycleSeconds: number): number {
+  const perSlot = (rate * s.perEvent) / Math.max(1, s.slots);
+  return s.windowSeconds > 0 ? Math.min(s.maxBatch, Math.max(1, perSlot * s.windowSeconds)) : Math.min(10, s.maxBatch, Math.max(1, perSlot * cycleSeconds));
 }
 
 export interface DataPathModel {
@@ -190,11 +199,7 @@ export interface DataPathModel {
 
 export function invocationsPerEvent(model: Pick<DataPathModel, 'sources'>, rate: number, cycleSeconds: number): number {
   let n = 0;
-  for (const s of Object.values(model.sources)) {
-    const perSlot = (rate * s.perEvent) / Math.max(1, s.slots);
-    const batch = Math.min(10, Math.max(1, perSlot * cycleSeconds));
-    n += s.perEvent / batch;
-  }
+  for (const s of Object.values(model.sources)) n += s.perEvent / batchOf(s, rate, cycleSeconds);
   return n;
 }
 
@@ -234,7 +239,12 @@ export function dataPathRound(idle: RateRun, deployed: DeployedJob): DataPathRou
   };
 }
 
-export function fitDataPath(runs: ReadonlyArray<{ run: RateRun; bill: Breakdown }>, slots: Readonly<Record<string, number>>, round: DataPathRound): DataPathModel {
+export function fitDataPath(
+  runs: ReadonlyArray<{ run: RateRun; bill: Breakdown }>,
+  slots: Readonly<Record<string, number>>,
+  round: DataPathRound,
+  batching: Readonly<Record<string, { readonly batchSize: number; readonly windowSeconds: number }>> = {},
+): DataPathModel {
   const usable = runs.filter((r) => r.run.window.events > 0);
   const sources: Record<string, SourceStats> = {};
   const names = new Set(usable.flatMap((r) => Object.keys(r.run.window.invocations)));
@@ -244,7 +254,10 @@ export function fitDataPath(runs: ReadonlyArray<{ run: RateRun; bill: Breakdown 
     const events = usable.reduce((n, r) => n + r.run.window.events, 0);
     const messages = usable.reduce((n, r) => n + (r.run.window.invocations[name]?.messages ?? 0), 0);
     const perEvent = events > 0 ? messages / events : 0;
-    sources[name] = { perEvent, slots: slots[name] ?? 1 };
+    const mapping = batching[name];
+    sources[name] = { perEvent, slots: slots[name] ?? 1, maxBatch: mapping?.batchSize ?? 10, windowSeconds: mapping?.windowSeconds ?? 0 };
+    // The receive cycle is fitted on the sources without a window (a window sets its own batches).
+    if ((mapping?.windowSeconds ?? 0) > 0) continue;
     for (const r of usable) {
       const inv = r.run.window.invocations[name];
       if (!inv || inv.count === 0) continue;
@@ -397,7 +410,9 @@ export async function runCostBench(options: CostBenchOptions, command = 'npm run
       if (!example) throw new Error(`no example ${name}`);
       log(`${name}: synthesizing the stack (memory sizes, queues, state machine)`);
       const deployed = deployedJob(name, options.intervalMs);
-      const base = { endpoint, warmupSeconds: 2, seconds: options.idleSeconds, intervalMs: options.intervalMs, log };
+      const ingestMapping = deployed.eventSourceMappings.find((m) => m.functionRole === 'ingest');
+      const ingest = ingestMapping ? { batchSize: ingestMapping.batchSize, windowSeconds: ingestMapping.windowSeconds } : undefined;
+      const base = { endpoint, warmupSeconds: 2, seconds: options.idleSeconds, intervalMs: options.intervalMs, log, ...(ingest ? { ingest } : {}) };
       const idle = await measureRate(example, { ...base, rate: 0 });
       // No events, a checkpoint triggered by hand every interval: what one round costs the data path.
       const forced = await measureRate(example, { ...base, rate: 0, forceCheckpoints: true });
@@ -425,10 +440,11 @@ export async function runCostBench(options: CostBenchOptions, command = 'npm run
       const sustained = runs.filter((r) => r.sustained);
       const fitted = (sustained.length > 0 ? sustained : runs).map((run) => ({ run, bill: dataPathBill(run.window, deployed) }));
       const dataRound = dataPathRound(forced, deployed);
-      const model = fitDataPath(fitted, slots, dataRound);
+      const batching: Record<string, { batchSize: number; windowSeconds: number }> = ingest ? { ingress: ingest } : {};
+      const model = fitDataPath(fitted, slots, dataRound, batching);
       const validation = fitted.map(({ run, bill }) => {
         const others = fitted.filter((f) => f.run !== run);
-        const m = others.length > 0 ? fitDataPath(others, slots, dataRound) : model;
+        const m = others.length > 0 ? fitDataPath(others, slots, dataRound, batching) : model;
         const measured = sum(bill) / run.window.events;
         const predicted = predictPerEvent(m, run.rate, m.localCycleSeconds) + (run.window.checkpoints * sum(dataRound.usd)) / run.window.events;
         return { rate: run.rate, measured, predicted, relativeError: measured > 0 ? Math.abs(predicted - measured) / measured : 0 };

@@ -47,7 +47,8 @@ export interface DeployedJob {
   /** The coordinator function's timeout (s): one `Run` invocation ends before it. */
   readonly coordinatorTimeoutSeconds: number | undefined;
   /** Every SQS event source mapping: the function it invokes and whether its queue is FIFO. */
-  readonly eventSourceMappings: ReadonlyArray<{ readonly functionRole: string; readonly queue: string; readonly fifo: boolean }>;
+  /** batchSize and the batching window (MaximumBatchingWindowInSeconds, 0 when unset) as the template sets them. */
+  readonly eventSourceMappings: ReadonlyArray<{ readonly functionRole: string; readonly queue: string; readonly fifo: boolean; readonly batchSize: number; readonly windowSeconds: number }>;
   /** EventBridge Scheduler rate of the coordinator's watchdog schedule (minutes). */
   readonly scheduleRateMinutes: number | undefined;
   /** The Step Functions log level (ALL: every history event is a log event). */
@@ -106,7 +107,15 @@ export function deployedJob(example: string, intervalMs = 1_000): DeployedJob {
       const queue = queues.find(([id]) => id === queueId);
       if (!queue) return []; // not an SQS mapping
       const fnId = refId(r.Properties.FunctionName);
-      return [{ functionRole: functions.find((f) => f.logicalId === fnId)?.role ?? 'unknown', queue: queue[0], fifo: queue[1].Properties.FifoQueue === true }];
+      return [
+        {
+          functionRole: functions.find((f) => f.logicalId === fnId)?.role ?? 'unknown',
+          queue: queue[0],
+          fifo: queue[1].Properties.FifoQueue === true,
+          batchSize: Number(r.Properties.BatchSize ?? 10),
+          windowSeconds: Number(r.Properties.MaximumBatchingWindowInSeconds ?? 0),
+        },
+      ];
     });
   const ingress = queues.find(([id]) => id.startsWith('JobIngress') && !id.includes('Dlq'));
   const operatorQueues = queues.filter(([id]) => /Queue[0-9A-F]{8}$/.test(id));

@@ -89,6 +89,8 @@ export interface MeasureOptions {
   readonly intervalMs: number;
   /** Trigger a checkpoint by hand every interval during the window (what a round costs with no events). */
   readonly forceCheckpoints?: boolean;
+  /** The ingress mapping as deployed: events per ingest invocation and its batching window (s). Default 10 and none. */
+  readonly ingest?: { readonly batchSize: number; readonly windowSeconds: number };
   readonly log?: (line: string) => void;
 }
 
@@ -129,9 +131,10 @@ export async function measureRate(example: Example, options: MeasureOptions): Pr
     region: 'us-east-1',
     credentials: CREDENTIALS,
     checkpoint: { intervalMs },
-    // As deployed (infra/cairn-job.ts): a standard ingress queue, batch size 10, max(2, source instances) pollers.
+    // As deployed (infra/cairn-job.ts): a standard ingress queue, its mapping's batch size and window, max(2, source instances) pollers.
     ingress: 'standard',
-    ingestBatchSize: 10,
+    ingestBatchSize: options.ingest?.batchSize ?? 10,
+    ingestBatchingWindowMs: (options.ingest?.windowSeconds ?? 0) * 1000,
     ingestConcurrency: Math.max(
       2,
       sources.reduce((n, v) => n + v.parallelism, 0),

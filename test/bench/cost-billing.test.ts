@@ -5,6 +5,7 @@ import { AWS_PRICES } from '../../bench/aws-prices.js';
 import { billedMs, dynamoUsd, gbSeconds, lambdaUsd, PLATFORM_LOG_BYTES_PER_INVOCATION, sqsUsd, stepFunctionsUsd, storageMonthlyUsd } from '../../bench/cost/bill.js';
 import { ackPolls, coordinatorMonthly, coordinatorPlan, idleMappingsMonthly, usdTotal, watchdogMonthly, type CoordinatorMeasured } from '../../bench/cost/coordinator.js';
 import { deployedJob, transitionsPerDecision } from '../../bench/cost/deployed.js';
+import { batchOf } from '../../bench/cost/cost-bench.js';
 import { DynamoBillingMeter, type BillingTally } from '../../shared/aws/adapters/dynamo-billing.js';
 import { messagePayloadBytes, RequestCounter, sqsBilledRequests } from '../../shared/aws/adapters/request-counter.js';
 
@@ -193,6 +194,16 @@ describe('Lambda, Step Functions, storage', () => {
       ['operator', true],
       ['operator', true],
     ]);
+    // The ingress mapping batches (up to 100 events, 1 s window); the FIFO ones cannot.
+    expect(deployed.eventSourceMappings.find((m) => m.functionRole === 'ingest')).toMatchObject({ batchSize: 100, windowSeconds: 1 });
+    expect(deployed.eventSourceMappings.filter((m) => m.fifo).map((m) => m.windowSeconds)).toEqual([0, 0, 0, 0]);
+  });
+
+  it('models batches as the mappings form them: a window gathers up to the batch size, a receive cycle finds at most 10', () => {
+    const windowed = { perEvent: 1, slots: 2, maxBatch: 100, windowSeconds: 1 };
+    const fifo = { perEvent: 1, slots: 2, maxBatch: 10, windowSeconds: 0 };
+    expect([0.5, 5, 1_000].map((rate) => batchOf(windowed, rate, 0.1))).toEqual([1, 2.5, 100]);
+    expect([5, 100, 1_000].map((rate) => batchOf(fifo, rate, 0.1))).toEqual([1, 5, 10]);
   });
 });
 

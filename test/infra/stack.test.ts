@@ -150,11 +150,22 @@ describe('CairnJob: functions and event source mappings', () => {
         ScalingConfig: { MaximumConcurrency: Math.max(2, vertex.parallelism) },
       });
     }
+    // The ingress (standard) batches up to 100 events for at most 1 s: fewer ingest invocations and larger log segments.
     template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
       FunctionName: { Ref: logicalId(stack.job.ingestFunction) },
       EventSourceArn: { 'Fn::GetAtt': [logicalId(stack.job.ingressQueue), 'Arn'] },
+      BatchSize: 100,
+      MaximumBatchingWindowInSeconds: 1,
       FunctionResponseTypes: ['ReportBatchItemFailures'],
     });
+  });
+
+  it('refuses ingest batching Lambda would refuse: a batch over 10,000, a window over 5 minutes, a batch over 10 without a window', () => {
+    const make = (props: Partial<ConstructorParameters<typeof CairnJob>[2]>) => () =>
+      new CairnJob(new Stack(new App(), 'Refused'), 'Job', { job: 'examples/word-count.ts', projectRoot: REPO_ROOT, ...props });
+    expect(make({ ingestBatchSize: 10_001 })).toThrow('ingestBatchSize must be 1..10000 (SQS standard event source), got 10001');
+    expect(make({ ingestBatchingWindow: Duration.minutes(6) })).toThrow('ingestBatchingWindow must be at most 5 minutes, got 360 s');
+    expect(make({ ingestBatchSize: 50, ingestBatchingWindow: Duration.seconds(0) })).toThrow('ingestBatchingWindow must be at least 1 second when ingestBatchSize > 10');
   });
 
   it('has no table stream and no stream consumer: the coordinator loop reads the acknowledgements itself', () => {

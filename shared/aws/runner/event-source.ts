@@ -35,6 +35,12 @@ export interface EventSourceOptions {
   readonly visibilityTimeoutSeconds: number;
   /** Long polling while idle. */
   readonly waitTimeSeconds?: number;
+  /**
+   * MaximumBatchingWindowInSeconds, in ms: once a receive returns messages, keep gathering until
+   * the batch is full or this long has passed (standard queues; Lambda's FIFO mappings have no
+   * window). Default 0: invoke with what the first receives return.
+   */
+  readonly batchingWindowMs?: number;
   /** Messages of a group the runner must not deliver before the returned time (fault schedules: a stalled instance). */
   readonly holdGroup?: (groupId: string) => number | undefined;
   readonly onInvoke?: (info: { messages: number; failed: number; redelivered: number; ms: number }) => void;
@@ -112,6 +118,20 @@ export class SqsEventSource {
         )
         .then((r) => r.Messages ?? []);
     const first = await one(Math.min(10, batchSize), this.options.waitTimeSeconds ?? 1);
+    const window = this.options.batchingWindowMs ?? 0;
+    if (window > 0 && first.length > 0) {
+      // As Lambda's mapping does with a batching window: gather until the batch is full or the window has passed.
+      const batch = [...first];
+      const deadline = Date.now() + window;
+      while (batch.length < batchSize && this.running) {
+        const left = deadline - Date.now();
+        if (left <= 0) break;
+        const got = await one(Math.min(10, batchSize - batch.length), left >= 1_000 ? 1 : 0);
+        batch.push(...got);
+        if (got.length === 0 && left < 1_000) await new Promise((r) => setTimeout(r, Math.min(left, 50)));
+      }
+      return batch;
+    }
     if (calls === 1 || first.length < 10) return first;
     // A full first receive on a standard queue: gather more at once (no waiting) up to the batch size.
     const more = await Promise.all(Array.from({ length: calls - 1 }, (_, i) => one(Math.min(10, batchSize - 10 * (i + 1)), 0)));

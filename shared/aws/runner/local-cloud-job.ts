@@ -72,6 +72,8 @@ export interface LocalCloudJobOptions {
   readonly maxReceiveCount?: number;
   /** Events per ingest invocation (FIFO ingress: at most 10). Default 10 (FIFO) / 100 (standard). */
   readonly ingestBatchSize?: number;
+  /** Standard ingress: gather up to ingestBatchSize events for at most this long per invocation (the mapping's batching window, as deployed). Default 0. */
+  readonly ingestBatchingWindowMs?: number;
   /** Concurrent ingest invocations. Default: the source's partitions (FIFO) / 2 (standard). */
   readonly ingestConcurrency?: number;
   /** Concurrent invocations per operator queue. Default: the vertex's parallelism. */
@@ -473,6 +475,7 @@ export class LocalCloudJob {
       queueArn: this.queues.ingress.arn,
       handler: ingest,
       batchSize: this.options.ingestBatchSize ?? (fifoIngress ? 10 : 100),
+      ...(fifoIngress || !this.options.ingestBatchingWindowMs ? {} : { batchingWindowMs: this.options.ingestBatchingWindowMs }),
       concurrency: this.options.ingestConcurrency ?? (fifoIngress ? (this.topology.sources()[0]?.parallelism ?? 1) : 2),
     });
     this.sources.push(this.ingestSource);
