@@ -50,6 +50,19 @@ export const COMPRESS_ABOVE_BYTES = 900;
 
 /** A deflated payload: `@z:` + base64 (JSON never starts with `@`). */
 export const COMPRESSED_PREFIX = '@z:';
+
+/** Base64 of the deflated `json` when it is over COMPRESS_ABOVE_BYTES and that is smaller, else undefined. */
+export function deflated(json: string): string | undefined {
+  const bytes = Buffer.byteLength(json);
+  if (bytes <= COMPRESS_ABOVE_BYTES) return undefined;
+  const packed = deflateRawSync(json).toString('base64');
+  return COMPRESSED_PREFIX.length + packed.length < bytes ? packed : undefined;
+}
+
+/** The JSON text behind `deflated`. */
+export function inflated(packed: string): string {
+  return inflateRawSync(Buffer.from(packed, 'base64')).toString('utf8');
+}
 export const DEFAULT_SPILL_THRESHOLD = MAX_INLINE_PAYLOAD_BYTES;
 /** DynamoDB: at most 100 actions and 4 MB per TransactWriteItems. We keep a margin on the size. */
 export const MAX_TRANSACT_ACTIONS = 100;
@@ -135,10 +148,8 @@ export class DynamoIo {
   async encode(value: unknown, options: { compress?: boolean } = {}): Promise<string> {
     const json = JSON.stringify(value) ?? 'null';
     const bytes = Buffer.byteLength(json);
-    if (options.compress !== false && bytes > COMPRESS_ABOVE_BYTES) {
-      const packed = `${COMPRESSED_PREFIX}${deflateRawSync(json).toString('base64')}`;
-      if (packed.length < bytes && packed.length <= this.spillThreshold) return packed;
-    }
+    const packed = options.compress === false ? undefined : deflated(json);
+    if (packed !== undefined && COMPRESSED_PREFIX.length + packed.length <= this.spillThreshold) return `${COMPRESSED_PREFIX}${packed}`;
     if (bytes <= this.spillThreshold) return json;
     const key = `${this.blobPrefix}${randomUUID()}`;
     await this.blobs.put(key, new Uint8Array(Buffer.from(json)));
@@ -146,7 +157,7 @@ export class DynamoIo {
   }
 
   async decode<T>(stored: string): Promise<T> {
-    if (stored.startsWith(COMPRESSED_PREFIX)) return JSON.parse(inflateRawSync(Buffer.from(stored.slice(COMPRESSED_PREFIX.length), 'base64')).toString('utf8')) as T;
+    if (stored.startsWith(COMPRESSED_PREFIX)) return JSON.parse(inflated(stored.slice(COMPRESSED_PREFIX.length))) as T;
     if (!stored.startsWith(BLOB_PREFIX)) return JSON.parse(stored) as T;
     const key = stored.slice(BLOB_PREFIX.length);
     const bytes = await this.blobs.get(key);

@@ -1,9 +1,8 @@
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { AppendContentionError, SourceLogTruncatedError } from '../../core/errors.js';
 import type { AppendResult, Clock, LogEntry, SourceLog } from '../../core/ports.js';
 import { DEFAULT_DEDUP_WINDOW_MS, dedupExpired, dedupExpiresAt } from '../../core/retention.js';
-import { COMPRESS_ABOVE_BYTES, MAX_INLINE_PAYLOAD_BYTES, MAX_TRANSACT_ACTIONS, cancellationReasons, keyId, type DynamoIo, type Raw, type TransactItem } from './dynamo-io.js';
+import { MAX_INLINE_PAYLOAD_BYTES, deflated, inflated, MAX_TRANSACT_ACTIONS, cancellationReasons, keyId, type DynamoIo, type Raw, type TransactItem } from './dynamo-io.js';
 import { BLOB_PREFIX, Keys, TTL_ATTRIBUTE, ttlSeconds, type ItemKey } from './table-layout.js';
 
 export interface DynamoSourceLogOptions {
@@ -74,16 +73,14 @@ interface Segment {
  * a partition that ever spilled queries its markers when it truncates, and deletes their blobs
  * with their segments.
  */
-/** A segment's payloads: the list `es`, or deflated (`ez`, JSON of the list) when that is smaller and the list is over COMPRESS_ABOVE_BYTES. */
+/** A segment's payloads: the list `es`, or deflated (`ez`, JSON of the list) on the payloads' rule (dynamo-io.ts `deflated`). */
 function packPayloads(payloads: readonly string[]): { es: readonly string[] } | { ez: string } {
-  const json = JSON.stringify(payloads);
-  if (Buffer.byteLength(json) <= COMPRESS_ABOVE_BYTES) return { es: payloads };
-  const packed = deflateRawSync(json).toString('base64');
-  return packed.length < Buffer.byteLength(json) ? { ez: packed } : { es: payloads };
+  const packed = deflated(JSON.stringify(payloads));
+  return packed === undefined ? { es: payloads } : { ez: packed };
 }
 
 function unpackPayloads(raw: Raw): string[] {
-  return typeof raw.ez === 'string' ? (JSON.parse(inflateRawSync(Buffer.from(raw.ez, 'base64')).toString('utf8')) as string[]) : (raw.es as string[]);
+  return typeof raw.ez === 'string' ? (JSON.parse(inflated(raw.ez)) as string[]) : (raw.es as string[]);
 }
 
 export class DynamoSourceLog implements SourceLog {
