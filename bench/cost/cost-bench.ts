@@ -346,6 +346,8 @@ export interface CostBenchResult {
   /** Measured rates: write units per event by item kind (handlers and the in-process coordinator; `L#` log, `LD#` dedup, `I#` instance records, `K#`/`V#`/`C#` keyed state...). */
   readonly writeUnitsPerEventByItem: Record<string, Record<string, Record<string, number>>>;
   readonly readUnitsPerEvent: Record<string, Record<string, number>>;
+  /** The in-process coordinator's units per completed checkpoint by item kind, over every measured run of the example (before the deployed loop's waiting decides and ack polls are added). */
+  readonly coordinatorUnitsPerCheckpointByItem: Record<string, Record<string, { read: number; write: number }>>;
   readonly lambdaMsPerInvocation: Record<string, Record<string, Record<string, number>>>;
   /**
    * What Cairn keeps per event, in byte-months (bench/cost/storage.ts): its dedup items, for
@@ -458,6 +460,26 @@ export async function runCostBench(options: CostBenchOptions, command = 'npm run
   return assemble(results, options, command, (performance.now() - started) / 1000);
 }
 
+/** The coordinator's units per completed checkpoint by item kind over `runs`, largest writes first. */
+function perCheckpointByItem(runs: readonly RateRun[]): Record<string, { read: number; write: number }> {
+  const checkpoints = Math.max(
+    1,
+    runs.reduce((n, r) => n + r.window.checkpoints, 0),
+  );
+  const sum: Record<string, { read: number; write: number }> = {};
+  for (const r of runs)
+    for (const [kind, u] of Object.entries(r.window.coordinatorUnitsByItem)) {
+      const s = (sum[kind] ??= { read: 0, write: 0 });
+      s.read += u.read;
+      s.write += u.write;
+    }
+  return Object.fromEntries(
+    Object.entries(sum)
+      .sort(([, x], [, y]) => y.write + y.read - x.write - x.read)
+      .map(([kind, u]) => [kind, { read: r2(u.read / checkpoints), write: r2(u.write / checkpoints) }]),
+  );
+}
+
 function assemble(results: readonly ExampleResult[], options: CostBenchOptions, command: string, totalSeconds: number): CostBenchResult {
   const perMillionUsd: CostBenchResult['perMillionUsd'] = {};
   const perMillionBreakdown: CostBenchResult['perMillionBreakdown'] = {};
@@ -466,6 +488,7 @@ function assemble(results: readonly ExampleResult[], options: CostBenchOptions, 
   const writeUnitsPerEvent: CostBenchResult['writeUnitsPerEvent'] = {};
   const writeUnitsPerEventByItem: CostBenchResult['writeUnitsPerEventByItem'] = {};
   const readUnitsPerEvent: CostBenchResult['readUnitsPerEvent'] = {};
+  const coordinatorUnitsPerCheckpointByItem: CostBenchResult['coordinatorUnitsPerCheckpointByItem'] = {};
   const lambdaMsPerInvocation: CostBenchResult['lambdaMsPerInvocation'] = {};
   const storageBytesPerEvent: Record<string, number> = {};
   const storageGrowthBytesPerEventByKind: Record<string, KindBytes> = {};
@@ -485,6 +508,7 @@ function assemble(results: readonly ExampleResult[], options: CostBenchOptions, 
     writeUnitsPerEventByItem[name] = {};
     readUnitsPerEvent[name] = {};
     lambdaMsPerInvocation[name] = {};
+    coordinatorUnitsPerCheckpointByItem[name] = perCheckpointByItem(ex.runs);
     sustainedRates[name] = ex.runs.filter((r) => r.sustained).map((r) => r.rate);
     const plan = ex.coordinatorPlans[String(options.intervalMs)] as CoordinatorPlan;
     // The deployed coordinator per second under load at the run's interval, and per checkpoint the operators' share (barrier steps, acks, snapshots).
@@ -661,6 +685,7 @@ function assemble(results: readonly ExampleResult[], options: CostBenchOptions, 
     writeUnitsPerEvent,
     writeUnitsPerEventByItem,
     readUnitsPerEvent,
+    coordinatorUnitsPerCheckpointByItem,
     lambdaMsPerInvocation,
     storageBytesPerEventPerMonth: r2(
       allStorage.reduce((n, s) => n + s.bytes, 0) /

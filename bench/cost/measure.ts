@@ -56,6 +56,8 @@ export interface Window {
   readonly units: Record<'functions' | 'coordinator', { read: number; write: number }>;
   /** The handlers' and the coordinator's units together, by item kind (`L#`, `LD#`, `I#`, `K#`...: shared/aws/adapters/table-layout.ts). */
   readonly unitsByItem: Record<string, { read: number; write: number }>;
+  /** The coordinator's units alone, by item kind. */
+  readonly coordinatorUnitsByItem: Record<string, { read: number; write: number }>;
   /** Invocations by event source (`ingress` or the vertex id). */
   readonly invocations: Record<string, Invocations>;
   /** Bytes the handlers wrote to stdout/stderr (Powertools logs and EMF metric lines). */
@@ -221,6 +223,7 @@ export async function measureRate(example: Example, options: MeasureOptions): Pr
         coordinator: { read: b.units.coordinator.read - a.units.coordinator.read, write: b.units.coordinator.write - a.units.coordinator.write },
       },
       unitsByItem: diffByItem(b.unitsByItem, a.unitsByItem),
+      coordinatorUnitsByItem: diffByItem(b.coordinatorUnitsByItem, a.coordinatorUnitsByItem),
       invocations,
       logBytes: b.logBytes - a.logBytes,
       tableBytesGrowth: b.table.bytes - a.table.bytes,
@@ -269,6 +272,7 @@ interface Snapshot {
   readonly sqs: Record<Role, Record<string, SqsTally>>;
   readonly units: Record<'functions' | 'coordinator', { read: number; write: number }>;
   readonly unitsByItem: Record<string, { read: number; write: number }>;
+  readonly coordinatorUnitsByItem: Record<string, { read: number; write: number }>;
   readonly logBytes: number;
   readonly table: { bytes: number; items: number; byKind: KindBytes; jobRecordBytes: number };
   readonly s3Bytes: number;
@@ -282,6 +286,7 @@ async function snapshot(job: LocalCloudJob, probe: { sqs: SQSClient; dynamo: Dyn
     sqs: { functions: r.functions.sqsSnapshot(), coordinator: r.coordinator.sqsSnapshot(), eventSources: r.eventSources.sqsSnapshot() },
     units: { functions: { read: r.functions.capacity.read, write: r.functions.capacity.write }, coordinator: { read: r.coordinator.capacity.read, write: r.coordinator.capacity.write } },
     unitsByItem: diffByItem(r.functions.capacity.byItem, {}, r.coordinator.capacity.byItem),
+    coordinatorUnitsByItem: diffByItem(r.coordinator.capacity.byItem, {}),
     logBytes: sink.bytes,
   };
   const [table, s3Bytes, backlog] = await Promise.all([tableSize(probe.dynamo, job.prefix), bucketBytes(probe.s3, job.prefix.toLowerCase()), queued(job, probe.sqs)]);

@@ -101,6 +101,13 @@ export function formatCostReport(r: CostBenchResult): string {
       );
     }
   }
+  for (const [e, kinds] of Object.entries(r.coordinatorUnitsPerCheckpointByItem ?? {})) {
+    lines.push(
+      `  ${e}: coordinator units per checkpoint by item (write/read): ${Object.entries(kinds)
+        .map(([k, u]) => `${k} ${u.write}/${u.read}`)
+        .join(', ')}`,
+    );
+  }
   lines.push(
     `sustained here: ${Object.entries(r.sustainedRates)
       .map(([e, rates]) => `${e} ${rates.length > 0 ? rates.join(', ') : 'none'}`)

@@ -107,8 +107,9 @@ export interface StateWrite extends StateKeyRef {
   readonly epoch: number;
   /**
    * The item as read before this step (absent if the key was new). When its epoch is older
-   * than `epoch`, the store keeps it as the version record of that epoch (copy-on-write) and
-   * indexes the key as changed in `epoch`.
+   * than `epoch`, this is the key's first write in `epoch`, and the store keeps the value it
+   * closes for a restore to a checkpoint before `epoch` (copy-on-write: the embedded store as a
+   * version record of the key, DynamoDB in the step's change record of `epoch`).
    */
   readonly previous: StoredItem | undefined;
 }
@@ -195,7 +196,7 @@ export interface StateStore {
   getItems(operator: string, keys: readonly StateKeyRef[]): Promise<Map<string, StoredItem>>;
   /**
    * Atomically: instance record (conditional on expectedVersion, on the record's generation and
-   * on the instance's fence), keyed state with version records, snapshot, channel state, acks,
+   * on the instance's fence), keyed state with what a restore needs of the values it replaces, snapshot, channel state, acks,
    * staged sink output, dead letters. Throws ConcurrentStepError or GenerationFencedError.
    */
   commitStep(commit: StepCommit): Promise<void>;
@@ -207,7 +208,7 @@ export interface StateStore {
    * instances of a newer one.
    */
   restoreOperator(operator: string, checkpointId: number, fence?: { readonly generation: number }): Promise<{ keysRestored: number }>;
-  /** Drops version records no retained checkpoint >= keepFrom needs, and snapshots before it. */
+  /** Drops what no restore to a retained checkpoint >= keepFrom reads (replaced values, expired tombstones), and snapshots before it. */
   prune(operator: string, keepFrom: number): Promise<void>;
   readStaged(sink: string, throughEpoch: number): Promise<StagedBatch[]>;
   dropStaged(sink: string, batches: readonly { instance: InstanceId; epoch: number }[]): Promise<void>;

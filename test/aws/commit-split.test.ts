@@ -26,7 +26,7 @@ async function seed(s: AwsStores): Promise<void> {
   );
 }
 
-/** 250 writes in epoch 2: 250 items + 250 index entries + 10 version records = 510 items. */
+/** 250 writes in epoch 2 (the first of each key there): 250 items + the step's change record of epoch 2 = 251 items. */
 function bigWrites(n: unknown): StateWrite[] {
   return refs.map((r, i) => ({ ...r, value: { n }, epoch: 2, previous: i < 10 ? { value: { n: 0 }, epoch: 1 } : undefined }));
 }
@@ -79,15 +79,15 @@ describe('DynamoStateStore: a commit over the transaction limits', () => {
         await other.stateStore.fenceInstances([INSTANCE], 2);
       });
       await expect(s.stateStore.commitStep(commitOf(1, bigWrites(1)))).rejects.toBeInstanceOf(GenerationFencedError);
-      // It really was split: claim + 6 pending chunks (510 items / 99) + the failed commit.
-      expect(counter.count('DynamoDB', 'TransactWriteItems')).toBe(8);
+      // It really was split: claim + 3 pending chunks (251 items / 99) + the failed commit.
+      expect(counter.count('DynamoDB', 'TransactWriteItems')).toBe(5);
       const pending = await s.io.get(Keys.item(OP, refs[200]?.keyGroup ?? 0, 'k200'));
       expect(pending?.pt).toBeDefined();
 
       expect(await readAll(s)).toEqual(seeded);
       expect((await s.stateStore.loadInstance(INSTANCE))?.version).toBe(1);
       expect(await s.stateStore.countKeys(OP)).toBe(10);
-      // Restore sees no key changed after checkpoint 1 (the pending index entries are not visible).
+      // Restore sees no key changed after checkpoint 1 (the pending change record is not visible).
       expect(await s.stateStore.restoreOperator(OP, 1)).toEqual({ keysRestored: 0 });
       expect(await readAll(s)).toEqual(seeded);
       expect(await readAll(other)).toEqual(seeded);
@@ -104,8 +104,8 @@ describe('DynamoStateStore: a commit over the transaction limits', () => {
       const counter = new RequestCounter();
       counter.attach(s.clients.dynamo);
       await s.stateStore.commitStep(commitOf(1, bigWrites(1)));
-      // claim 1 + pending 6 + commit 1 + fold 6 (510 Updates / 100) = 14 transactions, + 1 UpdateItem (clear the fold marker).
-      expect(counter.snapshot()).toEqual({ 'DynamoDB.TransactWriteItems': 14, 'DynamoDB.UpdateItem': 1 });
+      // claim 1 + pending 3 + commit 1 + fold 3 (251 Updates / 100) = 8 transactions, + 1 UpdateItem (clear the fold marker).
+      expect(counter.snapshot()).toEqual({ 'DynamoDB.TransactWriteItems': 8, 'DynamoDB.UpdateItem': 1 });
       expect(await readAll(s)).toEqual(Object.fromEntries(KEYS.map((k) => [k, { n: 1 }])));
       const raw = await s.io.get(Keys.item(OP, refs[200]?.keyGroup ?? 0, 'k200'));
       expect(raw?.pt).toBeUndefined();
@@ -128,7 +128,7 @@ describe('DynamoStateStore: a commit over the transaction limits', () => {
       const [first] = refs;
       if (!first) throw new Error('no keys');
       await s.stateStore.commitStep(commitOf(0, [{ ...first, value: large('a'), epoch: 1, previous: undefined }]));
-      // Epoch 1 again (no version record): 250 writes split the commit, and k0's pending 300 KB
+      // Epoch 1 again (no change entry for k0): 250 writes split the commit, and k0's pending 300 KB
       // value is written onto the item that holds its committed 300 KB value.
       const writes = refs.map((r, i): StateWrite => ({ ...r, value: i === 0 ? large('b') : { n: 1 }, epoch: 1, previous: i === 0 ? { value: large('a'), epoch: 1 } : undefined }));
       await s.stateStore.commitStep(commitOf(1, writes));
@@ -184,7 +184,7 @@ describe('DynamoStateStore: a commit over the transaction limits', () => {
     }
   });
 
-  it('two writes of one key in one commit (a snapshot inside the step) merge: the first becomes a version record', async () => {
+  it('two writes of one key in one commit (a snapshot inside the step) merge: the change record of epoch 2 closes the first', async () => {
     const s = await freshStores();
     try {
       await seed(s);

@@ -38,7 +38,7 @@ describe('generation fence (DynamoDB)', () => {
     }
     expect(units[1]).toBe(units[0]);
     // One new key, billed as AWS bills a transaction (2 units per KB per action): the instance
-    // record, the item, its changed-keys index entry and the live-key counter. No job item.
+    // record, the item, the step's change record and the live-key counter. No job item.
     expect(units[0]).toBe(8);
   });
 

@@ -77,7 +77,7 @@ describe('RequestCounter', () => {
         ),
       );
       counter.reset();
-      // Epoch 2: every key's first write in the epoch -> 20 items + 20 version records + 20 index entries.
+      // Epoch 2: every key's first write in the epoch -> 20 items + one change record.
       await s.stateStore.loadInstance(INSTANCE);
       await s.stateStore.getItems(OP, refs);
       await s.stateStore.commitStep(

@@ -4,7 +4,7 @@ import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { initialJob } from '../../shared/core/protocol/coordinator.js';
 import { initialInstanceRecord } from '../../shared/core/instance/step.js';
-import { BLOB_PREFIX, Keys } from '../../shared/aws/adapters/table-layout.js';
+import { BLOB_PREFIX, Keys, pad } from '../../shared/aws/adapters/table-layout.js';
 import type { StoredItem } from '../../shared/core/ports.js';
 import { INSTANCE, OP, commitOf, freshStores } from './helpers.js';
 import { RequestCounter } from '../../shared/aws/index.js';
@@ -22,10 +22,18 @@ async function spilledBlobs(s: Awaited<ReturnType<typeof freshStores>>): Promise
   const out = await s.clients.s3.send(new ListObjectsV2Command({ Bucket: 'cairn-aws-tests', Prefix: `spill/${s.table}/` }));
   return (out.Contents ?? []).map((o) => o.Key ?? '').sort();
 }
+/** The entries of the operator's change records of `epoch` (every shard), decoded. */
+async function changeEntries(s: Awaited<ReturnType<typeof freshStores>>, epoch: number): Promise<Array<Record<string, unknown>>> {
+  const out: Array<Record<string, unknown>> = [];
+  for (let shard = 0; shard < 4; shard++) {
+    for (const raw of await s.io.queryRange(Keys.changePk(OP, shard), `${pad(epoch)}#`, `${pad(epoch)}#\uffff`)) out.push(...(await s.io.decode<Array<Record<string, unknown>>>(raw.d as string)));
+  }
+  return out;
+}
 const blobOf = async (s: Awaited<ReturnType<typeof freshStores>>, key: { pk: string; sk: string }): Promise<string> => String((await s.io.get(key))?.d).slice(BLOB_PREFIX.length);
 
 describe('spill to S3 over the size threshold', () => {
-  it('a 500 KB state value (over the 400 KB item limit) round-trips through S3, as item and as version record', async () => {
+  it('a 500 KB state value (over the 400 KB item limit) round-trips through S3, as item and as the value a change record closed', async () => {
     const s = await freshStores();
     try {
       await s.checkpoints.putJob(initialJob(1), undefined);
@@ -38,9 +46,12 @@ describe('spill to S3 over the size threshold', () => {
       expect(blob?.byteLength).toBeGreaterThan(500_000);
       expect((await s.stateStore.getItems(OP, [ref])).get('5|big')).toEqual({ value, epoch: 1 });
 
-      // Overwritten in epoch 2: the big value is kept as the version record of epoch 1.
+      // Overwritten in epoch 2: the change record of epoch 2 keeps the big value it closed, by its blob.
       await s.stateStore.commitStep(commitOf(1, [{ ...ref, value: { small: 1 }, epoch: 2, previous: { value, epoch: 1 } }]));
-      expect(String((await s.io.get(Keys.version(OP, ref.keyGroup, ref.key, 1)))?.d).startsWith(BLOB_PREFIX)).toBe(true);
+      // (The write's previous did not come from getItems, so the record holds the value itself: the record spills.)
+      expect(await changeEntries(s, 2)).toEqual([{ g: 5, k: 'big', f: 1, b: { value, epoch: 1 } }]);
+      const [record] = await Promise.all([0, 1, 2, 3].map((shard) => s.io.queryRange(Keys.changePk(OP, shard), pad(2), `${pad(2)}\uffff`))).then((r) => r.flat());
+      expect(String(record?.d).startsWith(BLOB_PREFIX)).toBe(true);
       expect(await s.stateStore.restoreOperator(OP, 1)).toEqual({ keysRestored: 1 });
       expect((await s.stateStore.getItems(OP, [ref])).get('5|big')).toEqual({ value, epoch: 1 });
     } finally {
@@ -48,7 +59,7 @@ describe('spill to S3 over the size threshold', () => {
     }
   });
 
-  it("a spilled value keeps one blob: the version record takes over the replaced item's blob, an overwrite in the same epoch deletes it", async () => {
+  it("a spilled value keeps one blob: the change record takes over the replaced item's blob, an overwrite in the same epoch deletes it", async () => {
     const s = await freshStores({ spillThresholdBytes: 1_000 });
     try {
       await s.checkpoints.putJob(initialJob(1), undefined);
@@ -58,10 +69,10 @@ describe('spill to S3 over the size threshold', () => {
       const first = await blobOf(s, Keys.item(OP, ref.keyGroup, ref.key));
       expect(await spilledBlobs(s)).toEqual([first]);
 
-      // Epoch 2, first write: the epoch-1 value becomes the version record, with the same blob.
+      // Epoch 2, first write: the change record of epoch 2 closes the epoch-1 value, with the same blob.
       await s.stateStore.commitStep(commitOf(1, [{ ...ref, value: { v: big(2_000, 'b') }, epoch: 2, previous: await read() }]));
       const second = await blobOf(s, Keys.item(OP, ref.keyGroup, ref.key));
-      expect(await blobOf(s, Keys.version(OP, ref.keyGroup, ref.key, 1))).toBe(first);
+      expect(await changeEntries(s, 2)).toEqual([{ g: 5, k: 'big', f: 1, bs: `${BLOB_PREFIX}${first}` }]);
       expect(await spilledBlobs(s)).toEqual([first, second].sort());
 
       // Epoch 2 again: the value it replaces belongs to no checkpoint; its blob is deleted.
@@ -70,9 +81,11 @@ describe('spill to S3 over the size threshold', () => {
       expect(await spilledBlobs(s)).toEqual([first, third].sort());
       expect(await read()).toEqual({ value: { v: big(2_000, 'c') }, epoch: 2 });
 
-      // Back to checkpoint 1: the epoch-1 value from its version record.
+      // Back to checkpoint 1: the epoch-1 value from the change record; the record and every blob but the restored item's go.
       await s.stateStore.restoreOperator(OP, 1);
       expect(await read()).toEqual({ value: { v: big(2_000, 'a') }, epoch: 1 });
+      expect(await changeEntries(s, 2)).toEqual([]);
+      expect(await spilledBlobs(s)).toEqual([await blobOf(s, Keys.item(OP, ref.keyGroup, ref.key))]);
     } finally {
       await s.done();
     }

@@ -17,14 +17,13 @@ describe('bench:cost storage by kind', () => {
       Keys.snapshot('op', 3, 'op#0'),
       Keys.staged('out', 4, 'op#0', 2),
       Keys.item('op', 5, 'k'),
-      Keys.version('op', 5, 'k', 2),
-      Keys.change('op', 1, 2, 5, 'k'),
+      Keys.change('op', 1, 2, 'op#0', 7),
       Keys.live('op', 'op#0'),
       Keys.sinkBatch('out', '000000000004|op#0'),
       Keys.sinkUpsert('out', 'k'),
       Keys.deadLetter('ingress:1'),
     ].map((k) => storageKindOf(k.pk));
-    expect(kinds).toEqual(['dedup', 'log', 'log', 'log', ...Array<string>(6).fill('checkpoints'), 'state', 'state', 'state', 'state', 'output', 'output', 'deadLetters']);
+    expect(kinds).toEqual(['dedup', 'log', 'log', 'log', ...Array<string>(6).fill('checkpoints'), 'state', 'state', 'state', 'output', 'output', 'deadLetters']);
   });
 
   it('keeps dedup items for their 15-day window and a month of what the job itself grows; bounded kinds and shrinking count as nothing', () => {

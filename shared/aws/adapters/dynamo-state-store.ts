@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { UpdateCommand, type UpdateCommandInput } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, UpdateCommand, type UpdateCommandInput } from '@aws-sdk/lib-dynamodb';
 import { ConcurrentStepError, GenerationFencedError } from '../../core/errors.js';
+import { murmur3 } from '../../core/hashing.js';
 import { parseInstanceId } from '../../core/messages.js';
 import type { ChannelStateEntry, InstanceRecord, OperatorSnapshot, OperatorSnapshotState, StagedBatch, StateKeyRef, StateStore, StepCommit, StoredItem } from '../../core/ports.js';
 import type { DynamoIo } from './dynamo-io.js';
 import { MAX_TRANSACT_ACTIONS, MAX_TRANSACT_BYTES, SpilledValueMissingError, cancellationReasons, keyId, mapLimit, transactItemSize, usedNames, type Raw, type TransactItem } from './dynamo-io.js';
 import { BLOB_PREFIX, Keys, pad, prefixEnd, type ItemKey } from './table-layout.js';
-import { checkpointDataExpired, tombstoneExpired, versionsToKeep } from '../../core/retention.js';
+import { checkpointDataExpired } from '../../core/retention.js';
 
 /**
  * StateStore on one DynamoDB table (layout: table-layout.ts).
@@ -18,7 +19,16 @@ import { checkpointDataExpired, tombstoneExpired, versionsToKeep } from '../../c
  * item. No other item is read: the job's generation fence (`JOB/GEN`) would be one hot item
  * checked by every step of the job (2 write units each, and about 1,000 units per second for
  * the whole job), so a recovery fences each instance record once instead. Two writes of the same item in one commit are merged (the last wins;
- * the copy-on-write of the first has already become a version record of its own key).
+ * the value the first closed is already in the change record of its epoch).
+ *
+ * Change records: what a restore needs of the values a step replaces is one item per step and
+ * epoch (`C#`op`#`shard, sk epoch#instance#version) listing, for each key whose first write in
+ * the epoch the step made, the item that write closed (`b`, or its spilled payload `bs`; none:
+ * the key was absent), and the keys the step deleted (`t`: their tombstones, for prune). Not a
+ * version record and an index entry per key: a step of n first writes bills n + 1 items, not
+ * 3n. Restoring checkpoint N gives each key the value closed by its first write after N;
+ * pruning to keepFrom deletes the records of epochs <= keepFrom (plain deletes: no step writes
+ * those epochs any more) and the tombstones they name.
  *
  * A larger commit is split without losing atomicity (the "pending write" protocol):
  *   1. claim: an update of the instance record (`SET claim = T`, on the same conditions as
@@ -37,8 +47,8 @@ import { checkpointDataExpired, tombstoneExpired, versionsToKeep } from '../../c
  *      then `fold` is removed. A commit requires `attribute_not_exists(fold)`, and loadInstance
  *      / putInstance finish an interrupted fold first, so an instance record past `pv` means
  *      the fold of `pv` is complete: readers that see that re-read the item.
- * Items: a commit with 250 state writes (~750 items incl. version records and index entries)
- * costs 1 claim + 8 pending + 1 commit + 8 fold + 1 clear = ~19 requests.
+ * Items: a commit with 250 state writes (251 items with its change record) costs 1 claim +
+ * 3 pending + 1 commit + 3 fold + 1 clear = 9 requests.
  */
 
 interface PlannedItem {
@@ -57,7 +67,7 @@ type ManifestEntry = [table: 0 | 1, pk: string, sk: string, keyed: 0 | 1];
 export interface DynamoStateStoreOptions {
   /** Table of the idempotent sink's upserts (default: the job table). */
   readonly sinkTable?: string;
-  /** Shards of the changed-keys index per operator. */
+  /** Partitions of an operator's change records (an instance's records all go to one, by the hash of its id). */
   readonly changeShards?: number;
 }
 
@@ -209,8 +219,9 @@ export class DynamoStateStore implements StateStore {
     else this.spilledRecords.delete(instance);
   }
 
-  private shard(keyGroup: number): number {
-    return keyGroup % this.shards;
+  /** The change-record partition of an instance: an operator's records spread over `changeShards` keys. */
+  private shardOf(instance: string): number {
+    return murmur3(instance) % this.shards;
   }
 
   /**
@@ -227,25 +238,33 @@ export class DynamoStateStore implements StateStore {
     };
     const replacedBlobs: string[] = [];
     let liveDelta = 0;
+    // The step's change records, one per epoch it wrote in (a barrier inside the step closes one).
+    const changes = new Map<number, ChangeEntry[]>();
     for (const write of commit.stateWrites) {
       const previous = write.previous;
       // The S3 blob of the value this write replaces, if it was read from the store spilled.
       const previousBlob = previous ? this.spilledPayloads.get(previous) : undefined;
-      if (!previous || previous.epoch < write.epoch) {
-        // First write of this key in this epoch: keep the value it closes as a version record.
-        // A spilled value moves to the version record as it is (same blob, no second upload).
-        if (previous) {
-          const closed: StoredItem = { value: previous.value, epoch: previous.epoch };
-          add(Keys.version(op, write.keyGroup, write.key, previous.epoch), closed, { spilled: previousBlob });
+      const first = !previous || previous.epoch < write.epoch;
+      if (first || write.value === null) {
+        // First write of this key in this epoch: the change record keeps the value it closes
+        // (a spilled value by its blob, no second upload). A delete leaves a tombstone for prune.
+        const entry: ChangeEntry = { g: write.keyGroup, k: write.key };
+        if (first) {
+          entry.f = 1;
+          if (previousBlob !== undefined) entry.bs = previousBlob;
+          else if (previous) entry.b = { value: previous.value, epoch: previous.epoch };
         }
-        add(Keys.change(op, this.shard(write.keyGroup), write.epoch, write.keyGroup, write.key), 1, { attrs: { kg: write.keyGroup, key: write.key } });
-      } else if (previousBlob !== undefined) {
+        if (write.value === null) entry.t = 1;
+        changes.set(write.epoch, [...(changes.get(write.epoch) ?? []), entry]);
+      }
+      if (!first && previousBlob !== undefined) {
         // Overwritten within its epoch: no checkpoint holds that value, so its blob goes.
         replacedBlobs.push(previousBlob);
       }
       add(Keys.item(op, write.keyGroup, write.key), { value: write.value, epoch: write.epoch } satisfies StoredItem, { epoch: write.epoch });
       liveDelta += (write.value !== null ? 1 : 0) - (previous && previous.value !== null ? 1 : 0);
     }
+    for (const [epoch, entries] of changes) add(Keys.change(op, this.shardOf(commit.instance), epoch, commit.instance, commit.record.version), entries);
     for (const snapshot of commit.snapshots ?? []) add(Keys.snapshot(op, snapshot.checkpointId, commit.instance), snapshot.state);
     for (const part of commit.channelState) add(Keys.channelState(op, part.checkpointId, commit.instance, commit.record.version), part.entries);
     for (const ack of commit.acks) add(Keys.ack(ack.checkpointId, ack.instance), ack);
@@ -502,89 +521,51 @@ export class DynamoStateStore implements StateStore {
 
   // ---------- restore and prune ----------
 
-  private async changedEntries(operator: string, lo: string, hi: string): Promise<Raw[]> {
+  /**
+   * The operator's change records with lo <= sk <= hi, over every shard, in sk order (epoch,
+   * instance, version), each with its entries as readers see them (undefined: a stray, the
+   * pending write of a split commit that never committed).
+   */
+  private async changeRecords(operator: string, lo: string, hi: string): Promise<Array<{ raw: Raw; entries: ChangeEntry[] | undefined }>> {
     const shards = await Promise.all(Array.from({ length: this.shards }, (_, s) => this.io.queryRange(Keys.changePk(operator, s), lo, hi)));
-    return shards.flat();
+    const raws = shards.flat().sort((x, y) => (x.sk < y.sk ? -1 : x.sk > y.sk ? 1 : 0));
+    const entries = await this.io.readValues<ChangeEntry[]>(raws);
+    return raws.map((raw, i) => ({ raw, entries: entries[i] }));
   }
 
-  private async keyState(
-    operator: string,
-    refs: readonly StateKeyRef[],
-  ): Promise<Array<{ ref: StateKeyRef; raw: Raw | undefined; item: StoredItem | undefined; versions: Array<{ raw: Raw; epoch: number; value: StoredItem['value'] | undefined; visible: boolean }> }>> {
-    const itemKeys = refs.map((r) => Keys.item(operator, r.keyGroup, r.key));
+  /**
+   * Restores checkpoint N: every key with a first write after N gets the value that write
+   * closed (the first such entry in epoch order: the key did not change between N and it),
+   * then the change records after N go, newest first. A crash in between leaves records, and a
+   * rerun restores the same values (the oldest record of a key is the last to go).
+   */
+  async restoreOperator(operator: string, checkpointId: number, fence?: { readonly generation: number }): Promise<{ keysRestored: number }> {
+    const records = await this.changeRecords(operator, pad(checkpointId + 1), '\uffff');
+    const firsts = new Map<string, ChangeEntry>();
+    for (const { entries } of records) {
+      for (const entry of entries ?? []) if (entry.f === 1 && !firsts.has(`${entry.g}|${entry.k}`)) firsts.set(`${entry.g}|${entry.k}`, entry);
+    }
+    const targets = [...firsts.values()];
+    const itemKeys = targets.map((e) => Keys.item(operator, e.g, e.k));
     const raws = await this.io.batchGet(itemKeys);
     const itemRaws = itemKeys.map((k) => raws.get(keyId(k)));
     const items = await this.io.readValues<StoredItem>(itemRaws);
-    const versionLists = await Promise.all(refs.map((r) => this.io.queryPartition(Keys.versionPk(operator, r.keyGroup, r.key))));
-    const flat = versionLists.flat();
-    const payloads = await this.io.effective(flat);
-    let at = 0;
-    return Promise.all(
-      refs.map(async (ref, i) => {
-        const list = versionLists[i] ?? [];
-        const versions = await Promise.all(
-          list.map(async (raw) => {
-            const payload = payloads[at++];
-            return {
-              raw,
-              epoch: Number(raw.sk),
-              value: payload === undefined ? undefined : (await this.io.decode<StoredItem>(payload)).value,
-              visible: payload !== undefined,
-            };
-          }),
-        );
-        return { ref, raw: itemRaws[i], item: items[i], versions };
-      }),
-    );
-  }
-
-  async restoreOperator(operator: string, checkpointId: number, fence?: { readonly generation: number }): Promise<{ keysRestored: number }> {
-    const entries = await this.changedEntries(operator, pad(checkpointId + 1), '\uffff');
-    const visible = await this.io.effective(entries);
-    const refs = new Map<string, StateKeyRef>();
-    const indexByKey = new Map<string, Raw[]>();
-    const strays: Raw[] = [];
-    entries.forEach((entry, i) => {
-      if (visible[i] === undefined) {
-        strays.push(entry);
-        return;
-      }
-      const ref = { keyGroup: entry.kg as number, key: entry.key as string };
-      const id = `${ref.keyGroup}|${ref.key}`;
-      refs.set(id, ref);
-      indexByKey.set(id, [...(indexByKey.get(id) ?? []), entry]);
-    });
-    const states = await this.keyState(operator, [...refs.values()]);
-    // Per key, in this order: drop versions after the checkpoint, write the restored item, drop
-    // its index entries. A crash in between leaves index entries, so a rerun redoes the key.
     const groups: Array<{ actions: TransactItem[]; delta: number; blobs: unknown[] }> = [];
-    for (const { ref, raw, item, versions } of states) {
-      const id = `${ref.keyGroup}|${ref.key}`;
-      const actions: TransactItem[] = [];
-      const blobs: unknown[] = [];
-      for (const v of versions) {
-        if (v.epoch > checkpointId) {
-          actions.push({ Delete: { TableName: this.table, Key: { pk: v.raw.pk, sk: v.raw.sk } } });
-          blobs.push(v.raw.d, v.raw.p);
-        }
-      }
-      const newest = versions.filter((v) => v.visible && v.epoch <= checkpointId).reduce<(typeof versions)[number] | undefined>((a, v) => (!a || v.epoch > a.epoch ? v : a), undefined);
-      const key = Keys.item(operator, ref.keyGroup, ref.key);
-      if (newest && newest.value !== null && newest.value !== undefined) {
-        const restored: StoredItem = { value: newest.value, epoch: newest.epoch };
-        actions.push({ Put: { TableName: this.table, Item: { ...key, d: await this.io.encode(restored), e: newest.epoch } } });
-      } else {
-        actions.push({ Delete: { TableName: this.table, Key: key } });
-      }
-      blobs.push(raw?.d, raw?.p);
-      for (const entry of indexByKey.get(id) ?? []) actions.push({ Delete: { TableName: this.table, Key: { pk: entry.pk, sk: entry.sk } } });
+    for (const [i, entry] of targets.entries()) {
+      const key = itemKeys[i] as ItemKey;
+      const restored = entry.bs !== undefined ? await this.io.decode<StoredItem>(entry.bs) : entry.b;
+      const isLive = restored !== undefined && restored.value !== null;
+      const action: TransactItem = isLive
+        ? { Put: { TableName: this.table, Item: { ...key, d: await this.io.encode({ value: restored.value, epoch: restored.epoch } satisfies StoredItem), e: restored.epoch } } }
+        : { Delete: { TableName: this.table, Key: key } };
+      const item = items[i];
       const wasLive = item !== undefined && item.value !== null;
-      const isLive = newest !== undefined && newest.value !== null && newest.value !== undefined;
-      groups.push({ actions, delta: (isLive ? 1 : 0) - (wasLive ? 1 : 0), blobs });
+      groups.push({ actions: [action], delta: (isLive ? 1 : 0) - (wasLive ? 1 : 0), blobs: [itemRaws[i]?.d, itemRaws[i]?.p] });
     }
-    for (const stray of strays) groups.push({ actions: [{ Delete: { TableName: this.table, Key: { pk: stray.pk, sk: stray.sk } } }], delta: 0, blobs: [stray.p] });
     await this.runGroups(groups, Keys.liveRestore(operator), fence?.generation);
-    return { keysRestored: refs.size };
+    const doomed = [...records].reverse().map((r) => ({ actions: [{ Delete: { TableName: this.table, Key: { pk: r.raw.pk, sk: r.raw.sk } } }], delta: 0, blobs: recordBlobs(r) }));
+    await this.runGroups(doomed, undefined, fence?.generation);
+    return { keysRestored: targets.length };
   }
 
   /** Executes groups of actions in transactions of <= 100 actions (a group is split only if it alone is larger). */
@@ -640,84 +621,46 @@ export class DynamoStateStore implements StateStore {
     await flush();
   }
 
+  /**
+   * Prune to `keepFrom` (shared/core/retention.ts): a restore to a retained checkpoint reads only
+   * change records after it, so the records of epochs <= keepFrom go, and with them the
+   * tombstones they left (a deleted key's null item, if nothing wrote the key since: the
+   * delete is conditional on the exact tombstone). No step writes an epoch <= keepFrom any
+   * more: every instance snapshotted checkpoint keepFrom before it completed.
+   */
   async prune(operator: string, keepFrom: number): Promise<void> {
-    const entries = await this.changedEntries(operator, pad(0), prefixEnd(pad(keepFrom)));
-    const refs = new Map<string, StateKeyRef>();
-    const indexByKey = new Map<string, Raw[]>();
-    for (const entry of entries) {
-      const ref = { keyGroup: entry.kg as number, key: entry.key as string };
-      const id = `${ref.keyGroup}|${ref.key}`;
-      refs.set(id, ref);
-      indexByKey.set(id, [...(indexByKey.get(id) ?? []), entry]);
+    const records = await this.changeRecords(operator, pad(0), prefixEnd(pad(keepFrom)));
+    const tombstones = new Map<string, { key: ItemKey; epoch: number }>();
+    for (const r of records) {
+      const epoch = Number(r.raw.sk.slice(0, 12));
+      for (const entry of r.entries ?? []) if (entry.t === 1) tombstones.set(`${entry.g}|${entry.k}|${epoch}`, { key: Keys.item(operator, entry.g, entry.k), epoch });
     }
-    const states = await this.keyState(operator, [...refs.values()]);
-    const groups: Array<{ actions: TransactItem[]; delta: number; blobs: unknown[] }> = [];
-    for (const { ref, raw, item, versions } of states) {
-      // A key with a step's write in flight is left for the next prune.
-      if (raw?.pt !== undefined) continue;
-      const key = Keys.item(operator, ref.keyGroup, ref.key);
-      const committed = versions.filter((v) => v.raw.pt === undefined);
-      const keep = versionsToKeep(item, committed, keepFrom);
-      const kept = new Set(keep.map((v) => v.epoch));
-      // Guard: the item must not change (a concurrent commit could add versions) while we prune.
-      const actions: TransactItem[] = [
-        {
-          ConditionCheck: {
-            TableName: this.table,
-            Key: key,
-            ConditionExpression: raw ? 'attribute_not_exists(#pt) AND #e = :e' : 'attribute_not_exists(pk)',
-            ...(raw ? { ExpressionAttributeNames: { '#pt': 'pt', '#e': 'e' }, ExpressionAttributeValues: { ':e': raw.e ?? item?.epoch ?? -1 } } : {}),
-          },
-        },
-      ];
-      const blobs: unknown[] = [];
-      for (const v of committed) {
-        if (kept.has(v.epoch)) continue;
-        actions.push({ Delete: { TableName: this.table, Key: { pk: v.raw.pk, sk: v.raw.sk } } });
-        blobs.push(v.raw.d);
-      }
-      if (item && tombstoneExpired(item, keepFrom)) {
-        actions[0] = {
-          Delete: {
-            TableName: this.table,
-            Key: key,
-            ConditionExpression: 'attribute_not_exists(#pt) AND #e = :e',
-            ExpressionAttributeNames: { '#pt': 'pt', '#e': 'e' },
-            ExpressionAttributeValues: { ':e': raw?.e ?? item.epoch },
-          },
-        };
-        blobs.push(raw?.d);
-      }
-      for (const entry of indexByKey.get(`${ref.keyGroup}|${ref.key}`) ?? []) actions.push({ Delete: { TableName: this.table, Key: { pk: entry.pk, sk: entry.sk } } });
-      groups.push({ actions, delta: 0, blobs });
-    }
-    // One transaction per key when a guard fails, so one busy key does not block the others.
-    await this.runGuarded(groups);
+    await mapLimit([...tombstones.values()], FENCE_CONCURRENCY, (t) => this.deleteTombstone(t.key, t.epoch));
+    await this.io.batchWrite(records.map((r) => ({ delete: { pk: r.raw.pk, sk: r.raw.sk } })));
+    await Promise.all(records.flatMap(recordBlobs).map((b) => this.io.dropBlob(b)));
     await this.pruneCheckpointData(Keys.snapshotPk(operator), keepFrom);
     await this.pruneCheckpointData(Keys.channelStatePk(operator), keepFrom);
   }
 
-  private async runGuarded(groups: ReadonlyArray<{ actions: TransactItem[]; blobs: unknown[] }>): Promise<void> {
-    const small = groups.filter((g) => g.actions.length <= MAX_TRANSACT_ACTIONS);
-    let batch: Array<{ actions: TransactItem[]; blobs: unknown[] }> = [];
-    const run = async (list: Array<{ actions: TransactItem[]; blobs: unknown[] }>): Promise<void> => {
-      try {
-        await this.io.transact(list.flatMap((g) => g.actions));
-        await Promise.all(list.flatMap((g) => g.blobs).map((b) => this.io.dropBlob(b)));
-      } catch (error) {
-        if (!cancellationReasons(error)) throw error;
-        if (list.length > 1) for (const g of list) await run([g]);
-        // A single key whose guard failed is pruned next time.
-      }
-    };
-    for (const group of small) {
-      if (batch.reduce((s, g) => s + g.actions.length, 0) + group.actions.length > MAX_TRANSACT_ACTIONS) {
-        await run(batch);
-        batch = [];
-      }
-      batch.push(group);
+  /** Deletes a key's item if it is still the tombstone written in `epoch` (and no split commit has a write pending on it). */
+  private async deleteTombstone(key: ItemKey, epoch: number): Promise<void> {
+    const tombstone = await this.io.encode({ value: null, epoch } satisfies StoredItem);
+    try {
+      await this.io.retrying(() =>
+        this.io.doc.send(
+          new DeleteCommand({
+            TableName: this.table,
+            Key: key,
+            ConditionExpression: '#d = :d AND attribute_not_exists(#pt)',
+            ExpressionAttributeNames: { '#d': 'd', '#pt': 'pt' },
+            ExpressionAttributeValues: { ':d': tombstone },
+          }),
+        ),
+      );
+    } catch (error) {
+      // Written since (a new value, or a later tombstone that a later prune removes).
+      if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
     }
-    if (batch.length > 0) await run(batch);
   }
 
   private async pruneCheckpointData(pk: string, keepFrom: number): Promise<void> {
@@ -771,6 +714,25 @@ export class DynamoStateStore implements StateStore {
     const counters = await this.io.queryPartition(Keys.livePk(operator));
     return counters.reduce((sum, c) => sum + ((c.n as number | undefined) ?? 0), 0);
   }
+}
+
+/**
+ * One key in a step's change record: `f` the step's write is the key's first in the epoch,
+ * with `b` the item it closed (absent: the key had none) or `bs` that item's spilled payload;
+ * `t` the step deleted the key (its item is a tombstone until a prune).
+ */
+interface ChangeEntry {
+  readonly g: number;
+  readonly k: string;
+  f?: 1;
+  b?: StoredItem;
+  bs?: string;
+  t?: 1;
+}
+
+/** The blobs a change record holds: its own payload's (committed or pending) and the spilled values it closed. */
+function recordBlobs(record: { readonly raw: Raw; readonly entries: readonly ChangeEntry[] | undefined }): unknown[] {
+  return [record.raw.d, record.raw.p, ...(record.entries ?? []).map((e) => e.bs)];
 }
 
 /** An instance record with an unfinished fold blocks the next commit until the fold completes. */

@@ -17,8 +17,7 @@ import { createHash } from 'node:crypto';
  * | instance record         | `I#`instance               | `I`                                | d, ver (N), gen (N), fg (N): fenced below this generation, tok, fold, claim |
  * | live-key counter        | `N#`op                     | instance, or `~restore`            | n (N) |
  * | keyed-state item        | `K#`op`#`keyGroup          | key                                | d = {value, epoch} |
- * | version record          | `V#`op`#`keyGroup`#`key    | pad(epoch)                         | d = {value, epoch}: the item as the epoch closed it (copy-on-write; a spilled item's blob moves here as is) |
- * | changed-keys index      | `C#`op`#`shard             | pad(epoch)`#`keyGroup`#`key        | d = `1`, kg (N), key |
+ * | change record           | `C#`op`#`shard             | pad(epoch)`#`instance`#`pad(ver)   | d = [{g: keyGroup, k: key, f: 1 (first write in the epoch), b: the item it closed / bs: its spilled payload, t: 1 (deleted)}]: one per step and epoch (copy-on-write; a spilled item's blob moves here as is) |
  * | operator snapshot       | `SN#`op                    | pad(cp)`#`instance                 | d |
  * | channel state chunk     | `CS#`op                    | pad(cp)`#`instance`#`pad(version)  | d |
  * | staged sink output      | `ST#`sink                  | pad(epoch)`#`instance`#`pad(ver)   | d, inst |
@@ -38,9 +37,9 @@ import { createHash } from 'node:crypto';
  * a recovery fences each instance record (`fg`, see DynamoStateStore.fenceInstances) before
  * it restores anything, and a commit is conditional on its own instance record.
  *
- * `shard` = keyGroup mod changeShards (default 4): the index of one operator spreads over a few
- * partitions instead of one hot one; restore and prune query each shard by epoch range, so
- * they cost O(changed keys) + changeShards queries.
+ * `shard` = murmur3(instance) mod changeShards (default 4): the change records of one operator
+ * spread over a few partitions instead of one hot one; restore and prune query each shard by
+ * epoch range, so they cost O(steps that changed keys) + changeShards queries.
  *
  * Retention (shared/core/retention.ts): `exp` is the table's TTL attribute (epoch seconds).
  * Only dedup items carry it: DynamoDB deletes them for free some time after it passes, and
@@ -93,12 +92,11 @@ export const Keys = {
   live: (op: string, instance: string): ItemKey => ({ pk: `N#${esc(op)}`, sk: instance }),
   liveRestore: (op: string): ItemKey => ({ pk: `N#${esc(op)}`, sk: '~restore' }),
   item: (op: string, keyGroup: number, key: string): ItemKey => ({ pk: `K#${esc(op)}#${keyGroup}`, sk: keyPart(key) }),
-  versionPk: (op: string, keyGroup: number, key: string): string => `V#${esc(op)}#${keyGroup}#${keyPart(key)}`,
-  version: (op: string, keyGroup: number, key: string, epoch: number): ItemKey => ({ pk: `V#${esc(op)}#${keyGroup}#${keyPart(key)}`, sk: pad(epoch) }),
   changePk: (op: string, shard: number): string => `C#${esc(op)}#${shard}`,
-  change: (op: string, shard: number, epoch: number, keyGroup: number, key: string): ItemKey => ({
+  /** A step's change record of one epoch. */
+  change: (op: string, shard: number, epoch: number, instance: string, version: number): ItemKey => ({
     pk: `C#${esc(op)}#${shard}`,
-    sk: `${pad(epoch)}#${keyGroup}#${keyPart(key)}`,
+    sk: `${pad(epoch)}#${esc(instance)}#${pad(version)}`,
   }),
   snapshotPk: (op: string): string => `SN#${esc(op)}`,
   snapshot: (op: string, checkpointId: number, instance: string): ItemKey => ({ pk: `SN#${esc(op)}`, sk: `${pad(checkpointId)}#${esc(instance)}` }),
