@@ -6,8 +6,8 @@ import { tasksOn, transitionsPerDecision, type DeployedJob } from './deployed.js
 /**
  * The deployed coordinator (infra/coordinator.ts, shared/lambda/coordinator-tasks.ts `run`) as a
  * bill: the checkpoint workflow's one task, `Run`, runs the coordinator loop in process for up
- * to `budgetMs`; waits up to `maxInvocationWaitMs` are slept inside the invocation (decide again
- * every `ackPollMs`), longer ones go through the WaitForNext state (no compute billed); an idle
+ * to `budgetMs`; waits up to `maxInvocationWaitMs` are slept inside the invocation (until the decision's
+ * time or the next tick, then decide again), longer ones go through the WaitForNext state (no compute billed); an idle
  * job sleeps and only the watchdog schedule starts an execution that finds nothing to do.
  *
  * Inputs: the synthesized template (`DeployedJob`: the ASL's paths, the function's memory,
@@ -108,7 +108,7 @@ function coordinatorFn(deployed: DeployedJob): { memoryMb: number; architecture:
  * A month of checkpointing under load at `intervalMs`: one checkpoint per interval. In process (the wait until the next trigger is at most
  * `maxInvocationWaitMs`, or ticks are due that often): one Run invocation per `budgetMs`, the
  * function billed every second of the month, Route + Run per invocation, a lease write per
- * invocation, and a decide every `ackPollMs` while waiting. Through the Wait state: one Run
+ * invocation, and one decide per wait (one per tick interval when ticks are due). Through the Wait state: one Run
  * invocation per checkpoint lasting the round, Run + Route + WaitForNext, and the lease
  * extended before the wait and taken again after it. Both: the measured transitions' units,
  * the ack polls, barrier sends, a successor execution every `lifetimeMs` (Init, HandedOver).
@@ -122,8 +122,8 @@ export function coordinatorPlan(deployed: DeployedJob, m: CoordinatorMeasured, i
   const ticksInProcess = m.tickEveryMs !== undefined && m.tickEveryMs <= run.maxInvocationWaitMs;
   const mode = waitMs <= run.maxInvocationWaitMs || ticksInProcess ? 'in-process' : 'wait-state';
   const polls = ackPolls(m.ackLatencyMs, run.ackPollMs);
-  // In process: a decide after every pause of at most ackPollMs; through the Wait state: the one that returns `wait`.
-  const waitDecides = mode === 'in-process' ? Math.max(1, Math.ceil(waitMs / run.ackPollMs)) : 1;
+  // The decide that returns `wait`: Run pauses until the decision's time (or the next tick, when ticks are due sooner), then decides again.
+  const waitDecides = mode === 'in-process' && m.tickEveryMs !== undefined ? Math.max(1, Math.ceil(waitMs / m.tickEveryMs)) : 1;
   const decides = m.decisionsPerCheckpoint + waitDecides;
   // The getCheckpoint of awaitAcks and its Query polls.
   const ackReads = (1 + polls) * A.ackQueryReadUnits;

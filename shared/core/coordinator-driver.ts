@@ -46,7 +46,12 @@ export interface CoordinatorDeps {
   readonly restartStrategy?: RestartStrategy;
   readonly faults?: CoordinatorFaults;
   readonly onTransition?: (decision: CoordinatorDecision, checkpoint?: CheckpointRecord) => void;
+  /** Completed checkpoint records by id, kept by a host across the drivers it creates (see completedCheckpoint). */
+  readonly completedCache?: Map<number, CheckpointRecord>;
 }
+
+/** Completed checkpoint records a host's cache keeps (the retained ones and the last completed are what it reads). */
+const COMPLETED_CACHE_SIZE = 32;
 
 export type ExecutableDecision = Exclude<CoordinatorDecision, { type: 'wait' }>;
 
@@ -141,14 +146,20 @@ export class CoordinatorDriver {
     let sourcesFinished = true;
     for (const source of sources) {
       for (let p = 0; p < source.parallelism; p++) {
-        ingestedTotal += await this.deps.log.head(p);
+        const log = await this.deps.log.status(p);
+        ingestedTotal += log.head;
+        // Only a sealed input finishes: the source's instance record is read only then.
+        if (!sourcesFinished || !log.sealed) {
+          sourcesFinished = false;
+          continue;
+        }
         const record = await this.deps.state.loadInstance(instanceId(source.id, p));
         if (!record?.sourceFinished || record.generation !== job.generation) sourcesFinished = false;
       }
     }
     this.failureSignal ??= this.deps.env.takeFailureSignal();
     this.manualTrigger ||= this.deps.env.takeManualTrigger();
-    const lastCompleted = job.lastCompletedId > 0 ? await this.deps.checkpoints.getCheckpoint(job.lastCompletedId) : undefined;
+    const lastCompleted = job.lastCompletedId > 0 ? await this.completedCheckpoint(job.lastCompletedId) : undefined;
     return {
       now: this.deps.clock.now(),
       job,
@@ -287,7 +298,7 @@ export class CoordinatorDriver {
       const checkpoint = await checkpoints.getCheckpoint(id);
       if (checkpoint && !checkpoint.pruned) await checkpoints.putCheckpoint({ ...checkpoint, pruned: true });
     }
-    const retained = await Promise.all(job.retainedCheckpoints.map((id) => checkpoints.getCheckpoint(id)));
+    const retained = await Promise.all(job.retainedCheckpoints.map((id) => this.completedCheckpoint(id)));
     const readers = new Map<number, string[]>();
     for (const source of topology.sources()) for (let p = 0; p < source.parallelism; p++) readers.set(p, [...(readers.get(p) ?? []), instanceId(source.id, p)]);
     if (this.deps.config.truncateLog) for (const [partition, below] of logTruncationPoints(retained, readers)) await this.deps.log.truncate(partition, below);
@@ -308,6 +319,23 @@ export class CoordinatorDriver {
     };
   }
 
+  /**
+   * A checkpoint the job record names as completed (its last, or a retained one). What the
+   * coordinator reads of it (offsets, trigger, channel state) never changes once it completed,
+   * so a host that keeps `completedCache` across decisions reads each one once.
+   */
+  private async completedCheckpoint(id: number): Promise<CheckpointRecord | undefined> {
+    const cache = this.deps.completedCache;
+    const cached = cache?.get(id);
+    if (cached) return cached;
+    const record = await this.deps.checkpoints.getCheckpoint(id);
+    if (cache && record?.status === 'COMPLETED') {
+      cache.set(id, record);
+      for (const old of cache.keys()) if (cache.size > COMPLETED_CACHE_SIZE) cache.delete(old);
+    }
+    return record;
+  }
+
   private async requireCheckpoint(id: number): Promise<CheckpointRecord> {
     const checkpoint = await this.deps.checkpoints.getCheckpoint(id);
     if (!checkpoint) throw new CheckpointNotFoundError(`checkpoint ${id} does not exist`);
@@ -316,7 +344,7 @@ export class CoordinatorDriver {
 
   private async ingestedTotal(): Promise<number> {
     let total = 0;
-    for (const source of this.deps.topology.sources()) for (let p = 0; p < source.parallelism; p++) total += await this.deps.log.head(p);
+    for (const source of this.deps.topology.sources()) for (let p = 0; p < source.parallelism; p++) total += (await this.deps.log.status(p)).head;
     return total;
   }
 }

@@ -128,6 +128,8 @@ export class JobHost {
   private sealedInput = false;
   private manualTrigger = false;
   private failureSignal: string | undefined;
+  /** Completed checkpoint records, kept across the coordinators this host creates (CoordinatorDeps.completedCache). */
+  private readonly completedCache = new Map<number, CheckpointRecord>();
   private readonly seenDeadLetters = new Map<string, number>();
   /** Timer service: instances get a tick every `tickIntervalMs` (flush timeouts, alignment timeouts, processing-time windows). */
   private readonly tickIntervalMs: number | undefined;
@@ -246,6 +248,7 @@ export class JobHost {
       config: options.config,
       ...this.ports,
       clock: options.platform.clock,
+      completedCache: this.completedCache,
       ...(options.restartStrategy ? { restartStrategy: options.restartStrategy } : {}),
       ...(options.coordinatorFaults ? { faults: options.coordinatorFaults } : {}),
       ...(options.onTransition ? { onTransition: options.onTransition } : {}),

@@ -247,6 +247,8 @@ export interface SourceLog {
   /** Marks the end of a bounded input. */
   seal(partition: number): Promise<void>;
   isSealed(partition: number): Promise<boolean>;
+  /** `head` and `isSealed` in one read. */
+  status(partition: number): Promise<{ readonly head: number; readonly sealed: boolean }>;
   /**
    * Retention (shared/core/retention.ts decides `below`): removes the entries with offset <
    * `below`, which no retained checkpoint replays, and the dedup records whose window has passed

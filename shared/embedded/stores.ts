@@ -457,6 +457,11 @@ export class EmbeddedSourceLog implements SourceLog {
     return Promise.resolve(this.db.get<PartitionHead>('loghead', String(partition))?.sealed ?? false);
   }
 
+  status(partition: number): Promise<{ head: number; sealed: boolean }> {
+    const state = this.db.get<PartitionHead>('loghead', String(partition));
+    return Promise.resolve({ head: state?.head ?? 0, sealed: state?.sealed ?? false });
+  }
+
   truncate(partition: number, below: number): Promise<void> {
     const state = this.db.get<PartitionHead>('loghead', String(partition)) ?? { head: 0, sealed: false };
     const low = state.low ?? 0;

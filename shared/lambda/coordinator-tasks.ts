@@ -3,7 +3,7 @@ import { requestCheckpoint, updateJob } from '../core/control.js';
 import { CoordinatorDriver, type CoordinatorDeps, type CoordinatorEnvironment, type ExecutableDecision } from '../core/coordinator-driver.js';
 import { ConcurrentStepError } from '../core/errors.js';
 import type { JobGraph } from '../core/job.js';
-import type { JobRecord } from '../core/ports.js';
+import type { CheckpointRecord, JobRecord } from '../core/ports.js';
 import { decideNext, restartOrFail, rollbackRequested, rollbackTarget } from '../core/protocol/coordinator.js';
 import { isAsleep, leaseHeldByOther, mayHibernate, released, RunEnd, wakeExecutionName, withLease } from '../core/protocol/coordinator-lease.js';
 import type { RestartStrategy } from '../core/protocol/restart-strategy.js';
@@ -143,6 +143,8 @@ export interface RecoveryTargets {
 
 export class CoordinatorTasks {
   readonly topology: Topology;
+  /** Completed checkpoint records, read once per warm container (CoordinatorDeps.completedCache). */
+  private readonly completedCache = new Map<number, CheckpointRecord>();
 
   constructor(private readonly deps: CoordinatorTaskDeps) {
     this.topology = new Topology(deps.graph);
@@ -178,6 +180,7 @@ export class CoordinatorTasks {
       clock: this.deps.clock,
       env: environment,
       restartStrategy: this.deps.restartStrategy,
+      completedCache: this.completedCache,
     });
   }
 

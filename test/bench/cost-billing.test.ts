@@ -235,17 +235,17 @@ describe('the deployed coordinator: one Run invocation runs the loop, an idle jo
     const plan = coordinatorPlan(deployed, measured, 1_000);
     expect(plan.mode).toBe('in-process');
     expect(plan.checkpointsPerMonth).toBe(2_628_000);
-    // 800 ms to wait: 2 decides (every 500 ms) + 4 executed; 3 ack polls + the checkpoint read
-    expect(plan.decidesPerCheckpoint).toBe(6);
-    expect(plan.unitsPerCheckpoint).toEqual({ read: 10 + 6 * 3 + 4, write: 8 });
+    // 800 ms to wait: 1 decide (Run pauses until the trigger is due) + 4 executed; 3 ack polls + the checkpoint read
+    expect(plan.decidesPerCheckpoint).toBe(5);
+    expect(plan.unitsPerCheckpoint).toEqual({ read: 10 + 5 * 3 + 4, write: 8 });
     // 4,380 invocations of 10 min at 256 MB; Run + Route each, Init + HandedOver per 6 h successor
     expect(plan.invocationsPerMonth).toBe(4_380);
     expect(plan.gbSecondsPerMonth).toBeCloseTo(657_000, 6);
     expect(plan.transitionsPerMonth).toBeCloseTo(8_760 + (2_628_000 / 21_600) * 2, 6);
     const lambda = 4_380 * 0.2e-6 + 657_000 * 0.0000133334;
     const sfn = (8_760 + 243.3333333) * 0.000025;
-    // Per checkpoint 32 RRU + 8 WRU; the lease once per invocation: 1 RRU + 2 WRU
-    const dynamo = (2_628_000 * 32 + 4_380) * 0.125e-6 + (2_628_000 * 8 + 4_380 * 2) * 0.625e-6;
+    // Per checkpoint 29 RRU + 8 WRU; the lease once per invocation: 1 RRU + 2 WRU
+    const dynamo = (2_628_000 * 29 + 4_380) * 0.125e-6 + (2_628_000 * 8 + 4_380 * 2) * 0.625e-6;
     const sqs = 2_628_000 * 3 * 0.5e-6;
     const log = logs((4_380 * 7 + 121.6666667 * 8) * 700 + 4_380 * P + 2_628_000 * 400);
     expect(plan.usd.lambda).toBeCloseTo(lambda, 6);
@@ -254,7 +254,7 @@ describe('the deployed coordinator: one Run invocation runs the loop, an idle jo
     expect(plan.usd.sqs).toBeCloseTo(sqs, 6);
     expect(plan.usd.logs).toBeCloseTo(log, 6);
     expect(coordinatorMonthly(deployed, measured, 1_000)).toBeCloseTo(lambda + sfn + dynamo + sqs + log, 6);
-    expect(coordinatorMonthly(deployed, measured, 1_000)).toBeCloseTo(37.09, 1);
+    expect(coordinatorMonthly(deployed, measured, 1_000)).toBeCloseTo(36.1, 1);
   });
 
   it('bills a month at a 60 s interval: each wait through WaitForNext, one short invocation per checkpoint', () => {

@@ -185,6 +185,26 @@ describe('coordinator task functions', () => {
     expect(wordCount.canonical(await h.sinks.read('counts'))).toEqual(wordCount.oracle(['state barrier state', 'epoch replay'].map((line) => ({ line }))));
   });
 
+  it('a decide reads no instance record until the input is sealed, and each completed checkpoint once per container', async () => {
+    const h = harness();
+    await h.log.append(0, [{ id: 'e1', event: { line: 'a b' } }]);
+    expect((await h.runTask('exec-1', { input: { manual: true } })).type).toBe(RunEnd.Sleep);
+    const reads = { instances: 0, checkpoints: 0 };
+    const loadInstance = h.state.loadInstance.bind(h.state);
+    h.state.loadInstance = (id) => (reads.instances++, loadInstance(id));
+    const getCheckpoint = h.checkpoints.getCheckpoint.bind(h.checkpoints);
+    h.checkpoints.getCheckpoint = (id) => (reads.checkpoints++, getCheckpoint(id));
+    await h.log.append(1, [{ id: 'e2', event: { line: 'c' } }]);
+    for (let i = 0; i < 3; i++) expect((await h.tasks.decide(h.input)).type).toBe('wait');
+    // The last completed checkpoint (1) was read when it completed; the sources' logs are not sealed.
+    expect(reads).toEqual({ instances: 0, checkpoints: 0 });
+    await h.log.seal(0);
+    await h.log.seal(1);
+    await h.tasks.decide(h.input);
+    // Now whether the source instances finished their input matters: the first has not, so the second is not read.
+    expect(reads.instances).toBe(1);
+  });
+
   it('a checkpoint whose acknowledgements never come is aborted at its timeout by the loop itself; past the tolerance it rolls back', async () => {
     const h = harness();
     expect((await h.runTask('exec-1')).type).toBe(RunEnd.Sleep); // checkpoint 1 (empty), then asleep

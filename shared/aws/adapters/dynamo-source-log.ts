@@ -313,6 +313,11 @@ export class DynamoSourceLog implements SourceLog {
   }
 
   async isSealed(partition: number): Promise<boolean> {
-    return ((await this.io.get(Keys.logHead(partition)))?.sealed as boolean | undefined) ?? false;
+    return (await this.status(partition)).sealed;
+  }
+
+  async status(partition: number): Promise<{ head: number; sealed: boolean }> {
+    const item = await this.io.get(Keys.logHead(partition));
+    return { head: (item?.head as number | undefined) ?? 0, sealed: (item?.sealed as boolean | undefined) ?? false };
   }
 }

@@ -326,8 +326,9 @@ class InstanceStep {
     }
     if (entries.length === batch) {
       this.outbox.push(this.controlToSelf({ type: 'poll', gen: this.rec.generation, to: this.rec.instance }));
-    } else if ((await this.deps.log.isSealed(this.index)) && this.rec.sourceOffset >= (await this.deps.log.head(this.index))) {
-      this.rec.sourceFinished = true;
+    } else {
+      const log = await this.deps.log.status(this.index);
+      if (log.sealed && this.rec.sourceOffset >= log.head) this.rec.sourceFinished = true;
     }
   }
 
