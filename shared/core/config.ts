@@ -16,8 +16,8 @@ export const checkpointConfigSchema = z
     intervalMs: z.number().int().positive().default(1000),
     /** Count trigger: one checkpoint every `everyRecords` records ingested at the sources. */
     everyRecords: z.number().int().positive().default(10_000),
-    /** A checkpoint not complete within this time is aborted (Flink: 10 min). */
-    timeoutMs: z.number().int().positive().default(600_000),
+    /** A checkpoint not complete within this time is aborted (Flink: 10 min). At most a day: acknowledgements expire after ACK_RETENTION_MS. */
+    timeoutMs: z.number().int().positive().max(86_400_000, 'timeoutMs is at most 86400000 (a day)').default(600_000),
     /** Minimum pause between the end of one checkpoint and the start of the next (Flink: 0). */
     minPauseMs: z.number().int().nonnegative().default(0),
     /** Checkpoints in progress at once (Flink: 1). */

@@ -242,10 +242,7 @@ export class CoordinatorDriver {
         const next = completed(job, done, done.finishedAt ?? now, this.deps.config.retained);
         await checkpoints.putJob(next, job.version);
         this.deps.onTransition?.(decision, done);
-        await this.prune(
-          job.retainedCheckpoints.filter((id) => !next.retainedCheckpoints.includes(id)),
-          next,
-        );
+        await this.prune(next);
         return;
       }
       case 'abort': {
@@ -283,20 +280,17 @@ export class CoordinatorDriver {
   }
 
   /**
-   * Retention (shared/core/retention.ts): versions older than the oldest retained checkpoint go;
-   * checkpoints that left the retained set are marked pruned; source-log entries below every
-   * retained checkpoint's offsets go; checkpoint records beyond the history go with their acks.
+   * Retention (shared/core/retention.ts): what restores to checkpoints older than the oldest
+   * retained one would read goes; source-log entries below every retained checkpoint's offsets
+   * go; checkpoint records beyond the history go with their acks. Which checkpoints are still
+   * restorable is the job record's `retainedCheckpoints` (the records are not marked).
    */
-  private async prune(leftRetained: readonly number[], job: JobRecord): Promise<void> {
+  private async prune(job: JobRecord): Promise<void> {
     const keepFrom = job.retainedCheckpoints[0];
     if (keepFrom === undefined) return;
     const { topology, checkpoints } = this.deps;
     for (const vertex of topology.vertices) {
       await this.deps.state.prune(vertex.id, keepFrom);
-    }
-    for (const id of leftRetained) {
-      const checkpoint = await checkpoints.getCheckpoint(id);
-      if (checkpoint && !checkpoint.pruned) await checkpoints.putCheckpoint({ ...checkpoint, pruned: true });
     }
     const retained = await Promise.all(job.retainedCheckpoints.map((id) => this.completedCheckpoint(id)));
     const readers = new Map<number, string[]>();

@@ -274,7 +274,7 @@ export interface CheckpointRecord {
   readonly barriersInjected: boolean;
   readonly finishedAt?: number;
   readonly abortReason?: string;
-  /** Older than every retained checkpoint: its versions and snapshots are gone (metadata stays for history). */
+  /** Set by earlier versions on checkpoints that left the retained set; the job record's `retainedCheckpoints` says which are restorable. */
   readonly pruned?: boolean;
   readonly sourceOffsets?: Readonly<Record<string, number>>;
   readonly alignmentMs?: number;

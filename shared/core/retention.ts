@@ -49,7 +49,8 @@ export function checkpointDataExpired(checkpointId: number, keepFrom: number): b
 //   same id on its own after the window (not an SQS redelivery) appends it again.
 // - a checkpoint record (and any ack left under it) once it is older than every retained and
 //   pending checkpoint and than the newest `history` checkpoints, which stay for `cairn status`
-//   and `cairn checkpoints`.
+//   and `cairn checkpoints`. Acks may instead expire ACK_RETENTION_MS after they were written
+//   (below): only a pending checkpoint reads them, for at most its timeout.
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -94,6 +95,18 @@ export function logTruncationPoints(retained: RetainedOffsets, readers: Readonly
     if (Number.isFinite(cut) && cut > 0) cuts.set(partition, cut);
   }
   return cuts;
+}
+
+/**
+ * An instance's acknowledgement of a checkpoint is read only while that checkpoint is pending,
+ * at most its timeout (a day at most, see CheckpointConfig.timeoutMs); a store may let it expire
+ * this long after it was written (DynamoDB's TTL deletes it for free) instead of deleting it.
+ */
+export const ACK_RETENTION_MS = 2 * DAY_MS;
+
+/** When an acknowledgement written at `at` may go. */
+export function ackExpiresAt(at: number): number {
+  return at + ACK_RETENTION_MS;
 }
 
 /** Finished checkpoint records kept for `cairn status` / `cairn checkpoints` besides the retained and pending ones. */

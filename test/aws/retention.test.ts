@@ -7,8 +7,10 @@ import { DescribeTimeToLiveCommand } from '@aws-sdk/client-dynamodb';
 import { describe, expect, it } from 'vitest';
 import { DynamoSinkStore, DynamoSourceLog } from '../../shared/aws/index.js';
 import { Keys, TTL_ATTRIBUTE } from '../../shared/aws/adapters/table-layout.js';
-import { DEFAULT_DEDUP_WINDOW_MS } from '../../shared/core/retention.js';
-import { freshStores } from './helpers.js';
+import { ACK_RETENTION_MS, DEFAULT_DEDUP_WINDOW_MS } from '../../shared/core/retention.js';
+import { initialJob } from '../../shared/core/protocol/coordinator.js';
+import { initialInstanceRecord } from '../../shared/core/instance/step.js';
+import { INSTANCE, commitOf, freshStores } from './helpers.js';
 
 describe('retention on DynamoDB', () => {
   it('the job table has TTL enabled on the `exp` attribute (as infra/cairn-job.ts deploys it)', async () => {
@@ -50,7 +52,7 @@ describe('retention on DynamoDB', () => {
     }
   });
 
-  it('the log is one segment item per appended chunk; truncate deletes the segments wholly below the cut (a straddling one stays) and records where the kept log starts; forgetBelow deletes records and ack items', async () => {
+  it('the log is one segment item per appended chunk; truncate deletes the segments wholly below the cut (a straddling one stays) and records where the kept log starts; forgetBelow deletes records, not ack items (their TTL does)', async () => {
     const s = await freshStores();
     try {
       const batch = (from: number, n: number) => Array.from({ length: n }, (_, i) => ({ id: `e${from + i}`, event: from + i }));
@@ -85,11 +87,27 @@ describe('retention on DynamoDB', () => {
       await s.io.batchWrite([{ put: { ...Keys.ack(1, 'op#0'), d: '{}' } }]);
       await s.checkpoints.forgetBelow(3);
       expect((await s.io.queryPartition(Keys.checkpointPk)).map((r) => r.sk)).toEqual([Keys.checkpoint(3).sk]);
-      expect(await s.io.queryPartition(Keys.ackPk(1))).toEqual([]);
+      expect((await s.io.queryPartition(Keys.ackPk(1))).map((r) => r.sk)).toEqual(['op#0']);
     } finally {
       await s.done();
     }
   });
+  it('an ack expires two days after the step wrote it (TTL, seconds rounded up): no prune deletes it', async () => {
+    const s = await freshStores();
+    try {
+      await s.checkpoints.putJob(initialJob(1), undefined);
+      await s.stateStore.putInstance(initialInstanceRecord(INSTANCE, 1));
+      const at = Math.floor(Date.now() / 1000) * 1000 + 400;
+      const ack = { checkpointId: 4, instance: INSTANCE, generation: 1, alignmentMs: 0, unaligned: false, channelStateRecords: 0, stateWrites: 0, at };
+      await s.stateStore.commitStep(commitOf(0, [], { acks: [ack] }));
+      expect(ACK_RETENTION_MS).toBe(2 * 86_400_000);
+      expect((await s.io.get(Keys.ack(4, INSTANCE)))?.[TTL_ATTRIBUTE]).toBe((at - 400) / 1000 + 2 * 86_400 + 1);
+      expect(await s.checkpoints.listAcks(4)).toEqual([ack]);
+    } finally {
+      await s.done();
+    }
+  });
+
   it('with outputRetentionMs a published sink batch expires that long after its publication (TTL, seconds rounded up); without, it carries no TTL', async () => {
     const s = await freshStores();
     try {

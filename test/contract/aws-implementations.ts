@@ -16,7 +16,7 @@ import type { BlobStoreResource, Capabilities, PortImplementation, SourceLogReso
 
 const BUCKET = 'cairn-contract';
 const name = 'aws (DynamoDB + S3, local cloud)';
-const capabilities: Capabilities = { reopen: true };
+const capabilities: Capabilities = { reopen: true, acksExpire: true };
 
 function endpoint(): string {
   const provided = (inject as (key: string) => unknown)('cloudEndpoint') as string | undefined;

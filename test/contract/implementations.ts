@@ -25,6 +25,8 @@ import { CONTRACT_DEDUP_WINDOW_MS, ManualClock } from './clock.js';
 
 export interface Capabilities {
   readonly reopen: boolean;
+  /** Acks expire ACK_RETENTION_MS after they were written (DynamoDB's TTL) instead of going with their checkpoint record. */
+  readonly acksExpire?: boolean;
 }
 
 interface Resource<Self> {

@@ -16,9 +16,9 @@ describe('restoring a chosen checkpoint', () => {
       first.closeInput();
       await first.run();
       const completed = (await first.checkpoints.listCheckpoints()).filter((c) => c.status === 'COMPLETED');
+      const retained = (await first.job()).retainedCheckpoints;
       first.close();
       expect(completed.length).toBeGreaterThan(2);
-      const retained = completed.filter((c) => !c.pruned).map((c) => c.id);
       expect(retained).toEqual(completed.slice(-2).map((c) => c.id));
       const pruned = completed[0]?.id as number;
       await expect(EmbeddedRuntime.open({ ...options, restoreFrom: pruned })).rejects.toThrow(

@@ -162,5 +162,8 @@ describe('checkpoint coordinator decisions', () => {
   it('config errors name the problem', () => {
     expect(() => parseCheckpointConfig({ alignment: 'unaligned', maxConcurrent: 2 })).toThrow(new CheckpointConfigError('unaligned checkpoints require maxConcurrent = 1'));
     expect(() => parseCheckpointConfig({ intervalMs: -1 })).toThrow(CheckpointConfigError);
+    // Acks expire two days after they were written (retention.ts ACK_RETENTION_MS): a checkpoint waits for them a day at most.
+    expect(() => parseCheckpointConfig({ timeoutMs: 86_400_001 })).toThrow(new CheckpointConfigError('invalid checkpoint config: ✖ timeoutMs is at most 86400000 (a day)\n  → at timeoutMs'));
+    expect(parseCheckpointConfig({ timeoutMs: 86_400_000 }).timeoutMs).toBe(86_400_000);
   });
 });

@@ -6,8 +6,8 @@ import { parseInstanceId } from '../../core/messages.js';
 import type { ChannelStateEntry, InstanceRecord, OperatorSnapshot, OperatorSnapshotState, StagedBatch, StateKeyRef, StateStore, StepCommit, StoredItem } from '../../core/ports.js';
 import type { DynamoIo } from './dynamo-io.js';
 import { MAX_TRANSACT_ACTIONS, MAX_TRANSACT_BYTES, SpilledValueMissingError, cancellationReasons, keyId, mapLimit, transactItemSize, usedNames, type Raw, type TransactItem } from './dynamo-io.js';
-import { BLOB_PREFIX, Keys, pad, prefixEnd, type ItemKey } from './table-layout.js';
-import { checkpointDataExpired } from '../../core/retention.js';
+import { BLOB_PREFIX, Keys, TTL_ATTRIBUTE, pad, prefixEnd, ttlSeconds, type ItemKey } from './table-layout.js';
+import { ackExpiresAt, checkpointDataExpired } from '../../core/retention.js';
 
 /**
  * StateStore on one DynamoDB table (layout: table-layout.ts).
@@ -267,7 +267,8 @@ export class DynamoStateStore implements StateStore {
     for (const [epoch, entries] of changes) add(Keys.change(op, this.shardOf(commit.instance), epoch, commit.instance, commit.record.version), entries);
     for (const snapshot of commit.snapshots ?? []) add(Keys.snapshot(op, snapshot.checkpointId, commit.instance), snapshot.state);
     for (const part of commit.channelState) add(Keys.channelState(op, part.checkpointId, commit.instance, commit.record.version), part.entries);
-    for (const ack of commit.acks) add(Keys.ack(ack.checkpointId, ack.instance), ack);
+    // DynamoDB's TTL removes acknowledgements for free once no pending checkpoint can need them.
+    for (const ack of commit.acks) add(Keys.ack(ack.checkpointId, ack.instance), ack, { attrs: { [TTL_ATTRIBUTE]: ttlSeconds(ackExpiresAt(ack.at)) } });
     for (const staged of commit.staged) {
       add(Keys.staged(staged.sink, staged.epoch, commit.instance, commit.record.version), staged.records, { attrs: { inst: commit.instance, ep: staged.epoch } });
     }

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
  * | job record              | `JOB`                      | `JOB`                              | d, ver (N), gen (N) |
  * | generation fence        | `JOB`                      | `GEN`                              | gen (N) |
  * | checkpoint record       | `CP`                       | pad(id)                            | d |
- * | ack                     | `A#`pad(cp)                | instance                           | d |
+ * | ack                     | `A#`pad(cp)                | instance                           | d, exp (N): TTL, two days after the ack (retention.ts ACK_RETENTION_MS) |
  * | instance record         | `I#`instance               | `I`                                | d, ver (N), gen (N), fg (N): fenced below this generation, tok, fold, claim |
  * | live-key counter        | `N#`op                     | instance, or `~restore`            | n (N) |
  * | keyed-state item        | `K#`op`#`keyGroup          | key                                | d = {value, epoch} |
@@ -42,8 +42,9 @@ import { createHash } from 'node:crypto';
  * epoch range, so they cost O(steps that changed keys) + changeShards queries.
  *
  * Retention (shared/core/retention.ts): `exp` is the table's TTL attribute (epoch seconds).
- * Only dedup items carry it: DynamoDB deletes them for free some time after it passes, and
- * until then readers treat an item past `exp` as absent. (DynamoDB Local 3.x does delete by TTL,
+ * Dedup items and acks carry it: DynamoDB deletes them for free some time after it passes
+ * (a pending checkpoint reads its acks for at most its timeout, a day at most), and until then
+ * readers of dedup items treat an item past `exp` as absent. (DynamoDB Local 3.x does delete by TTL,
  * within seconds, except items more than five years past `exp`, as AWS documents.)
  * Log entries below every retained checkpoint and old checkpoint records are deleted by the
  * coordinator's prune (their cut is an offset / an id, not a time).
