@@ -144,10 +144,12 @@ export class CoordinatorDriver {
     const sources = this.deps.topology.sources();
     let ingestedTotal = 0;
     let sourcesFinished = true;
+    let inputSealed = true;
     for (const source of sources) {
       for (let p = 0; p < source.parallelism; p++) {
         const log = await this.deps.log.status(p);
         ingestedTotal += log.head;
+        inputSealed &&= log.sealed;
         // Only a sealed input finishes: the source's instance record is read only then.
         if (!sourcesFinished || !log.sealed) {
           sourcesFinished = false;
@@ -170,6 +172,7 @@ export class CoordinatorDriver {
       ingestedTotal,
       manualTriggerRequested: this.manualTrigger,
       sourcesFinished,
+      inputSealed,
       // Only a finished input asks the queues (decideNext reads `idle` only then; on AWS each ask is a request per queue).
       idle: sourcesFinished ? await this.deps.env.isIdle() : false,
       lastCompletedTrigger: lastCompleted?.trigger,

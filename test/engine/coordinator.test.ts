@@ -34,6 +34,8 @@ describe('checkpoint coordinator decisions', () => {
     expect(decideNext(config({ intervalMs: 100 }), facts({ ...idle, timeDriven: undefined }))).toEqual(due);
     expect(decideNext(config({ intervalMs: 100 }), facts({ ...idle, lastCompleted: { ...last, sourceOffsets: undefined } }))).toEqual(due);
     expect(decideNext(config({ intervalMs: 100 }), facts({ ...idle, manualTriggerRequested: true }))).toEqual({ type: 'trigger', checkpointId: 5, trigger: 'manual' });
+    // Every event read but the input sealed since, and a source has not seen its end (its poll may be lost): the barrier wakes it.
+    expect(decideNext(config({ intervalMs: 100 }), facts({ ...idle, inputSealed: true, sourcesFinished: false }))).toEqual(due);
   });
 
   it('a triggered checkpoint first gets its barriers injected at the sources', () => {

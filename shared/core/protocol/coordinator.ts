@@ -30,6 +30,8 @@ export interface CoordinatorFacts {
   readonly manualTriggerRequested: boolean;
   /** Every source reached the end of a bounded input. */
   readonly sourcesFinished: boolean;
+  /** Every source partition's log is sealed (the input is bounded and complete). Unknown = not sealed. */
+  readonly inputSealed?: boolean;
   /** Nothing queued or in flight anywhere. */
   readonly idle: boolean;
   /** Trigger of the last completed checkpoint, if any. */
@@ -152,11 +154,14 @@ export function decideTrigger(config: CheckpointConfig, facts: CoordinatorFacts)
  * every event ingested so far was read before its barriers, it took no channel state (every
  * record was processed before the barrier, so its effects are in that checkpoint), and no
  * operator works on processing time. A periodic trigger then waits: an idle job schedules no
- * checkpoints (no barriers, no steps, no commits). Anything unknown counts as a change.
+ * checkpoints (no barriers, no steps, no commits). Anything unknown counts as a change, and so
+ * does a sealed input that a source has not seen end yet: a barrier is what wakes a source
+ * whose poll was lost, and after the seal no other poll may come.
  */
 export function unchangedSinceLastCheckpoint(facts: CoordinatorFacts): boolean {
   const last = facts.lastCompleted;
   if (!last?.sourceOffsets || facts.timeDriven !== false || (last.channelStateRecords ?? 0) > 0) return false;
+  if (facts.inputSealed === true && !facts.sourcesFinished) return false;
   const read = Object.values(last.sourceOffsets).reduce((sum, offset) => sum + offset, 0);
   return read === facts.ingestedTotal;
 }
