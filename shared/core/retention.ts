@@ -7,8 +7,10 @@
  * - otherwise the newest version at or before `keepFrom` (what the oldest retained checkpoint
  *   restores) and every later one. A key made absent by a restore may still have later
  *   versions that retained checkpoints need.
- * A tombstone (a deleted key's null value) goes once it dates from `keepFrom` or before, and a
- * checkpoint's snapshot and channel-state records go once the checkpoint is older than `keepFrom`.
+ * A store that keeps closed values per step instead of per key (DynamoDB's change records)
+ * drops those of epochs up to `keepFrom` (closedValuesExpired). A tombstone (a deleted key's
+ * null value) goes once it dates from `keepFrom` or before, and a checkpoint's snapshot and
+ * channel-state records go once the checkpoint is older than `keepFrom`.
  */
 
 export interface VersionedValue {
@@ -21,6 +23,15 @@ export function versionsToKeep<V extends VersionedValue>(current: { readonly epo
   if (current ? current.epoch <= keepFrom : newer.length === 0) return [];
   const newestOlder = versions.filter((v) => v.epoch <= keepFrom).reduce<V | undefined>((acc, v) => (!acc || v.epoch > acc.epoch ? v : acc), undefined);
   return versions.filter((v) => v === newestOlder || v.epoch > keepFrom);
+}
+
+/**
+ * Whether what a store keeps of the values that first writes in `epoch` closed (the DynamoDB
+ * store's change records, one per step) may go by a prune to `keepFrom`: a restore to a
+ * retained checkpoint N >= keepFrom reads only first writes after N.
+ */
+export function closedValuesExpired(epoch: number, keepFrom: number): boolean {
+  return epoch <= keepFrom;
 }
 
 /** Whether a deleted key's tombstone may be removed by a prune to `keepFrom`. */

@@ -9,9 +9,10 @@ import {
   logTruncationPoints,
   tombstoneExpired,
   versionsToKeep,
+  closedValuesExpired,
 } from '../../shared/core/retention.js';
 
-/** The version-retention rule both state stores apply (shared/core/retention.ts). */
+/** The retention rules the state stores apply (shared/core/retention.ts): versions (embedded), closed values (DynamoDB), tombstones (both). */
 describe('versionsToKeep: what a prune to the oldest retained checkpoint keeps', () => {
   const v = (epoch: number): { epoch: number; tag: string } => ({ epoch, tag: `v${epoch}` });
 
@@ -36,6 +37,12 @@ describe('versionsToKeep: what a prune to the oldest retained checkpoint keeps',
     expect(tombstoneExpired({ epoch: 6, value: null }, 5)).toBe(false);
     expect(tombstoneExpired({ epoch: 2, value: { n: 1 } }, 5)).toBe(false);
     expect(tombstoneExpired(undefined, 5)).toBe(false);
+  });
+
+  it('closed values (change records) of epochs up to keepFrom go: restores to retained checkpoints read only later first writes', () => {
+    expect(closedValuesExpired(5, 5)).toBe(true);
+    expect(closedValuesExpired(4, 5)).toBe(true);
+    expect(closedValuesExpired(6, 5)).toBe(false);
     expect([4, 5, 6].map((id) => checkpointDataExpired(id, 5))).toEqual([true, false, false]);
   });
 });

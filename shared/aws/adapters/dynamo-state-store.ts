@@ -7,7 +7,7 @@ import type { ChannelStateEntry, InstanceRecord, OperatorSnapshot, OperatorSnaps
 import type { DynamoIo } from './dynamo-io.js';
 import { MAX_TRANSACT_ACTIONS, MAX_TRANSACT_BYTES, SpilledValueMissingError, cancellationReasons, keyId, mapLimit, transactItemSize, usedNames, type Raw, type TransactItem } from './dynamo-io.js';
 import { BLOB_PREFIX, Keys, TTL_ATTRIBUTE, pad, prefixEnd, ttlSeconds, type ItemKey } from './table-layout.js';
-import { ackExpiresAt, checkpointDataExpired } from '../../core/retention.js';
+import { ackExpiresAt, checkpointDataExpired, closedValuesExpired, tombstoneExpired } from '../../core/retention.js';
 
 /**
  * StateStore on one DynamoDB table (layout: table-layout.ts).
@@ -630,11 +630,14 @@ export class DynamoStateStore implements StateStore {
    * more: every instance snapshotted checkpoint keepFrom before it completed.
    */
   async prune(operator: string, keepFrom: number): Promise<void> {
-    const records = await this.changeRecords(operator, pad(0), prefixEnd(pad(keepFrom)));
+    const epochOf = (r: { raw: Raw }): number => Number(r.raw.sk.slice(0, 12));
+    const records = (await this.changeRecords(operator, pad(0), prefixEnd(pad(keepFrom)))).filter((r) => closedValuesExpired(epochOf(r), keepFrom));
     const tombstones = new Map<string, { key: ItemKey; epoch: number }>();
     for (const r of records) {
-      const epoch = Number(r.raw.sk.slice(0, 12));
-      for (const entry of r.entries ?? []) if (entry.t === 1) tombstones.set(`${entry.g}|${entry.k}|${epoch}`, { key: Keys.item(operator, entry.g, entry.k), epoch });
+      const epoch = epochOf(r);
+      for (const entry of r.entries ?? []) {
+        if (entry.t === 1 && tombstoneExpired({ value: null, epoch }, keepFrom)) tombstones.set(`${entry.g}|${entry.k}|${epoch}`, { key: Keys.item(operator, entry.g, entry.k), epoch });
+      }
     }
     await mapLimit([...tombstones.values()], FENCE_CONCURRENCY, (t) => this.deleteTombstone(t.key, t.epoch));
     await this.io.batchWrite(records.map((r) => ({ delete: { pk: r.raw.pk, sk: r.raw.sk } })));
