@@ -59,12 +59,8 @@ export class DynamoCheckpointStore implements CheckpointStore {
 
   async putCheckpoint(record: CheckpointRecord): Promise<void> {
     // `st`: the status, for putCheckpointIfPending's condition (the record itself is encoded in `d`).
+    // The acks of a finished checkpoint (folded into its record) stay until their TTL (retention.ts ACK_RETENTION_MS): deleting them would cost a write each.
     await this.io.batchWrite([{ put: { ...Keys.checkpoint(record.id), d: await this.io.encode(record), st: record.status } }]);
-    if (record.status !== 'PENDING') {
-      // Acks of a finished checkpoint are folded into its record; drop them.
-      const acks = await this.io.queryPartition(Keys.ackPk(record.id));
-      await this.io.batchWrite(acks.map((a) => ({ delete: { pk: a.pk, sk: a.sk } })));
-    }
   }
 
   async putCheckpointIfPending(record: CheckpointRecord): Promise<boolean> {
