@@ -343,7 +343,7 @@ export interface CostBenchResult {
   readonly requestsPerThousand: Record<string, Record<string, number>>;
   readonly requestsPerThousandByApi: Record<string, Record<string, Record<string, number>>>;
   readonly writeUnitsPerEvent: Record<string, Record<string, number>>;
-  /** Measured rates: write units per event by item kind (handlers and the in-process coordinator; `L#` log, `LD#` dedup, `I#` instance records, `K#`/`V#`/`C#` keyed state...). */
+  /** Measured rates: write units per event by item kind (handlers and the in-process coordinator; `L#` log, `LD#` dedup, `I#` instance records, `K#` keyed-state items, `C#` change records...). */
   readonly writeUnitsPerEventByItem: Record<string, Record<string, Record<string, number>>>;
   readonly readUnitsPerEvent: Record<string, Record<string, number>>;
   /** The in-process coordinator's units per completed checkpoint by item kind, over every measured run of the example (before the deployed loop's waiting decides and ack polls are added). */
