@@ -8,11 +8,22 @@
 import { BatchWriteItemCommand, DynamoDBClient, GetItemCommand, PutItemCommand, TransactWriteItemsCommand, type TransactWriteItem } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
+import {
+  CreateStateMachineCommand,
+  DeleteStateMachineCommand,
+  DescribeExecutionCommand,
+  GetExecutionHistoryCommand,
+  ListExecutionsCommand,
+  SFNClient,
+  StartExecutionCommand,
+  StopExecutionCommand,
+} from '@aws-sdk/client-sfn';
 import { CreateQueueCommand, PurgeQueueCommand, ReceiveMessageCommand, SendMessageBatchCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DynamoIo, S3BlobStore, ensureJobTable, deleteJobTable } from '../../shared/aws/index.js';
 import { awsRulesFromEnv, InvalidAwsRuleSettingError, resolveAwsRules } from '../../shared/aws/local-cloud/aws-rules.js';
 import { invalidSqsCharacter } from '../../shared/aws/local-cloud/sqs-rules.js';
+import { historyLimitCause } from '../../shared/aws/local-cloud/sfn-rules.js';
 import { credentials, region, rulesEdge, sharedEndpoint, type RulesEdge } from './rules-edge.js';
 
 const unique = (prefix: string): string => `${prefix}-${Math.random().toString(36).slice(2, 10)}`;
@@ -58,7 +69,15 @@ async function setup(rules: Parameters<typeof rulesEdge>[0], hold?: (body: strin
 
 describe('settings', () => {
   it('AWS figures by default; the environment and the options change them; a bad value is a named error', () => {
-    expect(resolveAwsRules()).toEqual({ transactionConflicts: true, partitionWriteUnitsPerSecond: 1000, partitionReadUnitsPerSecond: 3000, purgeWindowMs: 60000, sqsBodyCharacters: true });
+    expect(resolveAwsRules()).toEqual({
+      transactionConflicts: true,
+      partitionWriteUnitsPerSecond: 1000,
+      partitionReadUnitsPerSecond: 3000,
+      purgeWindowMs: 60000,
+      sqsBodyCharacters: true,
+      sfnHistoryEvents: 25000,
+    });
+    expect(awsRulesFromEnv({ CAIRN_CLOUD_SFN_HISTORY_EVENTS: '300' })).toEqual({ sfnHistoryEvents: 300 });
     const env = awsRulesFromEnv({ CAIRN_CLOUD_PARTITION_WCU: '10', CAIRN_CLOUD_PURGE_WINDOW_MS: '500', CAIRN_CLOUD_TRANSACTION_CONFLICTS: '0' });
     expect(env).toEqual({ partitionWriteUnitsPerSecond: 10, purgeWindowMs: 500, transactionConflicts: false });
     expect(resolveAwsRules(env, { purgeWindowMs: 200 })).toMatchObject({ partitionWriteUnitsPerSecond: 10, partitionReadUnitsPerSecond: 3000, purgeWindowMs: 200, transactionConflicts: false });
@@ -243,5 +262,70 @@ describe('SQS body characters: InvalidMessageContents, as AWS answers', () => {
     const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: unique('chars') }));
     expect((await rejection(sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: 'a\uffff' })))).name).not.toBe('InvalidMessageContents');
     expect((await rejection(sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: 'a\u0007' })))).name).not.toBe('InvalidMessageContents');
+  });
+});
+
+describe('Step Functions: an execution fails when its history reaches the limit (AWS: 25,000 events)', () => {
+  /** A machine that never ends: 8 Pass branches in parallel, then a 1 s Wait (22 events a round; a loop without a Wait would starve moto). */
+  const branch = { StartAt: 'P', States: { P: { Type: 'Pass', End: true } } };
+  const spin = JSON.stringify({
+    StartAt: 'Fan',
+    States: { Fan: { Type: 'Parallel', Branches: Array.from({ length: 8 }, () => branch), Next: 'Breathe' }, Breathe: { Type: 'Wait', Seconds: 1, Next: 'Fan' } },
+  });
+
+  async function spinning(endpoint: string): Promise<{ sfn: SFNClient; executionArn: string; stateMachineArn: string }> {
+    const sfn = new SFNClient({ endpoint, region, credentials, maxAttempts: 1 });
+    const { stateMachineArn } = await sfn.send(new CreateStateMachineCommand({ name: unique('spin'), definition: spin, roleArn: 'arn:aws:iam::123456789012:role/spin', type: 'STANDARD' }));
+    const { executionArn } = await sfn.send(new StartExecutionCommand({ stateMachineArn, input: '{}' }));
+    if (!executionArn || !stateMachineArn) throw new Error('no execution');
+    return { sfn, executionArn, stateMachineArn };
+  }
+
+  /** moto alone ignores reverseOrder and maxResults: every event comes back. */
+  async function eventsOf(sfn: SFNClient, executionArn: string): Promise<number> {
+    const { events = [] } = await sfn.send(new GetExecutionHistoryCommand({ executionArn, reverseOrder: true, maxResults: 1 }));
+    return events.length;
+  }
+
+  it('FAILED with States.Runtime; event 60 of 60 is ExecutionFailed, 59 the last the machine produced; listed as FAILED', async () => {
+    const edge = await rulesEdge({ sfnHistoryEvents: 60 });
+    edges.push(edge);
+    const { sfn, executionArn, stateMachineArn } = await spinning(edge.url);
+    // Progress, not wall time: the execution ends once its history has grown past the limit.
+    let status = 'RUNNING';
+    while (status === 'RUNNING') {
+      await new Promise((r) => setTimeout(r, 100));
+      status = (await sfn.send(new DescribeExecutionCommand({ executionArn }))).status ?? '';
+    }
+    const described = await sfn.send(new DescribeExecutionCommand({ executionArn }));
+    expect({ status: described.status, error: described.error, cause: described.cause }).toEqual({ status: 'FAILED', error: 'States.Runtime', cause: historyLimitCause(60) });
+    const { events = [] } = await sfn.send(new GetExecutionHistoryCommand({ executionArn, reverseOrder: true, maxResults: 2 }));
+    expect(events.map((e) => [e.id, e.type])).toEqual([
+      [60, 'ExecutionFailed'],
+      [59, 'PassStateExited'],
+    ]);
+    expect(events[0]).toMatchObject({ previousEventId: 59, executionFailedEventDetails: { error: 'States.Runtime', cause: historyLimitCause(60) } });
+    const all = await sfn.send(new GetExecutionHistoryCommand({ executionArn, maxResults: 1000 }));
+    expect(all.events?.length).toBe(60);
+    const listed = async (statusFilter?: 'RUNNING' | 'FAILED' | 'ABORTED'): Promise<string[]> =>
+      ((await sfn.send(new ListExecutionsCommand({ stateMachineArn, ...(statusFilter ? { statusFilter } : {}) }))).executions ?? []).map(
+        (e) => `${e.executionArn === executionArn ? 'it' : 'other'}:${e.status}`,
+      );
+    expect(await listed()).toEqual(['it:FAILED']);
+    expect(await listed('FAILED')).toEqual(['it:FAILED']);
+    expect(await listed('RUNNING')).toEqual([]);
+    expect(await listed('ABORTED')).toEqual([]);
+    expect(edge.edge.ruleCounts().historyLimitFailures).toBe(1);
+    await sfn.send(new DeleteStateMachineCommand({ stateMachineArn }));
+  });
+
+  it('moto alone runs on past the limit (and answers a page of one event with all of them)', async () => {
+    const edge = await rulesEdge(false);
+    edges.push(edge);
+    const { sfn, executionArn, stateMachineArn } = await spinning(edge.url);
+    while ((await eventsOf(sfn, executionArn)) <= 60) await new Promise((r) => setTimeout(r, 100));
+    expect((await sfn.send(new DescribeExecutionCommand({ executionArn }))).status).toBe('RUNNING');
+    await sfn.send(new StopExecutionCommand({ executionArn }));
+    await sfn.send(new DeleteStateMachineCommand({ stateMachineArn }));
   });
 });

@@ -11,6 +11,8 @@
  *   meanwhile; ElasticMQ purges at once.
  * - SQS body characters (sqs-rules.ts): AWS answers InvalidMessageContents; ElasticMQ rejects
  *   U+FFFF as a malformed request and names other characters' errors differently.
+ * - Step Functions' history limit (sfn-rules.ts): AWS fails a Standard execution at 25,000
+ *   history events; moto's interpreter runs on.
  *
  * Every rule is on by default, with AWS's figures; `LocalCloudOptions.rules` and the
  * environment (awsRulesFromEnv) change them.
@@ -27,6 +29,8 @@ export interface AwsRulesOptions {
   readonly purgeWindowMs?: number;
   /** Reject SQS bodies and string attributes with characters outside SQS's set. Default true. */
   readonly sqsBodyCharacters?: boolean;
+  /** History events at which a Standard execution fails (AWS: 25,000). 0 = unlimited. */
+  readonly sfnHistoryEvents?: number;
 }
 
 export type ResolvedAwsRules = Required<AwsRulesOptions>;
@@ -37,6 +41,7 @@ export const AWS_RULE_DEFAULTS: ResolvedAwsRules = {
   partitionReadUnitsPerSecond: 3_000,
   purgeWindowMs: 60_000,
   sqsBodyCharacters: true,
+  sfnHistoryEvents: 25_000,
 };
 
 /** The environment variable of each option (the local cloud reads them at start). */
@@ -46,6 +51,7 @@ export const AWS_RULE_ENV = {
   partitionReadUnitsPerSecond: 'CAIRN_CLOUD_PARTITION_RCU',
   purgeWindowMs: 'CAIRN_CLOUD_PURGE_WINDOW_MS',
   sqsBodyCharacters: 'CAIRN_CLOUD_SQS_BODY_RULES',
+  sfnHistoryEvents: 'CAIRN_CLOUD_SFN_HISTORY_EVENTS',
 } as const satisfies Record<keyof AwsRulesOptions, string>;
 
 /** An environment variable of the rules holds something else than its type. */
@@ -95,9 +101,11 @@ export interface AwsRuleCounts {
   purgesRefused: number;
   /** Messages (single or batch entries) refused for their characters. */
   invalidBodies: number;
+  /** Step Functions executions failed for reaching the history limit. */
+  historyLimitFailures: number;
 }
 
-export const noRuleCounts = (): AwsRuleCounts => ({ transactionConflicts: 0, throttledWrites: 0, throttledReads: 0, purgedMessages: 0, purgesRefused: 0, invalidBodies: 0 });
+export const noRuleCounts = (): AwsRuleCounts => ({ transactionConflicts: 0, throttledWrites: 0, throttledReads: 0, purgedMessages: 0, purgesRefused: 0, invalidBodies: 0, historyLimitFailures: 0 });
 
 /** A response as the edge sends it back. */
 export interface EdgeResponse {

@@ -14,12 +14,14 @@
  *
  * DynamoDB and SQS requests of the JSON protocol are buffered and pass through AWS's rules
  * that the emulators do not play (aws-rules.ts: transaction conflicts, per-partition-key
- * throughput, PurgeQueue's 60 s, SQS body characters); everything else is streamed.
+ * throughput, PurgeQueue's 60 s, SQS body characters), and so do Step Functions requests
+ * (the 25,000-event history limit, sfn-rules.ts); everything else is streamed.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { noRuleCounts, resolveAwsRules, type AwsRuleCounts, type AwsRulesOptions, type EdgeResponse } from './aws-rules.js';
 import { DynamoRules } from './dynamo-rules.js';
+import { SfnRules } from './sfn-rules.js';
 import { SqsRules } from './sqs-rules.js';
 
 /** The emulators behind the edge. */
@@ -76,6 +78,13 @@ export function invokedFunction(method: string | undefined, url: string | undefi
   return at >= 0 ? parts[at + 1] : parts[0];
 }
 
+const ACCESS_KEY_RE = /Credential=([^/,\s]+)\//i;
+
+/** The access key id a request is signed with (moto's account follows it). */
+export function accessKeyOf(headers: http.IncomingHttpHeaders): string {
+  return ACCESS_KEY_RE.exec(headerValue(headers.authorization) ?? '')?.[1] ?? 'test';
+}
+
 const SCOPE_RE = /Credential=[^/,\s]+\/\d{8}\/[^/,\s]+\/([^/,\s]+)\/aws4_request/i;
 const QUERY_SCOPE_RE = /[?&]X-Amz-Credential=[^&/]+(?:\/|%2F)\d{8}(?:\/|%2F)[^&/%]+(?:\/|%2F)([^&/%]+)(?:\/|%2F)aws4_request/i;
 
@@ -111,15 +120,18 @@ export function backendFor(service: string | undefined): Backend {
   return 'moto';
 }
 
-/** The DynamoDB / SQS operation of a JSON-protocol request (`X-Amz-Target: DynamoDB_20120810.PutItem`, `AmazonSQS.SendMessage`), else undefined. */
-export function ruledOperation(service: string | undefined, headers: http.IncomingHttpHeaders): { service: 'dynamodb' | 'sqs'; op: string } | undefined {
-  if (service !== 'dynamodb' && service !== 'sqs') return undefined;
+export type RuledService = 'dynamodb' | 'sqs' | 'states';
+
+/** The DynamoDB / SQS / Step Functions operation of a JSON-protocol request (`X-Amz-Target: DynamoDB_20120810.PutItem`, `AmazonSQS.SendMessage`, `AWSStepFunctions.DescribeExecution`), else undefined. */
+export function ruledOperation(service: string | undefined, headers: http.IncomingHttpHeaders): { service: RuledService; op: string } | undefined {
+  if (service !== 'dynamodb' && service !== 'sqs' && service !== 'states') return undefined;
   const target = headerValue(headers['x-amz-target']);
   if (target === undefined) return undefined;
   const [prefix, op] = target.split('.');
   if (op === undefined || op === '') return undefined;
   if (service === 'dynamodb' && prefix?.startsWith('DynamoDB_') !== true) return undefined;
   if (service === 'sqs' && prefix !== 'AmazonSQS') return undefined;
+  if (service === 'states' && prefix !== 'AWSStepFunctions') return undefined;
   return { service, op };
 }
 
@@ -164,6 +176,7 @@ export async function startEdgeRouter(options: EdgeRouterOptions): Promise<EdgeR
   const resolved = options.rules === false ? undefined : resolveAwsRules(options.rules);
   const dynamoRules = resolved ? new DynamoRules(resolved, counts) : undefined;
   const sqsRules = resolved ? new SqsRules(resolved, counts) : undefined;
+  const sfnRules = resolved ? new SfnRules(resolved, counts, () => targets.moto) : undefined;
 
   const server = http.createServer((req, res) => {
     if (req.url === HEALTH_PATH && req.method === 'GET') {
@@ -217,7 +230,7 @@ export async function startEdgeRouter(options: EdgeRouterOptions): Promise<EdgeR
   server.keepAliveTimeout = 65_000;
 
   /** Buffers the request, lets the rules answer it or forward it (maybe rewritten), and sends back what they return. */
-  async function applyRules(req: http.IncomingMessage, res: http.ServerResponse, ruled: { service: 'dynamodb' | 'sqs'; op: string }, target: BackendAddress, backend: string): Promise<void> {
+  async function applyRules(req: http.IncomingMessage, res: http.ServerResponse, ruled: { service: RuledService; op: string }, target: BackendAddress, backend: string): Promise<void> {
     const chunks: Buffer[] = [];
     try {
       for await (const chunk of req) chunks.push(chunk as Buffer);
@@ -249,7 +262,7 @@ export async function startEdgeRouter(options: EdgeRouterOptions): Promise<EdgeR
       });
     const text = Buffer.concat(chunks).toString('utf8');
     try {
-      const rules = ruled.service === 'dynamodb' ? dynamoRules : sqsRules;
+      const rules = { dynamodb: dynamoRules, sqs: sqsRules, states: sfnRules?.forCaller(accessKeyOf(req.headers)) }[ruled.service];
       const answer = rules ? await rules.handle(ruled.op, text, forward) : await forward(text);
       if (res.destroyed) return;
       res.writeHead(answer.status, [...answer.rawHeaders]);
@@ -297,6 +310,7 @@ export async function startEdgeRouter(options: EdgeRouterOptions): Promise<EdgeR
     },
     ruleCounts: () => ({ ...counts }),
     close(): Promise<void> {
+      sfnRules?.close();
       return new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
