@@ -6,6 +6,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import type { CheckpointConfig } from '../shared/core/config.js';
+import { WORKFLOW_HISTORY } from '../shared/lambda/coordinator-tasks.js';
 
 /**
  * The checkpoint coordinator as two Standard Step Functions workflows (JSONPath), built from
@@ -50,7 +51,7 @@ const APPLY_RETRY: sfn.RetryProps = { errors: ['States.TaskFailed'], interval: D
 /** The recovery attempt of a task is no longer the current one (RecoverySupersededError, a literal name that survives minification). */
 const SUPERSEDED = 'RecoverySupersededError';
 /** A failed invocation of the loop (a throttled call, a cold start's error, a timeout) is retried: the loop carries on from the table. */
-const RUN_RETRY: sfn.RetryProps = { errors: ['States.TaskFailed', 'States.Timeout'], interval: Duration.seconds(2), maxAttempts: 5, backoffRate: 2 };
+const RUN_RETRY: sfn.RetryProps = { errors: ['States.TaskFailed', 'States.Timeout'], interval: Duration.seconds(2), maxAttempts: WORKFLOW_HISTORY.runRetries, backoffRate: 2 };
 
 export class CheckpointCoordinator extends Construct {
   readonly checkpointStateMachine: sfn.StateMachine;
@@ -135,7 +136,8 @@ export class CheckpointCoordinator extends Construct {
 
     // ---------- checkpoint workflow ----------
     const init = new sfn.Pass(this, 'Init', {
-      parameters: { consumed: { manual: false, restart: false } },
+      // history: the events so far, carried by Run, which hands over before Standard's limit (WORKFLOW_HISTORY).
+      parameters: { consumed: { manual: false, restart: false }, history: WORKFLOW_HISTORY.start },
       resultPath: '$.run',
       comment: 'Execution input ({"manual": true} | {"restart": "reason"} | {}) is read from $$.Execution.Input',
     });
@@ -148,6 +150,8 @@ export class CheckpointCoordinator extends Construct {
         'input.$': '$$.Execution.Input',
         'consumed.$': '$.run.consumed',
         'startedAt.$': '$$.Execution.StartTime',
+        'history.$': '$.run.history',
+        'retryCount.$': '$$.State.RetryCount',
       }),
       resultPath: '$.run',
       taskTimeout: sfn.Timeout.duration(props.fnTimeout.plus(Duration.seconds(30))),

@@ -49,11 +49,48 @@ export interface RunOptions {
   readonly ackPollMs: number;
   /** While a checkpoint is in flight, the job record is read this often for a rollback request (a dead letter's reported failure). */
   readonly requestPollMs: number;
-  /** An execution older than this starts its successor and ends (Standard's 25,000-event history). */
+  /** An execution older than this starts its successor and ends. */
   readonly lifetimeMs: number;
+  /** History events at which Step Functions fails an execution (Standard: 25,000): one that would reach it hands over first. */
+  readonly historyLimit: number;
 }
 
-export const DEFAULT_RUN_OPTIONS: RunOptions = { budgetMs: 10 * 60_000, maxInvocationWaitMs: 20_000, ackPollMs: 500, requestPollMs: 2_000, lifetimeMs: 6 * 3_600_000 };
+export const DEFAULT_RUN_OPTIONS: RunOptions = { budgetMs: 10 * 60_000, maxInvocationWaitMs: 20_000, ackPollMs: 500, requestPollMs: 2_000, lifetimeMs: 6 * 3_600_000, historyLimit: 25_000 };
+
+/**
+ * The history events of the checkpoint workflow as built (infra/coordinator.ts), counted as
+ * Step Functions writes them. The `run` task carries the count from one invocation to the next
+ * (`$.run.history`) and hands over to a successor before a round could reach the limit: an
+ * execution that loops (waits, recoveries, retried invocations) never fails for its history.
+ */
+export const WORKFLOW_HISTORY = {
+  /** ExecutionStarted; Init's PassStateEntered and PassStateExited. */
+  start: 3,
+  /** Run's TaskStateEntered. */
+  runEntered: 1,
+  /** One invocation: scheduled, started, and its outcome (succeeded, failed, timed out). */
+  attempt: 3,
+  /** Run's TaskStateExited; Route's ChoiceStateEntered and ChoiceStateExited. */
+  routed: 3,
+  /** Between Route and the next Run: WaitStateEntered/Exited; Recover's entered, scheduled, started, submitted, succeeded, exited. */
+  next: { [RunEnd.Continue]: 0, [RunEnd.Wait]: 2, [RunEnd.Recover]: 6 } as Partial<Record<RunEnd, number>>,
+  /** Run's retries of a failed invocation (infra/coordinator.ts RUN_RETRY). */
+  runRetries: 5,
+  /** The most one round can add: every retry of Run failed but the last, then a recovery. */
+  maxRound: 1 + (1 + 5) * 3 + 3 + 6,
+  /** After Route, an ending: SucceedStateEntered, SucceedStateExited, ExecutionSucceeded. */
+  end: 3,
+} as const;
+
+/** Events in the history while invocation `retryCount` of the Run state entered after `history` events runs. */
+export function historyDuringRun(history: number, retryCount: number): number {
+  return history + WORKFLOW_HISTORY.runEntered + WORKFLOW_HISTORY.attempt * retryCount + WORKFLOW_HISTORY.attempt - 1;
+}
+
+/** Events in the history when the next Run state is entered, after a round that ended `type`. */
+export function historyAfterRound(history: number, retryCount: number, type: RunEnd): number {
+  return historyDuringRun(history, retryCount) + 1 + WORKFLOW_HISTORY.routed + (WORKFLOW_HISTORY.next[type] ?? 0);
+}
 /** A lease outlives the invocation that took it by this much (a crashed owner is replaced after it). */
 const LEASE_SLACK_MS = 60_000;
 
@@ -96,6 +133,10 @@ export interface RunInput {
   readonly consumed?: DecideInput['consumed'];
   /** `$$.Execution.StartTime` (an execution hands over to a successor after its lifetime). */
   readonly startedAt?: string;
+  /** Events in the execution's history before this Run state (`$.run.history`; WORKFLOW_HISTORY). */
+  readonly history?: number;
+  /** `$$.State.RetryCount`: invocations of this Run state that failed before this one. */
+  readonly retryCount?: number;
   /** The invocation's remaining time (context.getRemainingTimeInMillis()). */
   readonly remainingMs?: number;
 }
@@ -109,6 +150,8 @@ export interface RunOutput {
   readonly consumed: { readonly manual: boolean; readonly restart: boolean };
   /** Transitions executed in this invocation. */
   readonly transitions: number;
+  /** Events in the history when the next Run state is entered (WORKFLOW_HISTORY). */
+  readonly history: number;
 }
 
 /** The decision is older than the job record: go back to Decide. Step Functions catches it by name. */
@@ -235,10 +278,24 @@ export class CoordinatorTasks {
     const executionStart = input.startedAt ? Date.parse(input.startedAt) : started;
     const consumed = { manual: input.consumed?.manual === true, restart: input.consumed?.restart === true };
     let transitions = 0;
-    const end = (type: RunEnd, extra: Partial<Pick<RunOutput, 'waitSeconds' | 'reason'>> = {}): RunOutput => ({ type, waitSeconds: 0, reason: '', consumed, transitions, ...extra });
+    const history = input.history ?? WORKFLOW_HISTORY.start;
+    const retryCount = input.retryCount ?? 0;
+    const end = (type: RunEnd, extra: Partial<Pick<RunOutput, 'waitSeconds' | 'reason'>> = {}): RunOutput => ({
+      type,
+      waitSeconds: 0,
+      reason: '',
+      consumed,
+      transitions,
+      history: historyAfterRound(history, retryCount, type),
+      ...extra,
+    });
 
     if (!(await this.acquire(input.execution, deadline + LEASE_SLACK_MS))) {
       await this.leaveRequests(input, consumed);
+      return end(RunEnd.Handoff);
+    }
+    // Standard's history limit: hand over while this round and the next one's ending still fit.
+    if (historyDuringRun(history, retryCount) + 2 * WORKFLOW_HISTORY.maxRound + WORKFLOW_HISTORY.end > options.historyLimit && (await this.handOver(input.execution))) {
       return end(RunEnd.Handoff);
     }
     const tickEvery = tickIntervalFor(this.topology, this.deps.config, this.deps.limits ?? parseRuntimeLimits());

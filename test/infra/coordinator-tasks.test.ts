@@ -4,7 +4,7 @@ import { createIngestHandler } from '../../shared/lambda/ingest-handler.js';
 import { wakeExecutionName } from '../../shared/core/protocol/coordinator-lease.js';
 import { wordCount } from '../../examples/word-count.js';
 import { decideRestart, validateRestartStrategy, type RestartStrategy } from '../../shared/core/protocol/restart-strategy.js';
-import { CoordinatorTasks, type CoordinatorTaskDeps, type DecideOutput, type RunOutput } from '../../shared/lambda/coordinator-tasks.js';
+import { CoordinatorTasks, historyAfterRound, historyDuringRun, WORKFLOW_HISTORY, type CoordinatorTaskDeps, type DecideOutput, type RunOutput } from '../../shared/lambda/coordinator-tasks.js';
 import { RunEnd, withLease } from '../../shared/core/protocol/coordinator-lease.js';
 import { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfigInput } from '../../shared/core/config.js';
 import { pauseJob, requestRollback, resumeJob, updateJob } from '../../shared/core/control.js';
@@ -334,6 +334,27 @@ describe('coordinator task functions', () => {
     expect(h.wakes[0]).toMatch(/^next-v\d+$/);
     expect((await h.checkpoints.getJob())?.coordinator?.owner).toBeUndefined();
     expect((await h.runTask(h.wakes[0] ?? '')).type).not.toBe(RunEnd.Handoff);
+  });
+
+  it("counts the workflow's history as Step Functions writes it and hands over before a round could reach 25,000 events", async () => {
+    const h = harness(undefined, { checkpoint: { intervalMs: 60_000 } });
+    await h.log.append(0, [{ id: 'e1', event: { line: 'a' } }]);
+    // Init (3), Run entered, its second invocation after a failed one (3 + 2 so far), then succeeded, exited, Route (2) and a Wait (2).
+    const first = await h.runTask('exec-1', { history: 3, retryCount: 1 });
+    expect(first).toMatchObject({ type: RunEnd.Wait, history: 3 + 1 + 3 + 3 + 3 + 2 });
+    expect(historyAfterRound(3, 0, RunEnd.Continue)).toBe(3 + 1 + 3 + 3);
+    expect(historyAfterRound(3, 0, RunEnd.Recover)).toBe(3 + 1 + 3 + 3 + 6);
+    // The worst round (every retry, then a recovery) and the next round's ending still fit below the limit: no handoff.
+    const fits = 25_000 - 2 * WORKFLOW_HISTORY.maxRound - WORKFLOW_HISTORY.end - historyDuringRun(0, 0);
+    await h.log.append(1, [{ id: 'e2', event: { line: 'b' } }]);
+    expect((await h.runTask('exec-1', { history: fits })).type).toBe(RunEnd.Wait);
+    expect(h.wakes).toEqual([]);
+    // One event more and the execution starts its successor and ends.
+    const full = await h.runTask('exec-1', { history: fits + 1 });
+    expect(full).toMatchObject({ type: RunEnd.Handoff, transitions: 0 });
+    expect(h.wakes).toHaveLength(1);
+    expect(h.wakes[0]).toMatch(/^next-v\d+$/);
+    expect((await h.checkpoints.getJob())?.coordinator?.owner).toBeUndefined();
   });
 
   it('a stale decision is refused, so the workflow decides again', async () => {

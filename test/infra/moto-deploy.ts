@@ -4,6 +4,7 @@ import { DeleteMessageBatchCommand, ReceiveMessageCommand, type SQSClient } from
 import { expect, inject } from 'vitest';
 import { wordCount } from '../../examples/word-count.js';
 import { createCoordinatorHandler, createCoordinatorRuntime, type CoordinatorEnv, type CoordinatorEvent, type CoordinatorRuntime } from '../../shared/lambda/coordinator-handler.js';
+import type { RunOptions } from '../../shared/lambda/coordinator-tasks.js';
 import { createAwsStores, ensureBucket, ensureFifoQueues, ensureJobTable, type AwsStores } from '../../shared/aws/index.js';
 import { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfigInput } from '../../shared/core/config.js';
 import { handleOperatorBatch } from '../../shared/core/instance/handler.js';
@@ -49,7 +50,16 @@ export interface Deployed {
   readonly outputKeys: string[];
 }
 
-export async function deploy(name: string, checkpoint: CheckpointConfigInput): Promise<Deployed> {
+export interface DeployOptions {
+  /** The Run task's options (default: short waits in the invocation, acknowledgements read every 200 ms). */
+  readonly run?: Partial<RunOptions>;
+  /** Where the workflows are created and executions started (default: the local cloud's edge; an edge with other rules). */
+  readonly sfnEndpoint?: string;
+  /** The coordinator starts executions itself (successors, wake-ups), as deployed (CAIRN_COORDINATOR_ARN). Default false. */
+  readonly wake?: boolean;
+}
+
+export async function deploy(name: string, checkpoint: CheckpointConfigInput, options: DeployOptions = {}): Promise<Deployed> {
   const cloud = (inject as (key: string) => unknown)('cloudEndpoint') as string;
   const suffix = randomUUID().slice(0, 8);
   const table = `sfn-${name}-${suffix}`;
@@ -75,8 +85,19 @@ export async function deploy(name: string, checkpoint: CheckpointConfigInput): P
     `sfn-${suffix}-`,
   );
   // The Run task's loop in this process: short waits in the invocation, acknowledgements read every 200 ms.
-  const run = { budgetMs: 30_000, maxInvocationWaitMs: 2_000, ackPollMs: 200 };
-  const env: CoordinatorEnv = { table, bucket, queueUrls, checkpoint, restartStrategy: { kind: 'fixed-delay', attempts: 3, delaySeconds: 0 }, run, endpoint: cloud, region: 'us-east-1' };
+  const run = { budgetMs: 30_000, maxInvocationWaitMs: 2_000, ackPollMs: 200, ...options.run };
+  const checkpointsName = `${name}-${suffix}-checkpoints`;
+  const env: CoordinatorEnv = {
+    table,
+    bucket,
+    queueUrls,
+    checkpoint,
+    restartStrategy: { kind: 'fixed-delay', attempts: 3, delaySeconds: 0 },
+    run,
+    endpoint: cloud,
+    region: 'us-east-1',
+    ...(options.wake ? { coordinatorArn: `arn:aws:states:us-east-1:123456789012:stateMachine:${checkpointsName}` } : {}),
+  };
   const runtime = await createCoordinatorRuntime(wordCount, env);
   wired.handlers = createCoordinatorHandler(() => Promise.resolve(runtime));
 
@@ -87,7 +108,7 @@ export async function deploy(name: string, checkpoint: CheckpointConfigInput): P
   const checkpointsId = stack.getLogicalId(stack.job.coordinator.checkpointStateMachine.node.defaultChild as never);
   const synthesized = template.toJSON() as { Resources: Record<string, { Properties: Record<string, unknown> }>; Outputs?: Record<string, unknown> };
   const resources = synthesized.Resources;
-  const sfn = new SFNClient({ endpoint: cloud, credentials, region: 'us-east-1' });
+  const sfn = new SFNClient({ endpoint: options.sfnEndpoint ?? cloud, credentials, region: 'us-east-1' });
   const refs: Record<string, string> = { [fnId]: functionArn(fnName) };
   const create = async (id: string, smName: string): Promise<string> => {
     const props = resources[id]?.Properties ?? {};
@@ -98,7 +119,7 @@ export async function deploy(name: string, checkpoint: CheckpointConfigInput): P
     return out.stateMachineArn;
   };
   refs[recoveryId] = await create(recoveryId, `${name}-${suffix}-recovery`);
-  const checkpointsArn = await create(checkpointsId, `${name}-${suffix}-checkpoints`);
+  const checkpointsArn = await create(checkpointsId, checkpointsName);
   return {
     endpoint: cloud,
     motoEndpoint,

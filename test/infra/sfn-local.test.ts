@@ -1,7 +1,9 @@
-import { StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { GetExecutionHistoryCommand, ListExecutionsCommand, StartExecutionCommand, StopExecutionCommand } from '@aws-sdk/client-sfn';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { wordCount } from '../../examples/word-count.js';
 import { Topology } from '../../shared/core/topology.js';
+import { WORKFLOW_HISTORY, type RunOutput } from '../../shared/lambda/coordinator-tasks.js';
+import { rulesEdge } from '../cloud/rules-edge.js';
 import { acknowledge, deploy, drainOperators, finished, visitedStates, type Deployed } from './moto-deploy.js';
 
 /**
@@ -181,5 +183,33 @@ describe('the synthesized checkpoint workflow on moto', () => {
     expect(await finished(d, second.executionArn as string)).toBe('SUCCEEDED');
     const lines = [{ line: 'replay replay' }, { line: 'barrier replay state' }];
     expect(wordCount.canonical(await d.stores.sinks.read('counts'))).toEqual(wordCount.oracle(lines));
+  });
+
+  it("Standard's history limit (played by the edge at 150 events here): a looping execution hands over to a successor before it, and the Run task's count is the history Step Functions wrote", async () => {
+    const edge = await rulesEdge({ sfnHistoryEvents: 150 });
+    // A checkpoint nobody acknowledges, and waits spent in the invocation: each Run spends its 1 s budget, and the workflow runs it again.
+    const d = await deploy('hist', { trigger: 'manual', timeoutMs: 600_000 }, { run: { budgetMs: 1_000, maxInvocationWaitMs: 900_000, historyLimit: 150 }, sfnEndpoint: edge.url, wake: true });
+    deployed.push(d);
+    await d.stores.sourceLog.append(0, [{ id: 'h1', event: { line: 'history' } }]);
+    try {
+      const { executionArn } = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, name: 'looping', input: JSON.stringify({ manual: true }) }));
+      if (!executionArn) throw new Error('no execution');
+      expect(await finished(d, executionArn)).toBe('SUCCEEDED');
+      const { events = [] } = await d.sfn.send(new GetExecutionHistoryCommand({ executionArn, maxResults: 1000 }));
+      const runs = events.filter((e) => e.type === 'TaskStateExited' && e.stateExitedEventDetails?.name === 'Run');
+      const last = JSON.parse(runs.at(-1)?.stateExitedEventDetails?.output ?? '{}') as { run: RunOutput };
+      expect(last.run.type).toBe('handoff');
+      expect(runs.length).toBeGreaterThan(5);
+      expect(events.length).toBeLessThan(150);
+      expect(events.length).toBe(last.run.history + WORKFLOW_HISTORY.end);
+      expect(events.at(-1)?.type).toBe('ExecutionSucceeded');
+      const { executions = [] } = await d.sfn.send(new ListExecutionsCommand({ stateMachineArn: d.checkpointsArn }));
+      expect(executions.map((e) => e.name).filter((n) => n !== 'looping')).toEqual([expect.stringMatching(/^next-v\d+$/)]);
+      expect(edge.edge.ruleCounts().historyLimitFailures).toBe(0);
+    } finally {
+      const { executions = [] } = await d.sfn.send(new ListExecutionsCommand({ stateMachineArn: d.checkpointsArn, statusFilter: 'RUNNING' }));
+      for (const e of executions) await d.sfn.send(new StopExecutionCommand({ executionArn: e.executionArn }));
+      await edge.close();
+    }
   });
 });

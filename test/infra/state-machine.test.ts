@@ -28,9 +28,9 @@ describe('checkpoint workflow', () => {
     expect(checkpoints.TimeoutSeconds).toBeGreaterThan(45);
   });
 
-  it('runs the coordinator loop in one task, from the execution name, input and start time, carrying what it served', () => {
+  it('runs the coordinator loop in one task, from the execution name, input and start time, carrying what it served and its history count', () => {
     expect(checkpoints.StartAt).toBe('Init');
-    expect(state(checkpoints, 'Init')).toMatchObject({ Type: 'Pass', Parameters: { consumed: { manual: false, restart: false } }, ResultPath: '$.run', Next: 'Run' });
+    expect(state(checkpoints, 'Init')).toMatchObject({ Type: 'Pass', Parameters: { consumed: { manual: false, restart: false }, history: 3 }, ResultPath: '$.run', Next: 'Run' });
     const run = state(checkpoints, 'Run');
     expect(run.Resource).toMatch(/^\$\{JobCoordinator[A-Z0-9]+\.Arn\}$/);
     expect(run.Parameters).toEqual({
@@ -39,6 +39,8 @@ describe('checkpoint workflow', () => {
       'input.$': '$$.Execution.Input',
       'consumed.$': '$.run.consumed',
       'startedAt.$': '$$.Execution.StartTime',
+      'history.$': '$.run.history',
+      'retryCount.$': '$$.State.RetryCount',
     });
     expect(run.ResultPath).toBe('$.run');
     expect(run.Next).toBe('Route');
