@@ -6,6 +6,7 @@ import type { ChannelMessage } from '../../shared/core/messages.js';
 import type { OutboundMessage } from '../../shared/core/ports.js';
 import { rulesEdge } from '../cloud/rules-edge.js';
 import { cloudEndpoint, credentials, unique } from './helpers.js';
+import { until } from '../until.js';
 
 const client = (): SQSClient => new SQSClient({ endpoint: cloudEndpoint(), region: 'us-east-1', credentials });
 
@@ -16,15 +17,19 @@ function message(queue: string, to: string, seq: number, payload = ''): Outbound
 
 async function receiveAll(sqs: SQSClient, url: string, count: number): Promise<Message[]> {
   const got: Message[] = [];
-  const deadline = Date.now() + 20_000;
-  while (got.length < count && Date.now() < deadline) {
-    const r = await sqs.send(new ReceiveMessageCommand({ QueueUrl: url, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageSystemAttributeNames: ['MessageGroupId', 'MessageDeduplicationId'] }));
-    const messages = r.Messages ?? [];
-    got.push(...messages);
-    if (messages.length > 0) {
-      await sqs.send(new DeleteMessageBatchCommand({ QueueUrl: url, Entries: messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle })) }));
-    }
-  }
+  await until(
+    `${count} messages`,
+    async () => {
+      const r = await sqs.send(new ReceiveMessageCommand({ QueueUrl: url, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageSystemAttributeNames: ['MessageGroupId', 'MessageDeduplicationId'] }));
+      const messages = r.Messages ?? [];
+      got.push(...messages);
+      if (messages.length > 0) {
+        await sqs.send(new DeleteMessageBatchCommand({ QueueUrl: url, Entries: messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle })) }));
+      }
+      return got.length >= count ? got : undefined;
+    },
+    { progress: () => got.length, stallMs: 20_000, pollMs: 0 },
+  );
   return got;
 }
 
@@ -87,7 +92,7 @@ describe('SqsFifoTransport', () => {
     }
     await transport.send(messages);
     // op: rounds 1-13 hold op#0 and op#1 (one call each), rounds 14-25 op#0 alone; sink: 5 rounds.
-    expect(counter.snapshot()).toEqual({ 'SQS.SendMessageBatch': 30 });
+    expect(counter.calls()).toEqual({ 'SQS.SendMessageBatch': 30 });
 
     const got = await receiveAll(sqs, urls.op ?? '', 38);
     const byGroup = (g: string): number[] => got.filter((m) => m.Attributes?.MessageGroupId === g).map(seqOf);
@@ -106,7 +111,7 @@ describe('SqsFifoTransport', () => {
     const transport = new SqsFifoTransport({ client: sqs, queueUrls: urls });
     // 10 messages of ~60 KB to 10 groups: at most 4 fit in 256 KiB -> batches of 4, 4, 2.
     await transport.send(Array.from({ length: 10 }, (_, i) => message('op', `op#${i}`, 1, 'p'.repeat(60_000))));
-    expect(counter.count('SQS', 'SendMessageBatch')).toBe(3);
+    expect(counter.calls()).toEqual({ 'SQS.SendMessageBatch': 3 });
     const got = await receiveAll(sqs, urls.op ?? '', 10);
     expect(got.map((m) => m.Attributes?.MessageGroupId).sort()).toEqual(Array.from({ length: 10 }, (_, i) => `op#${i}`).sort());
     sqs.destroy();

@@ -25,7 +25,8 @@ interface Running {
   readonly child: ChildProcess;
   readonly done: Promise<Outcome>;
   output(): string;
-  waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
+  /** Waits for `pattern` in the output; fails once the output has not grown for `stallMs`. */
+  waitFor(pattern: RegExp, stallMs?: number): Promise<void>;
 }
 
 function start(args: readonly string[]): Running {
@@ -40,10 +41,13 @@ function start(args: readonly string[]): Running {
     child,
     done,
     output,
-    async waitFor(pattern, timeoutMs = 10_000) {
-      const until = Date.now() + timeoutMs;
+    async waitFor(pattern, stallMs = 60_000) {
+      // The deadline follows the output: a slow start is waited for, a silent process is not.
+      let seen = output().length;
+      let progressedAt = Date.now();
       while (!pattern.test(output())) {
-        if (Date.now() > until) throw new Error(`timed out waiting for ${pattern}; output so far:\n${output()}`);
+        if (output().length !== seen) [seen, progressedAt] = [output().length, Date.now()];
+        else if (Date.now() - progressedAt > stallMs) throw new Error(`no output for ${stallMs} ms waiting for ${pattern}; output so far:\n${output()}`);
         if (child.exitCode !== null) throw new Error(`process exited (${child.exitCode}) before ${pattern}:\n${output()}`);
         await new Promise((r) => setTimeout(r, 50));
       }
@@ -112,7 +116,7 @@ describe('cairn run', () => {
 
   it('refuses a second run on a state directory in use (exit 2); trigger asks the active run for a checkpoint; Ctrl-C stops it cleanly', async () => {
     const stateDir = tempStateDir();
-    const first = start(['run', 'word-count', '--events', '20000', '--rate', '1000', '--state-dir', stateDir, '--trigger', 'manual']);
+    const first = start(['run', 'word-count', '--events', '20000', '--rate', '250', '--state-dir', stateDir, '--trigger', 'manual']);
     try {
       await first.waitFor(/ingested/);
       const pid = first.child.pid as number;

@@ -20,7 +20,7 @@ import {
 } from '@aws-sdk/client-sfn';
 import { CreateQueueCommand, PurgeQueueCommand, ReceiveMessageCommand, SendMessageBatchCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DynamoIo, S3BlobStore, ensureJobTable, deleteJobTable } from '../../shared/aws/index.js';
+import { DynamoIo, RequestCounter, S3BlobStore, ensureJobTable, deleteJobTable } from '../../shared/aws/index.js';
 import { awsRulesFromEnv, InvalidAwsRuleSettingError, resolveAwsRules } from '../../shared/aws/local-cloud/aws-rules.js';
 import { invalidSqsCharacter } from '../../shared/aws/local-cloud/sqs-rules.js';
 import { historyLimitCause } from '../../shared/aws/local-cloud/sfn-rules.js';
@@ -194,6 +194,20 @@ describe('per-partition-key throughput: a hot key is throttled, the SDK and the 
     const read = await io.queryPartition('hot');
     expect(read.map((r) => r.sk)).toEqual([...items.map((i) => i.sk), ...Array.from({ length: 10 }, (_, i) => `t${i}`)]);
     expect(edge.edge.ruleCounts().throttledWrites).toBeGreaterThan(0);
+  });
+  it('a throttled request retried by the SDK is one call and several billed attempts in the RequestCounter', async () => {
+    const { edge, table } = await setup({ partitionWriteUnitsPerSecond: 10 });
+    const client = dynamo(edge.url, 8);
+    const counter = new RequestCounter();
+    counter.attach(client);
+    // 20 units from a 10-unit key leave it hot for about a second: the next put is throttled and retried.
+    await client.send(new PutItemCommand({ TableName: table, Item: { pk: { S: 'hot' }, sk: { S: 'big' }, v: { S: 'x'.repeat(20_000) } } }));
+    const put = await client.send(new PutItemCommand({ TableName: table, Item: { pk: { S: 'hot' }, sk: { S: 'small' } } }));
+    const attempts = put.$metadata.attempts ?? 1;
+    expect(attempts).toBeGreaterThan(1);
+    expect(counter.snapshot()).toEqual({ 'DynamoDB.PutItem': 1 + attempts });
+    expect(counter.calls()).toEqual({ 'DynamoDB.PutItem': 2 });
+    expect(edge.edge.ruleCounts().throttledWrites).toBe(attempts - 1);
   });
 });
 

@@ -9,6 +9,7 @@ import { CreateBucketCommand, GetObjectCommand, ListBucketsCommand, PutObjectCom
 import { CreateStateMachineCommand, DescribeExecutionCommand, ListStateMachinesCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { CreateQueueCommand, ListQueuesCommand, DeleteMessageCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient, type Message } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { historyMark, until } from '../until.js';
 import { acquireCloud, type AcquiredCloud } from './acquire-cloud.js';
 
 const external = process.env.AWS_ENDPOINT_URL !== undefined && process.env.AWS_ENDPOINT_URL !== '';
@@ -38,16 +39,6 @@ const clientConfig = (): { endpoint: string; region: string; credentials: { acce
 });
 
 const unique = (prefix: string): string => `${prefix}-${randomUUID().slice(0, 8)}`;
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 interface Sender {
   send(command: unknown): Promise<unknown>;
@@ -246,10 +237,14 @@ describe('Step Functions (moto, executing the ASL)', () => {
     );
     const { executionArn } = await sfn.send(new StartExecutionCommand({ stateMachineArn, input: JSON.stringify({ job: 'word-count' }) }));
 
-    const done = await until('the execution to finish', async () => {
-      const d = await sfn.send(new DescribeExecutionCommand({ executionArn }));
-      return d.status === 'RUNNING' ? undefined : d;
-    });
+    const done = await until(
+      'the execution to finish',
+      async () => {
+        const d = await sfn.send(new DescribeExecutionCommand({ executionArn }));
+        return d.status === 'RUNNING' ? undefined : d;
+      },
+      { progress: () => historyMark(sfn, executionArn ?? '') },
+    );
     expect(done.status).toBe('SUCCEEDED');
     expect(JSON.parse(done.output ?? 'null')).toEqual({ job: 'word-count', stamp: { stamped: true, epoch: 3 } });
     sfn.destroy();
@@ -292,10 +287,14 @@ describe('Step Functions (moto, executing the ASL)', () => {
       new CreateStateMachineCommand({ name: unique('cairn-tasks'), definition: JSON.stringify(definition), roleArn: 'arn:aws:iam::123456789012:role/cairn-coordinator' }),
     );
     const { executionArn } = await sfn.send(new StartExecutionCommand({ stateMachineArn, input: JSON.stringify({ id: { N: '9' } }) }));
-    const done = await until('the execution to finish', async () => {
-      const d = await sfn.send(new DescribeExecutionCommand({ executionArn }));
-      return d.status === 'RUNNING' ? undefined : d;
-    });
+    const done = await until(
+      'the execution to finish',
+      async () => {
+        const d = await sfn.send(new DescribeExecutionCommand({ executionArn }));
+        return d.status === 'RUNNING' ? undefined : d;
+      },
+      { progress: () => historyMark(sfn, executionArn ?? '') },
+    );
     expect(done.status, done.cause ?? done.error).toBe('SUCCEEDED');
 
     const item = await ddb.send(new GetItemCommand({ TableName: table, Key: { pk: { S: 'checkpoint' } }, ConsistentRead: true }));

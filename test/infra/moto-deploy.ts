@@ -14,6 +14,7 @@ import { definitionOf, synthStack } from './helpers.js';
 import { HEALTH_PATH } from '../../shared/aws/local-cloud/edge-router.js';
 import { startLambdaInvokeServer, type LambdaInvokeServer } from '../../shared/aws/runner/lambda-invoke-server.js';
 import { functionArn, resolveDefinition } from './sfn-definition.js';
+import { historyMark, until } from '../until.js';
 
 /**
  * The word-count job "deployed" on the local cloud for moto's Step Functions interpreter: job
@@ -144,15 +145,20 @@ export async function deploy(name: string, checkpoint: CheckpointConfigInput, op
  * no longer pending.
  */
 export async function acknowledge(d: Deployed, id: number): Promise<void> {
-  await until(`checkpoint ${id} to finish`, async () => {
-    await drainOperators(d);
-    const checkpoint = await d.stores.checkpoints.getCheckpoint(id);
-    return checkpoint && checkpoint.status !== 'PENDING' ? checkpoint.status : undefined;
-  });
+  let drained = 0;
+  await until(
+    `checkpoint ${id} to finish`,
+    async () => {
+      drained += await drainOperators(d);
+      const checkpoint = await d.stores.checkpoints.getCheckpoint(id);
+      return checkpoint && checkpoint.status !== 'PENDING' ? checkpoint.status : undefined;
+    },
+    { progress: () => Promise.resolve(drained) },
+  );
 }
 
 /** Plays the SQS event source mappings: receive, one atomic step per instance, delete what succeeded. */
-export async function drainOperators(d: Deployed): Promise<void> {
+export async function drainOperators(d: Deployed): Promise<number> {
   const topology = new Topology(wordCount.build());
   const deps = {
     topology,
@@ -165,6 +171,7 @@ export async function drainOperators(d: Deployed): Promise<void> {
   };
   const sqs: SQSClient = d.stores.clients.sqs;
   let emptyRounds = 0;
+  let steps = 0;
   for (let round = 0; round < 100 && emptyRounds < 2; round++) {
     let received = 0;
     for (const url of Object.values(d.queueUrls)) {
@@ -185,19 +192,14 @@ export async function drainOperators(d: Deployed): Promise<void> {
       if (done.length > 0) await sqs.send(new DeleteMessageBatchCommand({ QueueUrl: url, Entries: done.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle as string })) }));
     }
     emptyRounds = received === 0 ? emptyRounds + 1 : 0;
+    steps += received;
   }
+  return steps;
 }
 
-export async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+export { until };
 
+/** Waits until the execution ends; it fails only if its history stops growing for 60 s. */
 export async function finished(d: Deployed, executionArn: string): Promise<string> {
   return until(
     'the execution to end',
@@ -205,7 +207,7 @@ export async function finished(d: Deployed, executionArn: string): Promise<strin
       const { status } = await d.sfn.send(new DescribeExecutionCommand({ executionArn }));
       return status === 'RUNNING' ? undefined : status;
     },
-    60_000,
+    { stallMs: 60_000, progress: () => historyMark(d.sfn, executionArn) },
   );
 }
 

@@ -3,6 +3,7 @@ import { expect, it } from 'vitest';
 import { wordCount } from '../../examples/word-count.js';
 import { JobOperations } from '../../shared/aws/ops/job-operations.js';
 import { credentials, localJob, region } from './helpers.js';
+import { until } from '../until.js';
 
 /**
  * Operating a job on the local cloud (what `cairn status|trigger|pause|resume|rollback
@@ -13,16 +14,6 @@ import { credentials, localJob, region } from './helpers.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
 it('trigger, pause (events wait in the ingress queue), resume, rollback to an older checkpoint; the job still ends exactly-once', async () => {
   const events = wordCount.generate(240, 5);
   const [a, b, c] = [events.slice(0, 100), events.slice(100, 160), events.slice(160)];
@@ -30,12 +21,14 @@ it('trigger, pause (events wait in the ingress queue), resume, rollback to an ol
   const ops = await JobOperations.open(job.resources(), { credentials, pollMs: 100 });
   const sqs = new SQSClient({ endpoint: job.resources().endpoint, region, credentials });
   const ingested = async (): Promise<number> => (await job.log.head(0)) + (await job.log.head(1));
+  // What the runner has done so far: the waits below fail only once it stops moving.
+  const work = (): string => JSON.stringify(job.counters);
   const body = (batch: typeof events): { id: string; body: string }[] => batch.map((e) => ({ id: e.id, body: JSON.stringify(e.event) }));
   try {
     const running = job.run({ timeoutMs: 540_000 });
 
     await job.push(body(a));
-    await until('batch A ingested', async () => ((await ingested()) === 100 ? true : undefined));
+    await until('batch A ingested', async () => ((await ingested()) === 100 ? true : undefined), { progress: work });
     const first = await ops.trigger({ waitMs: 30_000 });
     expect(first.checkpoint).toMatchObject({ id: 1, status: 'COMPLETED', trigger: 'manual' });
 
@@ -53,11 +46,11 @@ it('trigger, pause (events wait in the ingress queue), resume, rollback to an ol
     await expect(ops.trigger()).rejects.toThrow('cannot trigger a checkpoint: the job is paused (resume it first)');
 
     expect(await ops.resume()).toEqual({ mappingsEnabled: 0, scheduleEnabled: false, executionStarted: false });
-    await until('batch B ingested after resume', async () => ((await ingested()) === 160 ? true : undefined));
+    await until('batch B ingested after resume', async () => ((await ingested()) === 160 ? true : undefined), { progress: work });
     expect(job.consuming).toBe(true);
     expect((await ops.trigger({ waitMs: 30_000 })).checkpoint).toMatchObject({ id: 2, status: 'COMPLETED' });
     await job.push(body(c));
-    await until('batch C ingested', async () => ((await ingested()) === 240 ? true : undefined));
+    await until('batch C ingested', async () => ((await ingested()) === 240 ? true : undefined), { progress: work });
     expect((await ops.trigger({ waitMs: 30_000 })).checkpoint).toMatchObject({ id: 3, status: 'COMPLETED' });
 
     const rolledBack = await ops.rollback(2, { waitMs: 30_000 });

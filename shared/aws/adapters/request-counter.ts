@@ -3,7 +3,7 @@ import { DynamoBillingMeter, type BillingTally } from './dynamo-billing.js';
 /**
  * Counts AWS requests by service and operation: an SDK v3 middleware in the `deserialize`
  * step, which runs inside the retry loop, so every HTTP attempt (retries included, as AWS
- * bills them) counts once. Attach it to any client (DynamoDB, the DocumentClient built from
+ * bills them) counts once; `calls()` leaves the SDK's retries out. Attach it to any client (DynamoDB, the DocumentClient built from
  * it shares its stack, SQS, S3, SFN...). Used for "AWS requests per 1,000 events". SQS
  * requests are also tallied as AWS bills them (`sqsSnapshot`: per 64 KiB chunk of payload, by
  * standard / FIFO queue), for `npm run bench:cost`.
@@ -35,6 +35,7 @@ export interface RequestCounterOptions {
 
 export class RequestCounter {
   private readonly counts = new Map<string, number>();
+  private readonly retried = new Map<string, number>();
   /** DynamoDB request units billed by AWS's rules (with `dynamoCapacity`), in all and by item kind. */
   readonly capacity: Required<BillingTally> = { read: 0, write: 0, byItem: {} };
   private meter: DynamoBillingMeter | undefined;
@@ -51,6 +52,7 @@ export class RequestCounter {
         const op = (context.commandName ?? 'Unknown').replace(/Command$/, '');
         const key = `${svc}.${op}`;
         this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+        if (isRetry(args)) this.retried.set(key, (this.retried.get(key) ?? 0) + 1);
         // SQS bills one request per started 64 KiB chunk of payload, at the queue's (standard/FIFO) price.
         if (svc === 'SQS') this.addSqs(op, (args as { input?: SqsInput }).input ?? {});
         return next(args);
@@ -95,6 +97,15 @@ export class RequestCounter {
   }
 
   /**
+   * The requests the code issued, without the SDK's retries (a reset socket or a 5xx under load
+   * repeats an attempt): the request plan a test asserts. `snapshot()` counts every attempt.
+   */
+  calls(): Record<string, number> {
+    const calls = Object.entries(this.snapshot()).map(([key, n]) => [key, n - (this.retried.get(key) ?? 0)] as const);
+    return Object.fromEntries(calls.filter(([, n]) => n > 0));
+  }
+
+  /**
    * SQS requests as AWS bills them, by `SQS.<Operation>` and queue kind (`fifo` / `standard`, from
    * the queue URL): `requests` made, `billed` requests (one per started 64 KiB chunk of payload:
    * message bodies plus message attributes sent, or received), `payloadBytes`, and `empty`
@@ -134,6 +145,7 @@ export class RequestCounter {
 
   reset(): void {
     this.counts.clear();
+    this.retried.clear();
     this.sqs.clear();
     this.capacity.read = 0;
     this.capacity.write = 0;
@@ -172,6 +184,13 @@ export function messagePayloadBytes(message: SqsMessageLike): number {
   let n = utf8(message.MessageBody ?? message.Body);
   for (const [name, v] of Object.entries(message.MessageAttributes ?? {})) n += utf8(name) + utf8(v.DataType) + utf8(v.StringValue) + (v.BinaryValue?.byteLength ?? 0);
   return n;
+}
+
+/** The SDK's retry middleware numbers each attempt in the `amz-sdk-request` header (`attempt=2; max=3`). */
+function isRetry(args: unknown): boolean {
+  const header = (args as { request?: { headers?: Record<string, string> } }).request?.headers?.['amz-sdk-request'] ?? '';
+  const attempt = /attempt=(\d+)/.exec(header)?.[1];
+  return attempt !== undefined && Number(attempt) > 1;
 }
 
 function serviceOf(clientName: string | undefined): string {
