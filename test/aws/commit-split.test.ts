@@ -80,7 +80,7 @@ describe('DynamoStateStore: a commit over the transaction limits', () => {
       });
       await expect(s.stateStore.commitStep(commitOf(1, bigWrites(1)))).rejects.toBeInstanceOf(GenerationFencedError);
       // It really was split: claim + 3 pending chunks (251 items / 99) + the failed commit.
-      expect(counter.count('DynamoDB', 'TransactWriteItems')).toBe(5);
+      expect(counter.calls()['DynamoDB.TransactWriteItems']).toBe(5);
       const pending = await s.io.get(Keys.item(OP, refs[200]?.keyGroup ?? 0, 'k200'));
       expect(pending?.pt).toBeDefined();
 
@@ -105,7 +105,7 @@ describe('DynamoStateStore: a commit over the transaction limits', () => {
       counter.attach(s.clients.dynamo);
       await s.stateStore.commitStep(commitOf(1, bigWrites(1)));
       // claim 1 + pending 3 + commit 1 + fold 3 (251 Updates / 100) = 8 transactions, + 1 UpdateItem (clear the fold marker).
-      expect(counter.snapshot()).toEqual({ 'DynamoDB.TransactWriteItems': 8, 'DynamoDB.UpdateItem': 1 });
+      expect(counter.calls()).toEqual({ 'DynamoDB.TransactWriteItems': 8, 'DynamoDB.UpdateItem': 1 });
       expect(await readAll(s)).toEqual(Object.fromEntries(KEYS.map((k) => [k, { n: 1 }])));
       const raw = await s.io.get(Keys.item(OP, refs[200]?.keyGroup ?? 0, 'k200'));
       expect(raw?.pt).toBeUndefined();

@@ -52,11 +52,11 @@ describe('generation fence (DynamoDB)', () => {
       counter.reset();
       const job = (await s.checkpoints.getJob()) as JobRecord;
       await s.checkpoints.putJob({ ...job, version: job.version + 1, restarts: bigJob(0).restarts }, job.version);
-      expect(counter.snapshot()).toEqual({ 'DynamoDB.GetItem': 1, 'DynamoDB.PutItem': 1 });
+      expect(counter.calls()).toEqual({ 'DynamoDB.GetItem': 1, 'DynamoDB.PutItem': 1 });
 
       counter.reset();
       await s.checkpoints.putJob({ ...job, version: job.version + 2, generation: 2 }, job.version + 1);
-      expect(counter.snapshot()).toEqual({ 'DynamoDB.TransactWriteItems': 1 });
+      expect(counter.calls()).toEqual({ 'DynamoDB.TransactWriteItems': 1 });
       expect((await s.io.get(Keys.generationFence()))?.gen).toBe(2);
       expect((await s.io.get(Keys.job()))?.gen).toBe(2);
     } finally {

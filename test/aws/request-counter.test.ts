@@ -90,7 +90,7 @@ describe('RequestCounter', () => {
           },
         ),
       );
-      expect(counter.snapshot()).toEqual({ 'DynamoDB.BatchGetItem': 1, 'DynamoDB.GetItem': 1, 'DynamoDB.TransactWriteItems': 1 });
+      expect(counter.calls()).toEqual({ 'DynamoDB.BatchGetItem': 1, 'DynamoDB.GetItem': 1, 'DynamoDB.TransactWriteItems': 1 });
     } finally {
       await s.done();
     }

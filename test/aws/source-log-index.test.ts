@@ -142,7 +142,7 @@ describe('DynamoSourceLog dedup index', () => {
       expect(await s.sourceLog.append(0, events(ids.slice(0, 3)))).toEqual({ appended: 0, duplicates: 3, head: 10 });
       // The head and the segment above ix (1 each), 3 dedup keys.
       expect(counter.capacity.byItem).toEqual({ 'L#': { read: 2, write: 0 }, 'LD#': { read: 3, write: 0 } });
-      expect(counter.snapshot()).toEqual({ 'DynamoDB.GetItem': 1, 'DynamoDB.BatchGetItem': 1, 'DynamoDB.Query': 1 });
+      expect(counter.calls()).toEqual({ 'DynamoDB.GetItem': 1, 'DynamoDB.BatchGetItem': 1, 'DynamoDB.Query': 1 });
       counter.reset();
       await s.sourceLog.append(0, events(['next']));
       expect(counter.capacity.byItem).toEqual({ 'L#': { read: 2, write: 2 + 2 }, 'LD#': { read: 1, write: 10 } });

@@ -201,7 +201,7 @@ describe('spill to S3 over the size threshold', () => {
       counter.reset();
       await s.sourceLog.truncate(1, 2);
       // The head and the cut, the segments below it, their index (the last append's segment is not indexed yet) and ix, the deletes and the cut.
-      expect(counter.snapshot()).toEqual({ 'DynamoDB.GetItem': 2, 'DynamoDB.Query': 1, 'DynamoDB.BatchWriteItem': 2, 'DynamoDB.UpdateItem': 2 });
+      expect(counter.calls()).toEqual({ 'DynamoDB.GetItem': 2, 'DynamoDB.Query': 1, 'DynamoDB.BatchWriteItem': 2, 'DynamoDB.UpdateItem': 2 });
       await s.sourceLog.truncate(0, 4);
       expect(await spilledBlobs(s)).toEqual([]);
     } finally {
