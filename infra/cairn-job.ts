@@ -18,6 +18,7 @@ import type { CheckpointConfigInput } from '../shared/core/config.js';
 import { describeJob, type JobDefinition, type JobDescription } from '../shared/core/definition.js';
 import { parseRuntimeLimits } from '../shared/core/config.js';
 import { DEFAULT_RESTART_STRATEGY, validateRestartStrategy, type RestartStrategy } from '../shared/core/protocol/restart-strategy.js';
+import { LAMBDA_BUNDLE } from '../shared/lambda/bundling.js';
 import { CheckpointCoordinator } from './coordinator.js';
 import { describeJobModule, findProjectRoot, handlerEntryFor, jobSpecOf, type JobSpec, type VertexSpec } from './job-spec.js';
 
@@ -569,15 +570,14 @@ export class CairnJob extends Construct {
       timeout: options.timeout,
       environment: options.environment,
       bundling: {
-        format: nodejs.OutputFormat.ESM,
-        target: 'node22',
-        platform: 'node',
-        minify: true,
-        sourceMap: true,
-        // Bundle the pinned AWS SDK instead of the runtime's: the code runs what the tests ran.
-        externalModules: [],
-        mainFields: ['module', 'main'],
-        banner: "import { createRequire as __cairnRequire } from 'node:module'; const require = __cairnRequire(import.meta.url);",
+        format: LAMBDA_BUNDLE.format === 'esm' ? nodejs.OutputFormat.ESM : nodejs.OutputFormat.CJS,
+        target: LAMBDA_BUNDLE.target,
+        platform: LAMBDA_BUNDLE.platform,
+        minify: LAMBDA_BUNDLE.minify,
+        sourceMap: LAMBDA_BUNDLE.sourcemap,
+        externalModules: [...LAMBDA_BUNDLE.external],
+        mainFields: [...LAMBDA_BUNDLE.mainFields],
+        banner: LAMBDA_BUNDLE.banner,
       },
     });
   }

@@ -15,14 +15,19 @@ export class UsageError extends Error {
  * `examples/<name>` module, found by file: the library does not import them).
  */
 export async function resolveJob(job: string): Promise<JobDefinition | Example> {
+  return loadJobModule(jobModulePath(job), job);
+}
+
+/** The file of `<job>`: the module the path names, or the example's module. */
+export function jobModulePath(job: string): string {
   if (!looksLikePath(job)) {
     const module = exampleModule(job);
     if (!module) throw new UsageError(`unknown job '${job}': use one of ${exampleNames().join(', ')} or a path to a module whose default export is a job definition (defineJob)`);
-    return loadJobModule(module, job);
+    return module;
   }
   const path = resolve(job);
   if (!existsSync(path)) throw new UsageError(`job module ${path} does not exist`);
-  return loadJobModule(path, job);
+  return path;
 }
 
 async function loadJobModule(path: string, shown: string): Promise<JobDefinition> {

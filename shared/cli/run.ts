@@ -12,7 +12,7 @@ import { isAlive, StateDirLock } from '../embedded/lock.js';
 import { EmbeddedRuntime } from '../embedded/runtime.js';
 import { bar, checkpointDuration, count, LiveArea, ms, timeline } from './format.js';
 import { inputLineOf, readInput } from './input.js';
-import { defaultStateDir, isExample, resolveJob, UsageError } from './jobs.js';
+import { defaultStateDir, isExample, jobModulePath, resolveJob, UsageError } from './jobs.js';
 import { checkpointState, readState, stateOf } from './read-state.js';
 import { indent, InjectedCrash, latestCheckpointLine, perSecond, printVerdict, restartsReport, sourceProgress, writeOutput } from './run-status.js';
 
@@ -77,7 +77,10 @@ export async function runCommand(jobArg: string, options: RunOptions, io: RunIo 
     const { refuseEmbeddedOnly, runOnLocalCloud } = await import('../aws/runner/cli.js');
     refuseEmbeddedOnly(options);
     return runOnLocalCloud(
-      example ? { example } : { definition, input: await readInput(options.input ?? '-'), sink, ...(options.output !== undefined ? { output: options.output } : {}) },
+      {
+        module: jobModulePath(jobArg),
+        ...(example ? { example } : { definition, input: await readInput(options.input ?? '-'), sink, ...(options.output !== undefined ? { output: options.output } : {}) }),
+      },
       {
         events: options.events ?? DEFAULT_EVENTS,
         seed: options.seed ?? DEFAULT_SEED,

@@ -91,6 +91,44 @@ it('runs a user job (defineJob) over --input on the local cloud: the bad line as
   }
 });
 
+it("runs the minified bundle the stack deploys: a class name in the output is esbuild's, not the source's; the same totals as the embedded run", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-lc-bundle-'));
+  const job = join(ROOT, 'test/fixtures/named-job.ts');
+  try {
+    const input = join(dir, 'events.jsonl');
+    writeFileSync(input, ['{"user":"a","amount":5}', '{"user":"b","amount":2}', '{"user":"a","amount":3}', ''].join('\n'));
+    const records = (file: string): Array<{ user: string; total: number; by: string }> =>
+      readFileSync(file, 'utf8')
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as { user: string; total: number; by: string })
+        .sort((x, y) => x.user.localeCompare(y.user) || x.total - y.total);
+
+    const embedded = await cairn(['run', job, '--memory', '--input', input, '--output', join(dir, 'embedded.jsonl')]);
+    expect(embedded.code, embedded.output).toBe(0);
+    expect(records(join(dir, 'embedded.jsonl'))).toEqual([
+      { user: 'a', total: 5, by: 'Tally' },
+      { user: 'a', total: 8, by: 'Tally' },
+      { user: 'b', total: 2, by: 'Tally' },
+    ]);
+
+    const cloud = await cairn(['run', job, '--target', 'local-cloud', '--ephemeral', '--input', input, '--output', join(dir, 'cloud.jsonl')]);
+    expect(cloud.output).toMatch(/running named as the stack bundles it \(esbuild, minified\): ready in /);
+    expect(cloud.code, cloud.output).toBe(0);
+    const got = records(join(dir, 'cloud.jsonl'));
+    const mangled = got[0]?.by ?? '';
+    expect(mangled).not.toBe('Tally');
+    expect(mangled).toMatch(/^[A-Za-z_$][\w$]{0,2}$/);
+    expect(got).toEqual([
+      { user: 'a', total: 5, by: mangled },
+      { user: 'a', total: 8, by: mangled },
+      { user: 'b', total: 2, by: mangled },
+    ]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 it('keeps the job on a local cloud that outlives the run: output and dead letters readable after it, a killed run resumed by the same command, then destroyed', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'cairn-lc-keep-'));
   const job = join(ROOT, 'test/fixtures/totals-job.ts');

@@ -4,7 +4,7 @@ import { bar, checkpointDuration, count, ms, timeline, type LiveArea } from '../
 import { inputLineOf } from '../../cli/input.js';
 import { UsageError } from '../../cli/jobs.js';
 import { checkpointState } from '../../cli/read-state.js';
-import { indent, InjectedCrash, latestCheckpointLine, perSecond, printVerdict, restartsReport, sourceProgress, writeOutput } from '../../cli/run-status.js';
+import { indent, latestCheckpointLine, perSecond, printVerdict, restartsReport, sourceProgress, writeOutput } from '../../cli/run-status.js';
 import type { JobDefinition } from '../../core/definition.js';
 import type { IngressMessage } from '../../core/ingest.js';
 import type { CheckpointConfig, CheckpointConfigInput } from '../../core/config.js';
@@ -13,7 +13,9 @@ import type { CoordinatorDecision } from '../../core/protocol/coordinator.js';
 import { cloudUp } from '../../cli/cloud.js';
 import { findRunningLocalCloud, LocalCloudStartError, LocalCloudUnavailableError, startLocalCloud, type LocalCloud } from '../local-cloud/local-cloud.js';
 import { localCloudManifestPath, readLocalCloudManifest, writeLocalCloudManifest } from '../ops/job-resources.js';
-import { createLocalCloudJob, type LocalCloudJob } from './local-cloud-job.js';
+import { LambdaBundleError } from '../../lambda/bundling.js';
+import { loadLocalRunnerBundle, type LocalRunnerBundle } from './local-bundle.js';
+import type { LocalCloudJob } from './local-cloud-job.js';
 
 /**
  * `cairn run <job> --target local-cloud`: the job on the local cloud (DynamoDB Local,
@@ -59,14 +61,32 @@ export function refuseEmbeddedOnly(options: { stateDir?: string; memory?: boolea
   }
 }
 
-/** What runs: an example (its generator and oracle), or a job definition over `--input` events (its committed output is the result). */
-export type LocalCloudRunJob = { readonly example: Example } | { readonly definition: JobDefinition; readonly input: readonly IngressMessage[]; readonly sink: string; readonly output?: string };
+/**
+ * What runs: an example (its generator and oracle), or a job definition over `--input` events
+ * (its committed output is the result); `module` is the file it is the default export of, which
+ * the run bundles as the stack deploys it (LocalRunnerBundle).
+ */
+export type LocalCloudRunJob = { readonly module: string } & (
+  { readonly example: Example } | { readonly definition: JobDefinition; readonly input: readonly IngressMessage[]; readonly sink: string; readonly output?: string }
+);
 
 export async function runOnLocalCloud(what: LocalCloudRunJob, options: LocalCloudRunOptions, io: RunIo): Promise<number> {
   const example = 'example' in what ? what.example : undefined;
   const definition: JobDefinition = 'example' in what ? what.example : what.definition;
   const { out, live } = io;
   const print = (line = ''): void => void out.write(`${line}\n`);
+
+  // The handlers and the runner that drives them, built as `cdk deploy` builds the functions.
+  let bundle: LocalRunnerBundle;
+  const bundling = Date.now();
+  try {
+    bundle = await loadLocalRunnerBundle(what.module, definition.name);
+  } catch (error) {
+    if (!(error instanceof LambdaBundleError)) throw error;
+    live.log(`error: ${error.message}`);
+    return 2;
+  }
+  live.log(`running ${definition.name} as the stack bundles it (esbuild, minified): ready in ${ms(Date.now() - bundling)}`);
 
   let cloud: LocalCloud | undefined;
   let endpoint = process.env.AWS_ENDPOINT_URL;
@@ -120,7 +140,7 @@ export async function runOnLocalCloud(what: LocalCloudRunJob, options: LocalClou
   };
 
   // ---------- injected crash: an operator throws once at the n-th record ----------
-  const crash = options.crashAt === undefined ? undefined : new InjectedCrash(options.crashAt);
+  const crash = options.crashAt === undefined ? undefined : new bundle.InjectedCrash(options.crashAt);
   const faults = crash ? { step: crash.hooks } : undefined;
   let crashHandled = false;
 
@@ -142,11 +162,12 @@ export async function runOnLocalCloud(what: LocalCloudRunJob, options: LocalClou
   process.on('SIGINT', onSigint);
   process.on('SIGUSR2', onUsr2);
   try {
-    job = await createLocalCloudJob({
-      ...(example ? { example } : { job: definition.build() }),
+    const bundled = bundle.job;
+    job = await bundle.createLocalCloudJob({
+      ...(example ? { example: bundled as Example } : { job: bundled.build() }),
       ...(resumes ? { name: previous.tableName } : {}),
       keepResources: keep,
-      ...(definition.restartStrategy ? { restartStrategy: definition.restartStrategy } : {}),
+      ...(bundled.restartStrategy ? { restartStrategy: bundled.restartStrategy } : {}),
       endpoint,
       region: process.env.AWS_REGION ?? 'us-east-1',
       ...localCredentials,
