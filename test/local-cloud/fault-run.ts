@@ -1,6 +1,6 @@
 import type { CheckpointConfigInput } from '../../shared/core/config.js';
 import type { LocalCloudFaults, LocalCloudJob } from '../../shared/aws/runner/index.js';
-import type { EmbeddedRuntime } from '../../shared/embedded/runtime.js';
+import { EmbeddedRuntime } from '../../shared/embedded/runtime.js';
 import { SUITE_RESTARTS, type FaultInjector } from '../faults/fault-schedule.js';
 import { canonical, finalState, sequenceEvents, sequenceJob } from '../faults/sequence-job.js';
 import { localJob } from './helpers.js';
@@ -57,6 +57,8 @@ export interface FaultRun {
   /** Payloads written to S3 (spilled values), by every client of the run. */
   readonly s3Puts: number;
   readonly ms: number;
+  /** The source log as the run left it: per partition, the events in log order. */
+  readonly log: ReadonlyArray<readonly unknown[]>;
 }
 
 /** Seeds use checkpoint intervals and timeouts of real time (the emulators are real). */
@@ -70,10 +72,14 @@ export async function runOnce(
     injector?: FaultInjector;
     throttler?: Throttler;
     spillThresholdBytes?: number;
+    /** The ingress the stack deploys (standard: no order, no producer dedup) instead of FIFO. */
+    ingress?: 'fifo' | 'standard';
+    /** Push every event twice, as a producer whose SDK retried a SendMessage that had succeeded. */
+    resend?: boolean;
   } = {},
 ): Promise<FaultRun> {
   const started = Date.now();
-  const { injector, throttler, spillThresholdBytes } = options;
+  const { injector, throttler, spillThresholdBytes, ingress = 'fifo', resend = false } = options;
   let faults: LocalCloudFaults | undefined;
   if (injector) {
     const f = injector.faults();
@@ -100,13 +106,16 @@ export async function runOnce(
     checkpoint,
     limits: { maxReceiveCount: 6, isolatePoisonAfterReceives: 3, sourceReadBatch: 10 },
     visibilityTimeoutSeconds: 1,
+    ingress,
     restartStrategy: SUITE_RESTARTS,
     ...(faults ? { faults } : {}),
     ...(throttler ? { onClients: (clients) => throttler.attach(clients.dynamo) } : {}),
     ...(spillThresholdBytes === undefined ? {} : { spillThresholdBytes }),
   });
   try {
-    await job.push(sequenceEvents(KEYS, PER_KEY, POISON));
+    const events = sequenceEvents(KEYS, PER_KEY, POISON);
+    await job.push(events);
+    if (resend) await job.push(events);
     job.closeInput();
     const record = await job.run({ stallMs: 30_000 });
     const letters = await job.deadLetters();
@@ -122,8 +131,49 @@ export async function runOnce(
       errors: [...job.lastErrors],
       s3Puts: job.requestSnapshot()['S3.PutObject'] ?? 0,
       ms: Date.now() - started,
+      log: await sourceLogOf(job),
     };
   } finally {
     await job.destroy();
+  }
+}
+
+async function sourceLogOf(job: LocalCloudJob): Promise<unknown[][]> {
+  const partitions: unknown[][] = [];
+  for (let p = 0; p < (job.topology.sources()[0]?.parallelism ?? 1); p++) {
+    const events: unknown[] = [];
+    for (let page = await job.stores.sourceLog.read(p, 0, 500); page.length > 0; page = await job.stores.sourceLog.read(p, events.length, 500)) {
+      events.push(...page.map((e) => e.event));
+    }
+    partitions.push(events);
+  }
+  return partitions;
+}
+
+/**
+ * The fault-free oracle of a run over an unordered ingress: the sequence job run embedded (on a
+ * virtual clock, no faults) over the events in the order this run's source log holds them, each
+ * partition in its log order. Exactly-once means the faulty run ends exactly like it.
+ */
+export async function logOrderOracle(log: ReadonlyArray<readonly unknown[]>): Promise<Pick<FaultRun, 'output' | 'state' | 'deadLetterIds'>> {
+  const runtime = await EmbeddedRuntime.open({
+    job: sequenceJob(),
+    clock: 'virtual',
+    checkpoint: { intervalMs: 200 },
+    limits: { maxReceiveCount: 6, isolatePoisonAfterReceives: 3, sourceReadBatch: 10 },
+    restartStrategy: SUITE_RESTARTS,
+  });
+  try {
+    runtime.push(log.flatMap((events, p) => events.map((event, offset) => ({ id: `p${p}-${offset}`, body: JSON.stringify(event) }))));
+    runtime.closeInput();
+    const record = await runtime.run({ maxTurns: 1_000_000 });
+    if (record.status !== 'FINISHED') throw new Error(`the log-order oracle ended ${record.status}`);
+    return {
+      output: canonical(await runtime.results('validated')),
+      state: await finalState(runtime.state, KEYS),
+      deadLetterIds: (await runtime.deadLetters()).map((d) => d.id).sort(),
+    };
+  } finally {
+    runtime.close();
   }
 }
