@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { CreateStateMachineCommand, DescribeExecutionCommand, GetExecutionHistoryCommand, SFNClient } from '@aws-sdk/client-sfn';
-import { DeleteMessageBatchCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { ChangeMessageVisibilityBatchCommand, DeleteMessageBatchCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { expect, inject } from 'vitest';
 import { wordCount } from '../../examples/word-count.js';
 import { createCoordinatorHandler, createCoordinatorRuntime, type CoordinatorEnv, type CoordinatorEvent, type CoordinatorRuntime } from '../../shared/lambda/coordinator-handler.js';
@@ -8,6 +8,7 @@ import type { RunOptions } from '../../shared/lambda/coordinator-tasks.js';
 import { createAwsStores, ensureBucket, ensureFifoQueues, ensureJobTable, type AwsStores } from '../../shared/aws/index.js';
 import { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfigInput } from '../../shared/core/config.js';
 import { handleOperatorBatch } from '../../shared/core/instance/handler.js';
+import type { StepFaults } from '../../shared/core/instance/step.js';
 import type { InstanceMessage } from '../../shared/core/messages.js';
 import { Topology } from '../../shared/core/topology.js';
 import { definitionOf, synthStack } from './helpers.js';
@@ -58,6 +59,16 @@ export interface DeployOptions {
   readonly sfnEndpoint?: string;
   /** The coordinator starts executions itself (successors, wake-ups), as deployed (CAIRN_COORDINATOR_ARN). Default false. */
   readonly wake?: boolean;
+  /**
+   * A coordinator invocation that dies: asked before the handler runs (it never ran) and after
+   * (it ran, its answer is lost); true makes the function fail (Unhandled) there.
+   */
+  readonly coordinatorFault?: (event: CoordinatorEvent, phase: 'before' | 'after') => boolean;
+}
+
+/** The error a coordinator invocation dies with under DeployOptions.coordinatorFault. */
+export class InjectedCoordinatorDeath extends Error {
+  override readonly name = 'InjectedCoordinatorDeath';
 }
 
 export async function deploy(name: string, checkpoint: CheckpointConfigInput, options: DeployOptions = {}): Promise<Deployed> {
@@ -68,9 +79,13 @@ export async function deploy(name: string, checkpoint: CheckpointConfigInput, op
   const fnName = `cairn-coordinator-${suffix}`;
   const wired: { handlers?: ReturnType<typeof createCoordinatorHandler> } = {};
   const lambda = await startLambdaInvokeServer(cloud, {
-    [fnName]: (payload) => {
+    [fnName]: async (payload) => {
       if (!wired.handlers) throw new Error(`${fnName} is not wired yet`);
-      return wired.handlers.handler(payload as CoordinatorEvent);
+      const event = payload as CoordinatorEvent;
+      if (options.coordinatorFault?.(event, 'before')) throw new InjectedCoordinatorDeath(`died before ${JSON.stringify(event).slice(0, 80)}`);
+      const result = await wired.handlers.handler(event);
+      if (options.coordinatorFault?.(event, 'after')) throw new InjectedCoordinatorDeath(`died after ${JSON.stringify(event).slice(0, 80)}`);
+      return result;
     },
   });
   const health = (await (await fetch(`${cloud}${HEALTH_PATH}`)).json()) as { backends: { moto?: { host: string; port: number } } };
@@ -144,12 +159,12 @@ export async function deploy(name: string, checkpoint: CheckpointConfigInput, op
  * coordinator loop in the Run task waits for checkpoint `id`'s acknowledgements, until it is
  * no longer pending.
  */
-export async function acknowledge(d: Deployed, id: number): Promise<void> {
+export async function acknowledge(d: Deployed, id: number, faults?: OperatorFaults): Promise<void> {
   let drained = 0;
   await until(
     `checkpoint ${id} to finish`,
     async () => {
-      drained += await drainOperators(d);
+      drained += await drainOperators(d, faults);
       const checkpoint = await d.stores.checkpoints.getCheckpoint(id);
       return checkpoint && checkpoint.status !== 'PENDING' ? checkpoint.status : undefined;
     },
@@ -157,10 +172,21 @@ export async function acknowledge(d: Deployed, id: number): Promise<void> {
   );
 }
 
+/**
+ * Faults of the operators' side: step hooks that throw (a crash before the commit, or between
+ * the commit and the send), and `duplicate`, asked per batch, to deliver it twice. A failed
+ * message becomes visible again at once (its visibility timeout played as passed).
+ */
+export interface OperatorFaults {
+  readonly step?: StepFaults;
+  readonly duplicate?: () => boolean;
+}
+
 /** Plays the SQS event source mappings: receive, one atomic step per instance, delete what succeeded. */
-export async function drainOperators(d: Deployed): Promise<number> {
+export async function drainOperators(d: Deployed, faults?: OperatorFaults): Promise<number> {
   const topology = new Topology(wordCount.build());
   const deps = {
+    ...(faults?.step ? { faults: faults.step } : {}),
     topology,
     config: parseCheckpointConfig(d.checkpoint),
     limits: parseRuntimeLimits(),
@@ -187,9 +213,15 @@ export async function drainOperators(d: Deployed): Promise<number> {
         body: JSON.parse(m.Body as string) as InstanceMessage,
       }));
       const outcome = await handleOperatorBatch(deps, batch);
-      expect(outcome.errors).toEqual([]);
+      if (!faults) expect(outcome.errors).toEqual([]);
+      // SQS delivers a batch again that was processed (at-least-once): every step of it must be a duplicate now.
+      if (faults?.duplicate?.()) await handleOperatorBatch(deps, batch);
       const done = Messages.filter((m) => !outcome.failedIds.includes(m.MessageId as string));
+      const failed = Messages.filter((m) => outcome.failedIds.includes(m.MessageId as string));
       if (done.length > 0) await sqs.send(new DeleteMessageBatchCommand({ QueueUrl: url, Entries: done.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle as string })) }));
+      if (failed.length > 0) {
+        await sqs.send(new ChangeMessageVisibilityBatchCommand({ QueueUrl: url, Entries: failed.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle as string, VisibilityTimeout: 0 })) }));
+      }
     }
     emptyRounds = received === 0 ? emptyRounds + 1 : 0;
     steps += received;
