@@ -4,7 +4,7 @@
  * history length, the output so far) has not changed for `stallMs`. A slow machine makes the
  * wait longer, never a failure; a stuck run still fails, with what it was waiting for.
  */
-import { GetExecutionHistoryCommand, type SFNClient } from '@aws-sdk/client-sfn';
+import { DescribeExecutionCommand, GetExecutionHistoryCommand, type DescribeExecutionCommandOutput, type SFNClient } from '@aws-sdk/client-sfn';
 
 export interface UntilOptions {
   /** Fail after this long without progress. @default 30_000 */
@@ -48,4 +48,16 @@ export async function until<T>(what: string, probe: () => Promise<T | undefined>
 export async function historyMark(sfn: SFNClient, executionArn: string): Promise<string> {
   const { events = [] } = await sfn.send(new GetExecutionHistoryCommand({ executionArn, reverseOrder: true, maxResults: 1000 }));
   return `${events.length}:${events[0]?.id ?? 0}`;
+}
+
+/** Waits until a Step Functions execution has ended; fails only once its history stops growing for `stallMs`. */
+export function executionEnded(sfn: SFNClient, executionArn: string, stallMs?: number): Promise<DescribeExecutionCommandOutput> {
+  return until(
+    `execution ${executionArn} to end`,
+    async () => {
+      const d = await sfn.send(new DescribeExecutionCommand({ executionArn }));
+      return d.status === 'RUNNING' ? undefined : d;
+    },
+    { progress: () => historyMark(sfn, executionArn), ...(stallMs === undefined ? {} : { stallMs }) },
+  );
 }

@@ -6,10 +6,10 @@ import { randomUUID } from 'node:crypto';
 import { CreateTableCommand, DynamoDBClient, GetItemCommand, ListTablesCommand, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand, PutCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { CreateBucketCommand, GetObjectCommand, ListBucketsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { CreateStateMachineCommand, DescribeExecutionCommand, ListStateMachinesCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { CreateStateMachineCommand, ListStateMachinesCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { CreateQueueCommand, ListQueuesCommand, DeleteMessageCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient, type Message } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { historyMark, until } from '../until.js';
+import { executionEnded, until } from '../until.js';
 import { acquireCloud, type AcquiredCloud } from './acquire-cloud.js';
 
 const external = process.env.AWS_ENDPOINT_URL !== undefined && process.env.AWS_ENDPOINT_URL !== '';
@@ -237,14 +237,7 @@ describe('Step Functions (moto, executing the ASL)', () => {
     );
     const { executionArn } = await sfn.send(new StartExecutionCommand({ stateMachineArn, input: JSON.stringify({ job: 'word-count' }) }));
 
-    const done = await until(
-      'the execution to finish',
-      async () => {
-        const d = await sfn.send(new DescribeExecutionCommand({ executionArn }));
-        return d.status === 'RUNNING' ? undefined : d;
-      },
-      { progress: () => historyMark(sfn, executionArn ?? '') },
-    );
+    const done = await executionEnded(sfn, executionArn ?? '');
     expect(done.status).toBe('SUCCEEDED');
     expect(JSON.parse(done.output ?? 'null')).toEqual({ job: 'word-count', stamp: { stamped: true, epoch: 3 } });
     sfn.destroy();
@@ -287,14 +280,7 @@ describe('Step Functions (moto, executing the ASL)', () => {
       new CreateStateMachineCommand({ name: unique('cairn-tasks'), definition: JSON.stringify(definition), roleArn: 'arn:aws:iam::123456789012:role/cairn-coordinator' }),
     );
     const { executionArn } = await sfn.send(new StartExecutionCommand({ stateMachineArn, input: JSON.stringify({ id: { N: '9' } }) }));
-    const done = await until(
-      'the execution to finish',
-      async () => {
-        const d = await sfn.send(new DescribeExecutionCommand({ executionArn }));
-        return d.status === 'RUNNING' ? undefined : d;
-      },
-      { progress: () => historyMark(sfn, executionArn ?? '') },
-    );
+    const done = await executionEnded(sfn, executionArn ?? '');
     expect(done.status, done.cause ?? done.error).toBe('SUCCEEDED');
 
     const item = await ddb.send(new GetItemCommand({ TableName: table, Key: { pk: { S: 'checkpoint' } }, ConsistentRead: true }));

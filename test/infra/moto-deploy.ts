@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { CreateStateMachineCommand, DescribeExecutionCommand, GetExecutionHistoryCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { CreateStateMachineCommand, GetExecutionHistoryCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { ChangeMessageVisibilityBatchCommand, DeleteMessageBatchCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { expect, inject } from 'vitest';
 import { wordCount } from '../../examples/word-count.js';
@@ -15,7 +15,7 @@ import { definitionOf, synthStack } from './helpers.js';
 import { HEALTH_PATH } from '../../shared/aws/local-cloud/edge-router.js';
 import { startLambdaInvokeServer, type LambdaInvokeServer } from '../../shared/aws/runner/lambda-invoke-server.js';
 import { functionArn, resolveDefinition } from './sfn-definition.js';
-import { historyMark, until } from '../until.js';
+import { executionEnded, until } from '../until.js';
 
 /**
  * The word-count job "deployed" on the local cloud for moto's Step Functions interpreter: job
@@ -233,14 +233,7 @@ export { until };
 
 /** Waits until the execution ends; it fails only if its history stops growing for 60 s. */
 export async function finished(d: Deployed, executionArn: string): Promise<string> {
-  return until(
-    'the execution to end',
-    async () => {
-      const { status } = await d.sfn.send(new DescribeExecutionCommand({ executionArn }));
-      return status === 'RUNNING' ? undefined : status;
-    },
-    { stallMs: 60_000, progress: () => historyMark(d.sfn, executionArn) },
-  );
+  return (await executionEnded(d.sfn, executionArn, 60_000)).status ?? 'UNKNOWN';
 }
 
 export async function visitedStates(d: Deployed, executionArn: string): Promise<string[]> {
