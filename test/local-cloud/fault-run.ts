@@ -57,7 +57,7 @@ export interface FaultRun {
   /** Payloads written to S3 (spilled values), by every client of the run. */
   readonly s3Puts: number;
   readonly ms: number;
-  /** The source log as the run left it: per partition, the events in log order. */
+  /** With `keepLog`: the whole source log as the run left it, per partition the events in log order (else empty). */
   readonly log: ReadonlyArray<readonly unknown[]>;
 }
 
@@ -76,10 +76,12 @@ export async function runOnce(
     ingress?: 'fifo' | 'standard';
     /** Push every event twice, as a producer whose SDK retried a SendMessage that had succeeded. */
     resend?: boolean;
+    /** Keep the whole source log (no truncation) and return it, for an oracle over its order. */
+    keepLog?: boolean;
   } = {},
 ): Promise<FaultRun> {
   const started = Date.now();
-  const { injector, throttler, spillThresholdBytes, ingress = 'fifo', resend = false } = options;
+  const { injector, throttler, spillThresholdBytes, ingress = 'fifo', resend = false, keepLog = false } = options;
   let faults: LocalCloudFaults | undefined;
   if (injector) {
     const f = injector.faults();
@@ -103,7 +105,7 @@ export async function runOnce(
   }
   const job = await localJob({
     job: sequenceJob(),
-    checkpoint,
+    checkpoint: keepLog ? { ...checkpoint, truncateLog: false } : checkpoint,
     limits: { maxReceiveCount: 6, isolatePoisonAfterReceives: 3, sourceReadBatch: 10 },
     visibilityTimeoutSeconds: 1,
     ingress,
@@ -131,7 +133,7 @@ export async function runOnce(
       errors: [...job.lastErrors],
       s3Puts: job.requestSnapshot()['S3.PutObject'] ?? 0,
       ms: Date.now() - started,
-      log: await sourceLogOf(job),
+      log: keepLog ? await sourceLogOf(job) : [],
     };
   } finally {
     await job.destroy();
