@@ -1,3 +1,5 @@
+import { parseCheckpointConfig } from '../../shared/core/config.js';
+import { checkpointsPerPrune } from '../../shared/core/retention.js';
 import { DEFAULT_RUN_OPTIONS, type RunOptions } from '../../shared/lambda/coordinator-tasks.js';
 import { AWS_PRICES, SECONDS_PER_MONTH } from '../aws-prices.js';
 import { dynamoUsd, lambdaUsd, logsIngestionUsd, PLATFORM_LOG_BYTES_PER_INVOCATION, stepFunctionsUsd } from './bill.js';
@@ -40,6 +42,14 @@ export interface CoordinatorMeasured {
   /** DynamoDB units of one checkpoint's transitions (trigger, inject-barriers, complete, commit-sinks) and their decisions' fact reads, without the turns the local host spent waiting. */
   readonly transitionUnits: { readonly read: number; readonly write: number };
   readonly transitionRequests: number;
+  /**
+   * What one retention run costs besides what it deletes (its Queries of the log heads and cuts, the
+   * change-record and checkpoint-record ranges, the job's checkpoints), included in
+   * `transitionUnits`/`transitionRequests`, which are measured pruning on every checkpoint: the
+   * plan puts it back once per `checkpointsPerPrune`. What a run deletes scales with the events
+   * and checkpoints since the last run and stays per checkpoint.
+   */
+  readonly retentionRun: { readonly read: number; readonly write: number; readonly requests: number };
   /** Read units and requests of one decide (the facts: job record, log heads, source instance records, pending checkpoints), from the idle window's turns. */
   readonly readUnitsPerDecide: number;
   readonly requestsPerDecide: number;
@@ -67,6 +77,8 @@ export interface CoordinatorPlan {
   readonly checkpointsPerMonth: number;
   readonly waitMsPerCheckpoint: number;
   readonly decidesPerCheckpoint: number;
+  /** Retention runs on every n-th checkpoint (its fixed part billed once per n). */
+  readonly checkpointsPerPrune: number;
   readonly ackPollsPerCheckpoint: number;
   /** Per checkpoint: transitions (wait-state only; in-process: none), DynamoDB units and requests. */
   readonly transitionsPerCheckpoint: number;
@@ -115,6 +127,9 @@ function coordinatorFn(deployed: DeployedJob): { memoryMb: number; architecture:
  */
 export function coordinatorPlan(deployed: DeployedJob, m: CoordinatorMeasured, intervalMs: number, run: RunOptions = DEFAULT_RUN_OPTIONS): CoordinatorPlan {
   const asl = deployed.checkpointAsl;
+  // Retention runs on every n-th checkpoint (shared/core/retention.ts checkpointsPerPrune, the deployed default pruneIntervalMs).
+  const perPrune = checkpointsPerPrune(parseCheckpointConfig({ intervalMs }));
+  const retentionSaved = 1 - 1 / perPrune;
   const fn = coordinatorFn(deployed);
   // One checkpoint per interval, the pace the job is configured for (the local round, on 2 shared cores, may take longer than AWS's).
   const checkpointsPerMonth = (SECONDS_PER_MONTH * 1000) / intervalMs;
@@ -129,10 +144,10 @@ export function coordinatorPlan(deployed: DeployedJob, m: CoordinatorMeasured, i
   const ackReads = (1 + polls) * A.ackQueryReadUnits;
   const leasePerCheckpoint = mode === 'wait-state' ? 2 : 0;
   const unitsPerCheckpoint = {
-    read: m.transitionUnits.read + decides * m.readUnitsPerDecide + ackReads + leasePerCheckpoint * jobReadUnits(m),
-    write: m.transitionUnits.write + leasePerCheckpoint * jobWriteUnits(m),
+    read: m.transitionUnits.read - retentionSaved * m.retentionRun.read + decides * m.readUnitsPerDecide + ackReads + leasePerCheckpoint * jobReadUnits(m),
+    write: m.transitionUnits.write - retentionSaved * m.retentionRun.write + leasePerCheckpoint * jobWriteUnits(m),
   };
-  const requestsPerCheckpoint = m.transitionRequests + decides * m.requestsPerDecide + 1 + polls + 2 * leasePerCheckpoint + m.sqsBilled;
+  const requestsPerCheckpoint = m.transitionRequests - retentionSaved * m.retentionRun.requests + decides * m.requestsPerDecide + 1 + polls + 2 * leasePerCheckpoint + m.sqsBilled;
   const budgetS = run.budgetMs / 1000;
   const continuePath = transitionsPerDecision(asl, 'continue').path;
   const waitPath = transitionsPerDecision(asl, 'wait').path;
@@ -165,6 +180,7 @@ export function coordinatorPlan(deployed: DeployedJob, m: CoordinatorMeasured, i
     checkpointsPerMonth,
     waitMsPerCheckpoint: waitMs,
     decidesPerCheckpoint: decides,
+    checkpointsPerPrune: perPrune,
     ackPollsPerCheckpoint: polls,
     transitionsPerCheckpoint: mode === 'wait-state' ? waitPath.length : 0,
     pathPerCheckpoint: mode === 'wait-state' ? waitPath : [],

@@ -54,6 +54,9 @@ export const DEFAULT_COST_BENCH: CostBenchOptions = {
   modelledRates: [100, 1_000],
 };
 
+/** A prune interval no window reaches: retention runs only at the first checkpoint. */
+const NO_RETENTION = 1e12;
+
 export const QUICK_COST_BENCH: CostBenchOptions = { ...DEFAULT_COST_BENCH, rates: [5, 15], warmupSeconds: 3, seconds: 5, idleSeconds: 3 };
 
 /**
@@ -140,7 +143,11 @@ export function producerBill(window: Window): number {
 /** The transitions decideNext issues for every checkpoint (shared/core/protocol/coordinator.ts); JobHost's onTransition reports only trigger and complete. */
 const EXECUTED_PER_CHECKPOINT = ['trigger', 'inject-barriers', 'complete', 'commit-sinks'] as const;
 
-export function measureCoordinator(runs: readonly RateRun[], idle: RateRun, tickEveryMs: number | undefined): CoordinatorMeasured {
+/**
+ * `runs` prune on every checkpoint; `unpruned` is the forced window of `runs[0]` run with retention
+ * off: the difference per checkpoint is what a retention run costs when nothing is due to go.
+ */
+export function measureCoordinator(runs: readonly RateRun[], idle: RateRun, tickEveryMs: number | undefined, unpruned: RateRun): CoordinatorMeasured {
   const checkpoints = runs.reduce((n, r) => n + r.window.checkpoints, 0);
   const per = Math.max(1, checkpoints);
   const dynamoRequests = (w: Window): number => Object.entries(w.requests.coordinator).reduce((m, [k, c]) => m + (k.startsWith('DynamoDB.') ? c : 0), 0);
@@ -152,7 +159,15 @@ export function measureCoordinator(runs: readonly RateRun[], idle: RateRun, tick
   // Each local turn decides once per transition it executes and once more to wait; the deployed loop's decides are put back by the plan.
   const decidesPerCheckpoint = EXECUTED_PER_CHECKPOINT.length + turns / per;
   const weighted = (f: (w: Window) => number): number => runs.reduce((n, r) => n + f(r.window) * r.window.checkpoints, 0) / per;
+  const [pruned] = runs as [RateRun];
+  const perCheckpoint = (w: Window, f: (w: Window) => number): number => f(w) / Math.max(1, w.checkpoints);
+  const retentionRun = {
+    read: Math.max(0, perCheckpoint(pruned.window, (w) => w.units.coordinator.read) - perCheckpoint(unpruned.window, (w) => w.units.coordinator.read)),
+    write: Math.max(0, perCheckpoint(pruned.window, (w) => w.units.coordinator.write) - perCheckpoint(unpruned.window, (w) => w.units.coordinator.write)),
+    requests: Math.max(0, perCheckpoint(pruned.window, dynamoRequests) - perCheckpoint(unpruned.window, dynamoRequests)),
+  };
   return {
+    retentionRun,
     transitionUnits: { read: Math.max(0, units.read / per - decidesPerCheckpoint * readUnitsPerDecide), write: units.write / per },
     transitionRequests: Math.max(0, runs.reduce((n, r) => n + dynamoRequests(r.window), 0) / per - decidesPerCheckpoint * requestsPerDecide),
     readUnitsPerDecide,
@@ -414,10 +429,13 @@ export async function runCostBench(options: CostBenchOptions, command = 'npm run
       const deployed = deployedJob(name, options.intervalMs);
       const ingestMapping = deployed.eventSourceMappings.find((m) => m.functionRole === 'ingest');
       const ingest = ingestMapping ? { batchSize: ingestMapping.batchSize, windowSeconds: ingestMapping.windowSeconds } : undefined;
-      const base = { endpoint, warmupSeconds: 2, seconds: options.idleSeconds, intervalMs: options.intervalMs, log, ...(ingest ? { ingest } : {}) };
+      // Retention on every checkpoint: what it deletes is billed where it accrues; its fixed part per run is put back at the deployed cadence (coordinator.ts).
+      const base = { endpoint, warmupSeconds: 2, seconds: options.idleSeconds, intervalMs: options.intervalMs, pruneIntervalMs: 0, log, ...(ingest ? { ingest } : {}) };
       const idle = await measureRate(example, { ...base, rate: 0 });
-      // No events, a checkpoint triggered by hand every interval: what one round costs the data path.
+      // No events, a checkpoint triggered by hand every interval: what one round costs the data path,
+      // with retention on every checkpoint and with none (what a retention run costs by itself).
       const forced = await measureRate(example, { ...base, rate: 0, forceCheckpoints: true });
+      const unpruned = await measureRate(example, { ...base, rate: 0, forceCheckpoints: true, pruneIntervalMs: NO_RETENTION });
       log(`${name}: idle ${idle.window.checkpoints} checkpoints in ${idle.window.seconds.toFixed(0)} s; ${forced.window.checkpoints} forced rounds`);
       const runs: RateRun[] = [];
       for (const rate of options.rates) {
@@ -429,7 +447,7 @@ export async function runCostBench(options: CostBenchOptions, command = 'npm run
       }
       const graph = example.build();
       const tickEveryMs = tickIntervalFor(new Topology(graph), parseCheckpointConfig({ intervalMs: options.intervalMs }), parseRuntimeLimits());
-      const coordinator = measureCoordinator([forced, ...runs], idle, tickEveryMs);
+      const coordinator = measureCoordinator([forced, ...runs], idle, tickEveryMs, unpruned);
       const coordinatorPlans = Object.fromEntries([...new Set([...INTERVALS, options.intervalMs])].map((i) => [String(i), coordinatorPlan(deployed, coordinator, i)]));
       const watchdog = watchdogMonthly(deployed, coordinator);
       const slots: Record<string, number> = {

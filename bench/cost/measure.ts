@@ -91,6 +91,8 @@ export interface MeasureOptions {
   readonly intervalMs: number;
   /** Trigger a checkpoint by hand every interval during the window (what a round costs with no events). */
   readonly forceCheckpoints?: boolean;
+  /** checkpoint.pruneIntervalMs (default: the deployed default). The bench prunes on every checkpoint (0) or never, to price retention's fixed part per run. */
+  readonly pruneIntervalMs?: number;
   /** The ingress mapping as deployed: events per ingest invocation and its batching window (s). Default 10 and none. */
   readonly ingest?: { readonly batchSize: number; readonly windowSeconds: number };
   readonly log?: (line: string) => void;
@@ -132,7 +134,7 @@ export async function measureRate(example: Example, options: MeasureOptions): Pr
     endpoint: options.endpoint,
     region: 'us-east-1',
     credentials: CREDENTIALS,
-    checkpoint: { intervalMs },
+    checkpoint: { intervalMs, ...(options.pruneIntervalMs !== undefined ? { pruneIntervalMs: options.pruneIntervalMs } : {}) },
     // As deployed (infra/cairn-job.ts): a standard ingress queue, its mapping's batch size and window, max(2, source instances) pollers.
     ingress: 'standard',
     ingestBatchSize: options.ingest?.batchSize ?? 10,

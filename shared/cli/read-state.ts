@@ -70,6 +70,12 @@ export function checkpointState(c: { status: CheckpointRecord['status']; abortRe
   return c.abortReason?.startsWith('discarded by restore') ? 'discarded' : 'aborted';
 }
 
+/**
+ * Retained = one of the job's retained checkpoints with its snapshots present. Retention runs
+ * about once per `pruneIntervalMs`, so a checkpoint that has dropped out of the retained ones
+ * may keep its snapshots a while: it is pruned already (no restore takes it).
+ */
 export function stateOf(view: StateView, checkpoint: CheckpointRecord): CheckpointState {
-  return checkpointState({ status: checkpoint.status, abortReason: checkpoint.abortReason, snapshotted: view.snapshots.has(checkpoint.id) });
+  const retained = view.snapshots.has(checkpoint.id) && (view.job?.retainedCheckpoints.includes(checkpoint.id) ?? true);
+  return checkpointState({ status: checkpoint.status, abortReason: checkpoint.abortReason, snapshotted: retained });
 }

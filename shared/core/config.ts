@@ -44,6 +44,14 @@ export const checkpointConfigSchema = z
      * every event the log ever took.
      */
     truncateLog: z.boolean().default(true),
+    /**
+     * Retention (pruning versions, the log, change records, checkpoint metadata) runs about this
+     * often, on every ceil(pruneIntervalMs / intervalMs)-th completed checkpoint (shared/core/retention.ts
+     * `pruneDue`), and on the final one: each run has a fixed cost in reads and writes, which at
+     * a 1 s interval would be most of the coordinator's bill. Storage stays bounded, by the
+     * retained checkpoints plus this much. 0: on every completed checkpoint.
+     */
+    pruneIntervalMs: z.number().int().nonnegative().default(60_000),
   })
   .strict();
 

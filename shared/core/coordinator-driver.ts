@@ -6,7 +6,7 @@ import type { CheckpointAck, CheckpointRecord, CheckpointStore, Clock, JobRecord
 import { aborted, completed, decideNext, failed, initialJob, recoveryStarted, triggered, type CoordinatorDecision, type CoordinatorFacts } from './protocol/coordinator.js';
 import { DEFAULT_RESTART_STRATEGY, type RestartStrategy } from './protocol/restart-strategy.js';
 import { Recovery, sinkBatchId, sourcePolls, type RecoveryFaults } from './recovery.js';
-import { checkpointsForgottenBelow, logTruncationPoints } from './retention.js';
+import { checkpointsForgottenBelow, checkpointsPerPrune, logTruncationPoints, pruneDue } from './retention.js';
 import type { Topology } from './topology.js';
 
 /**
@@ -245,7 +245,7 @@ export class CoordinatorDriver {
         const next = completed(job, done, done.finishedAt ?? now, this.deps.config.retained);
         await checkpoints.putJob(next, job.version);
         this.deps.onTransition?.(decision, done);
-        await this.prune(next);
+        if (pruneDue(job.retainedCheckpoints[0], next.retainedCheckpoints[0], checkpointsPerPrune(this.deps.config), done.trigger === 'final')) await this.prune(next);
         return;
       }
       case 'abort': {

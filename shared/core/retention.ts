@@ -133,3 +133,20 @@ export function checkpointsForgottenBelow(
 ): number {
   return Math.max(0, Math.min(job.nextCheckpointId - history, ...job.retainedCheckpoints, ...job.pendingCheckpoints));
 }
+
+/** Retention runs on every n-th completed checkpoint: about once per `pruneIntervalMs` of checkpoints at `intervalMs`. */
+export function checkpointsPerPrune(config: { readonly intervalMs: number; readonly pruneIntervalMs: number }): number {
+  return Math.max(1, Math.ceil(config.pruneIntervalMs / config.intervalMs));
+}
+
+/**
+ * Whether the checkpoint that just completed runs retention: the oldest retained checkpoint
+ * (`keepFrom`) moved into a later run of `every` checkpoint ids than before it completed (ids
+ * skipped by aborted checkpoints cannot skip a run), or the checkpoint is the job's final one.
+ * Pruning later only keeps more: every retained checkpoint stays restorable either way.
+ */
+export function pruneDue(keepFromBefore: number | undefined, keepFrom: number | undefined, every: number, final: boolean): boolean {
+  if (keepFrom === undefined) return false;
+  if (final || keepFromBefore === undefined || every <= 1) return true;
+  return Math.floor(keepFrom / every) > Math.floor(keepFromBefore / every);
+}

@@ -213,6 +213,8 @@ describe('the deployed coordinator: one Run invocation runs the loop, an idle jo
   const measured: CoordinatorMeasured = {
     transitionUnits: { read: 10, write: 8 },
     transitionRequests: 12,
+    // 60 checkpoints per retention run at 1 s (the default pruneIntervalMs, 60 s), 1 at 60 s
+    retentionRun: { read: 6, write: 1.2, requests: 6 },
     readUnitsPerDecide: 3,
     requestsPerDecide: 5,
     decisionsPerCheckpoint: 4,
@@ -237,15 +239,18 @@ describe('the deployed coordinator: one Run invocation runs the loop, an idle jo
     expect(plan.checkpointsPerMonth).toBe(2_628_000);
     // 800 ms to wait: 1 decide (Run pauses until the trigger is due) + 4 executed; 3 ack polls + the checkpoint read
     expect(plan.decidesPerCheckpoint).toBe(5);
-    expect(plan.unitsPerCheckpoint).toEqual({ read: 10 + 5 * 3 + 4, write: 8 });
+    // Retention's fixed part once per 60 checkpoints: 59/60 of it taken out of the measured every-checkpoint units
+    expect(plan.checkpointsPerPrune).toBe(60);
+    expect(plan.unitsPerCheckpoint.read).toBeCloseTo(10 - (59 / 60) * 6 + 5 * 3 + 4, 9);
+    expect(plan.unitsPerCheckpoint.write).toBeCloseTo(8 - (59 / 60) * 1.2, 9);
     // 4,380 invocations of 10 min at 256 MB; Run + Route each, Init + HandedOver per 6 h successor
     expect(plan.invocationsPerMonth).toBe(4_380);
     expect(plan.gbSecondsPerMonth).toBeCloseTo(657_000, 6);
     expect(plan.transitionsPerMonth).toBeCloseTo(8_760 + (2_628_000 / 21_600) * 2, 6);
     const lambda = 4_380 * 0.2e-6 + 657_000 * 0.0000133334;
     const sfn = (8_760 + 243.3333333) * 0.000025;
-    // Per checkpoint 29 RRU + 8 WRU; the lease once per invocation: 1 RRU + 2 WRU
-    const dynamo = (2_628_000 * 29 + 4_380) * 0.125e-6 + (2_628_000 * 8 + 4_380 * 2) * 0.625e-6;
+    // Per checkpoint 23.1 RRU + 6.82 WRU; the lease once per invocation: 1 RRU + 2 WRU
+    const dynamo = (2_628_000 * 23.1 + 4_380) * 0.125e-6 + (2_628_000 * 6.82 + 4_380 * 2) * 0.625e-6;
     const sqs = 2_628_000 * 3 * 0.5e-6;
     const log = logs((4_380 * 7 + 121.6666667 * 8) * 700 + 4_380 * P + 2_628_000 * 400);
     expect(plan.usd.lambda).toBeCloseTo(lambda, 6);
@@ -254,7 +259,7 @@ describe('the deployed coordinator: one Run invocation runs the loop, an idle jo
     expect(plan.usd.sqs).toBeCloseTo(sqs, 6);
     expect(plan.usd.logs).toBeCloseTo(log, 6);
     expect(coordinatorMonthly(deployed, measured, 1_000)).toBeCloseTo(lambda + sfn + dynamo + sqs + log, 6);
-    expect(coordinatorMonthly(deployed, measured, 1_000)).toBeCloseTo(36.1, 1);
+    expect(coordinatorMonthly(deployed, measured, 1_000)).toBeCloseTo(32.2, 1);
   });
 
   it('bills a month at a 60 s interval: each wait through WaitForNext, one short invocation per checkpoint', () => {
@@ -262,6 +267,7 @@ describe('the deployed coordinator: one Run invocation runs the loop, an idle jo
     expect(plan.mode).toBe('wait-state');
     expect(plan.checkpointsPerMonth).toBe(43_800);
     expect(plan.pathPerCheckpoint).toEqual(['Run', 'Route', 'WaitForNext']);
+    expect(plan.checkpointsPerPrune).toBe(1);
     // 4 executed + the wait decide; the lease extended before the wait and taken after it
     expect(plan.unitsPerCheckpoint).toEqual({ read: 10 + 5 * 3 + 4 + 2 * 1, write: 8 + 2 * 2 });
     const lambda = 43_800 * 0.2e-6 + 43_800 * 0.2 * 0.25 * 0.0000133334;

@@ -19,7 +19,8 @@ const KEYS = 6; // k4 and k5 hash to partition 1, k0..k3 to partition 0
 const PER_KEY = 40;
 const PARTITIONS = 2;
 const WAVE = 18;
-const checkpoint = { intervalMs: 20, retained: 2, history: 2 };
+// pruneIntervalMs 0: retention runs on every completed checkpoint (the default would run it once per 60 s of checkpoints).
+const checkpoint = { intervalMs: 20, retained: 2, history: 2, pruneIntervalMs: 0 };
 const limits = { sourceReadBatch: 5 };
 
 interface Handle {

@@ -10,7 +10,11 @@ import {
   tombstoneExpired,
   versionsToKeep,
   closedValuesExpired,
+  checkpointsPerPrune,
+  pruneDue,
 } from '../../shared/core/retention.js';
+import { EmbeddedRuntime } from '../../shared/embedded/runtime.js';
+import { sequenceEvents, sequenceJob } from '../faults/sequence-job.js';
 
 /** The retention rules the state stores apply (shared/core/retention.ts): versions (embedded), closed values (DynamoDB), tombstones (both). */
 describe('versionsToKeep: what a prune to the oldest retained checkpoint keeps', () => {
@@ -110,5 +114,73 @@ describe('checkpointsForgottenBelow: checkpoint records that go with their acks'
   it('forgets nothing while fewer than `history` checkpoints were taken', () => {
     expect(checkpointsForgottenBelow(job(40, [37, 38, 39], []), 100)).toBe(0);
     expect(checkpointsForgottenBelow(job(1, [], []), 100)).toBe(0);
+  });
+});
+
+describe('pruneDue: retention runs about once per pruneIntervalMs of checkpoints, and on the final one', () => {
+  it('runs on every n-th checkpoint id of the oldest retained one, n = ceil(pruneIntervalMs / intervalMs)', () => {
+    expect(checkpointsPerPrune({ intervalMs: 1000, pruneIntervalMs: 60_000 })).toBe(60);
+    expect(checkpointsPerPrune({ intervalMs: 60_000, pruneIntervalMs: 60_000 })).toBe(1);
+    expect(checkpointsPerPrune({ intervalMs: 700, pruneIntervalMs: 1000 })).toBe(2);
+    expect(checkpointsPerPrune({ intervalMs: 1000, pruneIntervalMs: 0 })).toBe(1);
+    // keepFrom 4 -> 5 stays in the run 3..5; 5 -> 6 enters the run 6..8; aborted ids skipped (5 -> 7) still count.
+    expect(pruneDue(4, 5, 3, false)).toBe(false);
+    expect(pruneDue(5, 6, 3, false)).toBe(true);
+    expect(pruneDue(5, 7, 3, false)).toBe(true);
+    expect(pruneDue(6, 8, 3, false)).toBe(false);
+    expect(pruneDue(6, 8, 3, true)).toBe(true);
+    expect(pruneDue(undefined, 1, 3, false)).toBe(true);
+    expect(pruneDue(undefined, undefined, 1, true)).toBe(false);
+    expect(pruneDue(7, 8, 1, false)).toBe(true);
+  });
+
+  it('a run prunes on every third completed checkpoint (intervalMs 20, pruneIntervalMs 60) and at the final one; the output is unchanged', async () => {
+    const counts: Array<{ prunes: number; completed: number }> = [];
+    const outputs: unknown[][] = [];
+    for (const pruneIntervalMs of [60, 0]) {
+      // The input arrives in waves, one per completed checkpoint, so that the run takes many.
+      const events = sequenceEvents(2, 60);
+      const waves = Array.from({ length: 15 }, (_, i) => events.slice(i * 8, (i + 1) * 8));
+      const ref: { runtime?: EmbeddedRuntime } = {};
+      const runtime = await EmbeddedRuntime.open({
+        job: sequenceJob(),
+        clock: 'virtual',
+        checkpoint: { intervalMs: 20, retained: 1, pruneIntervalMs },
+        faults: {
+          coordinator: {
+            afterDecision: (decision) => {
+              if (decision.type !== 'complete' || !ref.runtime) return Promise.resolve();
+              const wave = waves.shift();
+              if (wave) ref.runtime.push(wave);
+              if (waves.length === 0) ref.runtime.closeInput();
+              return Promise.resolve();
+            },
+          },
+        },
+      });
+      ref.runtime = runtime;
+      // Every prune ends by forgetting old checkpoint records: one call per prune.
+      const forget = runtime.checkpoints.forgetBelow.bind(runtime.checkpoints);
+      let prunes = 0;
+      runtime.checkpoints.forgetBelow = (id) => {
+        prunes++;
+        return forget(id);
+      };
+      try {
+        runtime.push(waves.shift() ?? []);
+        const job = await runtime.run({ maxTurns: 1_000_000 });
+        expect(job.status).toBe('FINISHED');
+        counts.push({ prunes, completed: job.lastCompletedId });
+        outputs.push([...(await runtime.results('validated'))].sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b))));
+      } finally {
+        runtime.close();
+      }
+    }
+    const [every3, everyCheckpoint] = counts as [{ prunes: number; completed: number }, { prunes: number; completed: number }];
+    // Every checkpoint; or the first, every third (ids 3, 6, ...) and the final one (no aborts here: ids are consecutive).
+    expect(everyCheckpoint.completed).toBeGreaterThanOrEqual(15);
+    expect(everyCheckpoint.prunes).toBe(everyCheckpoint.completed);
+    expect(every3.prunes).toBe(1 + Math.floor(every3.completed / 3) + (every3.completed % 3 === 0 ? 0 : 1));
+    expect(outputs[0]).toEqual(outputs[1]);
   });
 });
