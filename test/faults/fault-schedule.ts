@@ -47,7 +47,7 @@ export function planFor(seed: number, overrides: Partial<CheckpointConfigInput> 
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
   const rate = (max: number): number => (random() < 0.65 ? random() * max : 0);
   const alignment = pick(ALIGNMENTS);
-  return {
+  const plan = {
     seed,
     checkpoint: {
       intervalMs: 2 + Math.floor(random() * 6),
@@ -75,6 +75,10 @@ export function planFor(seed: number, overrides: Partial<CheckpointConfigInput> 
     slowChannel: random() < 0.6 ? 'steps#1' : undefined,
     stallAtTurn: random() < 0.4 ? 5 + Math.floor(random() * 40) : undefined,
   };
+  // Drawn last, so that the draws above stay what they were: retention on every checkpoint, or on every 2nd-4th.
+  const everyNth = pick([1, 1, 2, 4]);
+  const intervalMs = plan.checkpoint.intervalMs ?? 5;
+  return { ...plan, checkpoint: { pruneIntervalMs: everyNth === 1 ? 0 : everyNth * intervalMs, ...plan.checkpoint } };
 }
 
 /** A request the job refused (finished, paused, nothing retained yet) is simply not made. */

@@ -17,8 +17,8 @@ const KEYS = 8;
 const PER_KEY = 400;
 const SEEDS = Number(process.env.CAIRN_SIGKILL_SEEDS ?? 8);
 const CHILD = join(import.meta.dirname, 'child-run.ts');
-/** Runs with many checkpoints (and three retained), so that the kills land in commit-sinks passes and restores of older checkpoints. */
-const WINDOWS = { retained: 3, intervalMs: 2 };
+/** Runs with many checkpoints (three retained, pruned on every one), so that the kills land in commit-sinks passes, prunes and restores of older checkpoints. */
+const WINDOWS = { retained: 3, intervalMs: 2, pruneIntervalMs: 0 };
 
 interface ChildOutcome {
   killed: boolean;

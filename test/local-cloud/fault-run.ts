@@ -63,7 +63,9 @@ export interface FaultRun {
 
 /** Seeds use checkpoint intervals and timeouts of real time (the emulators are real). */
 export function realTime(seed: number): Partial<CheckpointConfigInput> {
-  return { intervalMs: 100 + (seed % 4) * 100, timeoutMs: 2500 };
+  // Retention on every checkpoint, every 2nd or every 3rd (pruneDue), by seed.
+  const intervalMs = 100 + (seed % 4) * 100;
+  return { intervalMs, timeoutMs: 2500, pruneIntervalMs: (seed % 3) * intervalMs };
 }
 
 export async function runOnce(
