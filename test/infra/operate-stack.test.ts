@@ -19,6 +19,7 @@ import {
   statusCommand,
 } from '../../shared/cli/operate.js';
 import { CheckpointNotFoundError, JobNotControllableError } from '../../shared/core/errors.js';
+import { historyMark } from '../until.js';
 import { acknowledge, credentials, deploy, drainOperators, finished, until, type Deployed } from './moto-deploy.js';
 
 /**
@@ -169,6 +170,24 @@ describe('operating a deployed job: cairn status | checkpoints | trigger | pause
         await drainOperators(d);
       }
     }
+    // An execution the trigger started that gets to run only after the request was served (a
+    // looping coordinator held the lease and served it) triggers nothing: run its input again.
+    const { executions = [] } = await d.sfn.send(new ListExecutionsCommand({ stateMachineArn: d.checkpointsArn }));
+    const woken = executions.filter((e) => e.name?.startsWith('cairn-trigger-'));
+    expect(woken.length).toBe(2);
+    const { input } = await d.sfn.send(new DescribeExecutionCommand({ executionArn: woken[0]?.executionArn }));
+    const lagging = await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.checkpointsArn, name: 'lagging-trigger', input }));
+    const laggingArn = lagging.executionArn as string;
+    const served = await until(
+      'the lagging execution to end, or a checkpoint it triggered',
+      async () => {
+        if ((await d.stores.checkpoints.listCheckpoints()).length > 2) return 'another checkpoint';
+        const { status } = await d.sfn.send(new DescribeExecutionCommand({ executionArn: laggingArn }));
+        return status === 'RUNNING' ? undefined : status;
+      },
+      { stallMs: 60_000, progress: () => historyMark(d.sfn, laggingArn) },
+    );
+    expect(served).toBe('SUCCEEDED');
     const out = capture();
     expect(await remoteCheckpointsCommand('word-count', opts, out.print)).toBe(0);
     const rows = out.lines

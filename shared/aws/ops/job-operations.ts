@@ -128,10 +128,15 @@ export class JobOperations {
     return (await this.checkpointStore.listCheckpoints()).sort((a, b) => a.id - b.id);
   }
 
-  /** Requests a checkpoint, wakes the coordinator, and waits up to `waitMs` for it to finish. */
+  /**
+   * Requests a checkpoint, wakes the coordinator, and waits up to `waitMs` for it to finish. The
+   * request lives in the job record only, where the checkpoint that serves it clears it: the
+   * wake's input asks for nothing, so an execution that gets the lease after another one served
+   * the request (a looping coordinator was running) triggers no second checkpoint.
+   */
   async trigger(options: { waitMs?: number } = {}): Promise<TriggerResult> {
     const job = await updateJob(this.checkpointStore, requestCheckpoint);
-    await this.startCoordinator({ manual: true }, 'trigger');
+    await this.startCoordinator({}, 'trigger');
     const firstCandidateId = job.nextCheckpointId;
     const checkpoint = await this.waitFor(options.waitMs ?? 0, async () => {
       const current = await this.checkpointStore.getJob();
