@@ -8,7 +8,10 @@ import { describe, expect, it } from 'vitest';
 import { COMPRESSED_PREFIX } from '../../shared/aws/adapters/dynamo-io.js';
 import { Keys } from '../../shared/aws/adapters/table-layout.js';
 import { RequestCounter } from '../../shared/aws/adapters/request-counter.js';
-import { freshStores } from './helpers.js';
+import { initialJob } from '../../shared/core/protocol/coordinator.js';
+import { initialInstanceRecord } from '../../shared/core/instance/step.js';
+import type { OutboundMessage } from '../../shared/core/ports.js';
+import { INSTANCE, commitOf, freshStores } from './helpers.js';
 
 const records = (n: number) => Array.from({ length: n }, (_, i) => ({ word: `word-${i % 7}`, count: i, partition: 'lines#0' }));
 
@@ -39,6 +42,35 @@ describe('compressed payloads', () => {
       await s.deadLetters.put([letter]);
       expect(String((await s.io.get(Keys.deadLetter('dl-1')))?.d).startsWith('{')).toBe(true);
       expect(await s.deadLetters.list()).toEqual([letter]);
+    } finally {
+      await s.done();
+    }
+  });
+
+  it("a step's outbox travels in its instance record deflated: a 200-message outbox bills a fraction of its JSON (#11 item 8)", async () => {
+    const counter = new RequestCounter({ dynamoCapacity: true });
+    const s = await freshStores({ counter });
+    try {
+      await s.checkpoints.putJob(initialJob(1), undefined);
+      await s.stateStore.putInstance(initialInstanceRecord(INSTANCE, 1));
+      // What a step that emitted 200 records to 4 downstream instances keeps to re-send after a crash between commit and send.
+      const outbox: OutboundMessage[] = Array.from({ length: 200 }, (_, i) => {
+        const to = `count#${i % 4}`;
+        const seq = Math.floor(i / 4) + 1;
+        return { queue: 'count', groupId: to, dedupId: `g1:${INSTANCE}>${to}:${seq}`, body: { type: 'data', gen: 1, from: INSTANCE, to, seq, records: [{ k: `word-${i % 13}`, v: 1, o: `0:${i}` }] } };
+      });
+      const record = { lastOutbox: outbox, lastMessageIds: ['m-1'] };
+      const json = Buffer.byteLength(JSON.stringify({ ...initialInstanceRecord(INSTANCE, 1), version: 1, ...record }));
+      counter.reset();
+      await s.stateStore.commitStep(commitOf(0, [], {}, record));
+      const stored = String((await s.io.get(Keys.instance(INSTANCE)))?.d);
+      expect(stored.startsWith(COMPRESSED_PREFIX)).toBe(true);
+      // About 40 KB of JSON (80 write units inline, doubled in the step's transaction); deflated it is under 4 KB.
+      expect(json).toBeGreaterThan(35_000);
+      const units = counter.capacity.byItem['I#']?.write ?? 0;
+      expect(units).toBeGreaterThan(0);
+      expect(units).toBeLessThanOrEqual(8);
+      expect(await s.stateStore.loadInstance(INSTANCE)).toMatchObject({ version: 1, lastOutbox: outbox });
     } finally {
       await s.done();
     }
