@@ -280,11 +280,20 @@ describe('SQS body characters: InvalidMessageContents, as AWS answers', () => {
 });
 
 describe('Step Functions: an execution fails when its history reaches the limit (AWS: 25,000 events)', () => {
-  /** A machine that never ends: 8 Pass branches in parallel, then a 1 s Wait (22 events a round; a loop without a Wait would starve moto). */
-  const branch = { StartAt: 'P', States: { P: { Type: 'Pass', End: true } } };
+  /**
+   * A machine that never ends: 10 Pass states in a row, then a 1 s Wait (22 events a round; a loop
+   * without a Wait would starve moto). In a row, not in parallel: parallel branches interleave their
+   * events in whatever order moto's threads run, and the test names event 59.
+   * Event 1 starts the execution; round r's events are 2 + 22r onwards: event 59 is round 2's 14th,
+   * the 7th Pass exiting.
+   */
+  const passes = Array.from({ length: 10 }, (_, i) => `P${i}`);
   const spin = JSON.stringify({
-    StartAt: 'Fan',
-    States: { Fan: { Type: 'Parallel', Branches: Array.from({ length: 8 }, () => branch), Next: 'Breathe' }, Breathe: { Type: 'Wait', Seconds: 1, Next: 'Fan' } },
+    StartAt: 'P0',
+    States: {
+      ...Object.fromEntries(passes.map((name, i) => [name, { Type: 'Pass', Next: passes[i + 1] ?? 'Breathe' }])),
+      Breathe: { Type: 'Wait', Seconds: 1, Next: 'P0' },
+    },
   });
 
   async function spinning(endpoint: string): Promise<{ sfn: SFNClient; executionArn: string; stateMachineArn: string }> {
