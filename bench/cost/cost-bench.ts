@@ -7,6 +7,8 @@ import { AWS_PRICES, HOURS_PER_MONTH, SECONDS_PER_MONTH } from '../aws-prices.js
 import { parseCheckpointConfig, parseRuntimeLimits } from '../../shared/core/config.js';
 import { tickIntervalFor } from '../../shared/core/timer-service.js';
 import { Topology } from '../../shared/core/topology.js';
+import { INGRESS_QUEUE } from '../../shared/core/redrive.js';
+import { MAX_BATCH_EVENTS } from '../../shared/core/ingress-batch.js';
 import { DEFAULT_RUN_OPTIONS } from '../../shared/lambda/coordinator-tasks.js';
 import { dynamoUsd, flinkFloorMonthlyUsd, lambdaUsd, logsIngestionUsd, PLATFORM_LOG_BYTES_PER_INVOCATION, sqsUsd, storageMonthlyUsd } from './bill.js';
 import {
@@ -72,6 +74,21 @@ export const ASSUMPTIONS = {
   alarmMonthlyUsd: 0.1,
   producerBatchSeconds: 0.2,
 } as const;
+
+/**
+ * The producer (measure.ts, as IngressProducer does): what is due every producerBatchSeconds,
+ * packed into ingress batch messages of up to MAX_BATCH_EVENTS events, up to 10 messages a
+ * SendMessageBatch. Its messages and requests per event at `rate`.
+ */
+export function producerMessagesPerEvent(rate: number): number {
+  const perFlush = Math.max(1, rate * ASSUMPTIONS.producerBatchSeconds);
+  return Math.ceil(perFlush / MAX_BATCH_EVENTS) / perFlush;
+}
+
+export function producerRequestsPerEvent(rate: number): number {
+  const perFlush = Math.max(1, rate * ASSUMPTIONS.producerBatchSeconds);
+  return Math.ceil(Math.ceil(perFlush / MAX_BATCH_EVENTS) / 10) / perFlush;
+}
 
 export type Breakdown = Record<'dynamodb' | 'sqs' | 'lambda' | 'logs' | 'storage' | 's3' | 'stepFunctions' | 'scheduler', number>;
 
@@ -184,8 +201,10 @@ export function measureCoordinator(runs: readonly RateRun[], idle: RateRun, tick
 // ---------- the model of the data path ----------
 
 interface SourceStats {
-  /** Messages into this source's queue per event. */
+  /** Messages into this source's queue per event (measured; see `packed`). */
   readonly perEvent: number;
+  /** The ingress queue, fed by the packing producer: its messages per event follow the rate (producerMessagesPerEvent). */
+  readonly packed?: boolean;
   /** Concurrent batches (message groups / max concurrency of the mapping). */
   readonly slots: number;
   /** The mapping's batch size, and its batching window (s; 0: none, the batch is what one receive cycle finds). */
@@ -195,7 +214,7 @@ interface SourceStats {
 
 /** A source's batch at `rate` events/s: a window gathers up to the batch size; without one, what one receive cycle finds (at most 10). */
 export function batchOf(s: SourceStats, rate: number, cycleSeconds: number): number {
-  const perSlot = (rate * s.perEvent) / Math.max(1, s.slots);
+  const perSlot = (rate * messagesPerEvent(s, rate)) / Math.max(1, s.slots);
   return s.windowSeconds > 0 ? Math.min(s.maxBatch, Math.max(1, perSlot * s.windowSeconds)) : Math.min(10, s.maxBatch, Math.max(1, perSlot * cycleSeconds));
 }
 
@@ -214,8 +233,12 @@ export interface DataPathModel {
 
 export function invocationsPerEvent(model: Pick<DataPathModel, 'sources'>, rate: number, cycleSeconds: number): number {
   let n = 0;
-  for (const s of Object.values(model.sources)) n += s.perEvent / batchOf(s, rate, cycleSeconds);
+  for (const s of Object.values(model.sources)) n += messagesPerEvent(s, rate) / batchOf(s, rate, cycleSeconds);
   return n;
+}
+
+function messagesPerEvent(s: SourceStats, rate: number): number {
+  return s.packed ? producerMessagesPerEvent(rate) : s.perEvent;
 }
 
 function fitLine(points: ReadonlyArray<{ x: number; y: number }>): { a: number; b: number } {
@@ -270,7 +293,7 @@ export function fitDataPath(
     const messages = usable.reduce((n, r) => n + (r.run.window.invocations[name]?.messages ?? 0), 0);
     const perEvent = events > 0 ? messages / events : 0;
     const mapping = batching[name];
-    sources[name] = { perEvent, slots: slots[name] ?? 1, maxBatch: mapping?.batchSize ?? 10, windowSeconds: mapping?.windowSeconds ?? 0 };
+    sources[name] = { perEvent, slots: slots[name] ?? 1, maxBatch: mapping?.batchSize ?? 10, windowSeconds: mapping?.windowSeconds ?? 0, ...(name === INGRESS_QUEUE ? { packed: true } : {}) };
     // The receive cycle is fitted on the sources without a window (a window sets its own batches).
     if ((mapping?.windowSeconds ?? 0) > 0) continue;
     for (const r of usable) {
@@ -580,13 +603,13 @@ function assemble(results: readonly ExampleResult[], options: CostBenchOptions, 
       lambdaMsPerInvocation[name][key] = Object.fromEntries(Object.entries(w.invocations).map(([s, i]) => [s, r2(i.ms / Math.max(1, i.count))]));
     }
     for (const rate of options.modelledRates) {
-      const producerUsd = AWS_PRICES.sqsStandardPerRequest / Math.min(10, Math.max(1, rate * ASSUMPTIONS.producerBatchSeconds));
+      const producerUsd = AWS_PRICES.sqsStandardPerRequest * producerRequestsPerEvent(rate);
       const perEvent = predictPerEvent(ex.model, rate, ASSUMPTIONS.awsBatchCycleSeconds) + (ASSUMPTIONS.producerBatchSeconds > 0 ? producerUsd : 0) + sum(perSecondFixed) / rate;
       perMillionUsd[name][`${rate} (modelled)`] = r2(perEvent * 1e6);
       const xc = invocationsPerEvent(ex.model, rate, ASSUMPTIONS.awsBatchCycleSeconds);
       const perRound = checkpointsPerSecond / rate;
       const c = ex.model.counts;
-      const producerRequests = 1 / Math.min(10, Math.max(1, rate * ASSUMPTIONS.producerBatchSeconds));
+      const producerRequests = producerRequestsPerEvent(rate);
       const coordinatorRequests = plan.requestsPerMonth / SECONDS_PER_MONTH / rate;
       requestsPerThousand[name][`${rate} (modelled)`] = r2((c.requests.a + c.requests.b * xc + producerRequests + ex.dataRound.counts.requests * perRound + coordinatorRequests) * 1000);
       writeUnitsPerEvent[name][`${rate} (modelled)`] = r2(c.writeUnits.a + c.writeUnits.b * xc + (ex.dataRound.counts.writeUnits + plan.unitsPerCheckpoint.write) * perRound);
@@ -728,6 +751,7 @@ function assemble(results: readonly ExampleResult[], options: CostBenchOptions, 
 
 /** What the JSON's figures are made of: measured on the local cloud, or modelled (and from what). */
 const MODELLED: Record<string, string> = {
+  producer: `measured at the measured rates: what is due every ${ASSUMPTIONS.producerBatchSeconds} s packed into ingress batch messages (IngressProducer's packing, up to ${MAX_BATCH_EVENTS} events a message, 10 messages a SendMessageBatch); modelled above them the same way (the ingress queue's messages per event follow the rate)`,
   dataPath:
     'measured at the measured rates (requests by API, DynamoDB units from item sizes, SQS per 64 KiB chunk, handler durations, log bytes, table growth); modelled above them (per-event and per-invocation fits, AWS batching)',
   coordinatorDynamoAndSqs:

@@ -177,13 +177,13 @@ export async function measureRate(example: Example, options: MeasureOptions): Pr
   try {
     const started = performance.now();
     const pushUntil = async (untilSeconds: number): Promise<void> => {
-      // A producer sending what is due every 200 ms (SendMessageBatch, up to 10 per request).
+      // A producer sending what is due every 200 ms, packed into ingress batch messages as IngressProducer packs (SendMessageBatch, up to 10 per request).
       while ((performance.now() - started) / 1000 < untilSeconds) {
         const due = Math.min(events.length, Math.floor((rate * (performance.now() - started)) / 1000));
         if (due > pushed) {
           const batch = events.slice(pushed, due);
           pushed = due;
-          await job.push(batch);
+          await job.push(batch, undefined, { pack: true });
         }
         await sleep(200);
       }

@@ -22,6 +22,8 @@ export { CoordinatorWaker, executionNameOf } from './adapters/coordinator-waker.
 export { RequestCounter } from './adapters/request-counter.js';
 export { S3BlobStore } from './adapters/s3-blob-store.js';
 export { SqsFifoTransport, sqsId } from './adapters/sqs-fifo-transport.js';
+export { DEFAULT_INGRESS_MESSAGE_BYTES, IngressProducer, IngressSendError, sendIngressMessages, type IngressMessageToSend, type IngressProducerProps } from './ingress-producer.js';
+export { INGRESS_BATCH_KEY, MAX_BATCH_EVENTS, packIngressBatches, type PackedBatch } from '../core/ingress-batch.js';
 
 export interface AwsStoresOptions {
   readonly tableName: string;

@@ -102,6 +102,15 @@ export const runtimeLimitsSchema = z
     isolatePoisonAfterReceives: z.number().int().min(1).default(3),
     /** Source instance: log entries read per step. */
     sourceReadBatch: z.number().int().positive().default(500),
+    /**
+     * When a source instance reads the log (shared/core/ingest.ts ingestPollsSources): `append`,
+     * told by ingest after every append (a step per append: the lowest latency before a sink that
+     * shows output at once); `checkpoint`, at every checkpoint barrier only (one step per
+     * checkpoint, whatever the rate: a transactional sink shows output when the checkpoint
+     * completes anyway); `auto`, `checkpoint` when a time or continuous trigger takes checkpoints
+     * and every sink is transactional, else `append`.
+     */
+    sourceReads: z.enum(['auto', 'append', 'checkpoint']).default('auto'),
     /** State values above this size spill to the blob store (DynamoDB items are limited to 400 KB). */
     maxInlineValueBytes: z
       .number()

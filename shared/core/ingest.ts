@@ -1,9 +1,11 @@
 import { z } from 'zod';
-import type { RuntimeLimits } from './config.js';
+import type { CheckpointConfig, RuntimeLimits } from './config.js';
 import { murmur3 } from './hashing.js';
 import type { VertexDef } from './job.js';
 import { instanceId } from './messages.js';
-import type { Clock, DeadLetter, DeadLetterStore, QueueTransport, SourceLog } from './ports.js';
+import type { Topology } from './topology.js';
+import { INGRESS_BATCH_KEY, batchEventId, batchOf } from './ingress-batch.js';
+import type { AppendEntry, Clock, DeadLetter, DeadLetterStore, QueueTransport, SourceLog } from './ports.js';
 
 /**
  * Ingest: events pushed to the ingress queue are validated and appended, in order, to the
@@ -27,6 +29,8 @@ export interface IngestDeps {
    * every source, which then reads from its restored offset. Default true.
    */
   readonly running?: boolean;
+  /** Whether ingest tells the source instances to read after an append (ingestPollsSources). Default true. */
+  readonly pollSources?: boolean;
   readonly log: SourceLog;
   readonly deadLetters: DeadLetterStore;
   readonly transport: QueueTransport;
@@ -47,21 +51,87 @@ export function validateEvent(source: VertexDef, body: string, limits: RuntimeLi
   const head = source.head;
   if (head.kind !== 'source') throw new Error(`${source.id} is not a source`);
   const bytes = Buffer.byteLength(body);
-  const payload = bytes > 4096 ? `${body.slice(0, 4096)}…` : body;
   if (bytes > limits.maxRecordBytes) {
-    return { ok: false, letter: { reason: 'oversize-record', message: `event of ${bytes} bytes exceeds the limit of ${limits.maxRecordBytes} bytes`, payload } };
+    return { ok: false, letter: { reason: 'oversize-record', message: `event of ${bytes} bytes exceeds the limit of ${limits.maxRecordBytes} bytes`, payload: payloadOf(body) } };
   }
   let json: unknown;
   try {
     json = JSON.parse(body);
   } catch (error) {
-    return { ok: false, letter: { reason: 'malformed-json', message: `malformed JSON: ${(error as Error).message}`, payload } };
+    return { ok: false, letter: { reason: 'malformed-json', message: `malformed JSON: ${(error as Error).message}`, payload: payloadOf(body) } };
   }
+  return validateParsed(source, json, body);
+}
+
+function validateParsed(source: VertexDef, json: unknown, body: string): Validation {
+  const head = source.head;
+  if (head.kind !== 'source') throw new Error(`${source.id} is not a source`);
   const parsed = head.schema.safeParse(json);
   if (!parsed.success) {
-    return { ok: false, letter: { reason: 'schema-violation', message: `schema violation: ${z.prettifyError(parsed.error)}`, payload } };
+    return { ok: false, letter: { reason: 'schema-violation', message: `schema violation: ${z.prettifyError(parsed.error)}`, payload: payloadOf(body) } };
   }
   return { ok: true, event: parsed.data };
+}
+
+function payloadOf(body: string): string {
+  return Buffer.byteLength(body) > 4096 ? `${body.slice(0, 4096)}…` : body;
+}
+
+/** An ingress message's events, each validated: one for an event's message, all of a batch message's (ingress-batch.ts). */
+type MessageEvents = { readonly batch: boolean; readonly events: ReadonlyArray<{ readonly id: string; readonly result: Validation }> };
+
+function eventsOfMessage(source: VertexDef, message: IngressMessage, limits: RuntimeLimits): MessageEvents {
+  const single = (): MessageEvents => ({ batch: false, events: [{ id: message.id, result: validateEvent(source, message.body, limits) }] });
+  // Only a body that parses as `{"cairnBatch": ...}` is a batch; any other is one event, validated as before.
+  if (!message.body.trimStart().startsWith('{') || !message.body.includes(INGRESS_BATCH_KEY)) return single();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(message.body);
+  } catch {
+    return single();
+  }
+  const batch = batchOf(parsed);
+  if (batch === undefined) return single();
+  const bytes = Buffer.byteLength(message.body);
+  const reject = (reason: DeadLetter['reason'], text: string): MessageEvents => ({
+    batch: false,
+    events: [{ id: message.id, result: { ok: false, letter: { reason, message: text, payload: payloadOf(message.body) } } }],
+  });
+  if (bytes > limits.maxMessageBytes) return reject('oversize-record', `batch message of ${bytes} bytes exceeds the limit of ${limits.maxMessageBytes} bytes`);
+  if ('malformed' in batch) return reject('schema-violation', batch.malformed);
+  return {
+    batch: true,
+    events: batch.events.map((event, i) => {
+      const body = JSON.stringify(event) ?? 'null';
+      const size = Buffer.byteLength(body);
+      const result: Validation =
+        size > limits.maxRecordBytes
+          ? { ok: false, letter: { reason: 'oversize-record', message: `event of ${size} bytes exceeds the limit of ${limits.maxRecordBytes} bytes`, payload: payloadOf(body) } }
+          : validateParsed(source, event, body);
+      return { id: batchEventId(message.id, i), result };
+    }),
+  };
+}
+
+/**
+ * Whether ingest tells a source to read after each append (RuntimeLimits `sourceReads`). When it
+ * does not, a source reads at every checkpoint barrier (InstanceStep reads the log before it
+ * snapshots) and goes on reading by itself while a read comes back full: the events of an
+ * interval are processed in the barrier's step and the few after it, and output reaches a
+ * transactional sink's readers no later (they see it when that checkpoint completes). The
+ * coordinator triggers a checkpoint whenever the log grew since the last one
+ * (unchangedSinceLastCheckpoint), and ingest wakes a sleeping coordinator, so no event waits
+ * longer than an interval. Needs a trigger that fires by itself on new input: time or continuous.
+ */
+export function ingestPollsSources(topology: Topology, config: CheckpointConfig, limits: RuntimeLimits): boolean {
+  if (limits.sourceReads === 'append') return true;
+  const selfTriggering = config.enabled && (config.trigger === 'time' || config.trigger === 'continuous');
+  if (limits.sourceReads === 'checkpoint') {
+    if (!selfTriggering) throw new Error(`sourceReads 'checkpoint' needs checkpoints taken by a time or continuous trigger (checkpoint.enabled ${config.enabled}, trigger '${config.trigger}')`);
+    return false;
+  }
+  const allTransactional = topology.vertices.every((v) => v.sink === undefined || v.sink.mode === 'transactional');
+  return !(selfTriggering && allTransactional);
 }
 
 export function partitionOf(source: VertexDef, event: unknown, messageId: string): number {
@@ -71,33 +141,41 @@ export function partitionOf(source: VertexDef, event: unknown, messageId: string
 }
 
 export async function ingestBatch(deps: IngestDeps, messages: readonly IngressMessage[]): Promise<IngestOutcome> {
-  const byPartition = new Map<number, { id: string; event: unknown }[]>();
+  // Per partition, in message order: one entry per message (a batch's events of the partition together, under the message's id).
+  const byPartition = new Map<number, { entries: AppendEntry[]; ids: string[] }>();
   const letters: DeadLetter[] = [];
   for (const message of messages) {
-    const result = validateEvent(deps.source, message.body, deps.limits);
-    if (!result.ok) {
-      letters.push({ ...result.letter, id: `ingress:${message.id}`, vertex: deps.source.id, at: deps.clock.now() });
-      continue;
+    const { batch, events } = eventsOfMessage(deps.source, message, deps.limits);
+    const mine = new Map<number, unknown[]>();
+    for (const { id, result } of events) {
+      if (!result.ok) {
+        letters.push({ ...result.letter, id: `ingress:${id}`, vertex: deps.source.id, at: deps.clock.now() });
+        continue;
+      }
+      const partition = partitionOf(deps.source, result.event, id);
+      mine.set(partition, [...(mine.get(partition) ?? []), result.event]);
     }
-    const partition = partitionOf(deps.source, result.event, message.id);
-    const list = byPartition.get(partition) ?? [];
-    list.push({ id: message.id, event: result.event });
-    byPartition.set(partition, list);
+    for (const [partition, list] of mine) {
+      const slot = byPartition.get(partition) ?? { entries: [], ids: [] };
+      slot.entries.push(batch ? { id: message.id, events: list } : { id: message.id, event: list[0] });
+      slot.ids.push(message.id);
+      byPartition.set(partition, slot);
+    }
   }
   if (letters.length > 0) await deps.deadLetters.put(letters);
   let appended = 0;
   let duplicates = 0;
   const failedIds: string[] = [];
-  for (const [partition, entries] of byPartition) {
+  for (const [partition, { entries, ids }] of byPartition) {
     try {
       const result = await deps.log.append(partition, entries);
       appended += result.appended;
       duplicates += result.duplicates;
       const to = instanceId(deps.source.id, partition);
-      if (deps.running === false) continue;
+      if (deps.running === false || deps.pollSources === false) continue;
       await deps.transport.send([{ queue: deps.source.id, groupId: to, dedupId: `g${deps.generation}:poll:${to}:${result.head}`, body: { type: 'poll', gen: deps.generation, to } }]);
     } catch {
-      failedIds.push(...entries.map((e) => e.id));
+      failedIds.push(...ids);
     }
   }
   return { appended, duplicates, deadLettered: letters.length, failedIds };

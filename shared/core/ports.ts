@@ -224,19 +224,35 @@ export interface LogEntry {
   readonly event: unknown;
 }
 
+/**
+ * What ingest appends under one id: one event, or the events of one ingress batch message that
+ * fall in this partition (`events`, in the message's order). An entry is appended whole, in
+ * one piece (its events at consecutive offsets, in one segment of a segmented store), or found
+ * whole as a duplicate: a store keeps one dedup record per entry, not per event.
+ */
+export type AppendEntry = { readonly id: string; readonly event: unknown } | { readonly id: string; readonly events: readonly unknown[] };
+
+/** The events of an entry, in order. */
+export function eventsOfEntry(entry: AppendEntry): readonly unknown[] {
+  return 'events' in entry ? entry.events : [entry.event];
+}
+
 export interface AppendResult {
+  /** Events appended (an entry of n events counts n). */
   readonly appended: number;
+  /** Events skipped as already appended. */
   readonly duplicates: number;
   readonly head: number;
 }
 
 export interface SourceLog {
   /**
-   * Appends in order, atomically, without holes; entries whose id was appended before are
-   * skipped (exactly-once ingestion of at-least-once deliveries). `head` is the partition's
-   * head right after this append (with concurrent appenders, possibly beyond its own entries).
+   * Appends in order, without holes; entries whose id was appended before are skipped
+   * (exactly-once ingestion of at-least-once deliveries). Each entry is atomic (AppendEntry); a
+   * crash may leave a prefix of the entries appended. `head` is the partition's head right
+   * after this append (with concurrent appenders, possibly beyond its own entries).
    */
-  append(partition: number, entries: readonly { id: string; event: unknown }[]): Promise<AppendResult>;
+  append(partition: number, entries: readonly AppendEntry[]): Promise<AppendResult>;
   /**
    * Entries with offset >= from, in offset order, at most `max`. Offsets start at 0. Throws
    * SourceLogTruncatedError when `from` is below what `truncate` kept.

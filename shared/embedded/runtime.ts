@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfig, type CheckpointConfigInput, type RuntimeLimits, type RuntimeLimitsInput } from '../core/config.js';
 import type { CoordinatorFaults } from '../core/coordinator-driver.js';
-import { ingestBatch, type IngressMessage } from '../core/ingest.js';
+import { ingestBatch, ingestPollsSources, type IngressMessage } from '../core/ingest.js';
 import { handleOperatorBatch, type BatchMessage } from '../core/instance/handler.js';
 import type { StepDeps, StepFaults } from '../core/instance/step.js';
 import type { JobGraph } from '../core/job.js';
@@ -73,6 +73,8 @@ export class EmbeddedRuntime {
   readonly topology: Topology;
   readonly config: CheckpointConfig;
   readonly limits: RuntimeLimits;
+  /** Whether ingest tells the sources to read after an append (ingestPollsSources). */
+  private readonly pollSources: boolean;
   readonly clock: RunClock;
   readonly db: EmbeddedDb;
   readonly state: EmbeddedStateStore;
@@ -94,6 +96,7 @@ export class EmbeddedRuntime {
     this.topology = new Topology(options.job);
     this.config = parseCheckpointConfig(options.checkpoint);
     this.limits = parseRuntimeLimits(options.limits);
+    this.pollSources = ingestPollsSources(this.topology, this.config, this.limits);
     this.clock = options.clock === 'virtual' ? new VirtualClock() : new RealClock();
     if (options.stateDir) {
       mkdirSync(options.stateDir, { recursive: true });
@@ -286,6 +289,7 @@ export class EmbeddedRuntime {
             source,
             generation: job.generation,
             running: job.status === 'RUNNING',
+            pollSources: this.pollSources,
             log: this.log,
             deadLetters: this.deadLetterStore,
             transport: this.transport,

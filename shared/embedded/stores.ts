@@ -1,5 +1,6 @@
 import { ConcurrentStepError, GenerationFencedError, SourceLogTruncatedError } from '../core/errors.js';
 import type {
+  AppendEntry,
   AppendResult,
   BlobStore,
   ChannelStateEntry,
@@ -23,6 +24,7 @@ import type {
   StepCommit,
   StoredItem,
 } from '../core/ports.js';
+import { eventsOfEntry } from '../core/ports.js';
 import { DEFAULT_DEDUP_WINDOW_MS, checkpointDataExpired, dedupExpired, dedupExpiresAt, tombstoneExpired, versionsToKeep } from '../core/retention.js';
 import type { EmbeddedDb, WriteOp } from './db.js';
 
@@ -404,7 +406,7 @@ export class EmbeddedSourceLog implements SourceLog {
     this.dedupWindowMs = options.dedupWindowMs ?? DEFAULT_DEDUP_WINDOW_MS;
   }
 
-  append(partition: number, entries: readonly { id: string; event: unknown }[]): Promise<AppendResult> {
+  append(partition: number, entries: readonly AppendEntry[]): Promise<AppendResult> {
     const state = this.db.get<PartitionHead>('loghead', String(partition)) ?? { head: 0, sealed: false };
     const now = this.clock.now();
     const expiresAt = dedupExpiresAt(now, this.dedupWindowMs);
@@ -413,17 +415,18 @@ export class EmbeddedSourceLog implements SourceLog {
     const ops: WriteOp[] = [];
     const seen = new Set<string>();
     for (const entry of entries) {
+      const events = eventsOfEntry(entry);
       const stored = this.db.get<DedupRecord>('logid', `${partition}|${entry.id}`);
       if (seen.has(entry.id) || (stored !== undefined && !dedupExpired(typeof stored === 'number' ? undefined : stored.x, now))) {
-        duplicates++;
+        duplicates += events.length;
         continue;
       }
+      if (events.length === 0) continue;
       seen.add(entry.id);
-      ops.push(['log', `${partition}|${pad(head)}`, entry.event]);
       // Delete first: a re-set key would keep its old place in the table's order.
       if (stored !== undefined) ops.push(['logid', `${partition}|${entry.id}`, undefined]);
       ops.push(['logid', `${partition}|${entry.id}`, { o: head, x: expiresAt } satisfies DedupRecord]);
-      head++;
+      for (const event of events) ops.push(['log', `${partition}|${pad(head++)}`, event]);
     }
     if (seen.size > 0) ops.push(['logexp', `${pad(expiresAt)}|${partition}|${pad(state.head)}`, [...seen]]);
     ops.push(['loghead', String(partition), { ...state, head } satisfies PartitionHead]);

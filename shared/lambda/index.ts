@@ -46,11 +46,12 @@ export function createHandlers(definition: JobDefinition, env: NodeJS.ProcessEnv
     });
   });
   const ingest = once(async () => {
-    const { topology, limits, stores } = await environmentFrom(definition, env);
+    const { topology, config, limits, stores } = await environmentFrom(definition, env);
     const waker = env.CAIRN_COORDINATOR_ARN ? new CoordinatorWaker(new SFNClient(env.AWS_ENDPOINT_URL ? { endpoint: env.AWS_ENDPOINT_URL } : {}), env.CAIRN_COORDINATOR_ARN) : undefined;
     return createIngestHandler({
       ...(waker ? { wake: async (name: string) => void (await waker.wake(name)) } : {}),
       job: topology,
+      config,
       limits,
       log: stores.sourceLog,
       deadLetters: stores.deadLetters,

@@ -1,6 +1,6 @@
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import type { RuntimeLimits } from '../core/config.js';
-import { ingestBatch } from '../core/ingest.js';
+import type { CheckpointConfig, RuntimeLimits } from '../core/config.js';
+import { ingestBatch, ingestPollsSources } from '../core/ingest.js';
 import type { JobGraph } from '../core/job.js';
 import type { CheckpointStore, Clock, DeadLetterStore, JobRecord, QueueTransport, SourceLog } from '../core/ports.js';
 import { isAsleep, wakeExecutionName } from '../core/protocol/coordinator-lease.js';
@@ -26,6 +26,8 @@ import { MetricName, publishCounts, quietTelemetry, type Telemetry } from './tel
 export interface IngestHandlerDeps {
   readonly job: JobGraph | Topology;
   readonly limits: RuntimeLimits;
+  /** The job's checkpoint config: with it, whether ingest polls the sources follows `limits.sourceReads` (ingestPollsSources); without, it polls. */
+  readonly config?: CheckpointConfig;
   readonly log: SourceLog;
   readonly deadLetters: DeadLetterStore;
   readonly transport: QueueTransport;
@@ -68,6 +70,7 @@ export function createIngestHandler(deps: IngestHandlerDeps): IngestHandler {
   const source = topology.sources()[0];
   if (!source) throw new Error(`job '${topology.graph.name}' has no source`);
   const clock = deps.clock ?? { now: () => Date.now() };
+  const pollSources = deps.config ? ingestPollsSources(topology, deps.config, deps.limits) : true;
   const { logger, metrics } = deps.telemetry ?? quietTelemetry;
 
   const pause = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
@@ -94,7 +97,7 @@ export function createIngestHandler(deps: IngestHandlerDeps): IngestHandler {
       const job = (await deps.checkpoints.getJob()) ?? (await firstJobRecord());
       if (!job) throw new Error(`job '${topology.graph.name}' is not initialized yet (no job record): the coordinator creates it`);
       const result = await ingestBatch(
-        { source, generation: job.generation, running: job.status === 'RUNNING', log: deps.log, deadLetters: deps.deadLetters, transport: deps.transport, limits: deps.limits, clock },
+        { source, generation: job.generation, running: job.status === 'RUNNING', pollSources, log: deps.log, deadLetters: deps.deadLetters, transport: deps.transport, limits: deps.limits, clock },
         records.map((r) => ({ id: eventIdOf(r), body: r.body })),
       );
       const failedEvents = new Set(result.failedIds);
@@ -105,7 +108,7 @@ export function createIngestHandler(deps: IngestHandlerDeps): IngestHandler {
         // once it runs (a recovery still under way polls every source when it finishes).
         const now = await deps.checkpoints.getJob();
         if (now && deps.wake && isAsleep(now)) await deps.wake(wakeExecutionName(now));
-        if (result.appended > 0 && now?.status === 'RUNNING' && (now.generation !== job.generation || job.status !== 'RUNNING')) {
+        if (pollSources && result.appended > 0 && now?.status === 'RUNNING' && (now.generation !== job.generation || job.status !== 'RUNNING')) {
           await deps.transport.send(
             topology
               .instancesOf(source)

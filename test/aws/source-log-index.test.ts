@@ -4,6 +4,7 @@
  * A crash in between must not let a redelivered event in twice, concurrent appenders of one id
  * must append it once, and an append bills what AWS bills for it.
  */
+import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { describe, expect, it } from 'vitest';
 import { DynamoSourceLog } from '../../shared/aws/adapters/dynamo-source-log.js';
 import { Keys } from '../../shared/aws/adapters/table-layout.js';
@@ -53,6 +54,30 @@ describe('DynamoSourceLog dedup index', () => {
     }
   });
 
+  it('a batch message is one entry: one dedup item (at its first offset) for all its events, written by the next append', async () => {
+    const s = await freshStores();
+    try {
+      const log = new DynamoSourceLog(s.io);
+      const batch = Array.from({ length: 40 }, (_, i) => ({ n: i }));
+      expect(
+        await log.append(0, [
+          { id: 'solo', event: { n: -1 } },
+          { id: 'm1', events: batch },
+        ]),
+      ).toEqual({ appended: 41, duplicates: 0, head: 41 });
+      expect(await log.append(0, [{ id: 'm2', events: [{ n: 40 }] }])).toEqual({ appended: 1, duplicates: 0, head: 42 });
+      const scanned = await s.clients.doc.send(new ScanCommand({ TableName: s.io.table, FilterExpression: 'begins_with(pk, :ld)', ExpressionAttributeValues: { ':ld': 'LD#' } }));
+      expect((scanned.Items ?? []).map((item) => item.pk as string).sort()).toEqual([Keys.logDedup(0, 'm1').pk, Keys.logDedup(0, 'solo').pk]);
+      expect(await s.io.get(Keys.logDedup(0, 'solo'))).toMatchObject({ o: 0 });
+      expect(await s.io.get(Keys.logDedup(0, 'm1'))).toMatchObject({ o: 1 });
+      // Indexed now, and still found whole.
+      expect(await log.append(0, [{ id: 'm1', events: batch }])).toEqual({ appended: 0, duplicates: 40, head: 42 });
+      expect((await log.read(0, 0, 100)).map((e) => (e.event as { n: number }).n)).toEqual(Array.from({ length: 42 }, (_, i) => i - 1));
+    } finally {
+      await s.done();
+    }
+  });
+
   it('a crash while indexing the previous segment appends nothing; the redelivered batch appends only what is new', async () => {
     const s = await freshStores();
     try {
@@ -95,7 +120,7 @@ describe('DynamoSourceLog dedup index', () => {
       (s.clients.dynamo.middlewareStack as unknown as Stack).add(
         (next: (args: unknown) => Promise<unknown>, context: { commandName?: string }) => async (args: unknown) => {
           const input = (args as { input: { ProjectionExpression?: string } }).input;
-          if (context.commandName === 'QueryCommand' && input.ProjectionExpression === 'f, ids, x' && truncations === 0) {
+          if (context.commandName === 'QueryCommand' && input.ProjectionExpression === 'f, ids, x, n' && truncations === 0) {
             truncations++;
             await new DynamoSourceLog(s.io).truncate(0, 1);
           }

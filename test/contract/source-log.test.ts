@@ -65,6 +65,38 @@ describe.each(implementationsOf('source-log'))('SourceLog contract: $name', (imp
   );
 
   it(
+    'an entry of many events (a batch message) appends whole at consecutive offsets, and is a duplicate whole under its one id',
+    run(async ({ log }) => {
+      const batch = Array.from({ length: 7 }, (_, i) => ({ b: i }));
+      expect(
+        await log.append(0, [
+          { id: 'one', event: { single: 1 } },
+          { id: 'batch-1', events: batch },
+          { id: 'empty', events: [] },
+        ]),
+      ).toEqual({ appended: 8, duplicates: 0, head: 8 });
+      // Redelivered with a new entry: the batch's 7 events are duplicates as a whole.
+      expect(
+        await log.append(0, [
+          { id: 'batch-1', events: batch },
+          { id: 'batch-2', events: [{ b: 7 }, { b: 8 }] },
+        ]),
+      ).toEqual({ appended: 2, duplicates: 7, head: 10 });
+      // Larger than a segment's bound of events (500): still one entry, still whole.
+      const big = Array.from({ length: 612 }, (_, i) => ({ big: i }));
+      expect(await log.append(0, [{ id: 'big', events: big }])).toEqual({ appended: 612, duplicates: 0, head: 622 });
+      expect(
+        await log.append(0, [
+          { id: 'big', events: big },
+          { id: 'batch-2', events: [{ b: 7 }, { b: 8 }] },
+        ]),
+      ).toEqual({ appended: 0, duplicates: 614, head: 622 });
+      expect(await readAll(log, 0)).toEqual([{ single: 1 }, ...batch, { b: 7 }, { b: 8 }, ...big].map((event, offset) => ({ offset, event })));
+      expect(await log.read(0, 500, 3)).toEqual([490, 491, 492].map((i) => ({ offset: 10 + i, event: { big: i } })));
+    }),
+  );
+
+  it(
     'read(from, max) returns the window of offsets [from, from + max) that exists',
     run(async ({ log }) => {
       await log.append(0, entries('r', 0, 10));

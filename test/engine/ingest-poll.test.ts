@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { parseRuntimeLimits } from '../../shared/core/config.js';
-import { ingestBatch } from '../../shared/core/ingest.js';
+import { parseCheckpointConfig, parseRuntimeLimits } from '../../shared/core/config.js';
+import { ingestBatch, ingestPollsSources } from '../../shared/core/ingest.js';
 import { job } from '../../shared/core/job.js';
 import type { OutboundMessage } from '../../shared/core/ports.js';
 import { Topology } from '../../shared/core/topology.js';
@@ -41,6 +41,53 @@ describe('ingest polls the sources only while the job runs', () => {
   it('recovering: appends the same events and sends nothing (the recovery polls every source when it finishes)', async () => {
     const { sent, heads } = await ingest(false);
     expect(heads.reduce((a, b) => a + b, 0)).toBe(6);
+    expect(sent).toEqual([]);
+  });
+});
+
+/** RuntimeLimits `sourceReads`: whether ingest polls after an append, or the sources read at checkpoint barriers only. */
+describe('ingestPollsSources', () => {
+  const build = (sinkMode: 'transactional' | 'idempotent') => {
+    const j = job('reads');
+    j.source('in', { schema: z.object({ k: z.string() }), partitions: 2 }).sink('out', sinkMode === 'idempotent' ? { mode: 'idempotent', key: (e) => e.k } : {});
+    return new Topology(j.build());
+  };
+  const decide = (sinkMode: 'transactional' | 'idempotent', checkpoint: Parameters<typeof parseCheckpointConfig>[0], sourceReads?: 'auto' | 'append' | 'checkpoint') =>
+    ingestPollsSources(build(sinkMode), parseCheckpointConfig(checkpoint), parseRuntimeLimits(sourceReads ? { sourceReads } : {}));
+
+  it('auto: reads at barriers with a time or continuous trigger before transactional sinks only', () => {
+    expect(decide('transactional', {})).toBe(false);
+    expect(decide('transactional', { trigger: 'continuous' })).toBe(false);
+    expect(decide('transactional', { intervalMs: 60_000 })).toBe(false);
+    // Output an idempotent sink shows at once, and triggers that need no new input to fire, keep the polls.
+    expect(decide('idempotent', {})).toBe(true);
+    expect(decide('transactional', { trigger: 'count' })).toBe(true);
+    expect(decide('transactional', { trigger: 'manual' })).toBe(true);
+    expect(decide('transactional', { enabled: false })).toBe(true);
+  });
+
+  it('append and checkpoint as asked; checkpoint without a self-firing trigger is refused', () => {
+    expect(decide('transactional', {}, 'append')).toBe(true);
+    expect(decide('idempotent', {}, 'checkpoint')).toBe(false);
+    expect(() => decide('transactional', { trigger: 'manual' }, 'checkpoint')).toThrow(
+      "sourceReads 'checkpoint' needs checkpoints taken by a time or continuous trigger (checkpoint.enabled true, trigger 'manual')",
+    );
+  });
+
+  it('without polls, ingest appends and sends nothing', async () => {
+    const topology = build('transactional');
+    const source = topology.sources()[0];
+    if (!source) throw new Error('no source');
+    const db = EmbeddedDb.memory();
+    const log = new EmbeddedSourceLog(db);
+    const sent: OutboundMessage[] = [];
+    const transport = { send: (messages: readonly OutboundMessage[]) => Promise.resolve(void sent.push(...messages)) };
+    const events = Array.from({ length: 6 }, (_, i) => ({ id: `e${i}`, body: JSON.stringify({ k: `k${i}` }) }));
+    const outcome = await ingestBatch(
+      { source, generation: 1, pollSources: false, log, deadLetters: new EmbeddedDeadLetterStore(db), transport, limits: parseRuntimeLimits({}), clock: { now: () => 1 } },
+      events,
+    );
+    expect(outcome).toEqual({ appended: 6, duplicates: 0, deadLettered: 0, failedIds: [] });
     expect(sent).toEqual([]);
   });
 });

@@ -75,7 +75,7 @@ const runtime = await EmbeddedRuntime.open({
   clock: 'virtual',
   stateDir: stateDir,
   checkpoint: plan.checkpoint,
-  limits: { visibilityTimeoutMs: 20, maxReceiveCount: 6, isolatePoisonAfterReceives: 3, sourceReadBatch: options.sourceReadBatch ?? 25 },
+  limits: { visibilityTimeoutMs: 20, maxReceiveCount: 6, isolatePoisonAfterReceives: 3, sourceReadBatch: options.sourceReadBatch ?? 25, sourceReads: plan.sourceReads },
   restartStrategy: SUITE_RESTARTS,
   faults: withKill(new FaultInjector(plan).faults(), () => opened.runtime),
   ...(restoreFrom === undefined ? {} : { restoreFrom }),

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CheckpointConfigInput } from '../../shared/core/config.js';
 import { EmbeddedRuntime } from '../../shared/embedded/runtime.js';
-import { FaultInjector, planFor, SUITE_RESTARTS, type FaultKind } from './fault-schedule.js';
+import { FaultInjector, planFor, SUITE_RESTARTS, type FaultKind, type FaultPlan } from './fault-schedule.js';
 import { canonical, finalState, sequenceEvents, sequenceJob, sequenceOracle, violations, POISON_KEY } from './sequence-job.js';
 
 /**
@@ -19,12 +19,12 @@ const SEEDS = Number(process.env.CAIRN_FAULT_SEEDS ?? 300);
 /** A stuck run (a source that never reads again) must fail with its seed, not hang the suite. */
 const MAX_TURNS = 5_000;
 
-async function runOnce(checkpoint: CheckpointConfigInput, injector?: FaultInjector) {
+async function runOnce(checkpoint: CheckpointConfigInput, injector?: FaultInjector, sourceReads: FaultPlan['sourceReads'] = 'append') {
   const runtime = await EmbeddedRuntime.open({
     job: sequenceJob(),
     clock: 'virtual',
     checkpoint,
-    limits: { visibilityTimeoutMs: 20, maxReceiveCount: 6, isolatePoisonAfterReceives: 3, sourceReadBatch: 25 },
+    limits: { visibilityTimeoutMs: 20, maxReceiveCount: 6, isolatePoisonAfterReceives: 3, sourceReadBatch: 25, sourceReads },
     // The schedules inject far more failures than a default strategy allows; exhaustion has its own test.
     restartStrategy: SUITE_RESTARTS,
     ...(injector ? { faults: injector.faults() } : {}),
@@ -77,7 +77,7 @@ describe('fault suite (embedded): seeded schedules end exactly like the fault-fr
     // Every fourth seed holds its faults until a checkpoint completed (then pauses, rolls back
     // to it and resumes): early faults roll back to checkpoint 0, which restores no keyed state.
     const injector = seed % 4 === 0 ? new FaultInjector(plan).holdUntilCheckpoint(1) : new FaultInjector(plan);
-    const run = await runOnce(plan.checkpoint, injector);
+    const run = await runOnce(plan.checkpoint, injector, plan.sourceReads);
     for (const [kind, n] of Object.entries(injector.injected)) totals[kind] = (totals[kind] ?? 0) + n;
     for (const [kind, n] of Object.entries(injector.requests)) requestTotals[kind] = (requestTotals[kind] ?? 0) + n;
     for (const [phase, n] of Object.entries(injector.recoveryCrashes)) recoveryPhases[phase] = (recoveryPhases[phase] ?? 0) + n;

@@ -33,6 +33,8 @@ export type FaultKind =
 export interface FaultPlan {
   readonly seed: number;
   readonly checkpoint: CheckpointConfigInput;
+  /** When the sources read the log (RuntimeLimits `sourceReads`): told by ingest after each append, or at checkpoint barriers only. */
+  readonly sourceReads: 'append' | 'checkpoint';
   readonly rates: Readonly<Record<Exclude<FaultKind, 'checkpoint-timeout'>, number>>;
   /** Messages from this source instance are slow (a slow input channel for alignment). */
   readonly slowChannel: string | undefined;
@@ -78,7 +80,9 @@ export function planFor(seed: number, overrides: Partial<CheckpointConfigInput> 
   // Drawn last, so that the draws above stay what they were: retention on every checkpoint, or on every 2nd-4th.
   const everyNth = pick([1, 1, 2, 4]);
   const intervalMs = plan.checkpoint.intervalMs ?? 5;
-  return { ...plan, checkpoint: { pruneIntervalMs: everyNth === 1 ? 0 : everyNth * intervalMs, ...plan.checkpoint } };
+  // Drawn after that, for the same reason.
+  const sourceReads = pick(['append', 'checkpoint'] as const);
+  return { ...plan, sourceReads, checkpoint: { pruneIntervalMs: everyNth === 1 ? 0 : everyNth * intervalMs, ...plan.checkpoint } };
 }
 
 /** A request the job refused (finished, paused, nothing retained yet) is simply not made. */

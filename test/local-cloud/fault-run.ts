@@ -108,10 +108,14 @@ export async function runOnce(
     resend?: boolean;
     /** Keep the whole source log (no truncation) and return it, for an oracle over its order. */
     keepLog?: boolean;
+    /** Push the events packed into ingress batch messages (IngressProducer's packing). */
+    pack?: boolean;
+    /** When the sources read the log (RuntimeLimits `sourceReads`; default auto: at barriers here). */
+    sourceReads?: 'append' | 'checkpoint';
   } = {},
 ): Promise<FaultRun> {
   const started = Date.now();
-  const { injector, throttler, spillThresholdBytes, ingress = 'fifo', resend = false, keepLog = false } = options;
+  const { injector, throttler, spillThresholdBytes, ingress = 'fifo', resend = false, keepLog = false, pack = false, sourceReads } = options;
   let faults: LocalCloudFaults | undefined;
   if (injector) {
     const f = injector.faults();
@@ -136,7 +140,7 @@ export async function runOnce(
   const job = await localJob({
     job: sequenceJob(),
     checkpoint: keepLog ? { ...checkpoint, truncateLog: false } : checkpoint,
-    limits: { maxReceiveCount: 10, isolatePoisonAfterReceives: 3, sourceReadBatch: 10 },
+    limits: { maxReceiveCount: 10, isolatePoisonAfterReceives: 3, sourceReadBatch: 10, ...(sourceReads ? { sourceReads } : {}) },
     visibilityTimeoutSeconds: 1,
     ingress,
     restartStrategy: SUITE_RESTARTS,
@@ -146,8 +150,8 @@ export async function runOnce(
   });
   try {
     const events = sequenceEvents(KEYS, PER_KEY, POISON);
-    await job.push(events);
-    if (resend) await job.push(events);
+    await job.push(events, undefined, { pack });
+    if (resend) await job.push(events, undefined, { pack });
     job.closeInput();
     const record = await job.run({ stallMs: 30_000 });
     const letters = await job.deadLetters();

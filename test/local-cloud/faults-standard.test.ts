@@ -38,8 +38,10 @@ describe('fault suite (local cloud, standard ingress as deployed): seeded schedu
     const plan = planFor(seed, realTime(seed));
     const injector = new FaultInjector(plan);
     const throttler = seed % 2 === 0 ? new Throttler(40) : undefined;
-    const run = await runOnce(plan.checkpoint, { injector, ingress: 'standard', resend: true, keepLog: true, ...(throttler ? { throttler } : {}) });
-    const context = `seed ${seed} plan ${JSON.stringify(plan)} injected ${JSON.stringify(injector.injected)} counters ${JSON.stringify(run.counters)} errors ${run.errors.slice(-3).join(' | ')}`;
+    // Odd seeds push ingress batch messages (a producer packing events, resending the same batches).
+    const pack = seed % 2 === 1;
+    const run = await runOnce(plan.checkpoint, { injector, ingress: 'standard', resend: true, keepLog: true, pack, sourceReads: plan.sourceReads, ...(throttler ? { throttler } : {}) });
+    const context = `seed ${seed}${pack ? ' (batch messages)' : ''} plan ${JSON.stringify(plan)} injected ${JSON.stringify(injector.injected)} counters ${JSON.stringify(run.counters)} errors ${run.errors.slice(-3).join(' | ')}`;
     expect(run.status, context).toBe('FINISHED');
     // Nothing lost, nothing twice: the resent events were deduplicated by their ids.
     expect(

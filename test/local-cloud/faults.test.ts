@@ -37,7 +37,7 @@ describe('fault suite (local cloud): seeded schedules end exactly like the fault
     const injector = late ? new FaultInjector(plan).holdUntilCheckpoint(1) : new FaultInjector(plan);
     // Every other seed: one DynamoDB call in 40 is throttled.
     const throttler = seed % 2 === 0 ? new Throttler(40) : undefined;
-    const run = await runOnce(plan.checkpoint, { injector, ...(throttler ? { throttler } : {}), ...(late ? { spillThresholdBytes: 16 } : {}) });
+    const run = await runOnce(plan.checkpoint, { injector, sourceReads: plan.sourceReads, ...(throttler ? { throttler } : {}), ...(late ? { spillThresholdBytes: 16 } : {}) });
     timings.push(run.ms);
     for (const [kind, n] of Object.entries(injector.injected)) totals[kind] = (totals[kind] ?? 0) + n;
     for (const [kind, n] of Object.entries(injector.requests)) totals[`request:${kind}`] = (totals[`request:${kind}`] ?? 0) + n;

@@ -1,6 +1,6 @@
 import { QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { AppendContentionError, SourceLogTruncatedError } from '../../core/errors.js';
-import type { AppendResult, Clock, LogEntry, SourceLog } from '../../core/ports.js';
+import { eventsOfEntry, type AppendEntry, type AppendResult, type Clock, type LogEntry, type SourceLog } from '../../core/ports.js';
 import { DEFAULT_DEDUP_WINDOW_MS, dedupExpired, dedupExpiresAt } from '../../core/retention.js';
 import { MAX_INLINE_PAYLOAD_BYTES, deflated, inflated, MAX_TRANSACT_ACTIONS, cancellationReasons, keyId, type DynamoIo, type Raw, type TransactItem } from './dynamo-io.js';
 import { BLOB_PREFIX, Keys, TTL_ATTRIBUTE, ttlSeconds, type ItemKey } from './table-layout.js';
@@ -24,7 +24,10 @@ export const MAX_SEGMENT_BYTES = MAX_INLINE_PAYLOAD_BYTES;
 interface Segment {
   /** First offset. */
   readonly f: number;
+  /** The appended entries' ids (AppendEntry), in offset order. */
   readonly ids: readonly string[];
+  /** Events per id, when an entry holds more than one (absent: one each). */
+  readonly n?: readonly number[];
   /** End of its ids' dedup window (epoch seconds, the TTL attribute of their dedup items), from its append, whenever they are indexed. */
   readonly x: number;
 }
@@ -33,17 +36,19 @@ interface Segment {
  * SourceLog on the job table. Partition p is the item collection `L#p`: a head item (`head` =
  * next offset, `ix`: offsets below it have their dedup items, `sealed`) and segments: one item per
  * appended chunk (`E#<last offset>`, holding its first offset `f`, the chunk's payloads `es` and
- * event ids `ids` in offset order). Each ingest id has a dedup item under a partition key of its
- * own (`LD#p#<id>`, holding the entry's offset), the index that tells a redelivered event from a
- * new one, off the partition's hot `L#p` key (DynamoDB serves about 1,000 write units per second
- * per partition key).
+ * entry ids `ids` in offset order, with `n`, the events per id, when an entry is a batch
+ * message's). Each entry id has a dedup item under a partition key of its own (`LD#p#<id>`,
+ * holding the entry's first offset), the index that tells a redelivered event from a new one, off
+ * the partition's hot `L#p` key (DynamoDB serves about 1,000 write units per second per partition
+ * key). An entry never spans two segments, so its dedup item covers all its events: a batch
+ * message of many events costs one dedup item per partition it touches.
  *
  * Why segments and a separate index: an entry item and a dedup item per event, both in the
  * append's transaction, billed four write units per event however small it was, plus one more
  * to delete the entry at truncation. A segment bills the chunk's bytes (per KB) when written and
  * when deleted; a dedup item written outside the transaction bills one unit.
  *
- * append, per chunk of at most MAX_SEGMENT_ENTRIES entries and MAX_SEGMENT_BYTES:
+ * append, per chunk of at most MAX_SEGMENT_ENTRIES events and MAX_SEGMENT_BYTES (or one entry that alone exceeds them):
  *   1. read the head (consistent): `head` = s, `ix` (absent: = s);
  *   2. then look the ids up in the index (dedup items) and in the segments of [ix, s), which
  *      are appended but not indexed yet (normally the previous append's); found = duplicate;
@@ -83,6 +88,16 @@ function unpackPayloads(raw: Raw): string[] {
   return typeof raw.ez === 'string' ? (JSON.parse(inflated(raw.ez)) as string[]) : (raw.es as string[]);
 }
 
+/** An entry waiting to be appended. */
+interface Unit {
+  readonly id: string;
+  readonly events: readonly unknown[];
+}
+
+function segmentOf(raw: Raw): Segment {
+  return { f: raw.f as number, ids: raw.ids as string[], x: raw.x as number, ...(Array.isArray(raw.n) ? { n: raw.n as number[] } : {}) };
+}
+
 export class DynamoSourceLog implements SourceLog {
   private readonly clock: Clock;
   private readonly dedupWindowMs: number;
@@ -97,15 +112,21 @@ export class DynamoSourceLog implements SourceLog {
     this.maxAppendAttempts = options.maxAppendAttempts ?? DEFAULT_MAX_APPEND_ATTEMPTS;
   }
 
-  async append(partition: number, entries: readonly { id: string; event: unknown }[]): Promise<AppendResult> {
+  async append(partition: number, entries: readonly AppendEntry[]): Promise<AppendResult> {
     const seen = new Set<string>();
-    let pending = entries.filter((e) => (seen.has(e.id) ? false : (seen.add(e.id), true)));
-    let duplicates = entries.length - pending.length;
+    let duplicates = 0;
+    let pending: Unit[] = [];
+    for (const entry of entries) {
+      const events = eventsOfEntry(entry);
+      if (seen.has(entry.id)) duplicates += events.length;
+      else if (events.length > 0) pending.push({ id: entry.id, events });
+      seen.add(entry.id);
+    }
     if (pending.length === 0) return { appended: 0, duplicates, head: await this.head(partition) };
     const now = this.clock.now();
     const live = (raw: Raw | undefined): boolean => raw !== undefined && !dedupExpired(typeof raw[TTL_ATTRIBUTE] === 'number' ? raw[TTL_ATTRIBUTE] * 1000 : undefined, now);
-    const payloads = new Map<string, string>();
-    await Promise.all(pending.map(async (e) => payloads.set(e.id, await this.io.encode(e.event))));
+    const payloads = new Map<string, string[]>();
+    await Promise.all(pending.map(async (e) => payloads.set(e.id, await Promise.all(e.events.map((event) => this.io.encode(event))))));
 
     let appended = 0;
     let headAfter: number | undefined;
@@ -125,25 +146,30 @@ export class DynamoSourceLog implements SourceLog {
         indexed < start ? this.segmentsFrom(partition, indexed) : Promise.resolve([]),
       ]);
       const inTail = new Set(tail.filter((segment) => !dedupExpired(segment.x * 1000, now)).flatMap((segment) => segment.ids));
-      const known = new Set(window.filter((e) => inTail.has(e.id) || live(index.get(keyId(Keys.logDedup(partition, e.id))))).map((e) => e.id));
-      duplicates += known.size;
-      pending = pending.filter((e) => !known.has(e.id));
-      const chunk: Array<{ id: string; payload: string }> = [];
+      const known = window.filter((e) => inTail.has(e.id) || live(index.get(keyId(Keys.logDedup(partition, e.id)))));
+      duplicates += known.reduce((n, e) => n + e.events.length, 0);
+      const knownIds = new Set(known.map((e) => e.id));
+      pending = pending.filter((e) => !knownIds.has(e.id));
+      // Whole entries only: a segment holds an entry's events or none of them (one alone may exceed the bounds).
+      const chunk: Array<{ id: string; payloads: readonly string[] }> = [];
       const markers: TransactItem[] = [];
+      let events = 0;
       let bytes = 0;
       for (const entry of window) {
-        if (known.has(entry.id)) continue;
-        const offset = start + chunk.length;
-        const payload = payloads.get(entry.id) ?? 'null';
-        const size = Buffer.byteLength(payload) + Buffer.byteLength(entry.id) + 2;
-        const marker: TransactItem[] = payload.startsWith(BLOB_PREFIX) ? [{ Put: { TableName: this.io.table, Item: { ...Keys.logSpill(partition, offset), b: payload } } }] : [];
-        if (chunk.length > 0 && (markers.length + marker.length > MAX_TRANSACT_ACTIONS - 2 || bytes + size > MAX_SEGMENT_BYTES)) break;
-        chunk.push({ id: entry.id, payload });
+        if (knownIds.has(entry.id)) continue;
+        const encoded = payloads.get(entry.id) ?? [];
+        const marker: TransactItem[] = encoded.flatMap((payload, i) =>
+          payload.startsWith(BLOB_PREFIX) ? [{ Put: { TableName: this.io.table, Item: { ...Keys.logSpill(partition, start + events + i), b: payload } } }] : [],
+        );
+        const size = encoded.reduce((n, payload) => n + Buffer.byteLength(payload) + 1, Buffer.byteLength(entry.id) + 2);
+        if (chunk.length > 0 && (events + encoded.length > MAX_SEGMENT_ENTRIES || markers.length + marker.length > MAX_TRANSACT_ACTIONS - 2 || bytes + size > MAX_SEGMENT_BYTES)) break;
+        chunk.push({ id: entry.id, payloads: encoded });
         markers.push(...marker);
+        events += encoded.length;
         bytes += size;
       }
       if (chunk.length === 0) continue;
-      const end = start + chunk.length;
+      const end = start + events;
       const spilled = markers.length > 0;
       // 3. Index the segments above ix (the previous appends'): this transaction then moves ix up to its own start.
       await this.index(partition, tail);
@@ -158,9 +184,10 @@ export class DynamoSourceLog implements SourceLog {
           ExpressionAttributeValues: { ':next': end, ':start': start, ...(head?.ix === undefined ? {} : { ':ix': indexed }), ...(spilled ? { ':t': true } : {}) },
         },
       };
-      const segment: Segment = { f: start, x: ttlSeconds(dedupExpiresAt(now, this.dedupWindowMs)), ids: chunk.map((e) => e.id) };
+      const counts = chunk.map((e) => e.payloads.length);
+      const segment: Segment = { f: start, x: ttlSeconds(dedupExpiresAt(now, this.dedupWindowMs)), ids: chunk.map((e) => e.id), ...(counts.some((n) => n !== 1) ? { n: counts } : {}) };
       try {
-        const item = { ...Keys.logSegment(partition, end - 1), ...segment, ...packPayloads(chunk.map((e) => e.payload)) };
+        const item = { ...Keys.logSegment(partition, end - 1), ...segment, ...packPayloads(chunk.flatMap((e) => e.payloads)) };
         await this.io.transact([headAction, { Put: { TableName: this.io.table, Item: item } }, ...markers]);
       } catch (error) {
         if (cancellationReasons(error)?.[0]?.Code !== 'ConditionalCheckFailed') throw error;
@@ -171,16 +198,25 @@ export class DynamoSourceLog implements SourceLog {
       }
       attempt = 0;
       headAfter = Math.max(headAfter, end);
-      appended += chunk.length;
+      appended += events;
       const written = new Set(segment.ids);
       pending = pending.filter((e) => !written.has(e.id));
     }
     return { appended, duplicates, head: headAfter ?? (await this.head(partition)) };
   }
 
-  /** Puts the dedup items of `segments`, each expiring at the end of the dedup window from its segment's append. */
+  /** Puts the dedup items of `segments` (one per entry, holding its first offset), each expiring at the end of the dedup window from its segment's append. */
   private async index(partition: number, segments: readonly Segment[]): Promise<void> {
-    await this.io.batchWrite(segments.flatMap((segment) => segment.ids.map((id, i) => ({ put: { ...Keys.logDedup(partition, id), o: segment.f + i, [TTL_ATTRIBUTE]: segment.x } }))));
+    await this.io.batchWrite(
+      segments.flatMap((segment) => {
+        let offset = segment.f;
+        return segment.ids.map((id, i) => {
+          const put = { ...Keys.logDedup(partition, id), o: offset, [TTL_ATTRIBUTE]: segment.x };
+          offset += segment.n?.[i] ?? 1;
+          return { put };
+        });
+      }),
+    );
   }
 
   /** The segments from offset `from` (a chunk boundary) to the head: their first offsets and ids. */
@@ -188,9 +224,9 @@ export class DynamoSourceLog implements SourceLog {
     const raws = await this.io.query({
       KeyConditionExpression: 'pk = :pk AND sk BETWEEN :lo AND :hi',
       ExpressionAttributeValues: { ':pk': Keys.logPk(partition), ':lo': Keys.logSegment(partition, from).sk, ':hi': 'E#\uffff' },
-      ProjectionExpression: 'f, ids, x',
+      ProjectionExpression: 'f, ids, x, n',
     });
-    return raws.map((raw) => ({ f: raw.f as number, ids: raw.ids as string[], x: raw.x as number }));
+    return raws.map(segmentOf);
   }
 
   async read(partition: number, from: number, max: number): Promise<LogEntry[]> {
@@ -243,7 +279,7 @@ export class DynamoSourceLog implements SourceLog {
     const doomed = await this.io.query({
       KeyConditionExpression: 'pk = :pk AND sk BETWEEN :lo AND :hi',
       ExpressionAttributeValues: { ':pk': Keys.logPk(partition), ':lo': Keys.logSegment(partition, low).sk, ':hi': Keys.logSegment(partition, cut - 1).sk },
-      ProjectionExpression: 'pk, sk, f, ids, x',
+      ProjectionExpression: 'pk, sk, f, ids, x, n',
       ConsistentRead: false,
     });
     if (doomed.length === 0) return;
@@ -251,10 +287,7 @@ export class DynamoSourceLog implements SourceLog {
     // The last append's segment is indexed by the next append only: index what is left above ix before it goes, and move ix past it first.
     const indexed = (head?.ix as number | undefined) ?? cut;
     if (indexed < lowAfter) {
-      await this.index(
-        partition,
-        doomed.filter((raw) => (raw.f as number) >= indexed).map((raw) => ({ f: raw.f as number, ids: raw.ids as string[], x: raw.x as number })),
-      );
+      await this.index(partition, doomed.filter((raw) => (raw.f as number) >= indexed).map(segmentOf));
       // (An append may have moved it further already.)
       await this.raise(Keys.logHead(partition), 'ix', lowAfter, false);
     }

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { GetQueueAttributesCommand, PurgeQueueCommand, ReceiveMessageCommand, SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { GetQueueAttributesCommand, PurgeQueueCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { Example } from '../../core/definition.js';
 import { createDeadLetterHandler } from '../../lambda/dead-letter-handler.js';
-import { createIngestHandler, EVENT_ID_ATTRIBUTE } from '../../lambda/ingest-handler.js';
+import { createIngestHandler } from '../../lambda/ingest-handler.js';
 import { createOperatorHandler } from '../../lambda/operator-handler.js';
 import { quietTelemetry, type Telemetry } from '../../lambda/telemetry.js';
 import { parseCheckpointConfig, parseRuntimeLimits, type CheckpointConfig, type CheckpointConfigInput, type RuntimeLimits, type RuntimeLimitsInput } from '../../core/config.js';
@@ -17,7 +17,8 @@ import type { CheckpointRecord, DeadLetter, JobRecord, OutboundMessage, QueueTra
 import type { CoordinatorDecision } from '../../core/protocol/coordinator.js';
 import { Topology } from '../../core/topology.js';
 import { deleteJobTable } from '../adapters/provision.js';
-import { sqsSafeBody } from '../adapters/sqs-fifo-transport.js';
+import { packIngressBatches } from '../../core/ingress-batch.js';
+import { DEFAULT_INGRESS_MESSAGE_BYTES, sendIngressMessages, type IngressMessageToSend } from '../ingress-producer.js';
 import { DynamoBillingMeter } from '../adapters/dynamo-billing.js';
 import { RequestCounter } from '../adapters/request-counter.js';
 import { createAwsStores, type AwsStores } from '../index.js';
@@ -233,31 +234,29 @@ export class LocalCloudJob {
    * FIFO ingress the event id is the deduplication id, and the message group is `group` or,
    * by default, the event's source partition (by the source's partitionKey; events without one
    * are spread over as many groups), so that partitions ingest in parallel and each keeps the
-   * push order.
+   * push order. With `pack`, events travel packed into batch messages (IngressProducer's
+   * packing, per message group on a FIFO ingress).
    */
-  async push(events: readonly { id: string; body: string }[], group?: string): Promise<void> {
-    const batches: (typeof events)[] = [];
-    for (let i = 0; i < events.length; i += 10) batches.push(events.slice(i, i + 10));
-    const send = async (batch: typeof events): Promise<void> => {
-      let entries = batch.map((e, i) => ({
-        Id: String(i),
-        MessageBody: sqsSafeBody(e.body),
-        // The event's own id: the ingest deduplicates by it (a re-push is one event), and a dead letter names it (`--input`: the line).
-        MessageAttributes: { [EVENT_ID_ATTRIBUTE]: { DataType: 'String', StringValue: e.id } },
-        ...(this.ingressIsFifo ? { MessageGroupId: group ?? this.ingressGroupOf(e), MessageDeduplicationId: e.id.replace(/[^\x21-\x7e]/g, '_').slice(0, 128) } : {}),
-      }));
-      for (let attempt = 0; entries.length > 0; attempt++) {
-        const out = await this.sqs.send(new SendMessageBatchCommand({ QueueUrl: this.ingressQueueUrl, Entries: entries }));
-        const failed = new Set((out.Failed ?? []).map((f) => f.Id));
-        if (failed.size === 0) return;
-        if (attempt > 8) throw new Error(`SendMessageBatch to the ingress failed: ${JSON.stringify(out.Failed)}`);
-        entries = entries.filter((e) => failed.has(e.Id));
-        await sleep(50 * 2 ** attempt);
-      }
-    };
-    // FIFO: batches in order (one group); standard: a few at once.
-    if (this.ingressIsFifo) for (const batch of batches) await send(batch);
-    else for (let i = 0; i < batches.length; i += 8) await Promise.all(batches.slice(i, i + 8).map(send));
+  async push(events: readonly { id: string; body: string }[], group?: string, options: { readonly pack?: boolean } = {}): Promise<void> {
+    const fifo = this.ingressIsFifo;
+    const groupOf = (e: { id: string; body: string }): string | undefined => (fifo ? (group ?? this.ingressGroupOf(e)) : undefined);
+    let messages: IngressMessageToSend[];
+    if (options.pack) {
+      const byGroup = new Map<string | undefined, { id: string; body: string }[]>();
+      for (const e of events) byGroup.set(groupOf(e), [...(byGroup.get(groupOf(e)) ?? []), e]);
+      messages = [...byGroup].flatMap(([groupId, list]) => packIngressBatches(list, DEFAULT_INGRESS_MESSAGE_BYTES).map((b) => ({ id: b.id, body: b.body, ...(groupId ? { groupId } : {}) })));
+    } else {
+      // The event's own id: the ingest deduplicates by it (a re-push is one event), and a dead letter names it (`--input`: the line).
+      messages = events.map((e) => ({ id: e.id, body: e.body, ...(fifo ? { groupId: groupOf(e) } : {}) }));
+    }
+    // FIFO: in order (per group); standard: a few requests at once.
+    if (fifo) {
+      await sendIngressMessages(this.sqs, this.ingressQueueUrl, messages);
+      return;
+    }
+    const slices: IngressMessageToSend[][] = [];
+    for (let i = 0; i < messages.length; i += 80) slices.push(messages.slice(i, i + 80));
+    for (let i = 0; i < slices.length; i += 8) await Promise.all(slices.slice(i, i + 8).map((slice) => sendIngressMessages(this.sqs, this.ingressQueueUrl, slice)));
   }
 
   private ingressGroupOf(event: { id: string; body: string }): string {
@@ -419,6 +418,7 @@ export class LocalCloudJob {
     const note = (line: string): void => this.host.note(line);
     const ingest = createIngestHandler({
       job: this.topology,
+      config: this.config,
       limits: this.limits,
       log: this.stores.sourceLog,
       deadLetters: this.stores.deadLetters,
