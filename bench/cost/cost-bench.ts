@@ -205,6 +205,12 @@ interface SourceStats {
   readonly perEvent: number;
   /** The ingress queue, fed by the packing producer: its messages per event follow the rate (producerMessagesPerEvent). */
   readonly packed?: boolean;
+  /**
+   * Messages per second = a + b x rate, fitted over the measured rates: a queue whose messages come
+   * with the checkpoints (barriers, and the data a source read at a barrier) has most of them in
+   * `a`; one told after every append, in `b`. With one measured rate, all in `b`.
+   */
+  readonly perSecond?: { readonly a: number; readonly b: number };
   /** Concurrent batches (message groups / max concurrency of the mapping). */
   readonly slots: number;
   /** The mapping's batch size, and its batching window (s; 0: none, the batch is what one receive cycle finds). */
@@ -229,16 +235,24 @@ export interface DataPathModel {
   readonly parts: Readonly<Record<keyof Breakdown, { a: number; b: number }>>;
   /** Requests and DynamoDB units per event, fitted the same way. */
   readonly counts: Readonly<Record<keyof Counts, { a: number; b: number }>>;
+  /** The checkpoint rounds' invocations per second over the measured runs (taken out of x: the rounds are billed apart). */
+  readonly roundInvocationsPerSecond: number;
 }
 
-export function invocationsPerEvent(model: Pick<DataPathModel, 'sources'>, rate: number, cycleSeconds: number): number {
+/**
+ * Invocations per event at `rate`, net of the checkpoint rounds' own (as the fit's x is: the
+ * rounds are billed apart, at the idle run's cost per round).
+ */
+export function invocationsPerEvent(model: Pick<DataPathModel, 'sources'> & { readonly roundInvocationsPerSecond?: number }, rate: number, cycleSeconds: number): number {
   let n = 0;
   for (const s of Object.values(model.sources)) n += messagesPerEvent(s, rate) / batchOf(s, rate, cycleSeconds);
-  return n;
+  return Math.max(0, n - (model.roundInvocationsPerSecond ?? 0) / rate);
 }
 
 function messagesPerEvent(s: SourceStats, rate: number): number {
-  return s.packed ? producerMessagesPerEvent(rate) : s.perEvent;
+  if (s.packed) return producerMessagesPerEvent(rate);
+  if (s.perSecond) return Math.max(0, s.perSecond.a + s.perSecond.b * rate) / rate;
+  return s.perEvent;
 }
 
 function fitLine(points: ReadonlyArray<{ x: number; y: number }>): { a: number; b: number } {
@@ -293,7 +307,14 @@ export function fitDataPath(
     const messages = usable.reduce((n, r) => n + (r.run.window.invocations[name]?.messages ?? 0), 0);
     const perEvent = events > 0 ? messages / events : 0;
     const mapping = batching[name];
-    sources[name] = { perEvent, slots: slots[name] ?? 1, maxBatch: mapping?.batchSize ?? 10, windowSeconds: mapping?.windowSeconds ?? 0, ...(name === INGRESS_QUEUE ? { packed: true } : {}) };
+    const perSecond = fitLine(usable.map((r) => ({ x: r.run.rate, y: (r.run.window.invocations[name]?.messages ?? 0) / r.run.window.seconds })));
+    sources[name] = {
+      perEvent,
+      slots: slots[name] ?? 1,
+      maxBatch: mapping?.batchSize ?? 10,
+      windowSeconds: mapping?.windowSeconds ?? 0,
+      ...(name === INGRESS_QUEUE ? { packed: true } : { perSecond }),
+    };
     // The receive cycle is fitted on the sources without a window (a window sets its own batches).
     if ((mapping?.windowSeconds ?? 0) > 0) continue;
     for (const r of usable) {
@@ -321,7 +342,9 @@ export function fitDataPath(
   const countPoints = (key: keyof Counts): Array<{ x: number; y: number }> =>
     usable.map((r, i) => ({ x: points()[i]?.x ?? 0, y: Math.max(0, dataPathCounts(r.run.window)[key] - r.run.window.checkpoints * round.counts[key]) / r.run.window.events }));
   const counts = { requests: fitLine(countPoints('requests')), writeUnits: fitLine(countPoints('writeUnits')), readUnits: fitLine(countPoints('readUnits')) };
-  return { ...total, localCycleSeconds: cycleDen > 0 ? cycleNum / cycleDen : 1, sources, parts, counts };
+  const seconds = usable.reduce((n, r) => n + r.run.window.seconds, 0);
+  const roundInvocationsPerSecond = seconds > 0 ? (usable.reduce((n, r) => n + r.run.window.checkpoints, 0) * round.invocations) / seconds : 0;
+  return { ...total, localCycleSeconds: cycleDen > 0 ? cycleNum / cycleDen : 1, sources, parts, counts, roundInvocationsPerSecond };
 }
 
 /** The data path's $ per event at `rate`, without its checkpoint rounds. */

@@ -5,7 +5,7 @@ import { AWS_PRICES } from '../../bench/aws-prices.js';
 import { billedMs, dynamoUsd, gbSeconds, lambdaUsd, PLATFORM_LOG_BYTES_PER_INVOCATION, sqsUsd, stepFunctionsUsd, storageMonthlyUsd } from '../../bench/cost/bill.js';
 import { ackPolls, coordinatorMonthly, coordinatorPlan, idleMappingsMonthly, usdTotal, watchdogMonthly, type CoordinatorMeasured } from '../../bench/cost/coordinator.js';
 import { deployedJob, transitionsPerDecision } from '../../bench/cost/deployed.js';
-import { batchOf } from '../../bench/cost/cost-bench.js';
+import { batchOf, invocationsPerEvent, producerMessagesPerEvent, producerRequestsPerEvent } from '../../bench/cost/cost-bench.js';
 import { DynamoBillingMeter, type BillingTally } from '../../shared/aws/adapters/dynamo-billing.js';
 import { messagePayloadBytes, RequestCounter, sqsBilledRequests } from '../../shared/aws/adapters/request-counter.js';
 
@@ -204,6 +204,19 @@ describe('Lambda, Step Functions, storage', () => {
     const fifo = { perEvent: 1, slots: 2, maxBatch: 10, windowSeconds: 0 };
     expect([0.5, 5, 1_000].map((rate) => batchOf(windowed, rate, 0.1))).toEqual([1, 2.5, 100]);
     expect([5, 100, 1_000].map((rate) => batchOf(fifo, rate, 0.1))).toEqual([1, 5, 10]);
+  });
+
+  it('models messages per event from the measured rates: per checkpoint (a), per event (b), the packing producer, net of the rounds', () => {
+    // A source read at barriers: 2 messages a second whatever the rate, plus 0.01 per event; one batch each (no window, cycle 0.1 s).
+    const barrier = { sources: { lines: { perEvent: 0, slots: 2, maxBatch: 10, windowSeconds: 0, perSecond: { a: 2, b: 0.01 } } } };
+    expect([10, 100, 1_000].map((rate) => invocationsPerEvent(barrier, rate, 0.1))).toEqual([0.21, 0.03, 0.012].map((x) => expect.closeTo(x, 9) as number));
+    // Net of the rounds' own invocations (billed apart): 1.5 a second of the 2 are the rounds'.
+    expect(invocationsPerEvent({ ...barrier, roundInvocationsPerSecond: 1.5 }, 100, 0.1)).toBeCloseTo(0.015, 9);
+    // The ingress from the packing producer: one message per 200 ms flush (up to 500 events a message), its batch of up to 100 in a 1 s window over 2 pollers.
+    const ingress = { sources: { ingress: { perEvent: 1, slots: 2, maxBatch: 100, windowSeconds: 1, packed: true } } };
+    expect([5, 100, 1_000, 5_000].map((rate) => producerMessagesPerEvent(rate))).toEqual([1, 1 / 20, 1 / 200, 2 / 1_000]);
+    expect(invocationsPerEvent(ingress, 100, 0.1)).toBeCloseTo(1 / 20 / 2.5, 9);
+    expect([5, 100, 25_000, 26_000].map((rate) => producerRequestsPerEvent(rate))).toEqual([1, 1 / 20, 1 / 5_000, 2 / 5_200]);
   });
 });
 
