@@ -235,23 +235,22 @@ export interface DataPathModel {
   readonly parts: Readonly<Record<keyof Breakdown, { a: number; b: number }>>;
   /** Requests and DynamoDB units per event, fitted the same way. */
   readonly counts: Readonly<Record<keyof Counts, { a: number; b: number }>>;
-  /** The checkpoint rounds' invocations per second over the measured runs (taken out of x: the rounds are billed apart). */
-  readonly roundInvocationsPerSecond: number;
+}
+
+export function invocationsPerEvent(model: Pick<DataPathModel, 'sources'>, rate: number, cycleSeconds: number): number {
+  let n = 0;
+  for (const s of Object.values(model.sources)) n += messagesPerEvent(s, rate) / batchOf(s, rate, cycleSeconds);
+  return n;
 }
 
 /**
- * Invocations per event at `rate`, net of the checkpoint rounds' own (as the fit's x is: the
- * rounds are billed apart, at the idle run's cost per round).
+ * A queue's messages per event at `rate`: the packing producer's for the ingress; the slope of
+ * the fitted messages per second for the others (the intercept comes with the checkpoints, which
+ * are billed apart, at the idle run's cost per round, as the fit's x leaves them out).
  */
-export function invocationsPerEvent(model: Pick<DataPathModel, 'sources'> & { readonly roundInvocationsPerSecond?: number }, rate: number, cycleSeconds: number): number {
-  let n = 0;
-  for (const s of Object.values(model.sources)) n += messagesPerEvent(s, rate) / batchOf(s, rate, cycleSeconds);
-  return Math.max(0, n - (model.roundInvocationsPerSecond ?? 0) / rate);
-}
-
 function messagesPerEvent(s: SourceStats, rate: number): number {
   if (s.packed) return producerMessagesPerEvent(rate);
-  if (s.perSecond) return Math.max(0, s.perSecond.a + s.perSecond.b * rate) / rate;
+  if (s.perSecond) return Math.max(0, s.perSecond.b);
   return s.perEvent;
 }
 
@@ -342,9 +341,7 @@ export function fitDataPath(
   const countPoints = (key: keyof Counts): Array<{ x: number; y: number }> =>
     usable.map((r, i) => ({ x: points()[i]?.x ?? 0, y: Math.max(0, dataPathCounts(r.run.window)[key] - r.run.window.checkpoints * round.counts[key]) / r.run.window.events }));
   const counts = { requests: fitLine(countPoints('requests')), writeUnits: fitLine(countPoints('writeUnits')), readUnits: fitLine(countPoints('readUnits')) };
-  const seconds = usable.reduce((n, r) => n + r.run.window.seconds, 0);
-  const roundInvocationsPerSecond = seconds > 0 ? (usable.reduce((n, r) => n + r.run.window.checkpoints, 0) * round.invocations) / seconds : 0;
-  return { ...total, localCycleSeconds: cycleDen > 0 ? cycleNum / cycleDen : 1, sources, parts, counts, roundInvocationsPerSecond };
+  return { ...total, localCycleSeconds: cycleDen > 0 ? cycleNum / cycleDen : 1, sources, parts, counts };
 }
 
 /** The data path's $ per event at `rate`, without its checkpoint rounds. */
