@@ -3,7 +3,7 @@ import { CheckpointNotFoundError, ConcurrentStepError } from './errors.js';
 import { initialInstanceRecord } from './instance/step.js';
 import { instanceId } from './messages.js';
 import type { CheckpointAck, CheckpointRecord, CheckpointStore, Clock, JobRecord, QueueTransport, SinkStore, SourceLog, StateStore } from './ports.js';
-import { aborted, completed, decideNext, failed, initialJob, recoveryStarted, triggered, type CoordinatorDecision, type CoordinatorFacts } from './protocol/coordinator.js';
+import { aborted, completed, decideNext, failed, needsInputFacts, initialJob, recoveryStarted, triggered, type CoordinatorDecision, type CoordinatorFacts } from './protocol/coordinator.js';
 import { DEFAULT_RESTART_STRATEGY, type RestartStrategy } from './protocol/restart-strategy.js';
 import { Recovery, sinkBatchId, sourcePolls, type RecoveryFaults } from './recovery.js';
 import { checkpointsForgottenBelow, checkpointsPerPrune, logTruncationPoints, pruneDue } from './retention.js';
@@ -141,6 +141,21 @@ export class CoordinatorDriver {
     }
     const acks = new Map<number, number>();
     for (const checkpoint of pending) acks.set(checkpoint.id, await this.acksOf(checkpoint));
+    this.failureSignal ??= this.deps.env.takeFailureSignal();
+    this.manualTrigger ||= this.deps.env.takeManualTrigger();
+    const base = {
+      now: this.deps.clock.now(),
+      job,
+      pending,
+      finished,
+      acks,
+      expectedAcks: this.deps.topology.allInstances().length,
+      manualTriggerRequested: this.manualTrigger,
+      timeDriven: this.deps.topology.vertices.some((v) => v.head.kind === 'window' && v.head.window.time === 'processing'),
+      failureSignal: this.failureSignal,
+    };
+    // Unread input facts count as nothing known (not sealed, not finished, not idle): decideNext does not look at them then.
+    if (!needsInputFacts(this.deps.config, pending.length)) return { ...base, ingestedTotal: 0, sourcesFinished: false, inputSealed: false, idle: false, lastCompletedTrigger: undefined };
     const sources = this.deps.topology.sources();
     let ingestedTotal = 0;
     let sourcesFinished = true;
@@ -159,26 +174,16 @@ export class CoordinatorDriver {
         if (!record?.sourceFinished || record.generation !== job.generation) sourcesFinished = false;
       }
     }
-    this.failureSignal ??= this.deps.env.takeFailureSignal();
-    this.manualTrigger ||= this.deps.env.takeManualTrigger();
     const lastCompleted = job.lastCompletedId > 0 ? await this.completedCheckpoint(job.lastCompletedId) : undefined;
     return {
-      now: this.deps.clock.now(),
-      job,
-      pending,
-      finished,
-      acks,
-      expectedAcks: this.deps.topology.allInstances().length,
+      ...base,
       ingestedTotal,
-      manualTriggerRequested: this.manualTrigger,
       sourcesFinished,
       inputSealed,
       // Only a finished input asks the queues (decideNext reads `idle` only then; on AWS each ask is a request per queue).
       idle: sourcesFinished ? await this.deps.env.isIdle() : false,
       lastCompletedTrigger: lastCompleted?.trigger,
       ...(lastCompleted ? { lastCompleted } : {}),
-      timeDriven: this.deps.topology.vertices.some((v) => v.head.kind === 'window' && v.head.window.time === 'processing'),
-      failureSignal: this.failureSignal,
     };
   }
 

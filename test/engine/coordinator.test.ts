@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseCheckpointConfig, type CheckpointConfigInput } from '../../shared/core/config.js';
 import { CheckpointConfigError } from '../../shared/core/errors.js';
 import type { CheckpointRecord } from '../../shared/core/ports.js';
-import { aborted, decideNext, initialJob, recoveryAttemptStarted, recoveryStarted, retainedCheckpoints } from '../../shared/core/protocol/coordinator.js';
+import { aborted, decideNext, initialJob, needsInputFacts, recoveryAttemptStarted, recoveryStarted, retainedCheckpoints } from '../../shared/core/protocol/coordinator.js';
 import { facts, T0 } from './facts.js';
 
 const config = (input: CheckpointConfigInput = {}) => parseCheckpointConfig(input);
@@ -167,5 +167,32 @@ describe('checkpoint coordinator decisions', () => {
     // Acks expire two days after they were written (retention.ts ACK_RETENTION_MS): a checkpoint waits for them a day at most.
     expect(() => parseCheckpointConfig({ timeoutMs: 86_400_001 })).toThrow(new CheckpointConfigError('invalid checkpoint config: ✖ timeoutMs is at most 86400000 (a day)\n  → at timeoutMs'));
     expect(parseCheckpointConfig({ timeoutMs: 86_400_000 }).timeoutMs).toBe(86_400_000);
+  });
+});
+
+describe('needsInputFacts: with as many checkpoints pending as may run, the input facts decide nothing', () => {
+  it('decideNext gives the same decision whatever the log, the sources, the queues and the last checkpoint say', () => {
+    const inputs = [
+      { ingestedTotal: 0, sourcesFinished: false, inputSealed: false, idle: false, lastCompletedTrigger: undefined },
+      { ingestedTotal: 500, sourcesFinished: true, inputSealed: true, idle: true, lastCompletedTrigger: 'final' as const },
+      { ingestedTotal: 500, sourcesFinished: true, inputSealed: true, idle: false, lastCompletedTrigger: 'time' as const },
+      { ingestedTotal: 7, sourcesFinished: false, inputSealed: true, idle: true, lastCompletedTrigger: 'time' as const },
+    ];
+    const situations = [
+      { maxConcurrent: 1, pending: [pending(1)], acks: new Map([[1, 2]]), now: T0 + 50 },
+      { maxConcurrent: 1, pending: [pending(1, T0, false)], acks: new Map(), now: T0 + 50 },
+      { maxConcurrent: 1, pending: [pending(1)], acks: new Map([[1, 4]]), now: T0 + 50 },
+      { maxConcurrent: 1, pending: [pending(1)], acks: new Map(), now: T0 + 700_000 },
+      { maxConcurrent: 2, pending: [pending(1), pending(2)], acks: new Map([[2, 4]]), now: T0 + 5_000 },
+      { maxConcurrent: 2, pending: [pending(1), pending(2)], acks: new Map(), now: T0 + 5_000, job: { sinksCommittedThrough: 0, lastCompletedId: 3 } },
+      { maxConcurrent: 1, pending: [pending(4)], acks: new Map(), now: T0 + 5_000, job: { paused: true } },
+    ];
+    for (const { maxConcurrent, job, ...situation } of situations) {
+      expect(needsInputFacts(config({ maxConcurrent }), situation.pending.length)).toBe(false);
+      const decisions = inputs.map((input) => decideNext(config({ maxConcurrent }), facts({ ...situation, ...input, ...(job ? { job } : {}) })));
+      for (const decision of decisions) expect(decision).toEqual(decisions[0]);
+    }
+    expect(needsInputFacts(config({ maxConcurrent: 2 }), 1)).toBe(true);
+    expect(needsInputFacts(config(), 0)).toBe(true);
   });
 });

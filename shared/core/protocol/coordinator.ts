@@ -121,6 +121,18 @@ export function decideNext(config: CheckpointConfig, facts: CoordinatorFacts, re
   return decideTrigger(config, facts);
 }
 
+/**
+ * Whether decideNext can use the input facts (the log's heads and seals, the sources' finish, the
+ * queues' idleness, the last completed checkpoint): not while `pending` checkpoints are as many as
+ * may run at once. Then every path of decideNext ends in one of theirs (inject, complete, abort),
+ * an earlier request, commit-sinks, or a wait until their earliest timeout (the finished-input
+ * branch waits while any is pending; decideTrigger waits at maxConcurrent), whatever those facts
+ * say. A driver skips reading them then (at a 1 s interval most decisions fall inside a round).
+ */
+export function needsInputFacts(config: CheckpointConfig, pending: number): boolean {
+  return pending === 0 || pending < config.maxConcurrent;
+}
+
 /** When checkpoint N+1 starts (time, count, continuous, manual), respecting min pause and max concurrent. */
 export function decideTrigger(config: CheckpointConfig, facts: CoordinatorFacts): CoordinatorDecision {
   const { job, now } = facts;
