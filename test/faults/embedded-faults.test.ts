@@ -54,6 +54,7 @@ describe('fault suite (embedded): seeded schedules end exactly like the fault-fr
   const totals: Record<string, number> = {};
   const requestTotals: Record<string, number> = {};
   const alignments: Record<string, number> = {};
+  const sourceReadModes: Record<string, number> = {};
   /** Recovery phases a crash interrupted: every phase must be hit, so that every "recovery run twice" window is. */
   const recoveryPhases: Record<string, number> = {};
   /** In-flight records stored as channel state, per alignment mode: unaligned checkpoints must really overtake data. */
@@ -81,6 +82,7 @@ describe('fault suite (embedded): seeded schedules end exactly like the fault-fr
     for (const [kind, n] of Object.entries(injector.injected)) totals[kind] = (totals[kind] ?? 0) + n;
     for (const [kind, n] of Object.entries(injector.requests)) requestTotals[kind] = (requestTotals[kind] ?? 0) + n;
     for (const [phase, n] of Object.entries(injector.recoveryCrashes)) recoveryPhases[phase] = (recoveryPhases[phase] ?? 0) + n;
+    sourceReadModes[plan.sourceReads] = (sourceReadModes[plan.sourceReads] ?? 0) + 1;
     const alignment = String(plan.checkpoint.alignment);
     alignments[alignment] = (alignments[alignment] ?? 0) + 1;
     channelState[alignment] = (channelState[alignment] ?? 0) + run.channelStateRecords;
@@ -112,7 +114,8 @@ describe('fault suite (embedded): seeded schedules end exactly like the fault-fr
       'crash-in-recovery',
       'operator-request',
     ];
-    console.log(`fault totals over ${SEEDS} seeds: ${JSON.stringify(totals)}; alignment modes: ${JSON.stringify(alignments)}`);
+    console.log(`fault totals over ${SEEDS} seeds: ${JSON.stringify(totals)}; alignment modes: ${JSON.stringify(alignments)}; source reads: ${JSON.stringify(sourceReadModes)}`);
+    for (const mode of ['append', 'checkpoint']) expect(sourceReadModes[mode] ?? 0, mode).toBeGreaterThan(SEEDS / 4);
     for (const kind of kinds) expect(totals[kind] ?? 0, kind).toBeGreaterThan(10);
     // Operator requests the job took: manual checkpoints, pauses, rollbacks to retained checkpoints.
     console.log(`operator requests taken: ${JSON.stringify(requestTotals)}; recovery phases a crash interrupted: ${JSON.stringify(recoveryPhases)}`);
