@@ -1,10 +1,7 @@
 import { SendMessageBatchCommand, type SendMessageBatchRequestEntry, type SQSClient } from '@aws-sdk/client-sqs';
 import { packIngressBatches } from '../core/ingress-batch.js';
 import { EVENT_ID_ATTRIBUTE } from '../lambda/ingest-handler.js';
-import { sqsSafeBody } from './adapters/sqs-fifo-transport.js';
-
-/** SQS: entries of one SendMessageBatch at most. */
-const MAX_BATCH_ENTRIES = 10;
+import { sendBatchesOf, sqsSafeBody } from './adapters/sqs-fifo-transport.js';
 
 /** SQS's classic message and request limit (256 KiB; SQS now accepts 1 MiB, emulators may not). */
 export const DEFAULT_INGRESS_MESSAGE_BYTES = 256 * 1024;
@@ -38,22 +35,8 @@ export class IngressSendError extends Error {
  */
 export async function sendIngressMessages(sqs: SQSClient, queueUrl: string, messages: readonly IngressMessageToSend[], maxRequestBytes = DEFAULT_INGRESS_MESSAGE_BYTES): Promise<number> {
   const fifo = queueUrl.endsWith('.fifo');
-  const requests: IngressMessageToSend[][] = [];
-  let current: IngressMessageToSend[] = [];
-  let bytes = 0;
-  for (const message of messages) {
-    const size = Buffer.byteLength(message.body);
-    if (current.length > 0 && (current.length >= MAX_BATCH_ENTRIES || bytes + size > maxRequestBytes)) {
-      requests.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(message);
-    bytes += size;
-  }
-  if (current.length > 0) requests.push(current);
   let sent = 0;
-  for (const request of requests) {
+  for (const request of sendBatchesOf(messages, (m) => m.body, maxRequestBytes)) {
     let entries: SendMessageBatchRequestEntry[] = request.map((m, i) => ({
       Id: String(i),
       MessageBody: sqsSafeBody(m.body),

@@ -1,4 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import type { SQSRecord } from 'aws-lambda';
+import { wordCount } from '../../examples/word-count.js';
+import { parseRuntimeLimits } from '../../shared/core/config.js';
+import { createIngestHandler, type IngestHandler, type IngestHandlerDeps } from '../../shared/lambda/ingest-handler.js';
 import { Readable } from 'node:stream';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { StepCommit, StateWrite, InstanceRecord } from '../../shared/core/ports.js';
@@ -106,4 +110,32 @@ export function commitOf(expectedVersion: number, writes: StateWrite[], extra: P
     deadLetters: [],
     ...extra,
   };
+}
+
+/** An SQS record as a Lambda event source delivers it (what a handler test feeds a handler), with the message attributes given. */
+export function sqsRecord(messageId: string, body: string, attributes: Readonly<Record<string, string>> = {}): SQSRecord {
+  return {
+    messageId,
+    body,
+    receiptHandle: messageId,
+    attributes: {},
+    messageAttributes: Object.fromEntries(Object.entries(attributes).map(([k, v]) => [k, { stringValue: v, dataType: 'String' }])),
+    md5OfBody: '',
+    eventSource: 'aws:sqs',
+    eventSourceARN: 'arn:aws:sqs:us-east-1:1:ingress',
+    awsRegion: 'us-east-1',
+  } as unknown as SQSRecord;
+}
+
+/** The ingest handler of the word-count example over `stores` (polls go nowhere). */
+export function wordCountIngest(stores: AwsStores, extra: Partial<IngestHandlerDeps> = {}): IngestHandler {
+  return createIngestHandler({
+    job: wordCount.build(),
+    limits: parseRuntimeLimits(),
+    log: stores.sourceLog,
+    deadLetters: stores.deadLetters,
+    transport: { send: () => Promise.resolve() },
+    checkpoints: stores.checkpoints,
+    ...extra,
+  });
 }

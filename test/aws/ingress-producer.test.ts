@@ -6,25 +6,11 @@
 import { CreateQueueCommand, ReceiveMessageCommand, SQSClient, type Message } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
 import { describe, expect, it } from 'vitest';
-import { wordCount } from '../../examples/word-count.js';
 import { IngressProducer } from '../../shared/aws/ingress-producer.js';
-import { parseRuntimeLimits } from '../../shared/core/config.js';
 import { initialJob } from '../../shared/core/protocol/coordinator.js';
-import { createIngestHandler } from '../../shared/lambda/ingest-handler.js';
-import { cloudEndpoint, credentials, freshStores, interceptingHandler, unique } from './helpers.js';
+import { cloudEndpoint, credentials, freshStores, interceptingHandler, sqsRecord, unique, wordCountIngest } from './helpers.js';
 
-const asRecord = (m: Message): SQSRecord =>
-  ({
-    messageId: m.MessageId,
-    body: m.Body,
-    receiptHandle: m.ReceiptHandle,
-    attributes: {},
-    messageAttributes: Object.fromEntries(Object.entries(m.MessageAttributes ?? {}).map(([k, v]) => [k, { stringValue: v.StringValue, dataType: v.DataType }])),
-    md5OfBody: '',
-    eventSource: 'aws:sqs',
-    eventSourceARN: 'arn:aws:sqs:us-east-1:1:ingress',
-    awsRegion: 'us-east-1',
-  }) as unknown as SQSRecord;
+const asRecord = (m: Message): SQSRecord => sqsRecord(m.MessageId ?? '', m.Body ?? '', Object.fromEntries(Object.entries(m.MessageAttributes ?? {}).map(([k, v]) => [k, v.StringValue ?? ''])));
 
 describe('IngressProducer', () => {
   it('packs 1,203 events into 3 batch messages; a retried entry that had gone through is appended once', async () => {
@@ -58,13 +44,7 @@ describe('IngressProducer', () => {
       expect(received.map((m) => m.MessageAttributes?.CairnEventId?.StringValue).sort()).toEqual(['line:0+500', 'line:1000+203', 'line:500+500', 'line:500+500']);
 
       const totals = { appended: 0, duplicates: 0 };
-      const ingest = createIngestHandler({
-        job: wordCount.build(),
-        limits: parseRuntimeLimits(),
-        log: s.sourceLog,
-        deadLetters: s.deadLetters,
-        transport: { send: () => Promise.resolve() },
-        checkpoints: s.checkpoints,
+      const ingest = wordCountIngest(s, {
         onOutcome: (o) => {
           totals.appended += o.appended;
           totals.duplicates += o.duplicates;

@@ -8,11 +8,8 @@ import type { SQSRecord } from 'aws-lambda';
 import { describe, expect, it } from 'vitest';
 import { redriveIngress } from '../../shared/aws/ops/redrive-ingress.js';
 import { handleRedriven } from '../../shared/core/redrive.js';
-import { createIngestHandler } from '../../shared/lambda/ingest-handler.js';
-import { parseRuntimeLimits } from '../../shared/core/config.js';
 import { initialJob } from '../../shared/core/protocol/coordinator.js';
-import { wordCount } from '../../examples/word-count.js';
-import { freshStores, unique } from './helpers.js';
+import { freshStores, sqsRecord, unique, wordCountIngest } from './helpers.js';
 
 describe('ingress redrive', () => {
   it('sends each ingress dead letter back under its event id and removes it; the event is appended once even if it had been appended already', async () => {
@@ -24,27 +21,10 @@ describe('ingress redrive', () => {
       const clock = { now: () => Date.now() };
       const body = JSON.stringify({ line: `exactly once ${'x'.repeat(8_000)}` });
       // The first delivery appended the event, then the invocation timed out; SQS moved the message to the DLQ after its receives.
-      const ingest = createIngestHandler({
-        job: wordCount.build(),
-        limits: parseRuntimeLimits(),
-        log: s.sourceLog,
-        deadLetters: s.deadLetters,
-        transport: { send: () => Promise.resolve() },
-        checkpoints: s.checkpoints,
+      const ingest = wordCountIngest(s, {
         clock,
       });
-      const record = (messageId: string, eventId: string, text: string): SQSRecord =>
-        ({
-          messageId,
-          body: text,
-          receiptHandle: messageId,
-          attributes: {},
-          messageAttributes: { CairnEventId: { stringValue: eventId, dataType: 'String' } },
-          md5OfBody: '',
-          eventSource: 'aws:sqs',
-          eventSourceARN: 'arn:aws:sqs:us-east-1:1:ingress',
-          awsRegion: 'us-east-1',
-        }) as unknown as SQSRecord;
+      const record = (messageId: string, eventId: string, text: string): SQSRecord => sqsRecord(messageId, text, { CairnEventId: eventId });
       await ingest({ Records: [record('sqs-1', 'line:1', body)] });
       await handleRedriven({ checkpoints: s.checkpoints, deadLetters: s.deadLetters, clock }, [
         { queue: 'ingress', messageId: 'sqs-1', body, receiveCount: 5, eventId: 'line:1' },

@@ -33,6 +33,25 @@ export interface SqsFifoTransportOptions {
 
 const MAX_ENTRIES = 10;
 
+/** `items` in order, cut into SendMessageBatch requests: at most 10 entries and `maxBytes` of bodies each (an entry alone may exceed it). */
+export function sendBatchesOf<T>(items: readonly T[], bodyOf: (item: T) => string, maxBytes: number): T[][] {
+  const batches: T[][] = [];
+  let batch: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const size = Buffer.byteLength(bodyOf(item));
+    if (batch.length === MAX_ENTRIES || (batch.length > 0 && bytes + size > maxBytes)) {
+      batches.push(batch);
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(item);
+    bytes += size;
+  }
+  if (batch.length > 0) batches.push(batch);
+  return batches;
+}
+
 export function sqsId(id: string): string {
   if (id.length >= 1 && id.length <= 128 && /^[\x21-\x7e]+$/.test(id)) return id;
   return `h-${createHash('sha256').update(id).digest('hex')}`;
@@ -97,23 +116,7 @@ export class SqsFifoTransport implements QueueTransport {
       perGroup.set(m.groupId, round + 1);
       (rounds[round] ??= []).push({ ...m, json });
     }
-    const batches: Array<Array<OutboundMessage & { json: string }>> = [];
-    for (const round of rounds) {
-      let batch: Array<OutboundMessage & { json: string }> = [];
-      let bytes = 0;
-      for (const m of round) {
-        const size = Buffer.byteLength(m.json);
-        if (batch.length === MAX_ENTRIES || (batch.length > 0 && bytes + size > this.maxBatchBytes)) {
-          batches.push(batch);
-          batch = [];
-          bytes = 0;
-        }
-        batch.push(m);
-        bytes += size;
-      }
-      if (batch.length > 0) batches.push(batch);
-    }
-    return batches;
+    return rounds.flatMap((round) => sendBatchesOf(round, (m) => m.json, this.maxBatchBytes));
   }
 
   private async limited<T>(fn: () => Promise<T>): Promise<T> {
