@@ -153,7 +153,9 @@ export async function ingestBatch(deps: IngestDeps, messages: readonly IngressMe
         continue;
       }
       const partition = partitionOf(deps.source, result.event, id);
-      mine.set(partition, [...(mine.get(partition) ?? []), result.event]);
+      const list = mine.get(partition) ?? [];
+      list.push(result.event);
+      mine.set(partition, list);
     }
     for (const [partition, list] of mine) {
       const slot = byPartition.get(partition) ?? { entries: [], ids: [] };

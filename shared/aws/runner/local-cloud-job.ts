@@ -243,7 +243,12 @@ export class LocalCloudJob {
     let messages: IngressMessageToSend[];
     if (options.pack) {
       const byGroup = new Map<string | undefined, { id: string; body: string }[]>();
-      for (const e of events) byGroup.set(groupOf(e), [...(byGroup.get(groupOf(e)) ?? []), e]);
+      for (const e of events) {
+        const group = groupOf(e);
+        const list = byGroup.get(group) ?? [];
+        list.push(e);
+        byGroup.set(group, list);
+      }
       messages = [...byGroup].flatMap(([groupId, list]) => packIngressBatches(list, DEFAULT_INGRESS_MESSAGE_BYTES).map((b) => ({ id: b.id, body: b.body, ...(groupId ? { groupId } : {}) })));
     } else {
       // The event's own id: the ingest deduplicates by it (a re-push is one event), and a dead letter names it (`--input`: the line).
