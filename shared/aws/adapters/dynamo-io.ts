@@ -13,6 +13,7 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import type { BlobStore } from '../../core/ports.js';
 import { BLOB_PREFIX, Keys, type ItemKey } from './table-layout.js';
+import { chunksOf } from './chunks.js';
 
 /**
  * The DynamoDB plumbing shared by the adapters: batched reads and writes that retry what
@@ -230,20 +231,7 @@ export class DynamoIo {
     const byKey = new Map<string, { put: Raw } | { delete: ItemKey }>();
     for (const op of ops) byKey.set(keyId('put' in op ? op.put : op.delete), op);
     const requests = [...byKey.values()].map((op) => ('put' in op ? { PutRequest: { Item: op.put } } : { DeleteRequest: { Key: { pk: op.delete.pk, sk: op.delete.sk } } }));
-    const chunks: (typeof requests)[] = [];
-    let chunk: typeof requests = [];
-    let bytes = 0;
-    for (const request of requests) {
-      const size = 'PutRequest' in request && request.PutRequest ? itemSize(request.PutRequest.Item) : 100;
-      if (chunk.length === 25 || (bytes + size > 15_000_000 && chunk.length > 0)) {
-        chunks.push(chunk);
-        chunk = [];
-        bytes = 0;
-      }
-      chunk.push(request);
-      bytes += size;
-    }
-    if (chunk.length > 0) chunks.push(chunk);
+    const chunks = chunksOf(requests, (request) => ('PutRequest' in request && request.PutRequest ? itemSize(request.PutRequest.Item) : 100), 25, 15_000_000);
     await mapLimit(chunks, 8, async (items) => {
       let pending: unknown[] = items;
       for (let attempt = 0; pending.length > 0; attempt++) {

@@ -8,6 +8,7 @@ import type { DynamoIo } from './dynamo-io.js';
 import { MAX_TRANSACT_ACTIONS, MAX_TRANSACT_BYTES, SpilledValueMissingError, cancellationReasons, keyId, mapLimit, transactItemSize, usedNames, type Raw, type TransactItem } from './dynamo-io.js';
 import { BLOB_PREFIX, Keys, TTL_ATTRIBUTE, pad, prefixEnd, ttlSeconds, type ItemKey } from './table-layout.js';
 import { ackExpiresAt, checkpointDataExpired, closedValuesExpired, tombstoneExpired } from '../../core/retention.js';
+import { chunksOf } from './chunks.js';
 
 /**
  * StateStore on one DynamoDB table (layout: table-layout.ts).
@@ -747,21 +748,7 @@ class UnfinishedFold extends Error {
 }
 
 function chunkActions(actions: readonly TransactItem[], maxActions: number, maxBytes: number): TransactItem[][] {
-  const chunks: TransactItem[][] = [];
-  let chunk: TransactItem[] = [];
-  let bytes = 0;
-  for (const action of actions) {
-    const size = transactItemSize(action);
-    if (chunk.length > 0 && (chunk.length >= maxActions || bytes + size > maxBytes)) {
-      chunks.push(chunk);
-      chunk = [];
-      bytes = 0;
-    }
-    chunk.push(action);
-    bytes += size;
-  }
-  if (chunk.length > 0) chunks.push(chunk);
-  return chunks;
+  return chunksOf(actions, transactItemSize, maxActions, maxBytes);
 }
 
 function updateCommand(table: string, key: ItemKey, input: Omit<UpdateCommandInput, 'TableName' | 'Key'>): UpdateCommand {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { SendMessageBatchCommand, type SendMessageBatchRequestEntry, type SQSClient } from '@aws-sdk/client-sqs';
 import type { OutboundMessage, QueueTransport } from '../../core/ports.js';
+import { chunksOf } from './chunks.js';
 
 /**
  * QueueTransport on SQS FIFO queues. Messages go out in SendMessageBatch calls of at most 10
@@ -35,21 +36,7 @@ const MAX_ENTRIES = 10;
 
 /** `items` in order, cut into SendMessageBatch requests: at most 10 entries and `maxBytes` of bodies each (an entry alone may exceed it). */
 export function sendBatchesOf<T>(items: readonly T[], bodyOf: (item: T) => string, maxBytes: number): T[][] {
-  const batches: T[][] = [];
-  let batch: T[] = [];
-  let bytes = 0;
-  for (const item of items) {
-    const size = Buffer.byteLength(bodyOf(item));
-    if (batch.length === MAX_ENTRIES || (batch.length > 0 && bytes + size > maxBytes)) {
-      batches.push(batch);
-      batch = [];
-      bytes = 0;
-    }
-    batch.push(item);
-    bytes += size;
-  }
-  if (batch.length > 0) batches.push(batch);
-  return batches;
+  return chunksOf(items, (item) => Buffer.byteLength(bodyOf(item)), MAX_ENTRIES, maxBytes);
 }
 
 export function sqsId(id: string): string {
