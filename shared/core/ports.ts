@@ -208,7 +208,11 @@ export interface StateStore {
    * instances of a newer one.
    */
   restoreOperator(operator: string, checkpointId: number, fence?: { readonly generation: number }): Promise<{ keysRestored: number }>;
-  /** Drops what no restore to a retained checkpoint >= keepFrom reads (replaced values, expired tombstones), and snapshots before it. */
+  /**
+   * Drops what no restore to a retained checkpoint >= keepFrom reads (replaced values, expired
+   * tombstones, channel state before it). Snapshots before keepFrom go here or, at the latest,
+   * with their checkpoint records (CheckpointStore.forgetBelow, never above keepFrom).
+   */
   prune(operator: string, keepFrom: number): Promise<void>;
   readStaged(sink: string, throughEpoch: number): Promise<StagedBatch[]>;
   dropStaged(sink: string, batches: readonly { instance: InstanceId; epoch: number }[]): Promise<void>;
@@ -382,7 +386,7 @@ export interface CheckpointStore {
   /**
    * Retention (shared/core/retention.ts decides `id`): deletes the checkpoint records with an id
    * below `id` and every ack stored under them (acks that arrived after their checkpoint
-   * finished). Idempotent.
+   * finished), and the snapshots a store keeps with its acks. Idempotent.
    */
   forgetBelow(id: number): Promise<void>;
 }

@@ -9,7 +9,7 @@ import { DynamoSinkStore, DynamoSourceLog } from '../../shared/aws/index.js';
 import { Keys, TTL_ATTRIBUTE } from '../../shared/aws/adapters/table-layout.js';
 import { ACK_RETENTION_MS, DEFAULT_DEDUP_WINDOW_MS } from '../../shared/core/retention.js';
 import { initialJob } from '../../shared/core/protocol/coordinator.js';
-import { initialInstanceRecord } from '../../shared/core/instance/step.js';
+import { initialInstanceRecord, snapshotStateOf } from '../../shared/core/instance/step.js';
 import { INSTANCE, commitOf, freshStores } from './helpers.js';
 
 describe('retention on DynamoDB', () => {
@@ -84,15 +84,17 @@ describe('retention on DynamoDB', () => {
       expect(await s.io.get(Keys.logDedup(0, 'e0'))).toMatchObject({ o: 0 });
 
       for (const id of [1, 2, 3]) await s.checkpoints.putCheckpoint({ id, generation: 1, status: 'COMPLETED', trigger: 'time', triggeredAt: id, barriersInjected: true });
-      await s.io.batchWrite([{ put: { ...Keys.ack(1, 'op#0'), d: '{}' } }]);
+      // The snapshots and acks under a forgotten record go with it; a kept record keeps its own.
+      await s.io.batchWrite([1, 2, 3].flatMap((id) => [{ put: { ...Keys.ack(id, 'op#0'), d: '{}' } }, { put: { ...Keys.lateAck(id, 'op#1'), d: '{}' } }]));
       await s.checkpoints.forgetBelow(3);
       expect((await s.io.queryPartition(Keys.checkpointPk)).map((r) => r.sk)).toEqual([Keys.checkpoint(3).sk]);
-      expect((await s.io.queryPartition(Keys.ackPk(1))).map((r) => r.sk)).toEqual(['op#0']);
+      for (const id of [1, 2]) expect(await s.io.queryPartition(Keys.ackPk(id))).toEqual([]);
+      expect((await s.io.queryPartition(Keys.ackPk(3))).map((r) => r.sk)).toEqual(['op#0', 'op#1~ack']);
     } finally {
       await s.done();
     }
   });
-  it('an ack expires two days after the step wrote it (TTL, seconds rounded up): no prune deletes it', async () => {
+  it('a snapshot and the ack of the same step are one item without TTL; a late ack expires two days after the step wrote it (TTL, seconds rounded up)', async () => {
     const s = await freshStores();
     try {
       await s.checkpoints.putJob(initialJob(1), undefined);
@@ -101,8 +103,19 @@ describe('retention on DynamoDB', () => {
       const ack = { checkpointId: 4, instance: INSTANCE, generation: 1, alignmentMs: 0, unaligned: false, channelStateRecords: 0, stateWrites: 0, at };
       await s.stateStore.commitStep(commitOf(0, [], { acks: [ack] }));
       expect(ACK_RETENTION_MS).toBe(2 * 86_400_000);
-      expect((await s.io.get(Keys.ack(4, INSTANCE)))?.[TTL_ATTRIBUTE]).toBe((at - 400) / 1000 + 2 * 86_400 + 1);
+      expect(await s.io.get(Keys.ack(4, INSTANCE))).toBeUndefined();
+      expect((await s.io.get(Keys.lateAck(4, INSTANCE)))?.[TTL_ATTRIBUTE]).toBe((at - 400) / 1000 + 2 * 86_400 + 1);
       expect(await s.checkpoints.listAcks(4)).toEqual([ack]);
+
+      const state = snapshotStateOf(initialInstanceRecord(INSTANCE, 1));
+      const ack5 = { ...ack, checkpointId: 5 };
+      await s.stateStore.commitStep(commitOf(1, [], { acks: [ack5], snapshots: [{ checkpointId: 5, state }] }));
+      const item = await s.io.get(Keys.ack(5, INSTANCE));
+      expect(item?.[TTL_ATTRIBUTE]).toBeUndefined();
+      expect(JSON.parse(item?.d as string)).toEqual({ snapshot: state, ack: ack5 });
+      expect(await s.io.get(Keys.lateAck(5, INSTANCE))).toBeUndefined();
+      expect(await s.checkpoints.listAcks(5)).toEqual([ack5]);
+      expect(await s.stateStore.loadSnapshot(INSTANCE, 5)).toEqual({ state, channelState: [] });
     } finally {
       await s.done();
     }

@@ -14,7 +14,7 @@ describe('bench:cost storage by kind', () => {
       Keys.ack(3, 'op#0'),
       Keys.job(),
       Keys.instance('op#0'),
-      Keys.snapshot('op', 3, 'op#0'),
+      Keys.lateAck(3, 'op#0'),
       Keys.staged('out', 4, 'op#0', 2),
       Keys.item('op', 5, 'k'),
       Keys.change('op', 1, 2, 'op#0', 7),

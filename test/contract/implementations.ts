@@ -25,7 +25,7 @@ import { CONTRACT_DEDUP_WINDOW_MS, ManualClock } from './clock.js';
 
 export interface Capabilities {
   readonly reopen: boolean;
-  /** Acks expire ACK_RETENTION_MS after they were written (DynamoDB's TTL) instead of going with their checkpoint record. */
+  /** A finished checkpoint's acks stay until they expire (DynamoDB's TTL, ACK_RETENTION_MS after they were written) or their record is forgotten, instead of going when it finishes. */
   readonly acksExpire?: boolean;
 }
 

@@ -384,7 +384,7 @@ describe.each(implementationsOf('store-family'))('StateStore contract: $name', (
     );
 
     it(
-      'prune(op, keepFrom) keeps every checkpoint >= keepFrom restorable and drops snapshots before it',
+      'prune(op, keepFrom) keeps every checkpoint >= keepFrom restorable; snapshots before it are gone once their records are forgotten',
       run(async (family) => {
         await startJob(family.checkpoints);
         const d = await new InstanceDriver(family.stateStore, OP).init();
@@ -407,7 +407,9 @@ describe.each(implementationsOf('store-family'))('StateStore contract: $name', (
           if (epoch < 6) await other.commit({ snapshots: [{ checkpointId: epoch, state: snapshotState(epoch) }], record: { epoch: epoch + 1 } });
           expected[epoch] = { ...model };
         }
+        for (let id = 1; id <= 5; id++) await family.checkpoints.putCheckpoint({ id, generation: 1, status: 'COMPLETED', trigger: 'time', triggeredAt: id, barriersInjected: true });
         await family.stateStore.prune(OP, 3);
+        await family.checkpoints.forgetBelow(3);
         expect(await d.read(all)).toEqual(expected[6]);
 
         for (const instance of [d.instance, other.instance]) {
@@ -651,7 +653,9 @@ describe.each(implementationsOf('store-family'))('StateStore contract: $name', (
         const reopened = new InstanceDriver(family.stateStore, OP);
         expect(await family.stateStore.restoreOperator(OP, 2)).toEqual({ keysRestored: 3 });
         expect(await reopened.read(['a', 'b', 'c', 'n'])).toEqual({ a: v(2), b: null, c: v(1), n: null });
+        await family.checkpoints.putCheckpoint({ id: 1, generation: 1, status: 'COMPLETED', trigger: 'time', triggeredAt: 1, barriersInjected: true });
         await family.stateStore.prune(OP, 2);
+        await family.checkpoints.forgetBelow(2);
         const again = await reopen();
         expect(await again.stateStore.countKeys(OP)).toBe(2);
         expect(await again.stateStore.loadSnapshot(d.instance, 1)).toBeUndefined();

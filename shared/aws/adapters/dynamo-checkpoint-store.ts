@@ -1,13 +1,16 @@
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { ConcurrentStepError } from '../../core/errors.js';
 import type { CheckpointAck, CheckpointRecord, CheckpointStore, JobRecord } from '../../core/ports.js';
-import { cancellationReasons, type DynamoIo } from './dynamo-io.js';
-import { Keys, pad } from './table-layout.js';
+import { cancellationReasons, mapLimit, type DynamoIo } from './dynamo-io.js';
+import { Keys, pad, type CheckpointEntry } from './table-layout.js';
+
+/** Checkpoints whose snapshots and acks forgetBelow deletes at once. */
+const FORGET_CONCURRENCY = 8;
 
 /**
  * CheckpointStore on the job table: the job record, its generation fence (the item every step
  * commit checks, see table-layout.ts), one item per checkpoint in partition `CP` (sorted by id),
- * and the acks that step commits write under `A#<checkpoint>`.
+ * and the snapshots and acks that step commits write under `A#<checkpoint>`.
  */
 export class DynamoCheckpointStore implements CheckpointStore {
   /**
@@ -59,7 +62,6 @@ export class DynamoCheckpointStore implements CheckpointStore {
 
   async putCheckpoint(record: CheckpointRecord): Promise<void> {
     // `st`: the status, for putCheckpointIfPending's condition (the record itself is encoded in `d`).
-    // The acks of a finished checkpoint (folded into its record) stay until their TTL (retention.ts ACK_RETENTION_MS): deleting them would cost a write each.
     await this.io.batchWrite([{ put: { ...Keys.checkpoint(record.id), d: await this.io.encode(record), st: record.status } }]);
   }
 
@@ -93,16 +95,22 @@ export class DynamoCheckpointStore implements CheckpointStore {
 
   async forgetBelow(id: number): Promise<void> {
     if (id <= 0) return;
-    // In steady state one record per completed checkpoint falls out of the history here. Its
-    // acknowledgements carry a TTL (retention.ts ACK_RETENTION_MS): DynamoDB deletes them.
+    // In steady state one record per completed checkpoint falls out of the history here, and
+    // with it the instances' snapshots and acks under `A#<id>` (table-layout.ts): first those,
+    // then the record, so a crash in between leaves a record the next run finds again.
     const records = await this.io.queryRange(Keys.checkpointPk, pad(0), pad(id - 1));
+    await mapLimit(records, FORGET_CONCURRENCY, async (r) => {
+      const entries = await this.io.query({ KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': Keys.ackPk(Number(r.sk)) }, ProjectionExpression: 'pk, sk, d', ConsistentRead: false });
+      await this.io.batchWrite(entries.map((e) => ({ delete: { pk: e.pk, sk: e.sk } })));
+      await Promise.all(entries.map((e) => this.io.dropBlob(e.d)));
+    });
     await this.io.batchWrite(records.map((r) => ({ delete: { pk: r.pk, sk: r.sk } })));
     await Promise.all(records.map((r) => this.io.dropBlob(r.d)));
   }
 
   async listAcks(checkpointId: number): Promise<CheckpointAck[]> {
     const raws = await this.io.queryPartition(Keys.ackPk(checkpointId));
-    const values = await this.io.readValues<CheckpointAck>(raws);
-    return values.filter((v): v is CheckpointAck => v !== undefined);
+    const values = await this.io.readValues<CheckpointEntry>(raws);
+    return values.flatMap((v) => (v?.ack ? [v.ack] : []));
   }
 }

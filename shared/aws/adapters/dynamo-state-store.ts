@@ -3,10 +3,10 @@ import { DeleteCommand, UpdateCommand, type UpdateCommandInput } from '@aws-sdk/
 import { ConcurrentStepError, GenerationFencedError } from '../../core/errors.js';
 import { murmur3 } from '../../core/hashing.js';
 import { parseInstanceId } from '../../core/messages.js';
-import type { ChannelStateEntry, InstanceRecord, OperatorSnapshot, OperatorSnapshotState, StagedBatch, StateKeyRef, StateStore, StepCommit, StoredItem } from '../../core/ports.js';
+import type { ChannelStateEntry, InstanceRecord, OperatorSnapshot, StagedBatch, StateKeyRef, StateStore, StepCommit, StoredItem } from '../../core/ports.js';
 import type { DynamoIo } from './dynamo-io.js';
 import { MAX_TRANSACT_ACTIONS, MAX_TRANSACT_BYTES, SpilledValueMissingError, cancellationReasons, keyId, mapLimit, transactItemSize, usedNames, type Raw, type TransactItem } from './dynamo-io.js';
-import { BLOB_PREFIX, Keys, TTL_ATTRIBUTE, pad, prefixEnd, ttlSeconds, type ItemKey } from './table-layout.js';
+import { BLOB_PREFIX, Keys, TTL_ATTRIBUTE, pad, prefixEnd, ttlSeconds, type CheckpointEntry, type ItemKey } from './table-layout.js';
 import { ackExpiresAt, checkpointDataExpired, closedValuesExpired, tombstoneExpired } from '../../core/retention.js';
 import { chunksOf } from './chunks.js';
 
@@ -266,10 +266,18 @@ export class DynamoStateStore implements StateStore {
       liveDelta += (write.value !== null ? 1 : 0) - (previous && previous.value !== null ? 1 : 0);
     }
     for (const [epoch, entries] of changes) add(Keys.change(op, this.shardOf(commit.instance), epoch, commit.instance, commit.record.version), entries);
-    for (const snapshot of commit.snapshots ?? []) add(Keys.snapshot(op, snapshot.checkpointId, commit.instance), snapshot.state);
+    // A snapshot and the ack of the same step share one item (table-layout.ts); an ack of a
+    // snapshot an earlier step took (unaligned) is an item of its own, which TTL removes for free.
+    const acks = new Map(commit.acks.map((ack) => [ack.checkpointId, ack]));
+    for (const snapshot of commit.snapshots ?? []) {
+      const ack = acks.get(snapshot.checkpointId);
+      acks.delete(snapshot.checkpointId);
+      add(Keys.ack(snapshot.checkpointId, commit.instance), { snapshot: snapshot.state, ...(ack ? { ack } : {}) } satisfies CheckpointEntry);
+    }
+    for (const ack of acks.values()) {
+      add(Keys.lateAck(ack.checkpointId, ack.instance), { ack } satisfies CheckpointEntry, { attrs: { [TTL_ATTRIBUTE]: ttlSeconds(ackExpiresAt(ack.at)) } });
+    }
     for (const part of commit.channelState) add(Keys.channelState(op, part.checkpointId, commit.instance, commit.record.version), part.entries);
-    // DynamoDB's TTL removes acknowledgements for free once no pending checkpoint can need them.
-    for (const ack of commit.acks) add(Keys.ack(ack.checkpointId, ack.instance), ack, { attrs: { [TTL_ATTRIBUTE]: ttlSeconds(ackExpiresAt(ack.at)) } });
     for (const staged of commit.staged) {
       add(Keys.staged(staged.sink, staged.epoch, commit.instance, commit.record.version), staged.records, { attrs: { inst: commit.instance, ep: staged.epoch } });
     }
@@ -513,7 +521,8 @@ export class DynamoStateStore implements StateStore {
 
   async loadSnapshot(instance: string, checkpointId: number): Promise<OperatorSnapshot | undefined> {
     const op = parseInstanceId(instance).vertexId;
-    const [state] = await this.io.readValues<OperatorSnapshotState>([await this.io.get(Keys.snapshot(op, checkpointId, instance))]);
+    const [entry] = await this.io.readValues<CheckpointEntry>([await this.io.get(Keys.ack(checkpointId, instance))]);
+    const state = entry?.snapshot;
     if (!state) return undefined;
     const prefix = Keys.channelStatePrefix(checkpointId, instance);
     const parts = await this.io.queryRange(Keys.channelStatePk(op), prefix, prefixEnd(prefix));
@@ -643,7 +652,7 @@ export class DynamoStateStore implements StateStore {
     await mapLimit([...tombstones.values()], FENCE_CONCURRENCY, (t) => this.deleteTombstone(t.key, t.epoch));
     await this.io.batchWrite(records.map((r) => ({ delete: { pk: r.raw.pk, sk: r.raw.sk } })));
     await Promise.all(records.flatMap(recordBlobs).map((b) => this.io.dropBlob(b)));
-    await this.pruneCheckpointData(Keys.snapshotPk(operator), keepFrom);
+    // (Snapshots go with their checkpoint records: DynamoCheckpointStore.forgetBelow.)
     await this.pruneCheckpointData(Keys.channelStatePk(operator), keepFrom);
   }
 

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { CheckpointAck, OperatorSnapshotState } from '../../core/ports.js';
 
 /**
  * Single-table DynamoDB layout of one Cairn job. Key schema: `pk` (S, hash) + `sk` (S, range).
@@ -13,12 +14,12 @@ import { createHash } from 'node:crypto';
  * | job record              | `JOB`                      | `JOB`                              | d, ver (N), gen (N) |
  * | generation fence        | `JOB`                      | `GEN`                              | gen (N) |
  * | checkpoint record       | `CP`                       | pad(id)                            | d |
- * | ack                     | `A#`pad(cp)                | instance                           | d, exp (N): TTL, two days after the ack (retention.ts ACK_RETENTION_MS) |
+ * | snapshot and ack        | `A#`pad(cp)                | instance                           | d = {snapshot, ack?}: the instance's snapshot of the checkpoint and, when the same step acknowledged it, its ack |
+ * | late ack                | `A#`pad(cp)                | instance`~ack`                     | d = {ack}, exp (N): TTL, two days after the ack (retention.ts ACK_RETENTION_MS): an unaligned checkpoint acknowledged by a later step than its snapshot |
  * | instance record         | `I#`instance               | `I`                                | d, ver (N), gen (N), fg (N): fenced below this generation, tok, fold, claim |
  * | live-key counter        | `N#`op                     | instance, or `~restore`            | n (N) |
  * | keyed-state item        | `K#`op`#`keyGroup          | key                                | d = {value, epoch} |
  * | change record           | `C#`op`#`shard             | pad(epoch)`#`instance`#`pad(ver)   | d = [{g: keyGroup, k: key, f: 1 (first write in the epoch), b: the item it closed / bs: its spilled payload, t: 1 (deleted)}]: one per step and epoch (copy-on-write; a spilled item's blob moves here as is) |
- * | operator snapshot       | `SN#`op                    | pad(cp)`#`instance                 | d |
  * | channel state chunk     | `CS#`op                    | pad(cp)`#`instance`#`pad(version)  | d |
  * | staged sink output      | `ST#`sink                  | pad(epoch)`#`instance`#`pad(ver)   | d, inst |
  * | sink batch (published)  | `SB#`sink                  | batchId                            | d |
@@ -42,12 +43,21 @@ import { createHash } from 'node:crypto';
  * epoch range, so they cost O(steps that changed keys) + changeShards queries.
  *
  * Retention (shared/core/retention.ts): `exp` is the table's TTL attribute (epoch seconds).
- * Dedup items and acks carry it: DynamoDB deletes them for free some time after it passes
+ * Dedup items and late acks carry it: DynamoDB deletes them for free some time after it passes
  * (a pending checkpoint reads its acks for at most its timeout, a day at most), and until then
  * readers of dedup items treat an item past `exp` as absent. (DynamoDB Local 3.x does delete by TTL,
  * within seconds, except items more than five years past `exp`, as AWS documents.)
- * Log entries below every retained checkpoint and old checkpoint records are deleted by the
- * coordinator's prune (their cut is an offset / an id, not a time).
+ * Log entries below every retained checkpoint, old checkpoint records and the snapshots under
+ * them are deleted by the coordinator's prune (their cut is an offset / an id, not a time).
+ *
+ * A checkpoint's snapshot and ack are one item: the step that takes an aligned snapshot also
+ * acknowledges it, and a step commit bills each item it writes (2 units per KB in its
+ * transaction), so one item per instance and checkpoint instead of two. The snapshot must stay
+ * while its checkpoint is retained, so the item has no TTL; it goes with its checkpoint record
+ * (DynamoCheckpointStore.forgetBelow), which retention.ts keeps at least as long as any retained
+ * checkpoint. A step writes a snapshot of checkpoint N only while no checkpoint after N has
+ * completed (its channels deliver barrier N before any later one), so no snapshot is written
+ * under a record already forgotten.
  *
  * Payloads: `d` holds JSON; `@z:` + base64 of the deflated JSON when that is over 900 bytes and
  * deflating makes it smaller (not sink output or dead letters: their users read them as JSON);
@@ -87,7 +97,10 @@ export const Keys = {
   checkpoint: (id: number): ItemKey => ({ pk: 'CP', sk: pad(id) }),
   checkpointPk: 'CP',
   ackPk: (checkpointId: number): string => `A#${pad(checkpointId)}`,
+  /** An instance's snapshot of a checkpoint, with its ack when the same step acknowledged it. */
   ack: (checkpointId: number, instance: string): ItemKey => ({ pk: `A#${pad(checkpointId)}`, sk: instance }),
+  /** An ack written by a later step than its snapshot (unaligned checkpoints). */
+  lateAck: (checkpointId: number, instance: string): ItemKey => ({ pk: `A#${pad(checkpointId)}`, sk: `${instance}~ack` }),
   instance: (instance: string): ItemKey => ({ pk: `I#${instance}`, sk: 'I' }),
   livePk: (op: string): string => `N#${esc(op)}`,
   live: (op: string, instance: string): ItemKey => ({ pk: `N#${esc(op)}`, sk: instance }),
@@ -99,8 +112,6 @@ export const Keys = {
     pk: `C#${esc(op)}#${shard}`,
     sk: `${pad(epoch)}#${esc(instance)}#${pad(version)}`,
   }),
-  snapshotPk: (op: string): string => `SN#${esc(op)}`,
-  snapshot: (op: string, checkpointId: number, instance: string): ItemKey => ({ pk: `SN#${esc(op)}`, sk: `${pad(checkpointId)}#${esc(instance)}` }),
   channelStatePk: (op: string): string => `CS#${esc(op)}`,
   channelStatePrefix: (checkpointId: number, instance: string): string => `${pad(checkpointId)}#${esc(instance)}#`,
   channelState: (op: string, checkpointId: number, instance: string, version: number): ItemKey => ({
@@ -127,6 +138,12 @@ export const Keys = {
   logTruncation: (partition: number): ItemKey => ({ pk: `L#${partition}`, sk: 'T' }),
   logSpill: (partition: number, offset: number): ItemKey => ({ pk: `L#${partition}`, sk: `S#${pad(offset)}` }),
 };
+
+/** The value of an `A#` item: an instance's snapshot of a checkpoint and/or its ack. */
+export interface CheckpointEntry {
+  readonly snapshot?: OperatorSnapshotState;
+  readonly ack?: CheckpointAck;
+}
 
 /** The job table's TTL attribute (epoch seconds); infra/cairn-job.ts and provision.ts enable TTL on it. */
 export const TTL_ATTRIBUTE = 'exp';
