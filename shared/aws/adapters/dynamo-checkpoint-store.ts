@@ -100,7 +100,12 @@ export class DynamoCheckpointStore implements CheckpointStore {
     // then the record, so a crash in between leaves a record the next run finds again.
     const records = await this.io.queryRange(Keys.checkpointPk, pad(0), pad(id - 1));
     await mapLimit(records, FORGET_CONCURRENCY, async (r) => {
-      const entries = await this.io.query({ KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': Keys.ackPk(Number(r.sk)) }, ProjectionExpression: 'pk, sk, d', ConsistentRead: false });
+      const entries = await this.io.query({
+        KeyConditionExpression: 'pk = :pk',
+        ExpressionAttributeValues: { ':pk': Keys.ackPk(Number(r.sk)) },
+        ProjectionExpression: 'pk, sk, d',
+        ConsistentRead: false,
+      });
       await this.io.batchWrite(entries.map((e) => ({ delete: { pk: e.pk, sk: e.sk } })));
       await Promise.all(entries.map((e) => this.io.dropBlob(e.d)));
     });
