@@ -473,7 +473,8 @@ export async function runCostBench(options: CostBenchOptions, command = 'npm run
       const ingestMapping = deployed.eventSourceMappings.find((m) => m.functionRole === 'ingest');
       const ingest = ingestMapping ? { batchSize: ingestMapping.batchSize, windowSeconds: ingestMapping.windowSeconds } : undefined;
       // Retention on every checkpoint: what it deletes is billed where it accrues; its fixed part per run is put back at the deployed cadence (coordinator.ts).
-      const base = { endpoint, warmupSeconds: 2, seconds: options.idleSeconds, intervalMs: options.intervalMs, pruneIntervalMs: 0, log, ...(ingest ? { ingest } : {}) };
+      // No checkpoint history beyond the retained ones: each checkpoint forgets one record and its snapshots and acks, as at steady state.
+      const base = { endpoint, warmupSeconds: 2, seconds: options.idleSeconds, intervalMs: options.intervalMs, pruneIntervalMs: 0, history: 0, log, ...(ingest ? { ingest } : {}) };
       const idle = await measureRate(example, { ...base, rate: 0 });
       // No events, a checkpoint triggered by hand every interval: what one round costs the data path,
       // with retention on every checkpoint and with none (what a retention run costs by itself).

@@ -93,6 +93,12 @@ export interface MeasureOptions {
   readonly forceCheckpoints?: boolean;
   /** checkpoint.pruneIntervalMs (default: the deployed default). The bench prunes on every checkpoint (0) or never, to price retention's fixed part per run. */
   readonly pruneIntervalMs?: number;
+  /**
+   * checkpoint.history (default: the deployed default, 100). The bench keeps none beyond the
+   * retained checkpoints, so a window of a few dozen checkpoints pays what steady state pays
+   * per checkpoint: one record forgotten with the snapshots and acks under it.
+   */
+  readonly history?: number;
   /** The ingress mapping as deployed: events per ingest invocation and its batching window (s). Default 10 and none. */
   readonly ingest?: { readonly batchSize: number; readonly windowSeconds: number };
   readonly log?: (line: string) => void;
@@ -134,7 +140,7 @@ export async function measureRate(example: Example, options: MeasureOptions): Pr
     endpoint: options.endpoint,
     region: 'us-east-1',
     credentials: CREDENTIALS,
-    checkpoint: { intervalMs, ...(options.pruneIntervalMs !== undefined ? { pruneIntervalMs: options.pruneIntervalMs } : {}) },
+    checkpoint: { intervalMs, ...(options.pruneIntervalMs !== undefined ? { pruneIntervalMs: options.pruneIntervalMs } : {}), ...(options.history !== undefined ? { history: options.history } : {}) },
     // As deployed (infra/cairn-job.ts): a standard ingress queue, its mapping's batch size and window, max(2, source instances) pollers.
     ingress: 'standard',
     ingestBatchSize: options.ingest?.batchSize ?? 10,

@@ -58,6 +58,8 @@ export type ExecutableDecision = Exclude<CoordinatorDecision, { type: 'wait' }>;
 export class CoordinatorDriver {
   private failureSignal: string | undefined;
   private manualTrigger = false;
+  /** The checkpoint records the current step() wrote (see step). */
+  private written: Map<number, CheckpointRecord> | undefined;
 
   constructor(private readonly deps: CoordinatorDeps) {}
 
@@ -90,18 +92,37 @@ export class CoordinatorDriver {
 
   /** Runs decisions until the machine waits; returns when it next wants to run. */
   async step(maxTransitions = 50): Promise<{ progressed: boolean; waitUntil: number | undefined; job: JobRecord }> {
+    // The job record as the last transition left it: what its conditional write stored (or, for
+    // a transition that writes none, the record it ran on). The next decision needs no read of
+    // it: a write by anyone else since makes the next conditional write fail, and that decides
+    // again on a fresh read. Each step() starts from a fresh read (operator requests land there).
+    // Likewise the checkpoint records this step's transitions wrote, for the next decisions' facts.
+    this.written = new Map();
+    try {
+      return await this.decideAndExecute(maxTransitions);
+    } finally {
+      this.written = undefined;
+    }
+  }
+
+  private async decideAndExecute(maxTransitions: number): Promise<{ progressed: boolean; waitUntil: number | undefined; job: JobRecord }> {
     let progressed = false;
+    let known: JobRecord | undefined;
     for (let i = 0; i < maxTransitions; i++) {
-      const job = await this.requireJob();
+      const job = known ?? (await this.requireJob());
+      known = undefined;
       const facts = await this.readFacts(job);
       const decision = decideNext(this.deps.config, facts, this.restartStrategy);
       if (decision.type === 'wait') return { progressed, waitUntil: decision.until, job };
       try {
-        await this.execute(decision, job);
+        known = await this.execute(decision, job, facts);
       } catch (error) {
         // Someone else wrote the job record (an operator request, another coordinator): the
         // decision rests on stale facts. Transitions are idempotent, so decide again.
-        if (error instanceof ConcurrentStepError && error.instance === 'job') continue;
+        if (error instanceof ConcurrentStepError && error.instance === 'job') {
+          this.written?.clear();
+          continue;
+        }
         throw error;
       }
       progressed = true;
@@ -135,12 +156,13 @@ export class CoordinatorDriver {
     const pending: CheckpointRecord[] = [];
     const finished: CheckpointRecord[] = [];
     for (const id of job.pendingCheckpoints) {
-      const record = await this.deps.checkpoints.getCheckpoint(id);
+      const record = this.written?.get(id) ?? (await this.deps.checkpoints.getCheckpoint(id));
       if (record?.status === 'PENDING') pending.push(record);
       else if (record?.status === 'COMPLETED' || record?.status === 'ABORTED') finished.push(record);
     }
     const acks = new Map<number, number>();
-    for (const checkpoint of pending) acks.set(checkpoint.id, await this.acksOf(checkpoint));
+    // decideNext injects the barriers of a checkpoint before it looks at its acks.
+    for (const checkpoint of pending) if (checkpoint.barriersInjected) acks.set(checkpoint.id, await this.acksOf(checkpoint));
     this.failureSignal ??= this.deps.env.takeFailureSignal();
     this.manualTrigger ||= this.deps.env.takeManualTrigger();
     const base = {
@@ -192,8 +214,13 @@ export class CoordinatorDriver {
     return (await this.deps.checkpoints.listAcks(checkpoint.id)).filter((a) => a.generation === checkpoint.generation).length;
   }
 
-  /** Executes exactly one decision (idempotent) against the ports. */
-  async execute(decision: ExecutableDecision, job: JobRecord): Promise<void> {
+  /**
+   * Executes exactly one decision (idempotent) against the ports. Returns the job record as the
+   * transition left it, when this driver knows it (its own write, or `job` untouched); undefined
+   * when another party (a recovery) may have written it. `facts`: what the decision was taken
+   * on, so that the trigger reuses the log heads they read.
+   */
+  async execute(decision: ExecutableDecision, job: JobRecord, facts?: CoordinatorFacts): Promise<JobRecord | undefined> {
     const { checkpoints, clock } = this.deps;
     const now = clock.now();
     switch (decision.type) {
@@ -204,25 +231,27 @@ export class CoordinatorDriver {
         // The old generation stops committing now, not after the restart delay (the attempt's `begin` fences again: a crash may fall in between).
         await this.deps.state.fenceInstances(this.deps.topology.allInstances(), started.generation);
         this.deps.onTransition?.(decision);
-        return;
+        return undefined;
       }
       case 'continue-recovery':
         await this.recovery().run(job);
         this.deps.onTransition?.(decision);
-        return;
+        return undefined;
       case 'fail':
         this.failureSignal = undefined;
         await checkpoints.putJob(failed(job, decision.reason), job.version);
         this.deps.onTransition?.(decision);
-        return;
+        return undefined;
       case 'trigger': {
         this.manualTrigger = decision.trigger === 'manual' ? false : this.manualTrigger;
-        const ingested = await this.ingestedTotal();
+        // The heads the decision read a moment ago (it reads them whenever it may trigger).
+        const ingested = facts && needsInputFacts(this.deps.config, facts.pending.length) ? facts.ingestedTotal : await this.ingestedTotal();
         const next = triggered(job, decision, now, ingested);
         await checkpoints.putCheckpoint(next.checkpoint);
+        this.written?.set(next.checkpoint.id, next.checkpoint);
         await checkpoints.putJob(next.job, job.version);
         this.deps.onTransition?.(decision, next.checkpoint);
-        return;
+        return next.job;
       }
       case 'inject-barriers': {
         const checkpoint = await this.requireCheckpoint(decision.checkpointId);
@@ -235,8 +264,10 @@ export class CoordinatorDriver {
           })),
         );
         await this.deps.transport.send(messages);
-        await checkpoints.putCheckpoint({ ...checkpoint, barriersInjected: true });
-        return;
+        const injected = { ...checkpoint, barriersInjected: true };
+        await checkpoints.putCheckpoint(injected);
+        this.written?.set(injected.id, injected);
+        return job;
       }
       case 'complete': {
         const checkpoint = await this.requireCheckpoint(decision.checkpointId);
@@ -251,25 +282,27 @@ export class CoordinatorDriver {
         await checkpoints.putJob(next, job.version);
         this.deps.onTransition?.(decision, done);
         if (pruneDue(job.retainedCheckpoints[0], next.retainedCheckpoints[0], checkpointsPerPrune(this.deps.config), done.trigger === 'final')) await this.prune(next);
-        return;
+        return next;
       }
       case 'abort': {
         const checkpoint = await this.requireCheckpoint(decision.checkpointId);
         const done: CheckpointRecord = checkpoint.status === 'ABORTED' ? checkpoint : { ...checkpoint, status: 'ABORTED', finishedAt: now, abortReason: decision.reason };
         if (checkpoint.status !== 'ABORTED') await checkpoints.putCheckpoint(done);
-        await checkpoints.putJob(aborted(job, decision.checkpointId), job.version);
+        const next = aborted(job, decision.checkpointId);
+        await checkpoints.putJob(next, job.version);
         this.deps.onTransition?.(decision, done);
-        return;
+        return next;
       }
       case 'commit-sinks': {
         await this.commitSinks(decision.throughCheckpoint);
-        await checkpoints.putJob({ ...job, version: job.version + 1, sinksCommittedThrough: decision.throughCheckpoint }, job.version);
-        return;
+        const next = { ...job, version: job.version + 1, sinksCommittedThrough: decision.throughCheckpoint };
+        await checkpoints.putJob(next, job.version);
+        return next;
       }
       case 'finish':
         await checkpoints.putJob({ ...job, version: job.version + 1, status: 'FINISHED' }, job.version);
         this.deps.onTransition?.(decision);
-        return;
+        return undefined;
     }
   }
 
