@@ -9,8 +9,8 @@ import { formatCostReport } from './cost/report.js';
  * `npm run bench:cost`: each example on the local cloud at steady rates, billed by AWS's rules;
  * prints a table and writes bench/results/cost-latest.json (and --out if given).
  *
- *   npm run bench:cost                          # 3 rates x 20 s per example (about 5 minutes)
- *   npm run bench:cost -- --quick               # 2 rates x 10 s (under 2 minutes)
+ *   npm run bench:cost                          # 4 rates (5, 20, 100, 500 ev/s) x 20 s per example (about 7 minutes)
+ *   npm run bench:cost -- --quick               # 2 rates (5, 50 ev/s) x 8 s (about 2 minutes)
  *   npm run bench:cost -- --rates 5,10 --seconds 15 --examples word-count
  */
 

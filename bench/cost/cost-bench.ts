@@ -48,7 +48,7 @@ export interface CostBenchOptions {
 
 export const DEFAULT_COST_BENCH: CostBenchOptions = {
   examples: ['word-count', 'account-balance', 'windowed-count'],
-  rates: [5, 10, 20],
+  rates: [5, 20, 100, 500],
   warmupSeconds: 5,
   seconds: 15,
   idleSeconds: 8,
@@ -59,7 +59,7 @@ export const DEFAULT_COST_BENCH: CostBenchOptions = {
 /** A prune interval no window reaches: retention runs only at the first checkpoint. */
 const NO_RETENTION = 1e12;
 
-export const QUICK_COST_BENCH: CostBenchOptions = { ...DEFAULT_COST_BENCH, rates: [5, 15], warmupSeconds: 3, seconds: 5, idleSeconds: 3 };
+export const QUICK_COST_BENCH: CostBenchOptions = { ...DEFAULT_COST_BENCH, rates: [5, 50], warmupSeconds: 3, seconds: 5, idleSeconds: 3 };
 
 /**
  * Modelled, not measured (stated in the JSON and the README): the cycle time of an event source
