@@ -29,15 +29,17 @@ export const windowedCount: Example<Click, WindowCount> = {
       .sink('page-counts');
     return j.build();
   },
-  generate(count, seed) {
+  generate(count, seed, options = {}) {
     const random = prng(seed);
-    // One clock for everyone, moving forward; each event is behind it by less than half the
-    // allowed out-of-orderness. A partition's watermark trails its newest event (never ahead of
-    // the clock) by the whole bound, so no event is late.
+    // One clock for everyone, moving forward (on average 45 ms an event, or as fast as the events
+    // are sent); each event is behind it by less than half the allowed out-of-orderness. A
+    // partition's watermark trails its newest event (never ahead of the clock) by the whole
+    // bound, so no event is late.
+    const step = options.eventsPerSecond ? 2_000 / options.eventsPerSecond : 90;
     let clock = 0;
     return Array.from({ length: count }, (_, i) => {
       const user = `user-${Math.floor(random() * 8)}`;
-      clock += Math.floor(random() * 90);
+      clock += Math.floor(random() * step);
       const ts = Math.max(0, clock - Math.floor(random() * (OUT_OF_ORDERNESS_MS / 2)));
       return { id: `click-${seed}-${i}`, event: { user, page: `/p/${Math.floor(random() * 5)}`, ts } };
     });

@@ -344,6 +344,40 @@ export function fitDataPath(
   return { ...total, localCycleSeconds: cycleDen > 0 ? cycleNum / cycleDen : 1, sources, parts, counts };
 }
 
+/**
+ * The data path's model between two neighbouring measured rates. Per-event costs bend with the
+ * rate (a job's distinct keys per checkpoint saturate, batches fill up), so one line over every
+ * rate from 5 to 500 ev/s overstated 500 ev/s about 3x from the others; each rate is modelled
+ * from the two measured rates around it (below the lowest or above the highest: the two nearest).
+ */
+export interface DataPathSegment {
+  readonly from: number;
+  readonly to: number;
+  readonly model: DataPathModel;
+}
+
+export function fitSegments(
+  runs: ReadonlyArray<{ run: RateRun; bill: Breakdown }>,
+  slots: Readonly<Record<string, number>>,
+  round: DataPathRound,
+  batching: Readonly<Record<string, { readonly batchSize: number; readonly windowSeconds: number }>> = {},
+): DataPathSegment[] {
+  const sorted = [...runs].sort((a, b) => a.run.rate - b.run.rate);
+  const lowest = sorted[0]?.run.rate ?? 0;
+  if (sorted.length < 3) return [{ from: lowest, to: sorted.at(-1)?.run.rate ?? lowest, model: fitDataPath(sorted, slots, round, batching) }];
+  return sorted.slice(1).map((high, i) => {
+    const low = sorted[i] as (typeof sorted)[number];
+    return { from: low.run.rate, to: high.run.rate, model: fitDataPath([low, high], slots, round, batching) };
+  });
+}
+
+/** The segment's model that covers `rate` (the first below the lowest rate, the last above the highest). */
+export function modelAt(segments: readonly DataPathSegment[], rate: number): DataPathModel {
+  const segment = segments.find((s) => rate <= s.to) ?? segments.at(-1);
+  if (!segment) throw new Error('no measured rate to model from');
+  return segment.model;
+}
+
 /** The data path's $ per event at `rate`, without its checkpoint rounds. */
 export function predictPerEvent(model: DataPathModel, rate: number, cycleSeconds: number): number {
   const x = invocationsPerEvent(model, rate, cycleSeconds);
@@ -366,7 +400,8 @@ export interface ExampleResult {
   readonly coordinatorPlans: Readonly<Record<string, CoordinatorPlan>>;
   readonly watchdog: WatchdogPlan;
   readonly dataRound: DataPathRound;
-  readonly model: DataPathModel;
+  /** The data path's models between neighbouring measured rates (modelAt picks a rate's). */
+  readonly segments: readonly DataPathSegment[];
   /** Leave-one-rate-out: the data path's $ per event predicted for each measured rate from the others. */
   readonly validation: ReadonlyArray<{ rate: number; measured: number; predicted: number; relativeError: number }>;
 }
@@ -505,16 +540,16 @@ export async function runCostBench(options: CostBenchOptions, command = 'npm run
       const fitted = (sustained.length > 0 ? sustained : runs).map((run) => ({ run, bill: dataPathBill(run.window, deployed) }));
       const dataRound = dataPathRound(forced, deployed);
       const batching: Record<string, { batchSize: number; windowSeconds: number }> = ingest ? { ingress: ingest } : {};
-      const model = fitDataPath(fitted, slots, dataRound, batching);
+      const segments = fitSegments(fitted, slots, dataRound, batching);
       const validation = fitted.map(({ run, bill }) => {
         const others = fitted.filter((f) => f.run !== run);
-        const m = others.length > 0 ? fitDataPath(others, slots, dataRound, batching) : model;
+        const m = modelAt(others.length > 0 ? fitSegments(others, slots, dataRound, batching) : segments, run.rate);
         const measured = sum(bill) / run.window.events;
         const predicted = predictPerEvent(m, run.rate, m.localCycleSeconds) + (run.window.checkpoints * sum(dataRound.usd)) / run.window.events;
         return { rate: run.rate, measured, predicted, relativeError: measured > 0 ? Math.abs(predicted - measured) / measured : 0 };
       });
       const { checkpointAsl: _asl, ...deployedInfo } = deployed;
-      results.push({ example: name, deployed: deployedInfo, idle, forced, runs, coordinator, coordinatorPlans, watchdog, dataRound, model, validation });
+      results.push({ example: name, deployed: deployedInfo, idle, forced, runs, coordinator, coordinatorPlans, watchdog, dataRound, segments, validation });
     }
   } finally {
     await cloud?.stop();
@@ -624,19 +659,20 @@ function assemble(results: readonly ExampleResult[], options: CostBenchOptions, 
       lambdaMsPerInvocation[name][key] = Object.fromEntries(Object.entries(w.invocations).map(([s, i]) => [s, r2(i.ms / Math.max(1, i.count))]));
     }
     for (const rate of options.modelledRates) {
+      const model = modelAt(ex.segments, rate);
       const producerUsd = AWS_PRICES.sqsStandardPerRequest * producerRequestsPerEvent(rate);
-      const perEvent = predictPerEvent(ex.model, rate, ASSUMPTIONS.awsBatchCycleSeconds) + (ASSUMPTIONS.producerBatchSeconds > 0 ? producerUsd : 0) + sum(perSecondFixed) / rate;
+      const perEvent = predictPerEvent(model, rate, ASSUMPTIONS.awsBatchCycleSeconds) + (ASSUMPTIONS.producerBatchSeconds > 0 ? producerUsd : 0) + sum(perSecondFixed) / rate;
       perMillionUsd[name][`${rate} (modelled)`] = r2(perEvent * 1e6);
-      const xc = invocationsPerEvent(ex.model, rate, ASSUMPTIONS.awsBatchCycleSeconds);
+      const xc = invocationsPerEvent(model, rate, ASSUMPTIONS.awsBatchCycleSeconds);
       const perRound = checkpointsPerSecond / rate;
-      const c = ex.model.counts;
+      const c = model.counts;
       const producerRequests = producerRequestsPerEvent(rate);
       const coordinatorRequests = plan.requestsPerMonth / SECONDS_PER_MONTH / rate;
       requestsPerThousand[name][`${rate} (modelled)`] = r2((c.requests.a + c.requests.b * xc + producerRequests + ex.dataRound.counts.requests * perRound + coordinatorRequests) * 1000);
       writeUnitsPerEvent[name][`${rate} (modelled)`] = r2(c.writeUnits.a + c.writeUnits.b * xc + (ex.dataRound.counts.writeUnits + plan.unitsPerCheckpoint.write) * perRound);
       readUnitsPerEvent[name][`${rate} (modelled)`] = r2(c.readUnits.a + c.readUnits.b * xc + (ex.dataRound.counts.readUnits + plan.unitsPerCheckpoint.read) * perRound);
       const parts = Object.fromEntries(
-        (Object.keys(ex.model.parts) as Array<keyof Breakdown>).map((k) => [k, r4((ex.model.parts[k].a + ex.model.parts[k].b * xc + perSecondFixed[k] / rate) * 1e6)]),
+        (Object.keys(model.parts) as Array<keyof Breakdown>).map((k) => [k, r4((model.parts[k].a + model.parts[k].b * xc + perSecondFixed[k] / rate) * 1e6)]),
       ) as Breakdown;
       perMillionBreakdown[name][String(rate)] = { ...parts, producer: r4(producerUsd * 1e6), coordinator: r4((sum(coordinatorPerSecond) / rate) * 1e6) };
     }
@@ -673,7 +709,7 @@ function assemble(results: readonly ExampleResult[], options: CostBenchOptions, 
       // Solve (fixed + rate x month x perEvent(rate)) = flink by bisection over 0..100k ev/s.
       let lo = 0;
       let hi = 100_000;
-      const monthly = (rate: number): number => fixedMonthly + rate * SECONDS_PER_MONTH * predictPerEvent(ex.model, Math.max(rate, 0.01), ASSUMPTIONS.awsBatchCycleSeconds);
+      const monthly = (rate: number): number => fixedMonthly + rate * SECONDS_PER_MONTH * predictPerEvent(modelAt(ex.segments, rate), Math.max(rate, 0.01), ASSUMPTIONS.awsBatchCycleSeconds);
       if (monthly(hi) < flink) {
         crossover[name][String(interval)] = hi;
         continue;
@@ -774,7 +810,7 @@ function assemble(results: readonly ExampleResult[], options: CostBenchOptions, 
 const MODELLED: Record<string, string> = {
   producer: `measured at the measured rates: what is due every ${ASSUMPTIONS.producerBatchSeconds} s packed into ingress batch messages (IngressProducer's packing, up to ${MAX_BATCH_EVENTS} events a message, 10 messages a SendMessageBatch); modelled above them the same way (the ingress queue's messages per event follow the rate)`,
   dataPath:
-    'measured at the measured rates (requests by API, DynamoDB units from item sizes, SQS per 64 KiB chunk, handler durations, log bytes, table growth); modelled above them (per-event and per-invocation fits, AWS batching)',
+    'measured at the measured rates (requests by API, DynamoDB units from item sizes, SQS per 64 KiB chunk, handler durations, log bytes, table growth); modelled elsewhere from the two measured rates around the rate, or the two nearest (per-event and per-invocation fits, AWS batching); modelError: each measured rate left out and predicted from its neighbours',
   coordinatorDynamoAndSqs:
     "measured per checkpoint on the in-process coordinator (the same CoordinatorDriver transitions and fact reads); the deployed loop's waiting decides (every ackPollMs), ack Query polls (backoff 50 ms .. ackPollMs over the measured ack latency) and lease writes (job record size measured) are modelled",
   coordinatorLambda: 'modelled: continuous (memory x every second of the month) while waits are slept in process; one invocation of the measured round duration per checkpoint through the Wait state',

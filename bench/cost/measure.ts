@@ -176,7 +176,10 @@ export async function measureRate(example: Example, options: MeasureOptions): Pr
   const base = { endpoint: options.endpoint, region: 'us-east-1', credentials: CREDENTIALS };
   const probe = { sqs: new SQSClient(base), dynamo: new DynamoDBClient(base), s3: new S3Client({ ...base, forcePathStyle: true }) };
   const total = Math.ceil(rate * (warmupSeconds + seconds)) + 10;
-  const events = example.generate(total, 7).map((e) => ({ id: e.id, body: JSON.stringify(e.event) }));
+  // Event times advance with the sending rate, as a producer's clock would: at 500 ev/s, 45 ms of
+  // event time per event would put one 200 ms flush 4.5 s of event time ahead of the one before,
+  // and a standard queue's reordering would make the earlier flush late.
+  const events = example.generate(total, 7, rate > 0 ? { eventsPerSecond: rate } : {}).map((e) => ({ id: e.id, body: JSON.stringify(e.event) }));
   let pushed = 0;
   let stopping = false;
   const running = job.run({ until: () => stopping, onTurn: () => (measuring ? turns++ : undefined) });

@@ -60,8 +60,12 @@ export function isJobDefinition(value: unknown): value is JobDefinition {
 export interface Example<E = unknown, O = unknown> extends JobDefinition {
   readonly description: string;
   readonly sink: string;
-  /** Events number 0..count-1 for a seed; ids are stable so re-pushing them is harmless. */
-  generate(count: number, seed: number): Array<{ id: string; event: E }>;
+  /**
+   * Events number 0..count-1 for a seed; ids are stable so re-pushing them is harmless.
+   * `eventsPerSecond`: the pace they will be sent at, for events that carry an event time (their
+   * clock then advances with it, as a real producer's would); without it, the example's own pace.
+   */
+  generate(count: number, seed: number, options?: { readonly eventsPerSecond?: number }): Array<{ id: string; event: E }>;
   /** What a single fault-free run must put in the sink, in canonical order. */
   oracle(events: readonly E[]): O[];
   /** Canonical order of sink output, for comparison with the oracle. */

@@ -5,7 +5,7 @@ import { AWS_PRICES } from '../../bench/aws-prices.js';
 import { billedMs, dynamoUsd, gbSeconds, lambdaUsd, PLATFORM_LOG_BYTES_PER_INVOCATION, sqsUsd, stepFunctionsUsd, storageMonthlyUsd } from '../../bench/cost/bill.js';
 import { ackPolls, coordinatorMonthly, coordinatorPlan, idleMappingsMonthly, usdTotal, watchdogMonthly, type CoordinatorMeasured } from '../../bench/cost/coordinator.js';
 import { deployedJob, transitionsPerDecision } from '../../bench/cost/deployed.js';
-import { batchOf, invocationsPerEvent, producerMessagesPerEvent, producerRequestsPerEvent } from '../../bench/cost/cost-bench.js';
+import { batchOf, invocationsPerEvent, modelAt, producerMessagesPerEvent, producerRequestsPerEvent, type DataPathModel, type DataPathSegment } from '../../bench/cost/cost-bench.js';
 import { DynamoBillingMeter, type BillingTally } from '../../shared/aws/adapters/dynamo-billing.js';
 import { messagePayloadBytes, RequestCounter, sqsBilledRequests } from '../../shared/aws/adapters/request-counter.js';
 
@@ -217,6 +217,17 @@ describe('Lambda, Step Functions, storage', () => {
     expect([5, 100, 1_000, 5_000].map((rate) => producerMessagesPerEvent(rate))).toEqual([1, 1 / 20, 1 / 200, 2 / 1_000]);
     expect(invocationsPerEvent(ingress, 100, 0.1)).toBeCloseTo(1 / 20 / 2.5, 9);
     expect([5, 100, 25_000, 26_000].map((rate) => producerRequestsPerEvent(rate))).toEqual([1, 1 / 20, 1 / 5_000, 2 / 5_200]);
+  });
+
+  it('models a rate from the two measured rates around it, or the two nearest outside them', () => {
+    const segment = (from: number, to: number): DataPathSegment => ({
+      from,
+      to,
+      model: { a: from, b: to, localCycleSeconds: 1, sources: {}, parts: {} as DataPathModel['parts'], counts: {} as DataPathModel['counts'] },
+    });
+    const segments = [segment(5, 20), segment(20, 100), segment(100, 500)];
+    expect([1, 5, 19, 20, 60, 100, 300, 500, 1_000].map((rate) => modelAt(segments, rate).a)).toEqual([5, 5, 5, 5, 20, 20, 100, 100, 100]);
+    expect(() => modelAt([], 10)).toThrow('no measured rate to model from');
   });
 });
 
