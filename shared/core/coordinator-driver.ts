@@ -92,11 +92,7 @@ export class CoordinatorDriver {
 
   /** Runs decisions until the machine waits; returns when it next wants to run. */
   async step(maxTransitions = 50): Promise<{ progressed: boolean; waitUntil: number | undefined; job: JobRecord }> {
-    // The job record as the last transition left it: what its conditional write stored (or, for
-    // a transition that writes none, the record it ran on). The next decision needs no read of
-    // it: a write by anyone else since makes the next conditional write fail, and that decides
-    // again on a fresh read. Each step() starts from a fresh read (operator requests land there).
-    // Likewise the checkpoint records this step's transitions wrote, for the next decisions' facts.
+    // The checkpoint records this step's transitions write, for the next decisions' facts.
     this.written = new Map();
     try {
       return await this.decideAndExecute(maxTransitions);
@@ -107,6 +103,10 @@ export class CoordinatorDriver {
 
   private async decideAndExecute(maxTransitions: number): Promise<{ progressed: boolean; waitUntil: number | undefined; job: JobRecord }> {
     let progressed = false;
+    // The job record as the last transition left it: what its conditional write stored (or, for
+    // a transition that writes none, the record it ran on). The next decision needs no read of
+    // it: a write by anyone else since makes the next conditional write fail, and that decides
+    // again on a fresh read. Each step() starts from a fresh read (operator requests land there).
     let known: JobRecord | undefined;
     for (let i = 0; i < maxTransitions; i++) {
       const job = known ?? (await this.requireJob());
